@@ -1,0 +1,116 @@
+# kpx build. Everything lands in build/. See README.md for the two commands.
+#
+# Layout: bpf/*.bpf.c are BPF programs (turned into libbpf skeletons),
+# every other *.c under bpf/, nft/ and userspace/ is linked into build/kpx.
+# userspace/cli/main.c holds main(); the rest also forms build/libkpx.a for tests.
+
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+BUILD    := build
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+
+PKGS     := libbpf libnftnl libmnl json-c libcurl yaml-0.1 libmicrohttpd libnetfilter_conntrack
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lelf -lz
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	    -D_GNU_SOURCE -DKPX_VERSION=\"$(VERSION)\" \
+	    -I. -Iuserspace -I$(BUILD) $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm
+
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.skel.h,$(BPF_SRCS))
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+	      -Wno-unused-function -I$(BUILD) -Ibpf -I.
+
+LIB_SRCS := $(filter-out %.bpf.c userspace/cli/main.c, \
+	      $(wildcard bpf/*.c nft/*.c userspace/*/*.c))
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+MAIN_OBJ := $(BUILD)/obj/userspace/cli/main.o
+
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS))
+BPFT_SRCS := $(wildcard tests/bpf/*.c)
+BPFT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS))
+TOOL_SRCS := $(wildcard tests/tools/*.c perf/tools/*.c)
+TOOLS     := $(patsubst %.c,$(BUILD)/%,$(notdir $(TOOL_SRCS)))
+
+.PHONY: all deps test unit-test bench demo install clean format
+all: $(BUILD)/kpx $(BUILD)/tests/unit_tests $(BUILD)/tests/bpf_tests tools
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(@D)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(BUILD)/vmlinux.h $(wildcard bpf/*.h bpf/lib/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.c $(BPF_SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libkpx.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kpx: $(MAIN_OBJ) $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit_tests: $(UNIT_OBJS) $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/bpf_tests: $(BPFT_OBJS) $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+tools: $(TOOLS)
+$(BUILD)/%: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+$(BUILD)/%: perf/tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+$(TOOLS): $(LIB_OBJS)
+
+deps:
+	bash scripts/deps.sh
+
+# The README's test command: installs what is missing, builds, runs every suite.
+test: deps
+	$(MAKE) all
+	bash tests/run.sh
+
+unit-test: $(BUILD)/tests/unit_tests
+	$(BUILD)/tests/unit_tests
+
+bench: deps
+	$(MAKE) all
+	bash perf/run.sh
+
+demo: deps
+	$(MAKE) all
+	bash scripts/demo.sh
+
+install: $(BUILD)/kpx
+	install -D -m 0755 $(BUILD)/kpx $(DESTDIR)/usr/local/sbin/kpx
+
+format:
+	clang-format -i $(LIB_SRCS) userspace/cli/main.c $(UNIT_SRCS) $(BPFT_SRCS)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The node agent (`kpx run`): wires a source, the store, the plan and a
+ * backend together in one event loop, and exposes its state to the status
+ * socket, /metrics, /healthz and the healthCheckNodePort servers.
+ * Owns: the sync loop and the last programmed plan.
+ * Must not: interpret Services (plan/) or touch the kernel (backends).
+ */
+#ifndef KPX_AGENT_H
+#define KPX_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/backend.h"
+#include "agent/config.h"
+
+struct kpx_loop;
+struct kpx_timer;
+struct kpx_store;
+struct kpx_plan;
+struct kpx_manifests_source;
+struct kpx_k8s_source;
+struct kpx_http;
+struct kpx_status_server;
+struct kpx_hcnp;
+
+/* Prometheus-style histogram with fixed exponential buckets. */
+#define KPX_HIST_BUCKETS 16
+struct kpx_histogram {
+	double bounds[KPX_HIST_BUCKETS]; /* upper bounds, seconds */
+	uint64_t counts[KPX_HIST_BUCKETS]; /* cumulative at render time */
+	uint64_t count;
+	double sum;
+};
+void kpx_histogram_init(struct kpx_histogram *h, double start, double factor);
+void kpx_histogram_observe(struct kpx_histogram *h, double value);
+
+struct kpx_sync_stats {
+	uint64_t syncs_total;
+	uint64_t sync_errors_total;
+	uint64_t no_local_endpoints_total; /* eTP/iTP Local svcports w/o local */
+	double last_sync_wall;		   /* wall s of last successful sync */
+	double last_sync_seconds;	   /* its duration */
+	double last_queued_wall;	   /* wall s of the oldest unsynced change */
+	double last_error_wall;
+	char last_error[256];
+	struct kpx_histogram sync_duration;	    /* all syncs */
+	struct kpx_histogram full_sync_duration;    /* resyncs */
+	struct kpx_histogram partial_sync_duration; /* change-driven */
+	struct kpx_histogram programming_latency;   /* change -> programmed */
+	uint64_t healthz_total[2];		    /* [0]=200, [1]=503 */
+	uint64_t livez_total[2];
+};
+
+struct kpx_agent {
+	struct kpx_config cfg;
+	double start_wall;
+	struct kpx_loop *loop;
+	struct kpx_store *store;
+	const struct kpx_backend_ops *ops;
+	struct kpx_backend *backend;
+	struct kpx_plan *plan; /* last successfully programmed, or NULL */
+	struct kpx_plan_input plan_input;
+
+	struct kpx_manifests_source *manifests;
+	struct kpx_k8s_source *k8s;
+
+	struct kpx_timer *sync_timer;
+	struct kpx_timer *resync_timer;
+	struct kpx_timer *tick_timer;
+	uint64_t last_sync_ms; /* monotonic, for --min-sync-period */
+	bool sync_pending;
+	bool full_sync_pending;
+
+	struct kpx_sync_stats stats;
+
+	struct kpx_http *healthz_http;
+	struct kpx_http *metrics_http;
+	struct kpx_status_server *status_server;
+	struct kpx_hcnp *hcnp;
+};
+
+/* `kpx run`: returns the process exit code. */
+int kpx_agent_main(int argc, char **argv);
+/* Healthy as kube-proxy: no queued change older than 2 x sync period. */
+bool kpx_agent_healthy(const struct kpx_agent *agent);
+/* The "agent" section of `kpx status -o json`. */
+struct json_object *kpx_agent_status_json(const struct kpx_agent *agent);
+
+#endif

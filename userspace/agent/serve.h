@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the agent serves: /healthz, /livez, /metrics, /proxyMode over
+ * libmicrohttpd (MHD_USE_EPOLL, its epoll fd watched by the agent loop),
+ * the status socket for `kpx status`/`kpx services`, and one
+ * healthCheckNodePort server per eTP=Local service.
+ * Owns: the listening sockets. Must not: change agent state (read-only,
+ * except for the request counters in agent->stats).
+ */
+#ifndef KPX_SERVE_H
+#define KPX_SERVE_H
+
+struct kpx_agent;
+struct kpx_plan;
+struct kpx_http;
+struct kpx_status_server;
+struct kpx_hcnp;
+struct json_object;
+
+enum kpx_http_role {
+	KPX_HTTP_HEALTHZ, /* /healthz, /livez */
+	KPX_HTTP_METRICS, /* /metrics, /proxyMode */
+};
+
+/* bind_addr "IP:port" or ":port". 0 or a negative errno. */
+int kpx_http_open(struct kpx_agent *agent, const char *bind_addr,
+		  enum kpx_http_role role, struct kpx_http **out);
+void kpx_http_close(struct kpx_http *http);
+
+/* Unix socket at path (parent directory created); one JSON request line
+ * in ({"cmd":"status"|"services"|"plan"}), one JSON document out. */
+int kpx_status_server_open(struct kpx_agent *agent, const char *path,
+			   struct kpx_status_server **out);
+void kpx_status_server_close(struct kpx_status_server *srv);
+/* Client side: sends cmd and returns the parsed reply; -ECONNREFUSED or
+ * -ENOENT when no agent listens. */
+int kpx_status_request(const char *path, const char *cmd,
+		       struct json_object **reply);
+
+int kpx_hcnp_new(struct kpx_agent *agent, struct kpx_hcnp **out);
+/* Opens/closes servers so there is one per hc_node_port in plan. */
+void kpx_hcnp_update(struct kpx_hcnp *h, const struct kpx_plan *plan);
+void kpx_hcnp_free(struct kpx_hcnp *h);
+
+#endif

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `kpx` subcommands. Each takes argv starting at the subcommand name and
+ * returns the process exit code.
+ */
+#ifndef KPX_CLI_H
+#define KPX_CLI_H
+
+int kpx_cmd_status(int argc, char **argv);   /* cli/status.c */
+int kpx_cmd_services(int argc, char **argv); /* cli/services.c */
+int kpx_cmd_plan(int argc, char **argv);     /* cli/plan.c */
+int kpx_cmd_cleanup(int argc, char **argv);  /* cli/cleanup.c */
+
+#endif

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The manifests source: every *.yaml, *.yml, *.json in a directory
+ * (multi-document YAML, `kind: List`), decoded with the same validators
+ * as the API source, re-read on change through inotify. YAML is parsed with
+ * libyaml into json-c objects.
+ * Owns: the inotify fd. Must not: interpret objects beyond decoding.
+ */
+#ifndef KPX_MANIFESTS_H
+#define KPX_MANIFESTS_H
+
+#include <stddef.h>
+
+struct kpx_loop;
+struct kpx_store;
+struct json_object;
+struct kpx_manifests_source;
+
+typedef void (*kpx_change_fn)(void *arg);
+
+/*
+ * Loads DIR into store once (replace semantics for services and slices,
+ * both then marked synced). Bad objects are logged with file and
+ * namespace/name and skipped. Returns 0, or a negative errno when DIR
+ * cannot be read at all. n_errors (may be NULL) counts skipped objects.
+ */
+int kpx_manifests_load(const char *dir, struct kpx_store *store,
+		       size_t *n_errors);
+/* Loads, then watches DIR; on_change runs after each re-read changed the
+ * store. */
+int kpx_manifests_open(struct kpx_loop *loop, const char *dir,
+		       struct kpx_store *store, kpx_change_fn on_change,
+		       void *arg, struct kpx_manifests_source **out);
+void kpx_manifests_close(struct kpx_manifests_source *src);
+/* {"kind":"manifests","dir":...,"files":N,"objects":N,"errors":N,
+ *  "last_load":...} */
+struct json_object *kpx_manifests_status(const struct kpx_manifests_source *src);
+
+/*
+ * Parses a YAML or JSON stream into an array of json-c objects, one per
+ * document (`kind: List` items are flattened). Returns 0 or -EINVAL with a
+ * reason (including the line) in err.
+ */
+int kpx_yaml_to_json(const char *buf, size_t len, struct json_object **docs,
+		     char *err, size_t errlen);
+
+#endif

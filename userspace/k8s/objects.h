@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Typed, validated Kubernetes objects that kpx consumes: Service (v1),
+ * EndpointSlice (discovery.k8s.io/v1), Node (v1). Both sources (API server
+ * and manifests directory) decode JSON through these functions, so every
+ * object is validated in exactly one place.
+ * Owns: decoding and validation. Must not: keep state, do I/O.
+ */
+#ifndef KPX_OBJECTS_H
+#define KPX_OBJECTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+
+struct json_object;
+
+#define KPX_NS_MAX 64	/* DNS label 63 + NUL */
+#define KPX_NAME_MAX 254 /* DNS subdomain 253 + NUL */
+#define KPX_PORTNAME_MAX 64
+#define KPX_ZONE_MAX 64
+#define KPX_RV_MAX 32
+/* Objects larger than these limits are rejected as oversized. */
+#define KPX_MAX_PORTS 256
+#define KPX_MAX_IPS 64
+#define KPX_MAX_ENDPOINTS 1000 /* the API caps a slice at 1000 */
+
+enum kpx_proto {
+	KPX_PROTO_TCP = 6,
+	KPX_PROTO_UDP = 17,
+	KPX_PROTO_SCTP = 132,
+};
+
+enum kpx_kind {
+	KPX_KIND_SERVICE,
+	KPX_KIND_SLICE,
+	KPX_KIND_NODE,
+	KPX_KIND_COUNT,
+};
+
+enum kpx_svc_type {
+	KPX_SVC_CLUSTER_IP,
+	KPX_SVC_NODE_PORT,
+	KPX_SVC_LOAD_BALANCER,
+	KPX_SVC_EXTERNAL_NAME,
+};
+
+struct kpx_svc_port {
+	char name[KPX_PORTNAME_MAX];
+	uint8_t proto;
+	uint16_t port;
+	uint16_t node_port; /* 0: none */
+};
+
+struct kpx_service {
+	char ns[KPX_NS_MAX];
+	char name[KPX_NAME_MAX];
+	char resource_version[KPX_RV_MAX];
+	enum kpx_svc_type type;
+	/* clusterIP "None": no frontends; kube-proxy ignores it. */
+	bool headless;
+	/* Labelled service.kubernetes.io/service-proxy-name or /headless:
+	 * the API source filters these by label selector, the manifests
+	 * source sets this and the plan skips them. */
+	bool proxy_ignored;
+	struct kpx_addr *cluster_ips; /* spec.clusterIPs (or clusterIP) */
+	size_t n_cluster_ips;
+	struct kpx_addr *external_ips;
+	size_t n_external_ips;
+	struct kpx_addr *lb_ips; /* status.loadBalancer.ingress[].ip */
+	size_t n_lb_ips;
+	struct kpx_cidr *lb_source_ranges;
+	size_t n_lb_source_ranges;
+	struct kpx_svc_port *ports;
+	size_t n_ports;
+	bool etp_local; /* externalTrafficPolicy: Local */
+	bool itp_local; /* internalTrafficPolicy: Local */
+	uint32_t affinity_timeout; /* seconds; 0: sessionAffinity None */
+	uint16_t health_check_node_port;
+};
+
+struct kpx_endpoint {
+	struct kpx_addr addr; /* addresses[0], as kube-proxy */
+	bool ready;	      /* nil -> true */
+	bool serving;	      /* nil -> ready's value, as the API documents */
+	bool terminating;     /* nil -> false */
+	char node_name[KPX_NAME_MAX];
+	char zone[KPX_ZONE_MAX];
+	bool has_hints; /* hints.forZones present */
+	char (*hint_zones)[KPX_ZONE_MAX];
+	size_t n_hint_zones;
+};
+
+struct kpx_slice_port {
+	char name[KPX_PORTNAME_MAX];
+	uint8_t proto;
+	uint16_t port; /* 0: port unset; kube-proxy skips such ports */
+};
+
+struct kpx_endpoint_slice {
+	char ns[KPX_NS_MAX];
+	char name[KPX_NAME_MAX];
+	char resource_version[KPX_RV_MAX];
+	char service_name[KPX_NAME_MAX]; /* kubernetes.io/service-name */
+	bool proxy_ignored;		 /* as for services */
+	uint8_t family;			 /* AF_INET/AF_INET6 (FQDN: rejected) */
+	struct kpx_slice_port *ports;
+	size_t n_ports;
+	struct kpx_endpoint *endpoints;
+	size_t n_endpoints;
+};
+
+struct kpx_node {
+	char name[KPX_NAME_MAX];
+	char zone[KPX_ZONE_MAX]; /* topology.kubernetes.io/zone */
+	bool deleting;		 /* metadata.deletionTimestamp set */
+	bool to_be_deleted;	 /* ToBeDeletedByClusterAutoscaler taint */
+	struct kpx_addr *addrs;	 /* status.addresses InternalIP/ExternalIP */
+	size_t n_addrs;
+};
+
+/*
+ * Decoders return 0 and a new object, or a negative errno and a reason in
+ * err (e.g. "spec.ports[1].port: 70000 out of range"). The caller names
+ * the object (file, namespace/name) when it logs the reason.
+ */
+int kpx_service_decode(struct json_object *obj, struct kpx_service **out,
+		       char *err, size_t errlen);
+int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
+		     char *err, size_t errlen);
+int kpx_node_decode(struct json_object *obj, struct kpx_node **out, char *err,
+		    size_t errlen);
+/* kind of a decoded object from its "kind"/"apiVersion"; -1: not ours. */
+int kpx_object_kind(struct json_object *obj);
+/* "namespace/name" of any object, for error messages. */
+const char *kpx_object_ref(struct json_object *obj, char *buf, size_t len);
+
+void kpx_service_free(struct kpx_service *svc);
+void kpx_slice_free(struct kpx_endpoint_slice *slice);
+void kpx_node_free(struct kpx_node *node);
+void kpx_object_free(enum kpx_kind kind, void *obj);
+
+const char *kpx_proto_name(uint8_t proto); /* "TCP", "UDP", "SCTP" */
+
+#endif

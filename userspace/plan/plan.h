@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The plan: this node's desired dataplane state, computed from the store
+ * by pure functions. This is the single place where Kubernetes Service
+ * semantics live (traffic policies, topology hints, terminating fallback,
+ * affinity, reject-vs-drop); both backends only translate it.
+ *
+ * Unit of the plan is a service port of one IP family ("svcport"), as
+ * kube-proxy's per-family proxiers: a dual-stack Service port yields two.
+ * Owns: the plan memory. Must not: do I/O or touch the kernel.
+ */
+#ifndef KPX_PLAN_H
+#define KPX_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+#include "k8s/objects.h"
+
+struct kpx_store;
+struct json_object;
+
+#define KPX_PLAN_MAX_CIDRS 16
+#define KPX_SVCPORT_ID_MAX (KPX_NS_MAX + KPX_NAME_MAX + KPX_PORTNAME_MAX + 16)
+
+/* Node-level inputs, from flags and the own Node object. */
+struct kpx_plan_input {
+	char node_name[KPX_NAME_MAX];
+	char node_zone[KPX_ZONE_MAX]; /* "" when unknown: hints unused */
+	struct kpx_addr node_ips[4];  /* at most one primary per family first */
+	size_t n_node_ips;
+	/* --nodeport-addresses; n == 0 means "primary": node_ips. */
+	struct kpx_cidr nodeport_cidrs[KPX_PLAN_MAX_CIDRS];
+	size_t n_nodeport_cidrs;
+	/* Addresses of this node's devices, matched against nodeport_cidrs. */
+	struct kpx_addr local_addrs[32];
+	size_t n_local_addrs;
+	struct kpx_cidr cluster_cidrs[KPX_PLAN_MAX_CIDRS];
+	size_t n_cluster_cidrs;
+	bool masquerade_all;
+};
+
+enum kpx_ep_flags {
+	KPX_EP_READY = 1 << 0,
+	KPX_EP_SERVING = 1 << 1,
+	KPX_EP_TERMINATING = 1 << 2,
+	KPX_EP_LOCAL = 1 << 3, /* nodeName == this node */
+};
+
+struct kpx_plan_endpoint {
+	struct kpx_addr addr;
+	uint16_t port;
+	uint8_t flags; /* enum kpx_ep_flags */
+	uint8_t pad;
+};
+
+enum kpx_fe_kind {
+	KPX_FE_CLUSTER_IP,
+	KPX_FE_NODE_PORT,
+	KPX_FE_EXTERNAL_IP,
+	KPX_FE_LOAD_BALANCER,
+};
+
+struct kpx_plan_frontend {
+	enum kpx_fe_kind kind;
+	/* NodePort: one entry per nodeport address of this family. */
+	struct kpx_addr addr;
+	uint16_t port;
+	/* External traffic (from outside the node) uses the svcport's
+	 * external set; traffic from local sockets/pods uses the internal
+	 * set for ClusterIP and, as kube-proxy, for the external kinds too
+	 * when eTP=Local (the pod "short-circuit"). */
+	bool external;
+};
+
+/* What to do with traffic whose endpoint set is empty. */
+enum kpx_empty_action {
+	KPX_EMPTY_REJECT, /* no endpoints at all: TCP RST / ICMP unreachable */
+	KPX_EMPTY_DROP,	  /* Local policy filtered every endpoint out */
+};
+
+struct kpx_plan_svcport {
+	/* "ns/name:portname/PROTO/v4"; stable identity for diffs. */
+	char id[KPX_SVCPORT_ID_MAX];
+	char ns[KPX_NS_MAX];
+	char name[KPX_NAME_MAX];
+	char port_name[KPX_PORTNAME_MAX];
+	uint8_t family;
+	uint8_t proto;
+	uint16_t port;
+	uint16_t node_port;    /* 0: none */
+	uint16_t hc_node_port; /* healthCheckNodePort, 0: none */
+	enum kpx_svc_type type;
+	uint32_t affinity_timeout; /* seconds, 0: no affinity */
+	bool etp_local;
+	bool itp_local;
+
+	struct kpx_plan_frontend *frontends;
+	size_t n_frontends;
+
+	/* Every endpoint of this family and port that may receive traffic in
+	 * some set (ready, or serving+terminating), sorted by address. */
+	struct kpx_plan_endpoint *endpoints;
+	size_t n_endpoints;
+	/* Indices into endpoints: the set for internal (ClusterIP, iTP) and
+	 * for external (NodePort/externalIP/LB from outside, eTP) traffic. */
+	uint32_t *internal;
+	size_t n_internal;
+	uint32_t *external;
+	size_t n_external;
+	enum kpx_empty_action internal_empty;
+	enum kpx_empty_action external_empty;
+
+	/* loadBalancerSourceRanges of this family; empty: allow all. */
+	struct kpx_cidr *source_ranges;
+	size_t n_source_ranges;
+
+	uint32_t local_ready; /* for healthCheckNodePort */
+	uint64_t hash;	      /* of everything above except hash itself */
+};
+
+struct kpx_plan {
+	struct kpx_plan_input input;
+	/* Sorted by id. */
+	struct kpx_plan_svcport *svcports;
+	size_t n_svcports;
+	size_t n_frontends;
+	size_t n_endpoints;
+};
+
+/* Pure: computes the plan from the store. Returns 0 or -ENOMEM. */
+int kpx_plan_build(const struct kpx_store *store,
+		   const struct kpx_plan_input *input, struct kpx_plan **out);
+void kpx_plan_free(struct kpx_plan *plan);
+/* Binary search by id; NULL when absent. */
+const struct kpx_plan_svcport *kpx_plan_find(const struct kpx_plan *plan,
+					     const char *id);
+/* The JSON shape `kpx plan -o json` prints (documented in README). */
+struct json_object *kpx_plan_to_json(const struct kpx_plan *plan);
+/* Human-readable table, for `kpx plan`. */
+void kpx_plan_print(const struct kpx_plan *plan, void *file /* FILE* */);
+
+const char *kpx_fe_kind_name(enum kpx_fe_kind kind);
+
+#endif
