@@ -81,6 +81,16 @@ int kpx_duration_parse(const char *s, uint64_t *ms);
 /* Resolves the auto backend to bpf or nft for this kernel. */
 enum kpx_backend_kind kpx_config_resolve_backend(const struct kpx_config *cfg);
 const char *kpx_backend_name(enum kpx_backend_kind kind);
+struct kpx_plan_input;
+struct kpx_node;
+/*
+ * Node-level plan inputs from the config, the own Node (may be NULL: no
+ * zone) and this network namespace's addresses (node IPs default to the
+ * default-route device's, else the first global address per family).
+ */
+int kpx_plan_input_from_config(const struct kpx_config *cfg,
+			       const struct kpx_node *node,
+			       struct kpx_plan_input *out);
 /* The cgroup2 mount point from /proc/mounts, or NULL. */
 const char *kpx_cgroup2_mount(char *buf, size_t len);
 

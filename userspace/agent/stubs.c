@@ -65,3 +65,11 @@ WEAK const struct kpx_backend_ops kpx_bpf_backend = { .name = "bpf" };
 WEAK const struct kpx_backend_ops kpx_nft_backend = { .name = "nft" };
 WEAK int kpx_agent_main(int argc, char **argv) { (void)argc; (void)argv; return 3; }
 WEAK int kpx_cmd_cleanup(int argc, char **argv) { (void)argc; (void)argv; return 3; }
+
+#include "bpf/nodeport.h"
+WEAK int kpx_nodeport_open(const struct kpx_config *c, struct kpx_nodeport **o) { (void)c; (void)o; return -ENOSYS; }
+WEAK void kpx_nodeport_tick(struct kpx_nodeport *n) { (void)n; }
+WEAK void kpx_nodeport_close(struct kpx_nodeport *n) { (void)n; }
+WEAK int kpx_nodeport_cleanup(const struct kpx_config *c) { (void)c; return -ENOSYS; }
+WEAK int kpx_nodeport_dump(const struct kpx_config *c, struct json_object **o) { (void)c; (void)o; return -ENOSYS; }
+WEAK int kpx_plan_input_from_config(const struct kpx_config *c, const struct kpx_node *n, struct kpx_plan_input *o) { (void)c; (void)n; (void)o; return -ENOSYS; }

@@ -68,10 +68,9 @@ struct kpx_plan_frontend {
 	/* NodePort: one entry per nodeport address of this family. */
 	struct kpx_addr addr;
 	uint16_t port;
-	/* External traffic (from outside the node) uses the svcport's
-	 * external set; traffic from local sockets/pods uses the internal
-	 * set for ClusterIP and, as kube-proxy, for the external kinds too
-	 * when eTP=Local (the pod "short-circuit"). */
+	/* false for ClusterIP (internal set); true for the other kinds:
+	 * external set for traffic from outside, cluster set for traffic
+	 * from local sockets/pods. */
 	bool external;
 };
 
@@ -104,12 +103,19 @@ struct kpx_plan_svcport {
 	 * some set (ready, or serving+terminating), sorted by address. */
 	struct kpx_plan_endpoint *endpoints;
 	size_t n_endpoints;
-	/* Indices into endpoints: the set for internal (ClusterIP, iTP) and
-	 * for external (NodePort/externalIP/LB from outside, eTP) traffic. */
+	/* Indices into endpoints:
+	 * internal: ClusterIP traffic (after iTP);
+	 * external: NodePort/externalIP/LB traffic from outside (after eTP);
+	 * cluster:  cluster-policy set (ready, topology, terminating
+	 *           fallback; no locality filter): what local pods and the
+	 *           node itself get when they connect to an external frontend
+	 *           of an eTP=Local service (kube-proxy's short-circuit). */
 	uint32_t *internal;
 	size_t n_internal;
 	uint32_t *external;
 	size_t n_external;
+	uint32_t *cluster;
+	size_t n_cluster;
 	enum kpx_empty_action internal_empty;
 	enum kpx_empty_action external_empty;
 
