@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The sync loop. Changes from a source mark the store dirty; a sync runs
+ * at most once per --min-sync-period, and a full resync every
+ * --sync-period. Nothing is programmed before the source has synced once.
+ * Each sync recomputes the plan (pure) and hands it to the backend, which
+ * diffs against the kernel; on failure the old plan stays current and the
+ * sync is retried.
+ */
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "agent/serve.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "k8s/client.h"
+#include "k8s/manifests.h"
+#include "model/store.h"
+#include "plan/plan.h"
+
+/* Backend housekeeping (conntrack GC) cadence. */
+#define KPX_TICK_MS 5000
+/* Retry delay after a failed sync, before --min-sync-period applies. */
+#define KPX_SYNC_RETRY_MS 1000
+
+const struct kpx_backend_ops *kpx_backend_ops(enum kpx_backend_kind kind)
+{
+	switch (kind) {
+	case KPX_BACKEND_BPF:
+		return &kpx_bpf_backend;
+	case KPX_BACKEND_NFT:
+		return &kpx_nft_backend;
+	default:
+		return NULL;
+	}
+}
+
+void kpx_histogram_init(struct kpx_histogram *h, double start, double factor)
+{
+	memset(h, 0, sizeof(*h));
+	for (int i = 0; i < KPX_HIST_BUCKETS; i++) {
+		h->bounds[i] = start;
+		start *= factor;
+	}
+}
+
+void kpx_histogram_observe(struct kpx_histogram *h, double value)
+{
+	for (int i = 0; i < KPX_HIST_BUCKETS; i++)
+		if (value <= h->bounds[i])
+			h->counts[i]++;
+	h->count++;
+	h->sum += value;
+}
+
+static bool source_synced(const struct kpx_agent *agent)
+{
+	if (!kpx_store_kind_synced(agent->store, KPX_KIND_SERVICE) ||
+	    !kpx_store_kind_synced(agent->store, KPX_KIND_SLICE))
+		return false;
+	/* The own Node gives the zone for topology hints: wait for it too
+	 * when it comes from an API server. */
+	return !agent->k8s || kpx_store_kind_synced(agent->store, KPX_KIND_NODE);
+}
+
+static size_t count_no_local(const struct kpx_plan *plan)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+
+		if ((sp->itp_local && !sp->n_internal && sp->n_endpoints) ||
+		    (sp->etp_local && !sp->n_external && sp->n_endpoints))
+			n++;
+	}
+	return n;
+}
+
+static void schedule_sync(struct kpx_agent *agent, uint64_t delay_ms)
+{
+	uint64_t now = kpx_now_ms();
+	uint64_t earliest = agent->last_sync_ms + agent->cfg.min_sync_ms;
+
+	if (now + delay_ms < earliest)
+		delay_ms = earliest - now;
+	if (!delay_ms)
+		delay_ms = 1; /* 0 would disarm the timerfd */
+	if (!agent->sync_pending || delay_ms > 1) {
+		agent->sync_pending = true;
+		kpx_timer_arm(agent->sync_timer, delay_ms);
+	}
+}
+
+static void record_error(struct kpx_agent *agent, const char *what, int err)
+{
+	agent->stats.sync_errors_total++;
+	agent->stats.last_error_wall = kpx_wall_seconds();
+	snprintf(agent->stats.last_error, sizeof(agent->stats.last_error),
+		 "%s: %s", what, strerror(-err));
+}
+
+static void do_sync(struct kpx_agent *agent)
+{
+	struct kpx_store_stats ss;
+	struct kpx_plan *plan = NULL;
+	const struct kpx_node *node;
+	bool full = agent->full_sync_pending || !agent->plan;
+	double t0, elapsed;
+	int err;
+
+	agent->sync_pending = false;
+	if (!source_synced(agent)) {
+		kpx_dbg(2, "sync: waiting for the source's first full listing");
+		return;
+	}
+	if (!full && !kpx_store_dirty(agent->store))
+		return;
+	kpx_store_get_stats(agent->store, &ss);
+	t0 = kpx_wall_seconds();
+	agent->last_sync_ms = kpx_now_ms();
+
+	node = kpx_store_node(agent->store);
+	err = kpx_plan_input_from_config(&agent->cfg, node, &agent->plan_input);
+	if (!err)
+		err = kpx_plan_build(agent->store, &agent->plan_input, &plan);
+	if (err) {
+		kpx_err("sync: computing the plan failed: %s", strerror(-err));
+		record_error(agent, "plan", err);
+		schedule_sync(agent, KPX_SYNC_RETRY_MS);
+		return;
+	}
+	err = agent->ops->sync(agent->backend, plan);
+	elapsed = kpx_wall_seconds() - t0;
+	if (err) {
+		kpx_err("sync: %s backend failed to program %zu service ports: %s",
+			agent->ops->name, plan->n_svcports, strerror(-err));
+		record_error(agent, "backend", err);
+		kpx_plan_free(plan);
+		agent->full_sync_pending = true;
+		schedule_sync(agent, KPX_SYNC_RETRY_MS);
+		return;
+	}
+	kpx_plan_free(agent->plan);
+	agent->plan = plan;
+	agent->full_sync_pending = false;
+	kpx_store_clear_dirty(agent->store);
+
+	agent->stats.syncs_total++;
+	agent->stats.last_sync_wall = kpx_wall_seconds();
+	agent->stats.last_sync_seconds = elapsed;
+	agent->stats.no_local_endpoints_total += count_no_local(plan);
+	kpx_histogram_observe(&agent->stats.sync_duration, elapsed);
+	kpx_histogram_observe(full ? &agent->stats.full_sync_duration
+				   : &agent->stats.partial_sync_duration,
+			      elapsed);
+	if (ss.last_queued_wall > 0)
+		kpx_histogram_observe(&agent->stats.programming_latency,
+				      agent->stats.last_sync_wall -
+					      ss.last_queued_wall);
+	agent->stats.last_queued_wall = 0;
+	if (agent->hcnp)
+		kpx_hcnp_update(agent->hcnp, plan);
+	kpx_dbg(1, "sync: %s, %zu service ports, %zu frontends, %zu endpoints in %.3f ms",
+		full ? "full" : "partial", plan->n_svcports, plan->n_frontends,
+		plan->n_endpoints, elapsed * 1000);
+}
+
+static void on_sync_timer(void *arg)
+{
+	do_sync(arg);
+}
+
+static void on_resync_timer(void *arg)
+{
+	struct kpx_agent *agent = arg;
+
+	agent->full_sync_pending = true;
+	do_sync(agent);
+	kpx_timer_arm(agent->resync_timer, agent->cfg.sync_ms);
+}
+
+static void on_tick_timer(void *arg)
+{
+	struct kpx_agent *agent = arg;
+
+	if (agent->ops->tick && agent->backend)
+		agent->ops->tick(agent->backend);
+	kpx_timer_arm(agent->tick_timer, KPX_TICK_MS);
+}
+
+static void on_source_change(void *arg)
+{
+	struct kpx_agent *agent = arg;
+
+	if (!agent->stats.last_queued_wall)
+		agent->stats.last_queued_wall = kpx_wall_seconds();
+	schedule_sync(agent, 0);
+}
+
+static void on_signal(int fd, uint32_t events, void *arg)
+{
+	struct kpx_agent *agent = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	kpx_info("received signal %u, exiting (programmed state stays in place)",
+		 si.ssi_signo);
+	kpx_loop_stop(agent->loop);
+}
+
+bool kpx_agent_healthy(const struct kpx_agent *agent)
+{
+	double queued = agent->stats.last_queued_wall;
+
+	/* kube-proxy: unhealthy when a queued update has waited for more
+	 * than 2 x the sync period without being applied. */
+	if (queued <= 0)
+		return true;
+	return kpx_wall_seconds() - queued < 2.0 * agent->cfg.sync_ms / 1000.0;
+}
+
+static void json_add_time(struct json_object *o, const char *key, double t)
+{
+	json_object_object_add(o, key, t > 0 ? json_object_new_double(t) : NULL);
+}
+
+struct json_object *kpx_agent_status_json(const struct kpx_agent *agent)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *counts = json_object_new_object();
+	struct kpx_store_stats ss;
+	const char *err = agent->stats.last_error;
+
+	kpx_store_get_stats(agent->store, &ss);
+	json_object_object_add(o, "version", json_object_new_string(KPX_VERSION));
+	json_object_object_add(o, "pid", json_object_new_int(getpid()));
+	json_object_object_add(o, "uptime_seconds",
+			       json_object_new_double(kpx_wall_seconds() -
+						      agent->start_wall));
+	json_object_object_add(o, "backend",
+			       json_object_new_string(agent->ops->name));
+	json_object_object_add(o, "node",
+			       json_object_new_string(agent->cfg.hostname));
+	json_object_object_add(o, "healthy",
+			       json_object_new_boolean(kpx_agent_healthy(agent)));
+	json_object_object_add(o, "synced",
+			       json_object_new_boolean(source_synced(agent)));
+	if (agent->manifests)
+		json_object_object_add(o, "source",
+				       kpx_manifests_status(agent->manifests));
+	else if (agent->k8s)
+		json_object_object_add(o, "source", kpx_k8s_status(agent->k8s));
+	json_add_time(o, "last_sync", agent->stats.last_sync_wall);
+	json_object_object_add(o, "last_sync_duration_seconds",
+			       json_object_new_double(agent->stats.last_sync_seconds));
+	json_object_object_add(o, "syncs_total",
+			       json_object_new_int64((int64_t)agent->stats.syncs_total));
+	json_object_object_add(o, "sync_errors_total",
+			       json_object_new_int64((int64_t)agent->stats.sync_errors_total));
+	json_object_object_add(o, "last_error",
+			       err[0] ? json_object_new_string(err) : NULL);
+	json_add_time(o, "last_error_time", agent->stats.last_error_wall);
+	json_object_object_add(o, "pending_service_changes",
+			       json_object_new_int64((int64_t)ss.service_changes_pending));
+	json_object_object_add(o, "pending_endpoint_changes",
+			       json_object_new_int64((int64_t)ss.endpoint_changes_pending));
+	json_object_object_add(counts, "services",
+			       json_object_new_int64((int64_t)ss.n_services));
+	json_object_object_add(counts, "endpoint_slices",
+			       json_object_new_int64((int64_t)ss.n_slices));
+	json_object_object_add(counts, "service_ports",
+			       json_object_new_int64(agent->plan ? (int64_t)agent->plan->n_svcports : 0));
+	json_object_object_add(counts, "frontends",
+			       json_object_new_int64(agent->plan ? (int64_t)agent->plan->n_frontends : 0));
+	json_object_object_add(counts, "endpoints",
+			       json_object_new_int64(agent->plan ? (int64_t)agent->plan->n_endpoints : 0));
+	json_object_object_add(o, "counts", counts);
+	return o;
+}
+
+static int open_source(struct kpx_agent *agent)
+{
+	struct kpx_k8s_options opts = { 0 };
+	char err[512] = "";
+	int ret;
+
+	if (agent->cfg.manifests[0]) {
+		ret = kpx_manifests_open(agent->loop, agent->cfg.manifests,
+					 agent->store, on_source_change, agent,
+					 &agent->manifests);
+		if (ret)
+			kpx_err("manifests %s: %s", agent->cfg.manifests,
+				strerror(-ret));
+		return ret;
+	}
+	if (agent->cfg.kubeconfig[0])
+		ret = kpx_kubeconfig_load(agent->cfg.kubeconfig, &opts.conn,
+					  err, sizeof(err));
+	else if (getenv("KUBERNETES_SERVICE_HOST"))
+		ret = kpx_k8s_in_cluster(&opts.conn, err, sizeof(err));
+	else if (agent->cfg.master[0])
+		ret = 0;
+	else {
+		kpx_err("no source: pass --manifests DIR, --kubeconfig PATH or "
+			"--master URL, or run in a cluster");
+		return -EINVAL;
+	}
+	if (ret) {
+		kpx_err("API server config: %s", err[0] ? err : strerror(-ret));
+		return ret;
+	}
+	if (agent->cfg.master[0])
+		snprintf(opts.conn.server, sizeof(opts.conn.server), "%s",
+			 agent->cfg.master);
+	snprintf(opts.node_name, sizeof(opts.node_name), "%s",
+		 agent->cfg.hostname);
+	ret = kpx_k8s_open(agent->loop, &opts, agent->store, on_source_change,
+			   agent, &agent->k8s);
+	kpx_k8s_conn_clear(&opts.conn);
+	if (ret)
+		kpx_err("API source %s: %s", opts.conn.server, strerror(-ret));
+	return ret;
+}
+
+static void open_servers(struct kpx_agent *agent)
+{
+	int err;
+
+	if (agent->cfg.healthz_addr[0]) {
+		err = kpx_http_open(agent, agent->cfg.healthz_addr,
+				    KPX_HTTP_HEALTHZ, &agent->healthz_http);
+		if (err)
+			kpx_warn("healthz server on %s: %s", agent->cfg.healthz_addr,
+				 strerror(-err));
+	}
+	if (agent->cfg.metrics_addr[0]) {
+		err = kpx_http_open(agent, agent->cfg.metrics_addr,
+				    KPX_HTTP_METRICS, &agent->metrics_http);
+		if (err)
+			kpx_warn("metrics server on %s: %s", agent->cfg.metrics_addr,
+				 strerror(-err));
+	}
+	if (agent->cfg.state_socket[0]) {
+		err = kpx_status_server_open(agent, agent->cfg.state_socket,
+					     &agent->status_server);
+		if (err)
+			kpx_warn("status socket %s: %s", agent->cfg.state_socket,
+				 strerror(-err));
+	}
+	err = kpx_hcnp_new(agent, &agent->hcnp);
+	if (err)
+		kpx_warn("healthCheckNodePort servers: %s", strerror(-err));
+}
+
+static int setup_signals(struct kpx_agent *agent, int *sfd)
+{
+	sigset_t mask;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL))
+		return -errno;
+	*sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (*sfd < 0)
+		return -errno;
+	return kpx_loop_watch_fd(agent->loop, *sfd, EPOLLIN, on_signal, agent);
+}
+
+static void agent_teardown(struct kpx_agent *agent, int sfd)
+{
+	kpx_hcnp_free(agent->hcnp);
+	kpx_status_server_close(agent->status_server);
+	kpx_http_close(agent->metrics_http);
+	kpx_http_close(agent->healthz_http);
+	if (agent->manifests)
+		kpx_manifests_close(agent->manifests);
+	if (agent->k8s)
+		kpx_k8s_close(agent->k8s);
+	if (agent->backend)
+		agent->ops->close(agent->backend);
+	kpx_timer_free(agent->tick_timer);
+	kpx_timer_free(agent->resync_timer);
+	kpx_timer_free(agent->sync_timer);
+	if (sfd >= 0)
+		close(sfd);
+	kpx_plan_free(agent->plan);
+	kpx_store_free(agent->store);
+	kpx_loop_free(agent->loop);
+}
+
+int kpx_agent_main(int argc, char **argv)
+{
+	static struct kpx_agent agent_storage;
+	struct kpx_agent *agent = &agent_storage;
+	enum kpx_backend_kind kind;
+	int sfd = -1, err, rc = 1;
+
+	kpx_config_defaults(&agent->cfg);
+	err = kpx_config_parse_run(&agent->cfg, argc, argv);
+	if (err)
+		return err > 0 ? 0 : 2;
+	kpx_log_verbosity = agent->cfg.verbosity;
+	agent->start_wall = kpx_wall_seconds();
+	kpx_histogram_init(&agent->stats.sync_duration, 0.001, 2);
+	kpx_histogram_init(&agent->stats.full_sync_duration, 0.001, 2);
+	kpx_histogram_init(&agent->stats.partial_sync_duration, 0.001, 2);
+	kpx_histogram_init(&agent->stats.programming_latency, 0.001, 2);
+
+	kind = kpx_config_resolve_backend(&agent->cfg);
+	agent->ops = kpx_backend_ops(kind);
+	if (!agent->ops || !agent->ops->open) {
+		kpx_err("backend %s is not available in this build",
+			kpx_backend_name(kind));
+		return 1;
+	}
+	if (agent->ops->probe && (err = agent->ops->probe(&agent->cfg))) {
+		kpx_err("backend %s is not supported here: %s", agent->ops->name,
+			strerror(-err));
+		return 1;
+	}
+	kpx_info("kpx %s starting: node %s, backend %s, source %s",
+		 KPX_VERSION, agent->cfg.hostname, agent->ops->name,
+		 agent->cfg.manifests[0] ? agent->cfg.manifests : "API server");
+
+	if ((err = kpx_loop_new(&agent->loop)) ||
+	    (err = kpx_store_new(&agent->store)) ||
+	    (err = setup_signals(agent, &sfd)) ||
+	    (err = kpx_timer_new(agent->loop, on_sync_timer, agent,
+				 &agent->sync_timer)) ||
+	    (err = kpx_timer_new(agent->loop, on_resync_timer, agent,
+				 &agent->resync_timer)) ||
+	    (err = kpx_timer_new(agent->loop, on_tick_timer, agent,
+				 &agent->tick_timer))) {
+		kpx_err("agent setup: %s", strerror(-err));
+		goto out;
+	}
+	err = agent->ops->open(&agent->cfg, &agent->backend);
+	if (err) {
+		kpx_err("backend %s: open failed: %s", agent->ops->name,
+			strerror(-err));
+		goto out;
+	}
+	if (open_source(agent))
+		goto out;
+	open_servers(agent);
+	kpx_timer_arm(agent->resync_timer, agent->cfg.sync_ms);
+	kpx_timer_arm(agent->tick_timer, KPX_TICK_MS);
+	/* The manifests source loads synchronously: program right away. */
+	agent->full_sync_pending = true;
+	schedule_sync(agent, 0);
+
+	err = kpx_loop_run(agent->loop);
+	rc = err ? 1 : 0;
+	if (err)
+		kpx_err("event loop: %s", strerror(-err));
+out:
+	agent_teardown(agent, sfd);
+	return rc;
+}
