@@ -17,6 +17,9 @@
 
 #define KPX_ABI_VERSION 1
 
+/* Default Maglev table size (a prime); --maglev-table-size overrides it. */
+#define KPX_MAGLEV_DEFAULT_SIZE 16381
+
 #define KPX_AF_INET 2
 #define KPX_AF_INET6 10
 

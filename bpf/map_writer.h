@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The map writer: makes the pinned service maps equal to a plan.
+ * Stable ids (backend per (family, addr, port, proto), service per frontend
+ * key), reused from the pinned maps after a restart; atomic per-service
+ * updates (backends, inactive-generation slots, flip kpx_svc, delete old
+ * slots, then unused backends); deletes in reverse order. A service that
+ * cannot be written completely (map full) keeps its previous state.
+ * Map access goes through struct kpx_map_ops, so the writer is testable
+ * without root against a fake.
+ * Owns: kpx_svc, kpx_slots, kpx_backends, kpx_maglev, kpx_svc_meta,
+ * kpx_src_range entries. Must not: touch kpx_ct/kpx_config or attachments.
+ */
+#ifndef KPX_BPF_MAP_WRITER_H
+#define KPX_BPF_MAP_WRITER_H
+
+#include <stdint.h>
+
+#include "agent/config.h"
+#include "bpf/kpx_abi.h"
+#include "plan/plan.h"
+
+/* Capacities used when the config leaves them at 0. */
+#define KPX_DEF_SERVICES_MAX 65536
+#define KPX_DEF_BACKENDS_MAX 65536
+#define KPX_DEF_CT_MAX 262144
+#define KPX_DEF_AFFINITY_MAX 65536
+
+enum kpx_map_id {
+	KPX_MAP_SVC,
+	KPX_MAP_SLOTS,
+	KPX_MAP_BACKENDS,
+	KPX_MAP_MAGLEV,
+	KPX_MAP_SVC_META,
+	KPX_MAP_SRC_RANGE,
+	KPX_MAP_AFFINITY,
+	KPX_MAP_N,
+};
+
+extern const char *const kpx_map_names[KPX_MAP_N];
+
+/* Map access. All return 0 or a negative errno (-ENOENT: no such key;
+ * -E2BIG/-ENOSPC/-ENOMEM: map full). next_key(key == NULL) gives the
+ * first key. */
+struct kpx_map_ops {
+	int (*lookup)(void *ctx, enum kpx_map_id m, const void *key, void *val);
+	int (*update)(void *ctx, enum kpx_map_id m, const void *key,
+		      const void *val);
+	int (*del)(void *ctx, enum kpx_map_id m, const void *key);
+	int (*next_key)(void *ctx, enum kpx_map_id m, const void *key,
+			void *next);
+	/* Called after a backend of a UDP service was removed from it (and
+	 * the service entry no longer points at it); may be NULL. */
+	void (*udp_backend_gone)(void *ctx, const struct kpx_backend_value *be);
+	void *ctx;
+};
+
+/* kpx_map_ops over map fds (index enum kpx_map_id); ctx is the fd array,
+ * which must outlive the writer. */
+extern const struct kpx_map_ops kpx_map_fd_ops;
+
+struct kpx_map_writer_opts {
+	uint32_t services_max; /* svc ids are < this */
+	uint32_t backends_max; /* backend ids are < this */
+	uint32_t slots_max;
+	uint32_t maglev_size;  /* prime */
+	uint32_t maglev_seed;
+	enum kpx_lb_alg alg;
+};
+
+struct kpx_map_writer_stats {
+	uint64_t syncs;
+	uint64_t errors;	 /* failed service writes */
+	uint64_t full;		 /* of which: a map was full */
+	uint32_t entries;	 /* kpx_svc entries programmed */
+	uint32_t backends;	 /* kpx_backends entries programmed */
+	uint32_t slots;
+	char last_error[256];
+};
+
+/* Capacity of kpx_slots for the given service/backend capacities. */
+uint32_t kpx_map_writer_slots_capacity(uint32_t services_max,
+				       uint32_t backends_max);
+void kpx_map_writer_opts_from_config(const struct kpx_config *cfg,
+				     struct kpx_map_writer_opts *o);
+
+struct kpx_map_writer;
+
+/* Reads the current (pinned) state through ops; nothing is written until
+ * the first sync, which reconciles (removes what the plan lacks). */
+int kpx_map_writer_new(const struct kpx_map_ops *ops,
+		       const struct kpx_map_writer_opts *opts,
+		       struct kpx_map_writer **out);
+/* 0, or the first negative errno of a service that could not be written
+ * (every other service is still written; failed ones keep old state). */
+int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan);
+void kpx_map_writer_get_stats(const struct kpx_map_writer *w,
+			      struct kpx_map_writer_stats *out);
+void kpx_map_writer_free(struct kpx_map_writer *w);
+
+#endif
