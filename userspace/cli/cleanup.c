@@ -1,0 +1,739 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * `kpx cleanup`: removes what kpx programmed (both backends unless
+ * --backend picks one), and with --kube-proxy also what kube-proxy left on
+ * the node, so that kpx can take over a node that ran kube-proxy:
+ *   - its nftables tables `ip kube-proxy` and `ip6 kube-proxy`, deleted over
+ *     netlink (libnftnl/libmnl), one transaction per table;
+ *   - its iptables chains (KUBE-*, in every table, for iptables-legacy and
+ *     iptables-nft, IPv4 and IPv6) and the rules in other chains that jump
+ *     to them. These go through iptables-save/iptables-restore (fork/exec,
+ *     no shell): the legacy xtables ABI has no library worth linking, and
+ *     restore applies each table atomically. Chains kubelet owns
+ *     (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-MARK-DROP) are kept.
+ *
+ * While a kpx agent answers on --state-socket, its own state is left in
+ * place (it would re-program it anyway, after a window without Services);
+ * --kube-proxy still runs, which is the migration step on a live node.
+ *
+ * Owns: nothing persistent. Must not: touch any nftables table or iptables
+ * chain that is neither kpx's nor kube-proxy's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Before the linux/ headers: glibc's netinet/in.h must come first. */
+#include "agent/backend.h"
+#include "agent/config.h"
+#include "cli/cli.h"
+#include "common/log.h"
+
+#include <libmnl/libmnl.h>
+#include <libnftnl/common.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+
+#define KUBE_PROXY_TABLE "kube-proxy"
+#define SAVE_MAX_BYTES (256u << 20)
+
+static void cleanup_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: kpx cleanup [flags]\n"
+		"\n"
+		"Removes everything kpx programmed on this node (both backends\n"
+		"unless --backend is given), then exits.\n"
+		"\n"
+		"  --backend bpf|nft     clean only this backend\n"
+		"  --bpf-root PATH       bpf pin directory (/sys/fs/bpf/kpx)\n"
+		"  --cgroup-path PATH    cgroup the socket hooks are attached to\n"
+		"  --state-socket PATH   agent socket (/run/kpx/kpx.sock); kpx's\n"
+		"                        own state is kept while an agent answers\n"
+		"  --kube-proxy          also remove kube-proxy's nftables tables\n"
+		"                        (ip/ip6 kube-proxy) and iptables KUBE-*\n"
+		"                        chains (migration from kube-proxy)\n"
+		"  --force               clean kpx's state even if an agent runs\n"
+		"  -v N                  log verbosity\n"
+		"\n"
+		"Exit status: 0 when done (also when there was nothing to\n"
+		"remove), 1 on any error.\n");
+}
+
+/* ---- kpx's own state ---------------------------------------------- */
+
+static bool agent_running(const char *sock_path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	bool up;
+	int fd;
+
+	if (!*sock_path || strlen(sock_path) >= sizeof(sa.sun_path))
+		return false;
+	memcpy(sa.sun_path, sock_path, strlen(sock_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	/* A stale socket file refuses (ECONNREFUSED): no agent. */
+	up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return up;
+}
+
+static int clean_backend(const struct kpx_backend_ops *ops,
+			 const struct kpx_config *cfg)
+{
+	int ret;
+
+	if (!ops->cleanup) {
+		printf("%s: not available in this build\n", ops->name);
+		return 0;
+	}
+	ret = ops->cleanup(cfg);
+	switch (ret) {
+	case 0:
+		printf("%s: removed everything kpx programmed\n", ops->name);
+		return 0;
+	case -ENOENT:
+		printf("%s: nothing to clean\n", ops->name);
+		return 0;
+	case -ENOSYS:
+	case -EOPNOTSUPP:
+		printf("%s: not available on this kernel or build\n",
+		       ops->name);
+		return 0;
+	default:
+		fprintf(stderr, "kpx cleanup: %s backend: %s\n", ops->name,
+			strerror(-ret));
+		return ret;
+	}
+}
+
+/* ---- kube-proxy's nftables tables --------------------------------- */
+
+/*
+ * Deletes table `family kube-proxy` in its own transaction. Returns 1 when
+ * removed, 0 when absent, or a negative errno.
+ */
+static int nft_delete_table(struct mnl_socket *nl, uint16_t family,
+			    uint32_t *seq)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct mnl_nlmsg_batch *batch;
+	struct nftnl_table *t;
+	struct nlmsghdr *nlh;
+	uint32_t portid = mnl_socket_get_portid(nl), del_seq;
+	ssize_t n;
+	int ret;
+
+	t = nftnl_table_alloc();
+	if (!t)
+		return -ENOMEM;
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, KUBE_PROXY_TABLE);
+	batch = mnl_nlmsg_batch_start(buf, sizeof(buf));
+	nftnl_batch_begin(mnl_nlmsg_batch_current(batch), (*seq)++);
+	mnl_nlmsg_batch_next(batch);
+	del_seq = (*seq)++;
+	nlh = nftnl_nlmsg_build_hdr(mnl_nlmsg_batch_current(batch),
+				    NFT_MSG_DELTABLE, family, NLM_F_ACK,
+				    del_seq);
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	mnl_nlmsg_batch_next(batch);
+	nftnl_batch_end(mnl_nlmsg_batch_current(batch), (*seq)++);
+	mnl_nlmsg_batch_next(batch);
+	nftnl_table_free(t);
+
+	if (mnl_socket_sendto(nl, mnl_nlmsg_batch_head(batch),
+			      mnl_nlmsg_batch_size(batch)) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* Only the DELTABLE asked for an ack; it is the one reply. */
+	n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+	if (n < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = mnl_cb_run(buf, n, del_seq, portid, NULL, NULL);
+	if (ret < 0)
+		ret = errno == ENOENT ? 0 : -errno;
+	else
+		ret = 1;
+out:
+	mnl_nlmsg_batch_stop(batch);
+	return ret;
+}
+
+static int clean_kube_proxy_nft(void)
+{
+	static const struct {
+		uint16_t family;
+		const char *name;
+	} fams[] = { { NFPROTO_IPV4, "ip" }, { NFPROTO_IPV6, "ip6" } };
+	struct mnl_socket *nl;
+	uint32_t seq = (uint32_t)time(NULL);
+	int ret = 0, r;
+	size_t i;
+
+	nl = mnl_socket_open(NETLINK_NETFILTER);
+	if (!nl) {
+		fprintf(stderr, "kpx cleanup: nftables netlink: %s\n",
+			strerror(errno));
+		return -errno;
+	}
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		ret = -errno;
+		fprintf(stderr, "kpx cleanup: nftables netlink: %s\n",
+			strerror(errno));
+		goto out;
+	}
+	for (i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+		r = nft_delete_table(nl, fams[i].family, &seq);
+		if (r > 0) {
+			printf("kube-proxy: removed nftables table %s %s\n",
+			       fams[i].name, KUBE_PROXY_TABLE);
+		} else if (r == 0) {
+			printf("kube-proxy: no nftables table %s %s\n",
+			       fams[i].name, KUBE_PROXY_TABLE);
+		} else {
+			fprintf(stderr,
+				"kpx cleanup: nftables table %s %s: %s\n",
+				fams[i].name, KUBE_PROXY_TABLE, strerror(-r));
+			ret = r;
+		}
+	}
+out:
+	mnl_socket_close(nl);
+	return ret;
+}
+
+/* ---- kube-proxy's iptables chains --------------------------------- */
+
+/* Executable `name` in PATH or the sbin directories a container may lack
+ * in PATH; writes its path to out. */
+static bool find_exe(const char *name, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+	char dirs[4096];
+	char *save = NULL, *d;
+
+	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/sbin:/usr/local/sbin",
+		 path ? path : "/usr/bin:/bin");
+	for (d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		if (!*d)
+			continue;
+		snprintf(out, len, "%s/%s", d, name);
+		if (access(out, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Runs argv (no shell). in (may be NULL) is written to its stdin; with
+ * out non-NULL, stdout is collected into a malloc'd NUL-terminated buffer.
+ * stderr is inherited. Returns the exit status (>= 0) or a negative errno.
+ */
+static int run_cmd(char *const argv[], const char *in, size_t inlen,
+		   char **out)
+{
+	int inp[2] = { -1, -1 }, outp[2] = { -1, -1 };
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	int status, ret = 0;
+	pid_t pid;
+
+	if ((in && pipe2(inp, O_CLOEXEC) < 0) ||
+	    (out && pipe2(outp, O_CLOEXEC) < 0)) {
+		ret = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		dup2(in ? inp[0] : devnull, 0);
+		if (out)
+			dup2(outp[1], 1);
+		else
+			dup2(devnull, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (in) {
+		size_t off = 0;
+
+		close(inp[0]);
+		inp[0] = -1;
+		/* A restore that dies early must not kill us with SIGPIPE. */
+		signal(SIGPIPE, SIG_IGN);
+		while (off < inlen) {
+			ssize_t w = write(inp[1], in + off, inlen - off);
+
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			off += (size_t)w;
+		}
+		close(inp[1]);
+		inp[1] = -1;
+	}
+	if (out) {
+		close(outp[1]);
+		outp[1] = -1;
+		for (;;) {
+			ssize_t r;
+
+			if (n + 65536 + 1 > cap) {
+				char *nb;
+
+				cap = cap ? cap * 2 : 65536 * 2;
+				nb = cap > SAVE_MAX_BYTES ? NULL :
+							    realloc(buf, cap);
+				if (!nb) {
+					ret = -ENOMEM;
+					break;
+				}
+				buf = nb;
+			}
+			r = read(outp[0], buf + n, cap - n - 1);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+		}
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	if (ret == 0)
+		ret = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	if (out && buf) {
+		buf[n] = '\0';
+		*out = buf;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	for (int i = 0; i < 2; i++) {
+		if (inp[i] >= 0)
+			close(inp[i]);
+		if (outp[i] >= 0)
+			close(outp[i]);
+	}
+	return ret;
+}
+
+/* kube-proxy's chains: every KUBE-* chain except kubelet's own. */
+static bool kube_proxy_chain(const char *name, size_t len)
+{
+	static const char *const kubelet[] = { "KUBE-FIREWALL",
+					       "KUBE-KUBELET-CANARY",
+					       "KUBE-MARK-DROP" };
+	size_t i;
+
+	if (len < 5 || strncmp(name, "KUBE-", 5))
+		return false;
+	for (i = 0; i < sizeof(kubelet) / sizeof(kubelet[0]); i++)
+		if (strlen(kubelet[i]) == len && !strncmp(name, kubelet[i], len))
+			return false;
+	return true;
+}
+
+/* Next whitespace-separated token of a save line, "quoted" ones whole. */
+static const char *next_token(const char *p, size_t *len)
+{
+	const char *s;
+	bool q = false;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!*p || *p == '\n')
+		return NULL;
+	for (s = p; *p && *p != '\n' && (q || (*p != ' ' && *p != '\t'));
+	     p++) {
+		if (*p == '\\' && q && p[1])
+			p++;
+		else if (*p == '"')
+			q = !q;
+	}
+	*len = (size_t)(p - s);
+	return s;
+}
+
+/* Does this `-A CHAIN ...` rule jump or goto a kube-proxy chain? */
+static bool rule_targets_kube_proxy(const char *line)
+{
+	const char *t = line;
+	size_t len;
+	bool jump = false;
+
+	while ((t = next_token(t, &len))) {
+		if (jump && kube_proxy_chain(t, len))
+			return true;
+		jump = (len == 2 && (!strncmp(t, "-j", 2) ||
+				     !strncmp(t, "-g", 2))) ||
+		       (len == 6 && !strncmp(t, "--jump", 6)) ||
+		       (len == 6 && !strncmp(t, "--goto", 6));
+		t += len;
+	}
+	return false;
+}
+
+struct strbuf {
+	char *s;
+	size_t len, cap;
+};
+
+static int sb_add(struct strbuf *b, const char *s, size_t len)
+{
+	if (b->len + len + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *n;
+
+		while (b->len + len + 1 > cap)
+			cap *= 2;
+		n = realloc(b->s, cap);
+		if (!n)
+			return -ENOMEM;
+		b->s = n;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, s, len);
+	b->len += len;
+	b->s[b->len] = '\0';
+	return 0;
+}
+
+struct ipt_table {
+	const char *name;
+	size_t name_len;
+	struct strbuf del_rules, flush, del_chains;
+	unsigned n_chains, n_rules;
+};
+
+/*
+ * Turns one table's section of iptables-save output (from `*table` up to
+ * COMMIT) into iptables-restore --noflush input that removes the jumps into
+ * kube-proxy's chains, flushes them, then deletes them.
+ */
+static int plan_table(const char *sec, const char *end, struct ipt_table *t,
+		      struct strbuf *script)
+{
+	const char *line, *nl;
+	int ret = 0;
+
+	for (line = sec; line < end; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl)
+			nl = end;
+		if (line[0] == ':') {
+			const char *name = line + 1, *sp = name;
+
+			while (sp < nl && *sp != ' ')
+				sp++;
+			if (kube_proxy_chain(name, (size_t)(sp - name))) {
+				t->n_chains++;
+				ret = ret ?: sb_add(&t->flush, "-F ", 3);
+				ret = ret ?: sb_add(&t->flush, name,
+						    (size_t)(sp - name));
+				ret = ret ?: sb_add(&t->flush, "\n", 1);
+				ret = ret ?: sb_add(&t->del_chains, "-X ", 3);
+				ret = ret ?: sb_add(&t->del_chains, name,
+						    (size_t)(sp - name));
+				ret = ret ?: sb_add(&t->del_chains, "\n", 1);
+			}
+		} else if (!strncmp(line, "-A ", 3)) {
+			const char *chain = line + 3, *sp = chain;
+			char *copy;
+
+			while (sp < nl && *sp != ' ')
+				sp++;
+			/* Rules inside kube-proxy's chains go with -F. */
+			if (kube_proxy_chain(chain, (size_t)(sp - chain)))
+				continue;
+			copy = strndup(line, (size_t)(nl - line));
+			if (!copy)
+				return -ENOMEM;
+			if (rule_targets_kube_proxy(copy + 3)) {
+				t->n_rules++;
+				ret = ret ?: sb_add(&t->del_rules, "-D", 2);
+				ret = ret ?: sb_add(&t->del_rules, line + 2,
+						    (size_t)(nl - line - 2));
+				ret = ret ?: sb_add(&t->del_rules, "\n", 1);
+			}
+			free(copy);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!t->n_chains && !t->n_rules)
+		return 0;
+	ret = ret ?: sb_add(script, "*", 1);
+	ret = ret ?: sb_add(script, t->name, t->name_len);
+	ret = ret ?: sb_add(script, "\n", 1);
+	if (t->del_rules.len)
+		ret = ret ?: sb_add(script, t->del_rules.s, t->del_rules.len);
+	if (t->flush.len)
+		ret = ret ?: sb_add(script, t->flush.s, t->flush.len);
+	if (t->del_chains.len)
+		ret = ret ?: sb_add(script, t->del_chains.s,
+				    t->del_chains.len);
+	ret = ret ?: sb_add(script, "COMMIT\n", 7);
+	return ret;
+}
+
+/* One iptables flavour (e.g. "iptables-nft", "ip6tables-legacy"). */
+static int clean_ipt_variant(const char *variant)
+{
+	char save[PATH_MAX], restore[PATH_MAX], exe[PATH_MAX];
+	char *dump = NULL, *p;
+	struct strbuf script = { 0 };
+	unsigned chains = 0, rules = 0;
+	int ret;
+
+	snprintf(exe, sizeof(exe), "%s-save", variant);
+	if (!find_exe(exe, save, sizeof(save)))
+		return 0;
+	snprintf(exe, sizeof(exe), "%s-restore", variant);
+	if (!find_exe(exe, restore, sizeof(restore))) {
+		kpx_warn("%s-save found but not %s-restore; skipped", variant,
+			 variant);
+		return 0;
+	}
+	{
+		char *argv[] = { save, NULL };
+
+		ret = run_cmd(argv, NULL, 0, &dump);
+	}
+	if (ret != 0) {
+		/* e.g. legacy iptables without its kernel modules: then it
+		 * cannot hold kube-proxy's chains either. */
+		kpx_dbg(1, "%s: exited %d; skipped", save, ret);
+		free(dump);
+		return 0;
+	}
+	for (p = dump; p && (p = strstr(p, "\n*")) != NULL;) {
+		struct ipt_table t = { 0 };
+		const char *end;
+
+		p += 2;
+		t.name = p;
+		t.name_len = strcspn(p, "\n");
+		end = strstr(p, "\nCOMMIT");
+		if (!end)
+			break;
+		ret = plan_table(p + t.name_len + 1, end + 1, &t, &script);
+		free(t.del_rules.s);
+		free(t.flush.s);
+		free(t.del_chains.s);
+		if (ret)
+			goto out;
+		if (t.n_chains || t.n_rules)
+			printf("kube-proxy: %s table %.*s: removing %u KUBE-* "
+			       "chains, %u jump rules\n",
+			       variant, (int)t.name_len, t.name, t.n_chains,
+			       t.n_rules);
+		chains += t.n_chains;
+		rules += t.n_rules;
+		p = (char *)end + 1;
+	}
+	if (!chains && !rules) {
+		printf("kube-proxy: %s: no KUBE-* chains\n", variant);
+		ret = 0;
+		goto out;
+	}
+	kpx_dbg(1, "%s --noflush input:\n%s", restore, script.s);
+	{
+		/* -w: kubelet and CNI plugins take the xtables lock too. */
+		char *argv[] = { restore, "-w", "--noflush", NULL };
+
+		ret = run_cmd(argv, script.s, script.len, NULL);
+	}
+	if (ret != 0) {
+		fprintf(stderr, "kpx cleanup: %s --noflush failed (%s %d)\n",
+			restore, ret < 0 ? strerror(-ret) : "exit", ret);
+		ret = -EIO;
+		goto out;
+	}
+	printf("kube-proxy: %s: removed %u chains, %u jump rules\n", variant,
+	       chains, rules);
+out:
+	free(script.s);
+	free(dump);
+	return ret;
+}
+
+static int clean_kube_proxy_iptables(void)
+{
+	static const char *const fams[] = { "iptables", "ip6tables" };
+	char path[PATH_MAX], name[64];
+	int ret = 0, r;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		bool any = false;
+
+		/* kube-proxy used whichever flavour the node's iptables is;
+		 * look at both, since a node may have rules in either. */
+		snprintf(name, sizeof(name), "%s-legacy-save", fams[i]);
+		if (find_exe(name, path, sizeof(path))) {
+			snprintf(name, sizeof(name), "%s-legacy", fams[i]);
+			r = clean_ipt_variant(name);
+			ret = ret ?: r;
+			any = true;
+		}
+		snprintf(name, sizeof(name), "%s-nft-save", fams[i]);
+		if (find_exe(name, path, sizeof(path))) {
+			snprintf(name, sizeof(name), "%s-nft", fams[i]);
+			r = clean_ipt_variant(name);
+			ret = ret ?: r;
+			any = true;
+		}
+		if (!any) {
+			snprintf(name, sizeof(name), "%s-save", fams[i]);
+			if (find_exe(name, path, sizeof(path))) {
+				r = clean_ipt_variant(fams[i]);
+				ret = ret ?: r;
+			} else {
+				printf("kube-proxy: %s not installed; no "
+				       "iptables chains to look at\n",
+				       fams[i]);
+			}
+		}
+	}
+	return ret;
+}
+
+/* ---- command ------------------------------------------------------ */
+
+enum {
+	OPT_BACKEND = 256,
+	OPT_BPF_ROOT,
+	OPT_CGROUP,
+	OPT_STATE,
+	OPT_KUBE_PROXY,
+	OPT_FORCE,
+};
+
+int kpx_cmd_cleanup(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "proxy-mode", required_argument, NULL, OPT_BACKEND },
+		{ "bpf-root", required_argument, NULL, OPT_BPF_ROOT },
+		{ "cgroup-path", required_argument, NULL, OPT_CGROUP },
+		{ "state-socket", required_argument, NULL, OPT_STATE },
+		{ "kube-proxy", no_argument, NULL, OPT_KUBE_PROXY },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct kpx_config cfg;
+	bool kube_proxy = false, force = false;
+	enum kpx_backend_kind only = KPX_BACKEND_AUTO;
+	char *dst;
+	size_t dlen;
+	int opt, ret = 0, r;
+
+	kpx_config_defaults(&cfg);
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "v:h", opts, NULL)) != -1) {
+		dst = NULL;
+		switch (opt) {
+		case OPT_BACKEND:
+			if (!strcmp(optarg, "bpf") || !strcmp(optarg, "ebpf")) {
+				only = KPX_BACKEND_BPF;
+			} else if (!strcmp(optarg, "nft") ||
+				   !strcmp(optarg, "nftables")) {
+				only = KPX_BACKEND_NFT;
+			} else {
+				fprintf(stderr,
+					"kpx cleanup: --backend: want bpf or "
+					"nft, not '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case OPT_BPF_ROOT:
+			dst = cfg.bpf_root;
+			dlen = sizeof(cfg.bpf_root);
+			break;
+		case OPT_CGROUP:
+			dst = cfg.cgroup_path;
+			dlen = sizeof(cfg.cgroup_path);
+			break;
+		case OPT_STATE:
+			dst = cfg.state_socket;
+			dlen = sizeof(cfg.state_socket);
+			break;
+		case OPT_KUBE_PROXY:
+			kube_proxy = true;
+			break;
+		case OPT_FORCE:
+			force = true;
+			break;
+		case 'v':
+			kpx_log_verbosity = cfg.verbosity = atoi(optarg);
+			break;
+		case 'h':
+			cleanup_usage(stdout);
+			return 0;
+		default:
+			cleanup_usage(stderr);
+			return 2;
+		}
+		if (dst && snprintf(dst, dlen, "%s", optarg) >= (int)dlen) {
+			fprintf(stderr, "kpx cleanup: path too long: %s\n",
+				optarg);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kpx cleanup: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+
+	if (!force && agent_running(cfg.state_socket)) {
+		printf("kpx: an agent is running (%s); its state is left in "
+		       "place (stop it first, or pass --force)\n",
+		       cfg.state_socket);
+		if (!kube_proxy)
+			return 1;
+	} else {
+		if (only != KPX_BACKEND_NFT &&
+		    (r = clean_backend(&kpx_bpf_backend, &cfg)) < 0)
+			ret = r;
+		if (only != KPX_BACKEND_BPF &&
+		    (r = clean_backend(&kpx_nft_backend, &cfg)) < 0)
+			ret = ret ?: r;
+	}
+	if (kube_proxy) {
+		r = clean_kube_proxy_nft();
+		ret = ret ?: r;
+		r = clean_kube_proxy_iptables();
+		ret = ret ?: r;
+	}
+	return ret ? 1 : 0;
+}
