@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Health semantics, /healthz bodies, Prometheus rendering, the plan's
+ * expected-frontends view used by `kpx services --verify`, bind address
+ * parsing and the CLI table, against a fake agent (no root, no sockets).
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/serve_priv.h"
+#include "cli/table.h"
+#include "k8s/objects.h"
+#include "plan/plan.h"
+
+static const struct kpx_backend_ops fake_ops = { .name = "fake" };
+
+static void fake_agent(struct kpx_agent *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->cfg.sync_ms = 30000;
+	a->ops = &fake_ops;
+	a->start_wall = 1700000000.0;
+	kpx_histogram_init(&a->stats.sync_duration, 0.001, 2);
+	kpx_histogram_init(&a->stats.full_sync_duration, 0.001, 2);
+	kpx_histogram_init(&a->stats.partial_sync_duration, 0.001, 2);
+	kpx_histogram_init(&a->stats.programming_latency, 0.001, 2);
+}
+
+Test(health, healthy_without_queued_changes)
+{
+	struct kpx_agent a;
+	struct kpx_health h;
+
+	fake_agent(&a);
+	a.stats.last_sync_wall = 1000;
+	kpx_health_eval(&a, NULL, 5000, &h);
+	cr_assert(h.healthy);
+	cr_assert(h.node_eligible);
+	/* kube-proxy reports "now" while healthy. */
+	cr_assert_float_eq(h.last_updated, 5000, 1e-9);
+}
+
+Test(health, queued_change_within_twice_sync_period_is_healthy)
+{
+	struct kpx_agent a;
+	struct kpx_health h;
+
+	fake_agent(&a);
+	a.stats.last_sync_wall = 1000;
+	a.stats.last_queued_wall = 1001;
+	kpx_health_eval(&a, NULL, 1001 + 59.9, &h);
+	cr_assert(h.healthy);
+	kpx_health_eval(&a, NULL, 1001 + 60.0, &h);
+	cr_assert_not(h.healthy, "60 s = 2 x 30 s sync period is late");
+	cr_assert_float_eq(h.last_updated, 1000, 1e-9,
+			   "unhealthy reports the last successful sync");
+}
+
+Test(health, change_older_than_last_sync_is_not_pending)
+{
+	struct kpx_agent a;
+	struct kpx_health h;
+
+	fake_agent(&a);
+	a.stats.last_queued_wall = 900;
+	a.stats.last_sync_wall = 1000;
+	kpx_health_eval(&a, NULL, 5000, &h);
+	cr_assert(h.healthy);
+}
+
+Test(health, never_synced_with_stale_queue_is_unhealthy)
+{
+	struct kpx_agent a;
+	struct kpx_health h;
+
+	fake_agent(&a);
+	a.cfg.sync_ms = 1000;
+	a.stats.last_queued_wall = 100;
+	kpx_health_eval(&a, NULL, 102.5, &h);
+	cr_assert_not(h.healthy);
+}
+
+Test(health, node_deleting_or_tainted_is_not_eligible)
+{
+	struct kpx_agent a;
+	struct kpx_node n;
+	struct kpx_health h;
+
+	fake_agent(&a);
+	memset(&n, 0, sizeof(n));
+	kpx_health_eval(&a, &n, 10, &h);
+	cr_assert(h.node_eligible);
+	n.deleting = true;
+	kpx_health_eval(&a, &n, 10, &h);
+	cr_assert_not(h.node_eligible);
+	cr_assert(h.healthy, "livez ignores the node");
+	n.deleting = false;
+	n.to_be_deleted = true;
+	kpx_health_eval(&a, &n, 10, &h);
+	cr_assert_not(h.node_eligible);
+}
+
+Test(health, go_time_format)
+{
+	char buf[64];
+
+	kpx_go_time(1700000000.5, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "2023-11-14 22:13:20.5 +0000 UTC");
+	kpx_go_time(1700000000.0, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "2023-11-14 22:13:20 +0000 UTC");
+	kpx_go_time(0, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "0001-01-01 00:00:00 +0000 UTC");
+}
+
+Test(health, bodies_are_kube_proxy_json)
+{
+	struct kpx_health h = { .healthy = false,
+				.node_eligible = false,
+				.last_updated = 1700000000.25,
+				.now = 1700000100 };
+	struct json_object *o, *v;
+	size_t len;
+	char *b = kpx_health_body(&h, true, &len);
+
+	cr_assert_eq(len, strlen(b));
+	o = json_tokener_parse(b);
+	cr_assert_not_null(o, "not JSON: %s", b);
+	cr_assert(json_object_object_get_ex(o, "lastUpdated", &v));
+	cr_assert_str_eq(json_object_get_string(v),
+			 "2023-11-14 22:13:20.25 +0000 UTC");
+	cr_assert(json_object_object_get_ex(o, "currentTime", &v));
+	cr_assert_str_eq(json_object_get_string(v),
+			 "2023-11-14 22:15:00 +0000 UTC");
+	cr_assert(json_object_object_get_ex(o, "nodeEligible", &v));
+	cr_assert_not(json_object_get_boolean(v));
+	json_object_put(o);
+	free(b);
+
+	b = kpx_health_body(&h, false, NULL);
+	o = json_tokener_parse(b);
+	cr_assert_not_null(o);
+	cr_assert_not(json_object_object_get_ex(o, "nodeEligible", NULL),
+		      "/livez has no nodeEligible");
+	json_object_put(o);
+	free(b);
+}
+
+/* ---- metrics ---- */
+
+static char *render(struct kpx_agent *a, const char *dp_json,
+		    const char *fes_json)
+{
+	struct json_object *dp = dp_json ? json_tokener_parse(dp_json) : NULL;
+	struct json_object *fes = fes_json ? json_tokener_parse(fes_json) :
+					     NULL;
+	char *buf = NULL;
+	size_t sz = 0;
+	FILE *f = open_memstream(&buf, &sz);
+
+	cr_assert_not_null(f);
+	kpx_metrics_write(f, a, dp, fes);
+	fclose(f);
+	json_object_put(dp);
+	json_object_put(fes);
+	return buf;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	const char *p = text;
+
+	while ((p = strstr(p, line))) {
+		if ((p == text || p[-1] == '\n') && (p[n] == '\n' || !p[n]))
+			return true;
+		p++;
+	}
+	return false;
+}
+
+Test(metrics, histograms_are_cumulative_with_inf_sum_count)
+{
+	struct kpx_agent a;
+	char *m;
+
+	fake_agent(&a);
+	kpx_histogram_observe(&a.stats.sync_duration, 0.0005);
+	kpx_histogram_observe(&a.stats.sync_duration, 0.003);
+	kpx_histogram_observe(&a.stats.sync_duration, 100);
+	m = render(&a, NULL, NULL);
+	cr_assert(has_line(m, "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\"} 1"), "%s", m);
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 1"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 2"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} 3"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_count 3"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_sum 100.0035"));
+	cr_assert(has_line(m, "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0"));
+	cr_assert(has_line(m, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0"));
+	cr_assert(has_line(m, "kubeproxy_network_programming_duration_seconds_count 0"));
+	free(m);
+}
+
+Test(metrics, kube_proxy_gauges_and_counters)
+{
+	struct kpx_agent a;
+	char *m;
+
+	fake_agent(&a);
+	a.stats.last_sync_wall = 1700000001.5;
+	a.stats.last_queued_wall = 1700000002;
+	a.stats.healthz_total[0] = 7;
+	a.stats.healthz_total[1] = 2;
+	a.stats.livez_total[0] = 3;
+	a.stats.sync_errors_total = 4;
+	m = render(&a, NULL, NULL);
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1700000001.5"), "%s", m);
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds 1700000002"));
+	cr_assert(has_line(m, "kubeproxy_proxy_healthz_total{code=\"200\"} 7"));
+	cr_assert(has_line(m, "kubeproxy_proxy_healthz_total{code=\"503\"} 2"));
+	cr_assert(has_line(m, "kubeproxy_proxy_livez_total{code=\"200\"} 3"));
+	cr_assert(has_line(m, "kubeproxy_proxy_livez_total{code=\"503\"} 0"));
+	cr_assert(has_line(m, "kpx_sync_errors_total 4"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0"));
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_service_changes_total 0"));
+	/* The version string is the build's; only its presence matters. */
+	cr_assert(strstr(m, "\nkpx_build_info{version=\""));
+	cr_assert(strstr(m, "\",backend=\"fake\"} 1\n"));
+	free(m);
+}
+
+/* A plan with one eTP=Local service whose external set is empty while it
+ * has endpoints (drop), and one iTP=Local with internal endpoints. */
+static struct kpx_plan *test_plan(void)
+{
+	static struct kpx_plan_endpoint eps[2];
+	static struct kpx_plan_frontend fes[2];
+	static uint32_t idx[2] = { 0, 1 };
+	static struct kpx_plan_svcport sps[2];
+	static struct kpx_plan plan;
+
+	memset(sps, 0, sizeof(sps));
+	kpx_addr_parse("198.18.1.1", &eps[0].addr);
+	eps[0].port = 8080;
+	eps[0].flags = KPX_EP_READY;
+	kpx_addr_parse("198.18.1.2", &eps[1].addr);
+	eps[1].port = 8080;
+	eps[1].flags = KPX_EP_READY | KPX_EP_LOCAL;
+	fes[0].kind = KPX_FE_CLUSTER_IP;
+	kpx_addr_parse("198.18.100.1", &fes[0].addr);
+	fes[0].port = 80;
+	fes[1].kind = KPX_FE_LOAD_BALANCER;
+	kpx_addr_parse("198.18.200.1", &fes[1].addr);
+	fes[1].port = 80;
+	fes[1].external = true;
+
+	strcpy(sps[0].ns, "default");
+	strcpy(sps[0].name, "web");
+	sps[0].proto = KPX_PROTO_TCP;
+	sps[0].etp_local = true;
+	sps[0].frontends = fes;
+	sps[0].n_frontends = 2;
+	sps[0].endpoints = eps;
+	sps[0].n_endpoints = 1;
+	sps[0].internal = idx;
+	sps[0].n_internal = 1;
+	sps[0].external = NULL;
+	sps[0].n_external = 0;
+	sps[0].external_empty = KPX_EMPTY_DROP;
+
+	strcpy(sps[1].ns, "default");
+	strcpy(sps[1].name, "local");
+	sps[1].proto = KPX_PROTO_UDP;
+	sps[1].itp_local = true;
+	sps[1].endpoints = eps;
+	sps[1].n_endpoints = 2;
+	sps[1].internal = &idx[1];
+	sps[1].n_internal = 1;
+
+	memset(&plan, 0, sizeof(plan));
+	plan.svcports = sps;
+	plan.n_svcports = 2;
+	plan.n_frontends = 2;
+	plan.n_endpoints = 3;
+	return &plan;
+}
+
+Test(metrics, no_local_endpoints_by_traffic_policy)
+{
+	struct kpx_agent a;
+	char *m;
+
+	fake_agent(&a);
+	a.plan = test_plan();
+	m = render(&a, NULL, NULL);
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"external\"} 1"), "%s", m);
+	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"} 0"));
+	cr_assert(has_line(m, "kpx_frontends 2"));
+	cr_assert(has_line(m, "kpx_endpoints 3"));
+	cr_assert(has_line(m, "kpx_svcports 2"));
+	free(m);
+}
+
+Test(metrics, datapath_counters_and_traffic)
+{
+	struct kpx_agent a;
+	char *m;
+
+	fake_agent(&a);
+	m = render(&a,
+		   "{\"backend\":\"bpf\",\"drops\":{\"no_backend\":3,\"policy\":0},"
+		   "\"maps\":{\"kpx_services\":{\"entries\":5,\"max_entries\":65536},"
+		   "\"kpx_ct\":{\"entries\":9,\"max_entries\":1024}},"
+		   "\"ct_entries\":9}",
+		   "[{\"address\":\"198.18.100.1\",\"port\":80,\"protocol\":\"TCP\","
+		   "\"service\":\"default/web\",\"backends\":["
+		   "{\"address\":\"198.18.1.1\",\"port\":8080,\"packets\":10},"
+		   "{\"address\":\"198.18.1.2\",\"port\":8080,\"packets\":5}]},"
+		   "{\"address\":\"198.18.100.2\",\"port\":53,\"protocol\":\"UDP\","
+		   "\"service\":\"default/dns\",\"backends\":[]}]");
+	cr_assert(has_line(m, "kpx_datapath_drops_total{reason=\"no_backend\"} 3"), "%s", m);
+	cr_assert(has_line(m, "kpx_datapath_drops_total{reason=\"policy\"} 0"));
+	cr_assert(has_line(m, "kpx_map_entries{map=\"kpx_services\"} 5"));
+	cr_assert(has_line(m, "kpx_map_capacity{map=\"kpx_ct\"} 1024"));
+	cr_assert(has_line(m, "kpx_conntrack_entries 9"));
+	cr_assert(has_line(m, "kpx_service_packets_total{service=\"default/web\",frontend=\"198.18.100.1:80/TCP\"} 15"));
+	cr_assert_null(strstr(m, "default/dns"), "no counters, no series");
+	cr_assert_null(strstr(m, "kpx_service_bytes_total"));
+	free(m);
+}
+
+/* Every sample belongs to a family announced by a TYPE line, and every
+ * line is a comment or "name[{labels}] value". */
+Test(metrics, exposition_format_is_well_formed)
+{
+	struct kpx_agent a;
+	char *m, *line, *save = NULL, *copy;
+	char typed[8192] = "\n";
+
+	fake_agent(&a);
+	a.plan = test_plan();
+	kpx_histogram_observe(&a.stats.partial_sync_duration, 0.01);
+	m = render(&a, "{\"drops\":{\"a\\\"b\":1}}", NULL);
+	cr_assert(strstr(m, "reason=\"a\\\"b\""), "label value escaped");
+	copy = strdup(m);
+	for (line = strtok_r(copy, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char name[128], fam[140];
+		size_t n;
+
+		if (!strncmp(line, "# TYPE ", 7)) {
+			sscanf(line + 7, "%127s", name);
+			strcat(typed, name);
+			strcat(typed, "\n");
+			continue;
+		}
+		if (!strncmp(line, "# HELP ", 7))
+			continue;
+		cr_assert_neq(line[0], '#', "unknown comment: %s", line);
+		n = strcspn(line, "{ ");
+		cr_assert(n > 0 && n < sizeof(name), "%s", line);
+		memcpy(name, line, n);
+		name[n] = 0;
+		cr_assert(strchr(line, ' '), "no value: %s", line);
+		{
+			char *end;
+			const char *val = strrchr(line, ' ') + 1;
+
+			strtod(val, &end);
+			cr_assert(*end == 0 && end != val, "bad value: %s",
+				  line);
+		}
+		/* Histogram series carry _bucket/_sum/_count suffixes. */
+		snprintf(fam, sizeof(fam), "\n%s\n", name);
+		if (!strstr(typed, fam)) {
+			char *suf = strrchr(name, '_');
+
+			cr_assert_not_null(suf, "untyped: %s", line);
+			*suf = 0;
+			snprintf(fam, sizeof(fam), "\n%s\n", name);
+			cr_assert_not_null(strstr(typed, fam), "untyped: %s",
+					   line);
+		}
+	}
+	free(copy);
+	free(m);
+}
+
+/* ---- expected frontends for --verify ---- */
+
+Test(verify, expected_frontends_use_the_set_of_the_frontend_kind)
+{
+	struct json_object *arr = kpx_plan_expected_frontends(test_plan());
+	struct json_object *fe, *v, *bs;
+
+	cr_assert_eq(json_object_array_length(arr), 2);
+	fe = json_object_array_get_idx(arr, 0);
+	json_object_object_get_ex(fe, "address", &v);
+	cr_assert_str_eq(json_object_get_string(v), "198.18.100.1");
+	json_object_object_get_ex(fe, "protocol", &v);
+	cr_assert_str_eq(json_object_get_string(v), "TCP");
+	json_object_object_get_ex(fe, "service", &v);
+	cr_assert_str_eq(json_object_get_string(v), "default/web");
+	json_object_object_get_ex(fe, "backends", &bs);
+	cr_assert_eq(json_object_array_length(bs), 1);
+	json_object_object_get_ex(json_object_array_get_idx(bs, 0), "address",
+				  &v);
+	cr_assert_str_eq(json_object_get_string(v), "198.18.1.1");
+	/* The LB frontend of the eTP=Local service has no local endpoint. */
+	fe = json_object_array_get_idx(arr, 1);
+	json_object_object_get_ex(fe, "backends", &bs);
+	cr_assert_eq(json_object_array_length(bs), 0);
+	json_object_put(arr);
+}
+
+/* ---- bind addresses ---- */
+
+Test(bind, parses_v4_v6_and_any)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char buf[64];
+
+	cr_assert_eq(kpx_bind_parse("127.0.0.1:10249", &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 10249);
+	cr_assert_eq(kpx_bind_parse("[fd00::1]:10256", &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET6);
+	inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf,
+		  sizeof(buf));
+	cr_assert_str_eq(buf, "fd00::1");
+	cr_assert_eq(kpx_bind_parse(":10256", &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET6, "any: dual-stack socket");
+	cr_assert_eq(kpx_bind_parse("0.0.0.0:80", &ss, &len), 0);
+	cr_assert_eq(kpx_bind_parse("fd00::1:80", &ss, &len), -EINVAL);
+	cr_assert_eq(kpx_bind_parse("1.2.3.4", &ss, &len), -EINVAL);
+	cr_assert_eq(kpx_bind_parse("1.2.3.4:0", &ss, &len), -EINVAL);
+	cr_assert_eq(kpx_bind_parse("1.2.3.4:70000", &ss, &len), -EINVAL);
+	cr_assert_eq(kpx_bind_parse("host:80", &ss, &len), -EINVAL);
+	cr_assert_eq(kpx_bind_parse("[fd00::1]80", &ss, &len), -EINVAL);
+}
+
+/* ---- tables ---- */
+
+Test(table, fits_the_width_and_aligns)
+{
+	static const char *const hdr[] = { "A", "SERVICE", "BACKENDS" };
+	const char *row1[] = { "198.18.0.1:80/TCP", "default/a-very-long-service-name-that-goes-on-and-on", "3" };
+	const char *row2[] = { "x", NULL, "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80" };
+	struct kpx_table *t = kpx_table_new(3, hdr);
+	char *buf = NULL, *line, *save = NULL;
+	size_t sz = 0;
+	FILE *f = open_memstream(&buf, &sz);
+	int lines = 0;
+
+	cr_assert_eq(kpx_table_add(t, row1), 0);
+	cr_assert_eq(kpx_table_add(t, row2), 0);
+	kpx_table_print(t, f, 60);
+	fclose(f);
+	kpx_table_free(t);
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save), lines++) {
+		cr_assert_leq(strlen(line), 60, "too wide: '%s'", line);
+		/* Second column starts at the same offset on every row. */
+		cr_assert_eq(line[17], ' ');
+		cr_assert_neq(line[19], ' ', "'%s'", line);
+	}
+	cr_assert_eq(lines, 3);
+	free(buf);
+}
