@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Plan output: the JSON document `kpx plan -o json` prints and the table
+ * `kpx plan` prints. The JSON shape is a user interface (golden tests and
+ * scripts read it); change it only additively.
+ *
+ * {"node": "NAME", "zone": "ZONE",
+ *  "svcports": [{
+ *    "id": "ns/name:port/TCP/v4", "namespace", "name", "port_name",
+ *    "family": "IPv4"|"IPv6", "protocol": "TCP"|"UDP"|"SCTP",
+ *    "port": N, "node_port": N (0: none), "hc_node_port": N (0: none),
+ *    "type": "ClusterIP"|"NodePort"|"LoadBalancer",
+ *    "affinity_timeout": seconds (0: no affinity),
+ *    "etp_local": bool, "itp_local": bool,
+ *    "frontends": [{"kind": "ClusterIP"|"NodePort"|"ExternalIP"|
+ *                   "LoadBalancer", "address", "port", "external": bool}],
+ *    "endpoints": [{"address", "port", "ready", "serving", "terminating",
+ *                   "local"}],                   sorted by address, port
+ *    "internal": ["addr:port", ...],   ClusterIP traffic (after iTP)
+ *    "external": [...],                outside traffic to NodePort/
+ *                                      externalIP/LB (after eTP)
+ *    "cluster":  [...],                cluster-policy set
+ *    "internal_empty": "reject"|"drop", "external_empty": "reject"|"drop",
+ *    "source_ranges": ["CIDR", ...], "local_ready": N}]}
+ * IPv6 endpoints in the sets are written "[addr]:port".
+ */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "plan/plan.h"
+#include "plan/plan_internal.h"
+
+static void ep_str(const struct kpx_plan_endpoint *e, char *buf, size_t len)
+{
+	char a[KPX_ADDR_STRLEN];
+
+	kpx_addr_str(&e->addr, a);
+	if (e->addr.family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", a, e->port);
+	else
+		snprintf(buf, len, "%s:%u", a, e->port);
+}
+
+static struct json_object *set_json(const struct kpx_plan_svcport *sp,
+				    const uint32_t *idx, size_t n)
+{
+	struct json_object *arr = json_object_new_array();
+	char buf[KPX_ADDR_STRLEN + 16];
+
+	for (size_t i = 0; i < n; i++) {
+		ep_str(&sp->endpoints[idx[i]], buf, sizeof(buf));
+		json_object_array_add(arr, json_object_new_string(buf));
+	}
+	return arr;
+}
+
+static const char *empty_name(enum kpx_empty_action a)
+{
+	return a == KPX_EMPTY_REJECT ? "reject" : "drop";
+}
+
+#define ADD(o, k, v) json_object_object_add((o), (k), (v))
+
+static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *fes = json_object_new_array();
+	struct json_object *eps = json_object_new_array();
+	struct json_object *srs = json_object_new_array();
+	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 8];
+
+	ADD(o, "id", json_object_new_string(sp->id));
+	ADD(o, "namespace", json_object_new_string(sp->ns));
+	ADD(o, "name", json_object_new_string(sp->name));
+	ADD(o, "port_name", json_object_new_string(sp->port_name));
+	ADD(o, "family",
+	    json_object_new_string(sp->family == AF_INET6 ? "IPv6" : "IPv4"));
+	ADD(o, "protocol", json_object_new_string(kpx_plan_proto_name(sp->proto)));
+	ADD(o, "port", json_object_new_int(sp->port));
+	ADD(o, "node_port", json_object_new_int(sp->node_port));
+	ADD(o, "hc_node_port", json_object_new_int(sp->hc_node_port));
+	ADD(o, "type", json_object_new_string(kpx_plan_type_name(sp->type)));
+	ADD(o, "affinity_timeout", json_object_new_int64(sp->affinity_timeout));
+	ADD(o, "etp_local", json_object_new_boolean(sp->etp_local));
+	ADD(o, "itp_local", json_object_new_boolean(sp->itp_local));
+	for (size_t i = 0; i < sp->n_frontends; i++) {
+		const struct kpx_plan_frontend *fe = &sp->frontends[i];
+		struct json_object *f = json_object_new_object();
+
+		ADD(f, "kind", json_object_new_string(kpx_fe_kind_name(fe->kind)));
+		ADD(f, "address", json_object_new_string(kpx_addr_str(&fe->addr, a)));
+		ADD(f, "port", json_object_new_int(fe->port));
+		ADD(f, "external", json_object_new_boolean(fe->external));
+		json_object_array_add(fes, f);
+	}
+	ADD(o, "frontends", fes);
+	for (size_t i = 0; i < sp->n_endpoints; i++) {
+		const struct kpx_plan_endpoint *e = &sp->endpoints[i];
+		struct json_object *j = json_object_new_object();
+
+		ADD(j, "address", json_object_new_string(kpx_addr_str(&e->addr, a)));
+		ADD(j, "port", json_object_new_int(e->port));
+		ADD(j, "ready", json_object_new_boolean(e->flags & KPX_EP_READY));
+		ADD(j, "serving", json_object_new_boolean(e->flags & KPX_EP_SERVING));
+		ADD(j, "terminating",
+		    json_object_new_boolean(e->flags & KPX_EP_TERMINATING));
+		ADD(j, "local", json_object_new_boolean(e->flags & KPX_EP_LOCAL));
+		json_object_array_add(eps, j);
+	}
+	ADD(o, "endpoints", eps);
+	ADD(o, "internal", set_json(sp, sp->internal, sp->n_internal));
+	ADD(o, "external", set_json(sp, sp->external, sp->n_external));
+	ADD(o, "cluster", set_json(sp, sp->cluster, sp->n_cluster));
+	ADD(o, "internal_empty", json_object_new_string(empty_name(sp->internal_empty)));
+	ADD(o, "external_empty", json_object_new_string(empty_name(sp->external_empty)));
+	for (size_t i = 0; i < sp->n_source_ranges; i++) {
+		snprintf(buf, sizeof(buf), "%s/%u",
+			 kpx_addr_str(&sp->source_ranges[i].addr, a),
+			 sp->source_ranges[i].prefix);
+		json_object_array_add(srs, json_object_new_string(buf));
+	}
+	ADD(o, "source_ranges", srs);
+	ADD(o, "local_ready", json_object_new_int64(sp->local_ready));
+	return o;
+}
+
+struct json_object *kpx_plan_to_json(const struct kpx_plan *plan)
+{
+	struct json_object *root = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
+
+	ADD(root, "node", json_object_new_string(plan->input.node_name));
+	ADD(root, "zone", json_object_new_string(plan->input.node_zone));
+	for (size_t i = 0; i < plan->n_svcports; i++)
+		json_object_array_add(arr, svcport_json(&plan->svcports[i]));
+	ADD(root, "svcports", arr);
+	return root;
+}
+
+/* ---- table -------------------------------------------------------------- */
+
+static void print_set(FILE *f, const char *label,
+		      const struct kpx_plan_svcport *sp, const uint32_t *idx,
+		      size_t n, enum kpx_empty_action empty)
+{
+	char buf[KPX_ADDR_STRLEN + 16];
+
+	fprintf(f, "    %-10s", label);
+	if (!n)
+		fprintf(f, " (none: %s)", empty_name(empty));
+	for (size_t i = 0; i < n; i++) {
+		ep_str(&sp->endpoints[idx[i]], buf, sizeof(buf));
+		fprintf(f, " %s", buf);
+	}
+	fputc('\n', f);
+}
+
+void kpx_plan_print(const struct kpx_plan *plan, void *file)
+{
+	FILE *f = file;
+	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 16];
+
+	fprintf(f, "node %s  zone %s  %zu service ports, %zu frontends, "
+		   "%zu endpoints\n",
+		plan->input.node_name[0] ? plan->input.node_name : "-",
+		plan->input.node_zone[0] ? plan->input.node_zone : "-",
+		plan->n_svcports, plan->n_frontends, plan->n_endpoints);
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+
+		fprintf(f, "\n%s  %s  iTP=%s eTP=%s", sp->id,
+			kpx_plan_type_name(sp->type),
+			sp->itp_local ? "Local" : "Cluster",
+			sp->etp_local ? "Local" : "Cluster");
+		if (sp->affinity_timeout)
+			fprintf(f, "  affinity=ClientIP/%us", sp->affinity_timeout);
+		if (sp->hc_node_port)
+			fprintf(f, "  healthCheckNodePort=%u (local ready %u)",
+				sp->hc_node_port, sp->local_ready);
+		fputc('\n', f);
+		for (size_t j = 0; j < sp->n_frontends; j++) {
+			const struct kpx_plan_frontend *fe = &sp->frontends[j];
+
+			kpx_addr_str(&fe->addr, a);
+			if (fe->addr.family == AF_INET6)
+				snprintf(buf, sizeof(buf), "[%s]:%u", a, fe->port);
+			else
+				snprintf(buf, sizeof(buf), "%s:%u", a, fe->port);
+			fprintf(f, "    %-12s %-45s %s\n",
+				kpx_fe_kind_name(fe->kind), buf,
+				fe->external ? "external" : "internal");
+		}
+		for (size_t j = 0; j < sp->n_source_ranges; j++)
+			fprintf(f, "    %-12s %s/%u\n", "allow-from",
+				kpx_addr_str(&sp->source_ranges[j].addr, a),
+				sp->source_ranges[j].prefix);
+		for (size_t j = 0; j < sp->n_endpoints; j++) {
+			const struct kpx_plan_endpoint *e = &sp->endpoints[j];
+
+			ep_str(e, buf, sizeof(buf));
+			fprintf(f, "    %-12s %-45s %s%s%s%s\n", "endpoint", buf,
+				e->flags & KPX_EP_READY ? "ready " : "",
+				e->flags & KPX_EP_SERVING ? "serving " : "",
+				e->flags & KPX_EP_TERMINATING ? "terminating " : "",
+				e->flags & KPX_EP_LOCAL ? "local" : "");
+		}
+		print_set(f, "internal:", sp, sp->internal, sp->n_internal,
+			  sp->internal_empty);
+		if (sp->n_frontends > 0 &&
+		    (sp->node_port || sp->frontends[sp->n_frontends - 1].external))
+			print_set(f, "external:", sp, sp->external,
+				  sp->n_external, sp->external_empty);
+	}
+}
