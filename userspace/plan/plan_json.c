@@ -200,10 +200,10 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 
 			ep_str(e, buf, sizeof(buf));
 			fprintf(f, "    %-12s %-45s %s%s%s%s\n", "endpoint", buf,
-				e->flags & KPX_EP_READY ? "ready " : "",
-				e->flags & KPX_EP_SERVING ? "serving " : "",
-				e->flags & KPX_EP_TERMINATING ? "terminating " : "",
-				e->flags & KPX_EP_LOCAL ? "local" : "");
+				e->flags & KPX_EP_READY ? "ready" : "-",
+				e->flags & KPX_EP_SERVING ? " serving" : "",
+				e->flags & KPX_EP_TERMINATING ? " terminating" : "",
+				e->flags & KPX_EP_LOCAL ? " local" : "");
 		}
 		print_set(f, "internal:", sp, sp->internal, sp->n_internal,
 			  sp->internal_empty);
@@ -211,5 +211,10 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 		    (sp->node_port || sp->frontends[sp->n_frontends - 1].external))
 			print_set(f, "external:", sp, sp->external,
 				  sp->n_external, sp->external_empty);
+		/* With a Local policy the cluster set differs and is what
+		 * local clients of external frontends get. */
+		if (sp->itp_local || sp->etp_local)
+			print_set(f, "cluster:", sp, sp->cluster, sp->n_cluster,
+				  KPX_EMPTY_REJECT);
 	}
 }
