@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * YAML (and JSON) streams into json-c objects, the way Kubernetes tooling
+ * reads manifests: libyaml's event parser, one json value per document,
+ * plain scalars typed with the YAML 1.1 rules go-yaml applies (so `80` is a
+ * number, `"80"` a string, `true`/`yes` a bool, `~` null), anchors and
+ * aliases and `<<` merge keys resolved, `kind: *List` documents flattened.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "k8s/manifests.h"
+
+/* Deeper nesting than this is not a Kubernetes object; refuse it. */
+#define MAX_DEPTH 128
+#define MAX_ANCHORS 4096
+
+struct anchor {
+	char *name;
+	struct json_object *val;
+};
+
+struct frame {
+	struct json_object *node; /* object or array being filled */
+	char *key;		  /* object: pending key, NULL when none */
+	bool merge_key;		  /* pending key is "<<" */
+	char *anchor;		  /* anchor to bind when the node closes */
+};
+
+struct builder {
+	struct frame stack[MAX_DEPTH];
+	int depth;
+	struct anchor *anchors;
+	size_t n_anchors;
+	struct json_object *root;
+	bool have_root;
+	char *err;
+	size_t errlen;
+};
+
+static bool is_plain(const yaml_event_t *ev)
+{
+	return ev->data.scalar.plain_implicit &&
+	       ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static bool match_any(const char *s, const char *const *words)
+{
+	for (; *words; words++)
+		if (!strcmp(s, *words))
+			return true;
+	return false;
+}
+
+static const char *const null_words[] = { "", "~", "null", "Null", "NULL",
+					  NULL };
+static const char *const true_words[] = { "true", "True", "TRUE", "yes", "Yes",
+					  "YES",  "on",	  "On",	  "ON",	 NULL };
+static const char *const false_words[] = { "false", "False", "FALSE", "no",
+					   "No",    "NO",    "off",   "Off",
+					   "OFF",   NULL };
+
+/* Integer per YAML 1.1 (decimal, 0x, 0o, 0b; '_' separators). */
+static bool scalar_int(const char *s, int64_t *out)
+{
+	char buf[96], *end;
+	size_t j = 0;
+	int base = 10;
+	const char *p = s;
+	bool neg = false;
+	long long v;
+
+	if (*p == '+' || *p == '-')
+		neg = *p++ == '-';
+	if (!*p)
+		return false;
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		base = 16;
+		p += 2;
+	} else if (p[0] == '0' && p[1] == 'o') {
+		base = 8;
+		p += 2;
+	} else if (p[0] == '0' && p[1] == 'b') {
+		base = 2;
+		p += 2;
+	}
+	if (!*p)
+		return false;
+	if (neg)
+		buf[j++] = '-';
+	for (; *p; p++) {
+		if (*p == '_')
+			continue;
+		if (j + 1 >= sizeof(buf))
+			return false;
+		buf[j++] = *p;
+	}
+	buf[j] = '\0';
+	for (size_t i = neg; i < j; i++) {
+		char c = buf[i];
+		bool ok = base == 16 ? ((c >= '0' && c <= '9') ||
+					((c | 0x20) >= 'a' && (c | 0x20) <= 'f')) :
+				       (c >= '0' && c < '0' + base);
+		if (!ok)
+			return false;
+	}
+	errno = 0;
+	v = strtoll(buf, &end, base);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool scalar_float(const char *s, double *out)
+{
+	const char *p = s;
+	char *end;
+	bool digits = false;
+
+	if (!strcmp(s, ".inf") || !strcmp(s, ".Inf") || !strcmp(s, ".INF") ||
+	    !strcmp(s, "+.inf") || !strcmp(s, "+.Inf") || !strcmp(s, "+.INF")) {
+		*out = INFINITY;
+		return true;
+	}
+	if (!strcmp(s, "-.inf") || !strcmp(s, "-.Inf") || !strcmp(s, "-.INF")) {
+		*out = -INFINITY;
+		return true;
+	}
+	if (!strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN")) {
+		*out = NAN;
+		return true;
+	}
+	/* [-+]? ( \.[0-9]+ | [0-9]+ ( \.[0-9]* )? ) ( [eE][-+]?[0-9]+ )? */
+	if (*p == '+' || *p == '-')
+		p++;
+	while (*p >= '0' && *p <= '9') {
+		p++;
+		digits = true;
+	}
+	if (*p == '.') {
+		p++;
+		while (*p >= '0' && *p <= '9') {
+			p++;
+			digits = true;
+		}
+	}
+	if (!digits)
+		return false;
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p)
+		return false;
+	*out = strtod(s, &end);
+	return *end == '\0';
+}
+
+static struct json_object *scalar_value(const yaml_event_t *ev)
+{
+	const char *s = (const char *)ev->data.scalar.value;
+	size_t len = ev->data.scalar.length;
+	const char *tag = (const char *)ev->data.scalar.tag;
+	int64_t i;
+	double f;
+
+	if (tag) {
+		if (!strcmp(tag, YAML_NULL_TAG))
+			return NULL;
+		if (!strcmp(tag, YAML_BOOL_TAG))
+			return json_object_new_boolean(match_any(s, true_words));
+		if (!strcmp(tag, YAML_INT_TAG) && scalar_int(s, &i))
+			return json_object_new_int64(i);
+		if (!strcmp(tag, YAML_FLOAT_TAG) && scalar_float(s, &f))
+			return json_object_new_double(f);
+		return json_object_new_string_len(s, (int)len);
+	}
+	if (!is_plain(ev))
+		return json_object_new_string_len(s, (int)len);
+	if (match_any(s, null_words))
+		return NULL;
+	if (match_any(s, true_words))
+		return json_object_new_boolean(1);
+	if (match_any(s, false_words))
+		return json_object_new_boolean(0);
+	if (scalar_int(s, &i))
+		return json_object_new_int64(i);
+	if (scalar_float(s, &f))
+		return json_object_new_double(f);
+	return json_object_new_string_len(s, (int)len);
+}
+
+static int berr(struct builder *b, const yaml_event_t *ev, const char *msg)
+{
+	snprintf(b->err, b->errlen, "line %zu: %s",
+		 ev ? ev->start_mark.line + 1 : 0, msg);
+	return -EINVAL;
+}
+
+static int bind_anchor(struct builder *b, const yaml_event_t *ev,
+		       const char *name, struct json_object *val)
+{
+	struct anchor *a;
+
+	if (!name)
+		return 0;
+	for (size_t i = 0; i < b->n_anchors; i++) {
+		if (!strcmp(b->anchors[i].name, name)) {
+			/* Redefinition: later aliases see the new value. */
+			json_object_put(b->anchors[i].val);
+			b->anchors[i].val = json_object_get(val);
+			return 0;
+		}
+	}
+	if (b->n_anchors >= MAX_ANCHORS)
+		return berr(b, ev, "too many anchors");
+	a = realloc(b->anchors, (b->n_anchors + 1) * sizeof(*a));
+	if (!a)
+		return berr(b, ev, "out of memory");
+	b->anchors = a;
+	a[b->n_anchors].name = strdup(name);
+	if (!a[b->n_anchors].name)
+		return berr(b, ev, "out of memory");
+	a[b->n_anchors].val = json_object_get(val);
+	b->n_anchors++;
+	return 0;
+}
+
+static void clear_anchors(struct builder *b)
+{
+	for (size_t i = 0; i < b->n_anchors; i++) {
+		free(b->anchors[i].name);
+		json_object_put(b->anchors[i].val);
+	}
+	free(b->anchors);
+	b->anchors = NULL;
+	b->n_anchors = 0;
+}
+
+/* `<<: {..}` or `<<: [{..}, ..]`: copy keys the mapping does not have. */
+static int merge_into(struct builder *b, const yaml_event_t *ev,
+		      struct json_object *dst, struct json_object *src)
+{
+	if (json_object_is_type(src, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(src); i++) {
+			int rc = merge_into(b, ev, dst,
+					    json_object_array_get_idx(src, i));
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	if (!json_object_is_type(src, json_type_object))
+		return berr(b, ev, "merge key value is not a mapping");
+	json_object_object_foreach(src, k, v)
+	{
+		if (!json_object_object_get_ex(dst, k, NULL))
+			json_object_object_add(dst, k, json_object_get(v));
+	}
+	return 0;
+}
+
+/* Adds a finished value (ownership passed) to the current container. */
+static int add_value(struct builder *b, const yaml_event_t *ev,
+		     struct json_object *val)
+{
+	struct frame *f;
+	int rc = 0;
+
+	if (b->depth == 0) {
+		b->root = val;
+		b->have_root = true;
+		return 0;
+	}
+	f = &b->stack[b->depth - 1];
+	if (json_object_is_type(f->node, json_type_array)) {
+		json_object_array_add(f->node, val);
+		return 0;
+	}
+	if (!f->key) {
+		/* A mapping key: must be a scalar. */
+		if (val && (json_object_is_type(val, json_type_object) ||
+			    json_object_is_type(val, json_type_array))) {
+			json_object_put(val);
+			return berr(b, ev, "complex mapping keys are not supported");
+		}
+		f->key = strdup(val ? json_object_get_string(val) : "null");
+		f->merge_key = ev->type == YAML_SCALAR_EVENT && is_plain(ev) &&
+			       !strcmp((const char *)ev->data.scalar.value,
+				       "<<");
+		json_object_put(val);
+		return f->key ? 0 : berr(b, ev, "out of memory");
+	}
+	if (f->merge_key) {
+		rc = merge_into(b, ev, f->node, val);
+		json_object_put(val);
+	} else {
+		json_object_object_add(f->node, f->key, val);
+	}
+	free(f->key);
+	f->key = NULL;
+	f->merge_key = false;
+	return rc;
+}
+
+static int push(struct builder *b, const yaml_event_t *ev,
+		struct json_object *node, const yaml_char_t *anchor)
+{
+	struct frame *f;
+
+	if (!node)
+		return berr(b, ev, "out of memory");
+	if (b->depth >= MAX_DEPTH) {
+		json_object_put(node);
+		return berr(b, ev, "nesting too deep");
+	}
+	f = &b->stack[b->depth++];
+	memset(f, 0, sizeof(*f));
+	f->node = node;
+	if (anchor) {
+		f->anchor = strdup((const char *)anchor);
+		if (!f->anchor)
+			return berr(b, ev, "out of memory");
+	}
+	return 0;
+}
+
+static int pop(struct builder *b, const yaml_event_t *ev)
+{
+	struct frame *f = &b->stack[--b->depth];
+	struct json_object *node = f->node;
+	int rc;
+
+	if (f->key) {
+		free(f->key);
+		f->key = NULL;
+	}
+	rc = bind_anchor(b, ev, f->anchor, node);
+	free(f->anchor);
+	f->anchor = NULL;
+	if (rc) {
+		json_object_put(node);
+		return rc;
+	}
+	return add_value(b, ev, node);
+}
+
+static void reset_stack(struct builder *b)
+{
+	while (b->depth > 0) {
+		struct frame *f = &b->stack[--b->depth];
+
+		free(f->key);
+		free(f->anchor);
+		json_object_put(f->node);
+	}
+}
+
+/* `kind: List` (and `ServiceList` etc.) with items[]: append the items. */
+static void append_doc(struct json_object *docs, struct json_object *doc,
+		       int level)
+{
+	struct json_object *kind, *items;
+	const char *k;
+	size_t kl;
+
+	if (level < 4 && json_object_is_type(doc, json_type_object) &&
+	    json_object_object_get_ex(doc, "kind", &kind) &&
+	    json_object_is_type(kind, json_type_string) &&
+	    json_object_object_get_ex(doc, "items", &items) &&
+	    (json_object_is_type(items, json_type_array) || !items)) {
+		k = json_object_get_string(kind);
+		kl = strlen(k);
+		if (kl >= 4 && !strcmp(k + kl - 4, "List")) {
+			for (size_t i = 0; items && i < json_object_array_length(items);
+			     i++)
+				append_doc(docs,
+					   json_object_get(json_object_array_get_idx(
+						   items, i)),
+					   level + 1);
+			json_object_put(doc);
+			return;
+		}
+	}
+	json_object_array_add(docs, doc);
+}
+
+static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
+		      char *err, size_t errlen)
+{
+	struct builder b = { .err = err, .errlen = errlen };
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	bool done = false;
+	int rc = 0;
+
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	while (!done && !rc) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			snprintf(err, errlen, "line %zu: %s%s%s",
+				 parser.problem_mark.line + 1,
+				 parser.problem ? parser.problem : "parse error",
+				 parser.context ? " " : "",
+				 parser.context ? parser.context : "");
+			rc = -EINVAL;
+			break;
+		}
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			b.root = NULL;
+			b.have_root = false;
+			break;
+		case YAML_DOCUMENT_END_EVENT:
+			/* Empty documents (only comments, a bare ---) are
+			 * not objects; kubectl skips them too. */
+			if (b.have_root && b.root)
+				append_doc(docs, b.root, 0);
+			b.root = NULL;
+			b.have_root = false;
+			clear_anchors(&b);
+			break;
+		case YAML_MAPPING_START_EVENT:
+			rc = push(&b, &ev, json_object_new_object(),
+				  ev.data.mapping_start.anchor);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			rc = push(&b, &ev, json_object_new_array(),
+				  ev.data.sequence_start.anchor);
+			break;
+		case YAML_MAPPING_END_EVENT:
+		case YAML_SEQUENCE_END_EVENT:
+			rc = pop(&b, &ev);
+			break;
+		case YAML_SCALAR_EVENT: {
+			struct json_object *v = scalar_value(&ev);
+
+			rc = bind_anchor(&b, &ev,
+					 (const char *)ev.data.scalar.anchor, v);
+			if (rc)
+				json_object_put(v);
+			else
+				rc = add_value(&b, &ev, v);
+			break;
+		}
+		case YAML_ALIAS_EVENT: {
+			const char *name = (const char *)ev.data.alias.anchor;
+			size_t i;
+
+			for (i = 0; i < b.n_anchors; i++)
+				if (!strcmp(b.anchors[i].name, name))
+					break;
+			if (i == b.n_anchors) {
+				char msg[160];
+
+				snprintf(msg, sizeof(msg),
+					 "unknown anchor \"%.100s\"", name);
+				rc = berr(&b, &ev, msg);
+				break;
+			}
+			/*
+			 * Aliases share the node (refcount), which is safe
+			 * because the tree is never modified after building,
+			 * except when merged into a mapping, which copies
+			 * keys by reference too and does not mutate src.
+			 */
+			rc = add_value(&b, &ev,
+				       json_object_get(b.anchors[i].val));
+			break;
+		}
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	reset_stack(&b);
+	if (rc && b.have_root)
+		json_object_put(b.root);
+	clear_anchors(&b);
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+/*
+ * JSON files (e.g. `kubectl get -o json`) take json-c's parser: faster on
+ * big dumps, and exact on JSON's number typing. A JSON stream that fails
+ * here is re-parsed as YAML, whose error carries a line number.
+ */
+static int try_json(const char *buf, size_t len, struct json_object *docs)
+{
+	struct json_tokener *tok;
+	struct json_object *list;
+	size_t off = 0, n = 0;
+	int rc = 0;
+
+	while (off < len && strchr(" \t\r\n", buf[off]))
+		off++;
+	if (off == len || (buf[off] != '{' && buf[off] != '['))
+		return -EINVAL;
+	tok = json_tokener_new();
+	list = json_object_new_array();
+	if (!tok || !list) {
+		json_tokener_free(tok);
+		json_object_put(list);
+		return -ENOMEM;
+	}
+	while (off < len) {
+		struct json_object *o;
+
+		while (off < len && strchr(" \t\r\n", buf[off]))
+			off++;
+		if (off == len)
+			break;
+		if (len - off > (size_t)INT32_MAX) {
+			rc = -EINVAL;
+			break;
+		}
+		json_tokener_reset(tok);
+		o = json_tokener_parse_ex(tok, buf + off, (int)(len - off));
+		if (json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(o);
+			rc = -EINVAL;
+			break;
+		}
+		off += json_tokener_get_parse_end(tok);
+		json_object_array_add(list, o);
+		n++;
+	}
+	json_tokener_free(tok);
+	if (!rc) {
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *o = json_object_array_get_idx(list,
+									  i);
+			/* A top-level JSON array is a list of objects. */
+			if (json_object_is_type(o, json_type_array)) {
+				for (size_t j = 0; j < json_object_array_length(o);
+				     j++)
+					append_doc(docs,
+						   json_object_get(
+							   json_object_array_get_idx(
+								   o, j)),
+						   0);
+			} else if (o) {
+				append_doc(docs, json_object_get(o), 0);
+			}
+		}
+	}
+	json_object_put(list);
+	return rc;
+}
+
+int kpx_yaml_to_json(const char *buf, size_t len, struct json_object **docs,
+		     char *err, size_t errlen)
+{
+	struct json_object *arr;
+	char dummy[1];
+	int rc;
+
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	*docs = NULL;
+	arr = json_object_new_array();
+	if (!arr) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rc = try_json(buf, len, arr);
+	if (rc == -ENOMEM) {
+		json_object_put(arr);
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	if (rc) {
+		/* Partial JSON results are dropped; start over as YAML. */
+		json_object_put(arr);
+		arr = json_object_new_array();
+		if (!arr) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		rc = parse_yaml(buf, len, arr, err, errlen);
+		if (rc) {
+			json_object_put(arr);
+			return rc;
+		}
+	}
+	*docs = arr;
+	return 0;
+}
