@@ -220,6 +220,31 @@ struct kpx_src_range_key {
 	__u8 addr[16];
 };
 
+/*
+ * ---- socket LB only (not used by tc/XDP) ----
+ */
+
+/* Map "kpx_sk_revnat": socket storage of a connected socket (TCP or
+ * connected UDP): where connect() sent it, for getpeername/recvmsg
+ * without a global LRU insert per connect. */
+struct kpx_sk_revnat {
+	__u8 backend[16];
+	__u8 frontend[16];
+	__be16 backend_port;
+	__be16 frontend_port;
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* Map "kpx_udp_destroy" (sock_lb object, not pinned): backends whose
+ * connected UDP sockets the iter/udp program destroys. */
+struct kpx_udp_destroy_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
 #ifndef __cplusplus
 _Static_assert(sizeof(struct kpx_svc_key) == 24, "kpx_svc_key");
 _Static_assert(sizeof(struct kpx_svc_value) == 16, "kpx_svc_value");
@@ -236,6 +261,8 @@ _Static_assert(sizeof(struct kpx_dp_config) == 56, "kpx_dp_config");
 _Static_assert(sizeof(struct kpx_ct_key) == 40, "kpx_ct_key");
 _Static_assert(sizeof(struct kpx_ct_value) == 64, "kpx_ct_value");
 _Static_assert(sizeof(struct kpx_src_range_key) == 24, "kpx_src_range_key");
+_Static_assert(sizeof(struct kpx_sk_revnat) == 40, "kpx_sk_revnat");
+_Static_assert(sizeof(struct kpx_udp_destroy_key) == 20, "kpx_udp_destroy_key");
 #endif
 
 #endif

@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Socket-level load balancing (cgroup v2 sock_addr hooks): connect() and
+ * unconnected sendmsg() to a service frontend get the destination
+ * rewritten to a backend once, so no packet is ever translated; recvmsg()
+ * and getpeername() rewrite the backend back to the service address.
+ * Only INTERNAL-scope kpx_svc entries are used (the writer writes one for
+ * every frontend: ClusterIP with the internal set, external kinds with
+ * the cluster set, as kube-proxy short-circuits local clients).
+ * Also: an iter/udp program that destroys connected UDP sockets whose
+ * peer is a removed backend, so clients get re-balanced.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lib/lb.h"
+#include "lib/maps.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define TCP_ESTABLISHED 1
+#define ECONNREFUSED 111
+#define EPERM 1
+#define NSEC_PER_SEC 1000000000ull
+
+#define SYS_REJECT 0
+#define SYS_PROCEED 1
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for sk storage */
+	__type(key, int);
+	__type(value, struct kpx_sk_revnat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kpx_sk_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct kpx_udp_destroy_key);
+	__type(value, __u8);
+	__uint(max_entries, 4096);
+} kpx_udp_destroy SEC(".maps");
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+/* Where a socket goes: the frontend it asked for, the backend it gets. */
+struct sock_dst {
+	__u32 addr[4]; /* network order words; v4 uses addr[0] */
+	__be16 port;
+	__u16 family;
+};
+
+static __always_inline bool addr_eq(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline void fill_svc_key(struct kpx_svc_key *k,
+					 const struct sock_dst *d, __u8 proto)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->addr, d->addr, 16);
+	k->port = d->port;
+	k->proto = proto;
+	k->scope = KPX_SCOPE_INTERNAL;
+	k->family = d->family == AF_INET ? KPX_AF_INET : KPX_AF_INET6;
+}
+
+/* Affinity key: the client's bound address when known, else the netns
+ * cookie (unbound sockets at connect() time, the common case). */
+static __always_inline void fill_affinity_key(struct bpf_sock_addr *ctx,
+					      struct kpx_affinity_key *ak,
+					      __u32 svc_id, __u16 family)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 src[4] = {};
+
+	__builtin_memset(ak, 0, sizeof(*ak));
+	ak->svc_id = svc_id;
+	ak->family = family == AF_INET ? KPX_AF_INET : KPX_AF_INET6;
+	if (sk) {
+		if (family == AF_INET) {
+			src[0] = sk->src_ip4;
+		} else {
+			src[0] = sk->src_ip6[0];
+			src[1] = sk->src_ip6[1];
+			src[2] = sk->src_ip6[2];
+			src[3] = sk->src_ip6[3];
+		}
+	}
+	if (src[0] | src[1] | src[2] | src[3]) {
+		__builtin_memcpy(ak->client, src, 16);
+	} else {
+		__u64 c = bpf_get_netns_cookie(ctx);
+
+		ak->netns_keyed = 1;
+		__builtin_memcpy(ak->client, &c, sizeof(c));
+	}
+}
+
+enum { XL_PASS = 0, XL_DONE = 1, XL_REJECT = 2 };
+
+/*
+ * Selects a backend for d (a frontend) and rewrites d in place to it.
+ * XL_PASS: not a service; XL_DONE: d now holds the backend;
+ * XL_REJECT: the caller must fail the syscall (retval already set).
+ */
+static __always_inline int sock_xlate(struct bpf_sock_addr *ctx,
+				      struct sock_dst *d, __u8 proto,
+				      bool connect, __u32 *svc_id_out)
+{
+	struct kpx_backend_value *be;
+	struct kpx_svc_value *sv;
+	struct kpx_svc_key key;
+	__u32 backend_id = 0;
+
+	fill_svc_key(&key, d, proto);
+	sv = bpf_map_lookup_elem(&kpx_svc, &key);
+	if (!sv)
+		return XL_PASS;
+	if (sv->count == 0) {
+		if (sv->flags & KPX_SVC_F_EMPTY_DROP) {
+			kpx_count_drop(KPX_DROP_LOCAL_NONE);
+			bpf_set_retval(-EPERM);
+		} else {
+			kpx_count_drop(KPX_DROP_NO_BACKEND);
+			bpf_set_retval(-ECONNREFUSED);
+		}
+		return XL_REJECT;
+	}
+
+	if (sv->flags & KPX_SVC_F_AFFINITY) {
+		struct kpx_affinity_key ak;
+		struct kpx_affinity_value *av;
+		__u64 now = bpf_ktime_get_ns();
+
+		fill_affinity_key(ctx, &ak, sv->svc_id, d->family);
+		av = bpf_map_lookup_elem(&kpx_affinity, &ak);
+		if (av && now - av->last_used_ns <=
+				  (__u64)sv->affinity_timeout * NSEC_PER_SEC) {
+			backend_id = av->backend_id;
+			/* Refresh at most once a second: fewer writes to a
+			 * shared cache line on busy services. */
+			if (now - av->last_used_ns > NSEC_PER_SEC)
+				av->last_used_ns = now;
+		}
+		be = backend_id ? bpf_map_lookup_elem(&kpx_backends,
+						      &backend_id) : NULL;
+		if (!be) {
+			struct kpx_affinity_value nv = {};
+
+			backend_id = kpx_lb_pick(sv, bpf_get_prandom_u32());
+			nv.backend_id = backend_id;
+			nv.last_used_ns = now;
+			if (backend_id)
+				bpf_map_update_elem(&kpx_affinity, &ak, &nv,
+						    BPF_ANY);
+		}
+	} else {
+		__u32 h = bpf_get_prandom_u32();
+
+		if (sv->flags & KPX_SVC_F_MAGLEV)
+			h = kpx_mix32((__u32)bpf_get_socket_cookie(ctx));
+		backend_id = kpx_lb_pick(sv, h);
+	}
+	be = backend_id ? bpf_map_lookup_elem(&kpx_backends, &backend_id)
+			: NULL;
+	if (!be) {
+		kpx_count_drop(KPX_DROP_BACKEND_MISSING);
+		bpf_set_retval(-ECONNREFUSED);
+		return XL_REJECT;
+	}
+	kpx_count_conn(sv->svc_id, backend_id, 0, connect);
+	*svc_id_out = sv->svc_id;
+	__builtin_memcpy(d->addr, be->addr, 16);
+	d->port = be->port;
+	return XL_DONE;
+}
+
+static __always_inline void load_dst4(struct bpf_sock_addr *ctx,
+				      struct sock_dst *d)
+{
+	d->addr[0] = ctx->user_ip4;
+	d->addr[1] = d->addr[2] = d->addr[3] = 0;
+	d->port = (__be16)ctx->user_port;
+	d->family = AF_INET;
+}
+
+static __always_inline void load_dst6(struct bpf_sock_addr *ctx,
+				      struct sock_dst *d)
+{
+	/* Verifier rule: ctx->user_ip6 only allows 4-byte loads/stores. */
+	d->addr[0] = ctx->user_ip6[0];
+	d->addr[1] = ctx->user_ip6[1];
+	d->addr[2] = ctx->user_ip6[2];
+	d->addr[3] = ctx->user_ip6[3];
+	d->port = (__be16)ctx->user_port;
+	d->family = AF_INET6;
+}
+
+static __always_inline void store_dst(struct bpf_sock_addr *ctx,
+				      const struct sock_dst *d)
+{
+	if (d->family == AF_INET) {
+		ctx->user_ip4 = d->addr[0];
+	} else {
+		ctx->user_ip6[0] = d->addr[0];
+		ctx->user_ip6[1] = d->addr[1];
+		ctx->user_ip6[2] = d->addr[2];
+		ctx->user_ip6[3] = d->addr[3];
+	}
+	ctx->user_port = d->port;
+}
+
+static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct sock_dst fe, d;
+	__u32 proto = ctx->protocol;
+	struct kpx_sk_revnat *rn;
+	__u32 svc_id;
+	int r;
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return SYS_PROCEED;
+	if (v6)
+		load_dst6(ctx, &d);
+	else
+		load_dst4(ctx, &d);
+	fe = d;
+	r = sock_xlate(ctx, &d, proto, true, &svc_id);
+	if (r == XL_PASS)
+		return SYS_PROCEED;
+	if (r == XL_REJECT)
+		return SYS_REJECT;
+	store_dst(ctx, &d);
+	/* Socket storage instead of a global LRU: freed with the socket,
+	 * no per-connect contention. */
+	if (ctx->sk) {
+		rn = bpf_sk_storage_get(&kpx_sk_revnat, ctx->sk, 0,
+					BPF_SK_STORAGE_GET_F_CREATE);
+		if (rn) {
+			__builtin_memcpy(rn->backend, d.addr, 16);
+			__builtin_memcpy(rn->frontend, fe.addr, 16);
+			rn->backend_port = d.port;
+			rn->frontend_port = fe.port;
+			rn->family = d.family;
+		}
+	}
+	return SYS_PROCEED;
+}
+
+static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct kpx_revnat_value rv = {}, *old;
+	struct kpx_revnat_key rk = {};
+	struct sock_dst fe, d;
+	__u32 svc_id;
+	int r;
+
+	if (ctx->protocol != IPPROTO_UDP)
+		return SYS_PROCEED;
+	if (v6)
+		load_dst6(ctx, &d);
+	else
+		load_dst4(ctx, &d);
+	fe = d;
+	r = sock_xlate(ctx, &d, IPPROTO_UDP, false, &svc_id);
+	if (r == XL_PASS)
+		return SYS_PROCEED;
+	if (r == XL_REJECT)
+		return SYS_REJECT;
+	store_dst(ctx, &d);
+
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	__builtin_memcpy(rk.addr, d.addr, 16);
+	rk.port = d.port;
+	rk.family = d.family;
+	__builtin_memcpy(rv.addr, fe.addr, 16);
+	rv.port = fe.port;
+	/* Lookup before update: a DNS client sends many datagrams to the
+	 * same backend; rewriting the same LRU entry each time costs. */
+	old = bpf_map_lookup_elem(&kpx_revnat, &rk);
+	if (!old || old->port != rv.port ||
+	    !addr_eq((__u32 *)old->addr, (__u32 *)rv.addr))
+		bpf_map_update_elem(&kpx_revnat, &rk, &rv, BPF_ANY);
+	return SYS_PROCEED;
+}
+
+/* Backend -> frontend for replies and getpeername. */
+static __always_inline int do_rev(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct kpx_revnat_value *rv;
+	struct kpx_sk_revnat *rn;
+	struct kpx_revnat_key rk = {};
+	struct sock_dst d;
+
+	if (v6)
+		load_dst6(ctx, &d);
+	else
+		load_dst4(ctx, &d);
+	if (ctx->sk) {
+		rn = bpf_sk_storage_get(&kpx_sk_revnat, ctx->sk, 0, 0);
+		if (rn && rn->family == d.family && rn->backend_port == d.port &&
+		    addr_eq((__u32 *)rn->backend, d.addr)) {
+			__builtin_memcpy(d.addr, rn->frontend, 16);
+			d.port = rn->frontend_port;
+			store_dst(ctx, &d);
+			return SYS_PROCEED;
+		}
+	}
+	if (ctx->protocol != IPPROTO_UDP)
+		return SYS_PROCEED;
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	__builtin_memcpy(rk.addr, d.addr, 16);
+	rk.port = d.port;
+	rk.family = d.family;
+	rv = bpf_map_lookup_elem(&kpx_revnat, &rk);
+	if (!rv)
+		return SYS_PROCEED;
+	__builtin_memcpy(d.addr, rv->addr, 16);
+	d.port = rv->port;
+	store_dst(ctx, &d);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/connect4")
+int kpx_connect4(struct bpf_sock_addr *ctx)
+{
+	return do_connect(ctx, false);
+}
+
+SEC("cgroup/connect6")
+int kpx_connect6(struct bpf_sock_addr *ctx)
+{
+	return do_connect(ctx, true);
+}
+
+SEC("cgroup/sendmsg4")
+int kpx_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return do_sendmsg(ctx, false);
+}
+
+SEC("cgroup/sendmsg6")
+int kpx_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return do_sendmsg(ctx, true);
+}
+
+SEC("cgroup/recvmsg4")
+int kpx_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return do_rev(ctx, false);
+}
+
+SEC("cgroup/recvmsg6")
+int kpx_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return do_rev(ctx, true);
+}
+
+SEC("cgroup/getpeername4")
+int kpx_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return do_rev(ctx, false);
+}
+
+SEC("cgroup/getpeername6")
+int kpx_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return do_rev(ctx, true);
+}
+
+/*
+ * Destroys connected UDP sockets (in the iterating process's netns) whose
+ * peer is listed in kpx_udp_destroy. The application sees ECONNABORTED
+ * once and reconnects, which goes through connect4/6 again.
+ */
+SEC("iter/udp")
+int kpx_udp_destroy_iter(struct bpf_iter__udp *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->udp_sk;
+	struct kpx_udp_destroy_key k = {};
+	__u16 family;
+
+	if (!sk)
+		return 0;
+	if (sk->__sk_common.skc_state != TCP_ESTABLISHED)
+		return 0;
+	family = sk->__sk_common.skc_family;
+	if (family == AF_INET) {
+		__builtin_memcpy(k.addr, &sk->__sk_common.skc_daddr, 4);
+		k.family = KPX_AF_INET;
+	} else if (family == AF_INET6) {
+		__builtin_memcpy(k.addr,
+				 &sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32,
+				 16);
+		k.family = KPX_AF_INET6;
+	} else {
+		return 0;
+	}
+	k.port = sk->__sk_common.skc_dport;
+	if (bpf_map_lookup_elem(&kpx_udp_destroy, &k))
+		bpf_sock_destroy((struct sock_common *)sk);
+	return 0;
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Map writer (bpf/map_writer.c) against an in-memory fake of the maps:
+ * slot layout, generation flips, stable ids, restart reconcile, map-full
+ * handling, Maglev tables. No root needed.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpf/map_writer.h"
+
+#define MSIZE 31 /* small prime maglev table */
+
+struct fmap {
+	size_t ksz, vsz, cap, n;
+	uint8_t *keys, *vals;
+};
+
+struct fake {
+	struct fmap m[KPX_MAP_N];
+	size_t updates, deletes, udp_gone;
+};
+
+static const size_t ksz[KPX_MAP_N] = {
+	[KPX_MAP_SVC] = sizeof(struct kpx_svc_key),
+	[KPX_MAP_SLOTS] = sizeof(struct kpx_slot_key),
+	[KPX_MAP_BACKENDS] = 4,
+	[KPX_MAP_MAGLEV] = sizeof(struct kpx_maglev_key),
+	[KPX_MAP_SVC_META] = 4,
+	[KPX_MAP_SRC_RANGE] = sizeof(struct kpx_src_range_key),
+	[KPX_MAP_AFFINITY] = sizeof(struct kpx_affinity_key),
+};
+static const size_t vsz[KPX_MAP_N] = {
+	[KPX_MAP_SVC] = sizeof(struct kpx_svc_value),
+	[KPX_MAP_SLOTS] = 4,
+	[KPX_MAP_BACKENDS] = sizeof(struct kpx_backend_value),
+	[KPX_MAP_MAGLEV] = 4 * MSIZE,
+	[KPX_MAP_SVC_META] = sizeof(struct kpx_svc_meta),
+	[KPX_MAP_SRC_RANGE] = 1,
+	[KPX_MAP_AFFINITY] = sizeof(struct kpx_affinity_value),
+};
+
+static void fake_init(struct fake *f, size_t backends_cap)
+{
+	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < KPX_MAP_N; i++) {
+		f->m[i].ksz = ksz[i];
+		f->m[i].vsz = vsz[i];
+		f->m[i].cap = i == KPX_MAP_BACKENDS ? backends_cap : 4096;
+		f->m[i].keys = calloc(f->m[i].cap, ksz[i]);
+		f->m[i].vals = calloc(f->m[i].cap, vsz[i]);
+	}
+}
+
+static void fake_free(struct fake *f)
+{
+	for (int i = 0; i < KPX_MAP_N; i++) {
+		free(f->m[i].keys);
+		free(f->m[i].vals);
+	}
+}
+
+static long find(struct fmap *m, const void *k)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (!memcmp(m->keys + i * m->ksz, k, m->ksz))
+			return (long)i;
+	return -1;
+}
+
+static int f_lookup(void *ctx, enum kpx_map_id id, const void *k, void *v)
+{
+	struct fmap *m = &((struct fake *)ctx)->m[id];
+	long i = find(m, k);
+
+	if (i < 0)
+		return -ENOENT;
+	memcpy(v, m->vals + i * m->vsz, m->vsz);
+	return 0;
+}
+
+static int f_update(void *ctx, enum kpx_map_id id, const void *k,
+		    const void *v)
+{
+	struct fake *f = ctx;
+	struct fmap *m = &f->m[id];
+	long i = find(m, k);
+
+	if (i < 0) {
+		if (m->n == m->cap)
+			return -E2BIG;
+		i = (long)m->n++;
+		memcpy(m->keys + i * m->ksz, k, m->ksz);
+	}
+	memcpy(m->vals + i * m->vsz, v, m->vsz);
+	f->updates++;
+	return 0;
+}
+
+static int f_del(void *ctx, enum kpx_map_id id, const void *k)
+{
+	struct fake *f = ctx;
+	struct fmap *m = &f->m[id];
+	long i = find(m, k);
+
+	if (i < 0)
+		return -ENOENT;
+	m->n--;
+	memmove(m->keys + i * m->ksz, m->keys + m->n * m->ksz, m->ksz);
+	memmove(m->vals + i * m->vsz, m->vals + m->n * m->vsz, m->vsz);
+	f->deletes++;
+	return 0;
+}
+
+static int f_next(void *ctx, enum kpx_map_id id, const void *k, void *n)
+{
+	struct fmap *m = &((struct fake *)ctx)->m[id];
+	long i = k ? find(m, k) : -1;
+	size_t next = i < 0 ? 0 : (size_t)i + 1;
+
+	/* Like the kernel: an unknown key restarts at the first one. */
+	if (next >= m->n)
+		return -ENOENT;
+	memcpy(n, m->keys + next * m->ksz, m->ksz);
+	return 0;
+}
+
+static void f_gone(void *ctx, const struct kpx_backend_value *be)
+{
+	(void)be;
+	((struct fake *)ctx)->udp_gone++;
+}
+
+static struct kpx_map_ops fake_ops(struct fake *f)
+{
+	struct kpx_map_ops o = { f_lookup, f_update, f_del, f_next, f_gone, f };
+
+	return o;
+}
+
+static struct kpx_map_writer_opts opts(enum kpx_lb_alg alg)
+{
+	struct kpx_map_writer_opts o = {
+		.services_max = 128, .backends_max = 128, .slots_max = 4096,
+		.maglev_size = MSIZE, .maglev_seed = 1, .alg = alg,
+	};
+	return o;
+}
+
+/* One ClusterIP svcport 198.18.100.1:80 with endpoints 198.18.1.{eps}:8080. */
+struct tplan {
+	struct kpx_plan plan;
+	struct kpx_plan_svcport sp;
+	struct kpx_plan_frontend fe;
+	struct kpx_plan_endpoint ep[8];
+	uint32_t set[8];
+};
+
+static void tplan_init(struct tplan *t, const int *eps, size_t n, uint8_t proto)
+{
+	memset(t, 0, sizeof(*t));
+	strcpy(t->sp.id, "default/web:http/TCP/v4");
+	strcpy(t->sp.ns, "default");
+	strcpy(t->sp.name, "web");
+	strcpy(t->sp.port_name, "http");
+	t->sp.family = AF_INET;
+	t->sp.proto = proto;
+	t->sp.port = 80;
+	t->fe.kind = KPX_FE_CLUSTER_IP;
+	kpx_addr_parse("198.18.100.1", &t->fe.addr);
+	t->fe.port = 80;
+	t->sp.frontends = &t->fe;
+	t->sp.n_frontends = 1;
+	for (size_t i = 0; i < n; i++) {
+		char s[32];
+
+		snprintf(s, sizeof(s), "198.18.1.%d", eps[i]);
+		kpx_addr_parse(s, &t->ep[i].addr);
+		t->ep[i].port = 8080;
+		t->ep[i].flags = KPX_EP_READY | KPX_EP_SERVING;
+		t->set[i] = (uint32_t)i;
+	}
+	t->sp.endpoints = t->ep;
+	t->sp.n_endpoints = n;
+	t->sp.internal = t->sp.external = t->sp.cluster = t->set;
+	t->sp.n_internal = t->sp.n_external = t->sp.n_cluster = n;
+	t->plan.svcports = &t->sp;
+	t->plan.n_svcports = 1;
+}
+
+static struct kpx_svc_value svc_get(struct fake *f, uint8_t scope)
+{
+	struct kpx_svc_key k = { .port = htons(80), .proto = IPPROTO_TCP,
+				 .scope = scope, .family = KPX_AF_INET };
+	struct kpx_svc_value v = {};
+	struct in_addr a;
+
+	inet_pton(AF_INET, "198.18.100.1", &a);
+	memcpy(k.addr, &a, 4);
+	cr_assert_eq(f_lookup(f, KPX_MAP_SVC, &k, &v), 0, "kpx_svc entry missing");
+	return v;
+}
+
+/* The last octet of the backend in (svc, gen, slot). */
+static int slot_octet(struct fake *f, const struct kpx_svc_value *v, int slot)
+{
+	struct kpx_slot_key k = { v->svc_id, v->gen, (uint16_t)slot };
+	struct kpx_backend_value be;
+	uint32_t id;
+
+	cr_assert_eq(f_lookup(f, KPX_MAP_SLOTS, &k, &id), 0, "slot %d", slot);
+	cr_assert_eq(f_lookup(f, KPX_MAP_BACKENDS, &id, &be), 0, "backend %u", id);
+	cr_assert_eq(ntohs(be.port), 8080);
+	return be.addr[3];
+}
+
+Test(map_writer, slot_layout_and_generation_flip)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value v1, v2;
+	uint32_t id_b2_before, id_b2_after;
+	struct kpx_slot_key sk;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+
+	cr_assert_eq(f.m[KPX_MAP_SVC].n, 2, "internal + external entry");
+	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 3, "backends shared by scopes");
+	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 6);
+	v1 = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_assert_eq(v1.count, 3);
+	cr_assert_eq(v1.gen, 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(slot_octet(&f, &v1, i), i + 1);
+	sk = (struct kpx_slot_key){ v1.svc_id, 0, 1 };
+	f_lookup(&f, KPX_MAP_SLOTS, &sk, &id_b2_before);
+
+	/* 1 goes, 4 comes: new generation, old slots and backend gone. */
+	tplan_init(&t, (int[]){ 2, 3, 4 }, 3, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	v2 = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_assert_eq(v2.svc_id, v1.svc_id, "svc id must be stable");
+	cr_assert_eq(v2.gen, 1);
+	cr_assert_eq(v2.count, 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(slot_octet(&f, &v2, i), i + 2);
+	sk = (struct kpx_slot_key){ v2.svc_id, 1, 0 };
+	f_lookup(&f, KPX_MAP_SLOTS, &sk, &id_b2_after);
+	cr_assert_eq(id_b2_after, id_b2_before, "backend id must be stable");
+	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 6, "old generation deleted");
+	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 3, "removed backend deleted");
+	cr_assert_eq(f.udp_gone, 0, "TCP backends need no socket destroy");
+
+	/* Unchanged plan: nothing written. */
+	f.updates = f.deletes = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(f.updates + f.deletes, 0);
+
+	/* Service gone: everything removed. */
+	t.plan.n_svcports = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	for (int m = 0; m < KPX_MAP_N; m++)
+		cr_assert_eq(f.m[m].n, 0, "map %s not empty", kpx_map_names[m]);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+Test(map_writer, restart_reuses_ids_writes_nothing_and_sweeps_orphans)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value before, after;
+	struct kpx_slot_key stray = { 77, 0, 0 };
+	uint32_t stray_be = 99, v = 99;
+	struct kpx_backend_value bv = { .port = htons(1), .proto = 6, .family = 2 };
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	before = svc_get(&f, KPX_SCOPE_INTERNAL);
+	kpx_map_writer_free(w); /* agent exits; maps stay */
+
+	f_update(&f, KPX_MAP_SLOTS, &stray, &v);
+	f_update(&f, KPX_MAP_BACKENDS, &stray_be, &bv);
+	f.updates = f.deletes = 0;
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(f.updates, 0, "a restart must not rewrite live entries");
+	cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
+	after = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
+	cr_assert_eq(slot_octet(&f, &after, 0), 1);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+Test(map_writer, full_backend_map_keeps_previous_state)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer_stats st;
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value v;
+
+	fake_init(&f, 3);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+
+	/* Needs 4 backends with room for 3: the update must fail whole. */
+	tplan_init(&t, (int[]){ 1, 2, 3, 4 }, 4, IPPROTO_TCP);
+	cr_assert_lt(kpx_map_writer_sync(w, &t.plan), 0);
+	kpx_map_writer_get_stats(w, &st);
+	cr_assert_gt(st.full, 0);
+	cr_assert(strstr(st.last_error, "map full"), "%s", st.last_error);
+	v = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_assert_eq(v.count, 2, "old state kept");
+	cr_assert_eq(slot_octet(&f, &v, 0), 1);
+	cr_assert_eq(slot_octet(&f, &v, 1), 2);
+	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 2, "no half-written backends");
+	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 4, "no half-written slots");
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+Test(map_writer, maglev_table_and_udp_backend_removal)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_MAGLEV);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value v;
+	struct kpx_maglev_key mk;
+	uint32_t table[MSIZE];
+	int seen[4] = { 0 };
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_UDP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	{
+		struct kpx_svc_key k = { .port = htons(80), .proto = IPPROTO_UDP,
+					 .scope = KPX_SCOPE_INTERNAL,
+					 .family = KPX_AF_INET };
+		inet_pton(AF_INET, "198.18.100.1", k.addr);
+		cr_assert_eq(f_lookup(&f, KPX_MAP_SVC, &k, &v), 0);
+	}
+	cr_assert(v.flags & KPX_SVC_F_MAGLEV);
+	mk = (struct kpx_maglev_key){ v.svc_id, v.gen };
+	cr_assert_eq(f_lookup(&f, KPX_MAP_MAGLEV, &mk, table), 0);
+	for (int i = 0; i < MSIZE; i++) {
+		struct kpx_backend_value be;
+
+		cr_assert_eq(f_lookup(&f, KPX_MAP_BACKENDS, &table[i], &be), 0);
+		seen[be.addr[3]]++;
+	}
+	for (int i = 1; i <= 3; i++)
+		cr_assert_gt(seen[i], MSIZE / 3 - 4, "backend %d: %d", i, seen[i]);
+
+	tplan_init(&t, (int[]){ 1, 3 }, 2, IPPROTO_UDP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(f.udp_gone, 1, "removed UDP backend reported once");
+	cr_assert_eq(f.m[KPX_MAP_MAGLEV].n, 2, "one table per scope entry");
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
