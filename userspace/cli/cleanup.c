@@ -56,6 +56,9 @@ static void cleanup_usage(FILE *f)
 		"unless --backend is given), then exits.\n"
 		"\n"
 		"  --backend bpf|nft     clean only this backend\n"
+		"  --config FILE         take bpfRoot, cgroupPath, stateSocket\n"
+		"                        from the agent's KubeProxyConfiguration\n"
+		"                        (flags after it win)\n"
 		"  --bpf-root PATH       bpf pin directory (/sys/fs/bpf/kpx)\n"
 		"  --cgroup-path PATH    cgroup the socket hooks are attached to\n"
 		"  --state-socket PATH   agent socket (/run/kpx/kpx.sock); kpx's\n"
@@ -634,6 +637,7 @@ enum {
 	OPT_STATE,
 	OPT_KUBE_PROXY,
 	OPT_FORCE,
+	OPT_CONFIG,
 };
 
 int kpx_cmd_cleanup(int argc, char **argv)
@@ -646,6 +650,7 @@ int kpx_cmd_cleanup(int argc, char **argv)
 		{ "state-socket", required_argument, NULL, OPT_STATE },
 		{ "kube-proxy", no_argument, NULL, OPT_KUBE_PROXY },
 		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -692,6 +697,14 @@ int kpx_cmd_cleanup(int argc, char **argv)
 			break;
 		case OPT_FORCE:
 			force = true;
+			break;
+		case OPT_CONFIG:
+			/* In order with the flags: the ones after it win. */
+			if (kpx_config_load_file(&cfg, optarg) < 0) {
+				fprintf(stderr, "kpx cleanup: --config %s: "
+					"see above\n", optarg);
+				return 2;
+			}
 			break;
 		case 'v':
 			kpx_log_verbosity = cfg.verbosity = atoi(optarg);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/config.h"
 #include "cli/cli.h"
@@ -41,6 +42,14 @@ static void plan_usage(FILE *f)
 		"\n"
 		"Exit status: 0 on success (bad objects are reported on stderr and\n"
 		"skipped), 1 when DIR cannot be read, 2 on bad usage.\n");
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 struct plan_opts {
@@ -136,6 +145,7 @@ int kpx_cmd_plan(int argc, char **argv)
 	char **args = NULL;
 	size_t n_errors = 0;
 	int ret = 2, r;
+	double t0, t1, t2;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -184,6 +194,7 @@ int kpx_cmd_plan(int argc, char **argv)
 		fprintf(stderr, "kpx plan: out of memory\n");
 		goto out;
 	}
+	t0 = mono_ms();
 	r = kpx_manifests_load(cfg->manifests, store, &n_errors);
 	if (r) {
 		fprintf(stderr, "kpx plan: cannot read %s: %s\n",
@@ -193,11 +204,13 @@ int kpx_cmd_plan(int argc, char **argv)
 	if (n_errors)
 		fprintf(stderr, "kpx plan: %zu object(s) skipped (see above)\n",
 			n_errors);
+	t1 = mono_ms();
 	r = kpx_plan_build(store, &in, &plan);
 	if (r) {
 		fprintf(stderr, "kpx plan: %s\n", strerror(-r));
 		goto out;
 	}
+	t2 = mono_ms();
 	if (o.json) {
 		struct json_object *j = kpx_plan_to_json(plan);
 
@@ -215,6 +228,11 @@ int kpx_cmd_plan(int argc, char **argv)
 		kpx_plan_print(plan, stdout);
 	}
 	ret = fflush(stdout) ? 1 : 0;
+	/* perf/plan_bench.sh reads this line. */
+	kpx_dbg(1, "plan: load %.1f ms, build %.1f ms, output %.1f ms; "
+		   "%zu svcports, %zu frontends, %zu endpoints",
+		t1 - t0, t2 - t1, mono_ms() - t2, plan->n_svcports,
+		plan->n_frontends, plan->n_endpoints);
 out:
 	kpx_plan_free(plan);
 	kpx_store_free(store);

@@ -229,6 +229,10 @@ int kpx_cmd_status(int argc, char **argv)
 				json_object_put(dp);
 				dp = NULL;
 			}
+		} else if (ops) {
+			snprintf(dp_err, sizeof(dp_err),
+				 "%s: this build cannot read its datapath",
+				 ops->name);
 		} else {
 			snprintf(dp_err, sizeof(dp_err),
 				 "no programmed bpf maps under %s nor kpx "

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Address/port rewriting for the NodePort datapath, for tc (skb helpers,
+ * which keep CHECKSUM_PARTIAL/COMPLETE skbs right) and XDP (direct writes
+ * with incremental checksums). `xdp` is always a literal, so the unused
+ * variant is compiled out after inlining.
+ * Owns: packet rewrites. Must not: look at maps.
+ */
+#ifndef KPX_BPF_LIB_NAT_H
+#define KPX_BPF_LIB_NAT_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "bpf/lib/csum.h"
+#include "bpf/lib/parse.h"
+
+#ifndef BPF_F_PSEUDO_HDR
+#define BPF_F_PSEUDO_HDR (1ULL << 4)
+#define BPF_F_MARK_MANGLED_0 (1ULL << 5)
+#endif
+
+static __always_inline void *kpx_data(void *ctx, const bool xdp)
+{
+	if (xdp)
+		return (void *)(long)((struct xdp_md *)ctx)->data;
+	return (void *)(long)((struct __sk_buff *)ctx)->data;
+}
+
+static __always_inline void *kpx_data_end(void *ctx, const bool xdp)
+{
+	if (xdp)
+		return (void *)(long)((struct xdp_md *)ctx)->data_end;
+	return (void *)(long)((struct __sk_buff *)ctx)->data_end;
+}
+
+/* Offset of the L4 checksum field from the L4 header. */
+static __always_inline __u32 kpx_l4_csum_off(__u8 proto)
+{
+	return proto == KPX_IPPROTO_TCP ? 16 : 6;
+}
+
+/* Rewrites the TCP/UDP tuple of p to (ns, nd, nsp, ndp). Addresses are
+ * 4 or 16 bytes as p->family says. Returns 0 or -1 (packet too short). */
+static __always_inline int kpx_nat_l4(void *ctx, const bool xdp,
+				      const struct kpx_pkt *p, const __u8 *ns,
+				      const __u8 *nd, __be16 nsp, __be16 ndp)
+{
+	const bool v4 = p->family == KPX_AF_INET;
+	const bool udp = p->proto == KPX_IPPROTO_UDP;
+	__u32 csum_off = p->l4off + kpx_l4_csum_off(p->proto);
+	__u32 aoff = p->l3off + (v4 ? 12 : 8);
+	__u8 olda[32], newa[32];
+	__be16 oldp[2] = { p->sport, p->dport };
+	__be16 newp[2] = { nsp, ndp };
+	__s64 adiff, pdiff;
+
+	if (v4) {
+		__builtin_memcpy(olda, p->saddr, 4);
+		__builtin_memcpy(olda + 4, p->daddr, 4);
+		__builtin_memcpy(newa, ns, 4);
+		__builtin_memcpy(newa + 4, nd, 4);
+		adiff = bpf_csum_diff((void *)olda, 8, (void *)newa, 8, 0);
+	} else {
+		__builtin_memcpy(olda, p->saddr, 16);
+		__builtin_memcpy(olda + 16, p->daddr, 16);
+		__builtin_memcpy(newa, ns, 16);
+		__builtin_memcpy(newa + 16, nd, 16);
+		adiff = bpf_csum_diff((void *)olda, 32, (void *)newa, 32, 0);
+	}
+	pdiff = bpf_csum_diff((void *)oldp, 4, (void *)newp, 4, 0);
+
+	if (!xdp) {
+		struct __sk_buff *skb = ctx;
+		__u64 mangled = udp ? BPF_F_MARK_MANGLED_0 : 0;
+
+		if (v4 && bpf_l3_csum_replace(skb, p->l3off + 10, 0, adiff, 0))
+			return -1;
+		if (bpf_l4_csum_replace(skb, csum_off, 0, adiff,
+					BPF_F_PSEUDO_HDR | mangled))
+			return -1;
+		if (bpf_l4_csum_replace(skb, csum_off, 0, pdiff, mangled))
+			return -1;
+		if (bpf_skb_store_bytes(skb, aoff, newa, v4 ? 8 : 32, 0))
+			return -1;
+		if (bpf_skb_store_bytes(skb, p->l4off, newp, 4, 0))
+			return -1;
+		return 0;
+	} else {
+		void *data = kpx_data(ctx, true);
+		void *data_end = kpx_data_end(ctx, true);
+		__u16 *csum;
+		__be16 *ports;
+
+		if (p->l4off > 80)
+			return -1;
+		ports = data + p->l4off;
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+		csum = data + (p->l4off + kpx_l4_csum_off(p->proto));
+		if ((void *)(csum + 1) > data_end)
+			return -1;
+		if (udp)
+			*csum = kpx_csum_apply_udp(*csum, (__u64)(__u32)adiff +
+							  (__u32)pdiff);
+		else
+			*csum = kpx_csum_apply(*csum, (__u64)(__u32)adiff +
+						      (__u32)pdiff);
+		ports[0] = nsp;
+		ports[1] = ndp;
+		if (v4) {
+			struct iphdr *ip = data + KPX_ETH_HLEN;
+
+			if ((void *)(ip + 1) > data_end)
+				return -1;
+			ip->check = kpx_csum_apply(ip->check, adiff);
+			__builtin_memcpy(&ip->saddr, newa, 8);
+		} else {
+			struct ipv6hdr *ip6 = data + KPX_ETH_HLEN;
+
+			if ((void *)(ip6 + 1) > data_end)
+				return -1;
+			__builtin_memcpy(&ip6->saddr, newa, 32);
+		}
+		return 0;
+	}
+}
+
+/*
+ * Rewrites an ICMP error whose quoted packet belongs to a translated flow.
+ * The quoted packet travelled opposite to the error, so it gets the
+ * inverse rewrite: its source becomes (nd, ndp), its destination
+ * (ns, nsp). The outer source/destination are replaced only where they
+ * equal the flow's old endpoints (an error from a router in between keeps
+ * that router's address). The quoted L4 checksum is left alone (it may
+ * not even be quoted and no receiver checks it); the quoted IPv4 header
+ * checksum is fixed.
+ */
+static __always_inline int kpx_nat_icmp_err(void *ctx, const bool xdp,
+					    const struct kpx_pkt *p,
+					    const __u8 *ns, const __u8 *nd,
+					    __be16 nsp, __be16 ndp)
+{
+	const bool v4 = p->family == KPX_AF_INET;
+	const __u32 alen = v4 ? 4 : 16;
+	void *data = kpx_data(ctx, xdp), *data_end = kpx_data_end(ctx, xdp);
+	__u8 oldo[32], newo[32]; /* outer saddr, daddr */
+	__u8 oldi[40], newi[40]; /* quoted IP header */
+	__be16 oldp[2], newp[2];
+	__s64 odiff, idiff, pdiff, icmp_diff;
+	__u32 in_l3 = p->in_l3off, in_l4 = p->in_l4off;
+	__u32 ilen = v4 ? 20 : 40;
+
+	if (in_l3 > 200 || in_l4 > 240)
+		return -1;
+	if (v4) {
+		struct iphdr *ip = data + KPX_ETH_HLEN;
+		struct iphdr *in = data + in_l3;
+
+		if ((void *)(ip + 1) > data_end || (void *)(in + 1) > data_end)
+			return -1;
+		__builtin_memcpy(oldo, &ip->saddr, 8);
+		__builtin_memcpy(oldi, in, 20);
+	} else {
+		struct ipv6hdr *ip6 = data + KPX_ETH_HLEN;
+		struct ipv6hdr *in = data + in_l3;
+
+		if ((void *)(ip6 + 1) > data_end || (void *)(in + 1) > data_end)
+			return -1;
+		__builtin_memcpy(oldo, &ip6->saddr, 32);
+		__builtin_memcpy(oldi, in, 40);
+	}
+	{
+		__be16 *pp = data + in_l4;
+
+		if ((void *)(pp + 2) > data_end)
+			return -1;
+		oldp[0] = pp[0];
+		oldp[1] = pp[1];
+	}
+	__builtin_memcpy(newo, oldo, 32);
+	__builtin_memcpy(newi, oldi, 40);
+	/* Quoted packet: src p->saddr (== key daddr), dst p->daddr. */
+	if (v4) {
+		/* outer src: the quoted destination (the peer) answered */
+		if (kpx_addr_eq(oldo, p->daddr, 4))
+			__builtin_memcpy(newo, ns, 4);
+		if (kpx_addr_eq(oldo + 4, p->saddr, 4))
+			__builtin_memcpy(newo + 4, nd, 4);
+		__builtin_memcpy(newi + 12, nd, 4);
+		__builtin_memcpy(newi + 16, ns, 4);
+		{
+			/* keep the quoted header's own checksum valid */
+			__u16 c = *(__u16 *)(oldi + 10);
+			__s64 d = bpf_csum_diff((void *)(oldi + 12), 8,
+						(void *)(newi + 12), 8, 0);
+
+			*(__u16 *)(newi + 10) = kpx_csum_apply(c, d);
+		}
+		odiff = bpf_csum_diff((void *)oldo, 8, (void *)newo, 8, 0);
+		idiff = bpf_csum_diff((void *)oldi, 20, (void *)newi, 20, 0);
+	} else {
+		if (kpx_addr_eq(oldo, p->daddr, 16))
+			__builtin_memcpy(newo, ns, 16);
+		if (kpx_addr_eq(oldo + 16, p->saddr, 16))
+			__builtin_memcpy(newo + 16, nd, 16);
+		__builtin_memcpy(newi + 8, nd, 16);
+		__builtin_memcpy(newi + 24, ns, 16);
+		odiff = bpf_csum_diff((void *)oldo, 32, (void *)newo, 32, 0);
+		idiff = bpf_csum_diff((void *)oldi, 40, (void *)newi, 40, 0);
+	}
+	newp[0] = ndp;
+	newp[1] = nsp;
+	pdiff = bpf_csum_diff((void *)oldp, 4, (void *)newp, 4, 0);
+	/* ICMPv4's checksum has no pseudo header; ICMPv6's has. */
+	icmp_diff = (__u64)(__u32)idiff + (__u32)pdiff;
+
+	if (!xdp) {
+		struct __sk_buff *skb = ctx;
+		__u32 coff = p->l4off + 2;
+
+		if (v4 && bpf_l3_csum_replace(skb, KPX_ETH_HLEN + 10, 0, odiff,
+					      0))
+			return -1;
+		if (bpf_l4_csum_replace(skb, coff, 0,
+					kpx_csum_fold(icmp_diff) ^ 0xffff, 0))
+			return -1;
+		if (!v4 && bpf_l4_csum_replace(skb, coff, 0, odiff,
+					       BPF_F_PSEUDO_HDR))
+			return -1;
+		if (bpf_skb_store_bytes(skb, KPX_ETH_HLEN + (v4 ? 12 : 8), newo,
+					v4 ? 8 : 32, 0))
+			return -1;
+		if (bpf_skb_store_bytes(skb, in_l3, newi, v4 ? 20 : 40, 0))
+			return -1;
+		if (bpf_skb_store_bytes(skb, in_l4, newp, 4, 0))
+			return -1;
+	} else {
+		__u16 *csum = data + p->l4off + 2;
+		__be16 *pp = data + in_l4;
+		__u64 tot = icmp_diff;
+
+		if (p->l4off > 80)
+			return -1;
+		if ((void *)(csum + 1) > data_end || (void *)(pp + 2) > data_end)
+			return -1;
+		if (!v4)
+			tot += (__u32)odiff;
+		*csum = kpx_csum_apply(*csum, kpx_csum_fold(tot) ^ 0xffff);
+		pp[0] = newp[0];
+		pp[1] = newp[1];
+		if (v4) {
+			struct iphdr *ip = data + KPX_ETH_HLEN;
+			struct iphdr *in = data + in_l3;
+
+			if ((void *)(ip + 1) > data_end ||
+			    (void *)(in + 1) > data_end)
+				return -1;
+			ip->check = kpx_csum_apply(ip->check, odiff);
+			__builtin_memcpy(&ip->saddr, newo, 8);
+			__builtin_memcpy(in, newi, 20);
+		} else {
+			struct ipv6hdr *ip6 = data + KPX_ETH_HLEN;
+			struct ipv6hdr *in = data + in_l3;
+
+			if ((void *)(ip6 + 1) > data_end ||
+			    (void *)(in + 1) > data_end)
+				return -1;
+			__builtin_memcpy(&ip6->saddr, newo, 32);
+			__builtin_memcpy(in, newi, 40);
+		}
+	}
+	(void)alen;
+	(void)ilen;
+	return 0;
+}
+
+#endif

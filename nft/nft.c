@@ -1,0 +1,1441 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The nftables backend: the plan as one `inet kpx` table, programmed over
+ * netlink (libnftnl + libmnl), one batch transaction per sync.
+ *
+ * Layout (kube-proxy's nftables mode, with endpoints kept in map elements
+ * instead of one chain per endpoint):
+ *   nat-pre/nat-out (nat, dstnat)  -> services
+ *   services: daddr . l4proto . dport vmap @fe{4,6}      (ClusterIP, extIP, LB)
+ *             daddr @npaddr{4,6} l4proto . dport vmap @np{4,6}   (NodePort)
+ *   svc-N  (internal set)   [jump masq-check] + dispatch(group N*4+0)
+ *   ext-N  (external set)   eTP=Cluster: mark + dispatch(N*4+1)
+ *                           eTP=Local: pods -> goto clu-N; local -> mark,
+ *                           goto clu-N; dispatch(N*4+1) without masquerade
+ *   clu-N  (cluster set)    dispatch(N*4+2)
+ *   dispatch(g): [affinity hit: saddr . g -> @aff, still in @epv -> dnat]
+ *                numgen random mod n . g -> @slots -> (addr . port) -> dnat
+ *   nat-post -> masquerading: mark 0x4000, or hairpin (@hp: saddr . daddr
+ *                of a local endpoint after DNAT) -> masquerade
+ *   filter (post-DNAT, ct new) endpoints-check: vmap @noep/@noepnp ->
+ *                goto reject-chain (tcp reset / icmpx port-unreachable)
+ *                or drop; what got DNATed no longer matches.
+ *   filter (pre-DNAT, ct new) firewall-check: vmap @fw -> fw-N
+ *                (loadBalancerSourceRanges: return or drop)
+ * Chains carry the svcport id in userdata, slot elements the endpoint
+ * flags, so `kpx services` can be answered from the kernel alone.
+ * Owns: table inet kpx and conntrack entries of removed UDP endpoints.
+ * Must not: touch any other table.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <libmnl/libmnl.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
+
+#include "agent/backend.h"
+#include "common/log.h"
+#include "nft/nft_batch.h"
+
+#define TABLE "kpx"
+#define MASQ_MARK 0x4000u
+#define ELEMS_PER_MSG 256
+
+enum {
+	S_FE, S_NP, S_NPADDR, S_NOEP, S_NOEPNP, S_FW, S_SLOTS, S_EPV, S_AFF,
+	S_HP, S_KINDS
+};
+#define NSETS (S_KINDS * 2)
+#define SET(kind, v6) ((kind) * 2 + ((v6) ? 1 : 0))
+
+/* nft userspace datatype ids, so `nft list` can print the sets. */
+enum { T_IP4 = 7, T_IP6 = 8, T_PROTO = 12, T_SVC = 13, T_MARK = 19 };
+#define C2(a, b) (((a) << 6) | (b))
+#define C3(a, b, c) (((((a) << 6) | (b)) << 6) | (c))
+
+struct setspec {
+	const char *name;
+	uint32_t flags, key_type, key_len, data_type, data_len;
+};
+
+static const struct setspec setspecs[NSETS] = {
+	[SET(S_FE, 0)] = { "fe4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, NFT_DATA_VERDICT, 0 },
+	[SET(S_FE, 1)] = { "fe6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, NFT_DATA_VERDICT, 0 },
+	[SET(S_NP, 0)] = { "np4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, NFT_DATA_VERDICT, 0 },
+	[SET(S_NP, 1)] = { "np6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, NFT_DATA_VERDICT, 0 },
+	[SET(S_NPADDR, 0)] = { "npaddr4", 0, T_IP4, 4, 0, 0 },
+	[SET(S_NPADDR, 1)] = { "npaddr6", 0, T_IP6, 16, 0, 0 },
+	[SET(S_NOEP, 0)] = { "noep4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, NFT_DATA_VERDICT, 0 },
+	[SET(S_NOEP, 1)] = { "noep6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, NFT_DATA_VERDICT, 0 },
+	[SET(S_NOEPNP, 0)] = { "noepnp4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, NFT_DATA_VERDICT, 0 },
+	[SET(S_NOEPNP, 1)] = { "noepnp6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, NFT_DATA_VERDICT, 0 },
+	[SET(S_FW, 0)] = { "fw4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, NFT_DATA_VERDICT, 0 },
+	[SET(S_FW, 1)] = { "fw6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, NFT_DATA_VERDICT, 0 },
+	[SET(S_SLOTS, 0)] = { "slots4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, C2(T_IP4, T_SVC), 8 },
+	[SET(S_SLOTS, 1)] = { "slots6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, C2(T_IP6, T_SVC), 20 },
+	[SET(S_EPV, 0)] = { "epv4", 0, C3(T_MARK, T_IP4, T_SVC), 12, 0, 0 },
+	[SET(S_EPV, 1)] = { "epv6", 0, C3(T_MARK, T_IP6, T_SVC), 24, 0, 0 },
+	[SET(S_AFF, 0)] = { "aff4", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP4, T_MARK), 8, C2(T_IP4, T_SVC), 8 },
+	[SET(S_AFF, 1)] = { "aff6", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP6, T_MARK), 20, C2(T_IP6, T_SVC), 20 },
+	[SET(S_HP, 0)] = { "hp4", 0, C2(T_IP4, T_IP4), 8, 0, 0 },
+	[SET(S_HP, 1)] = { "hp6", 0, C2(T_IP6, T_IP6), 32, 0, 0 },
+};
+
+/* Group kinds: which endpoint set of a svcport a dispatch uses. */
+enum { G_INT, G_EXT, G_CLU };
+
+/* Frontend-ish elements are owned by one svcport (a second svcport
+ * claiming the same key is a conflict and is skipped); npaddr and hairpin
+ * elements are shared and reference-counted. */
+struct ref {
+	struct ref *next;
+	uint32_t owner, refs;
+	uint8_t set, klen;
+	uint8_t key[32];
+};
+
+struct spstate {
+	struct spstate *next;
+	struct kpx_plan_svcport *sp; /* deep copy of what is programmed */
+	uint64_t hash;		     /* ours: the plan's is not trusted */
+	uint32_t num;
+	bool seen;
+};
+
+#define HBITS 16
+#define HSIZE (1u << HBITS)
+
+struct ctdel {
+	uint8_t family;
+	struct kpx_addr addr;
+	uint16_t port;
+};
+
+struct kpx_backend {
+	struct kpx_config cfg;
+	struct mnl_socket *nl;
+	uint32_t seq;
+	bool full_next;
+	struct kpx_plan_input input;
+	struct spstate **sps;  /* HSIZE buckets */
+	struct ref **refs;     /* HSIZE buckets */
+	uint32_t next_num;
+	/* per-sync scratch */
+	struct kpx_nft_batch batch;
+	struct nftnl_set *acc[2][NSETS]; /* [0]=del, [1]=add */
+	unsigned accn[2][NSETS];
+	struct ctdel *ctdels;
+	size_t n_ctdels, cap_ctdels;
+	int err;
+};
+
+static uint32_t fnv(const void *p, size_t n, uint32_t h)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+/* ---------------------------------------------------------------- state */
+
+static uint64_t sp_hash(const struct kpx_plan_svcport *sp)
+{
+	uint32_t h = 2166136261u, h2 = 0x9747b28cu;
+#define H(p, n) (h = fnv((p), (n), h), h2 = fnv((p), (n), h2 ^ 0x5bd1e995u))
+	H(sp->id, strlen(sp->id));
+	H(&sp->family, 1);
+	H(&sp->proto, 1);
+	H(&sp->port, 2);
+	H(&sp->affinity_timeout, 4);
+	H(&sp->etp_local, 1);
+	H(&sp->internal_empty, sizeof(sp->internal_empty));
+	H(&sp->external_empty, sizeof(sp->external_empty));
+	H(sp->ns, strlen(sp->ns));
+	H(sp->name, strlen(sp->name));
+	H(sp->port_name, strlen(sp->port_name));
+	for (size_t i = 0; i < sp->n_frontends; i++) {
+		const struct kpx_plan_frontend *f = &sp->frontends[i];
+		H(&f->kind, sizeof(f->kind));
+		H(f->addr.bytes, 16);
+		H(&f->addr.family, 1);
+		H(&f->port, 2);
+	}
+	for (size_t i = 0; i < sp->n_endpoints; i++) {
+		const struct kpx_plan_endpoint *e = &sp->endpoints[i];
+		H(e->addr.bytes, 16);
+		H(&e->port, 2);
+		H(&e->flags, 1);
+	}
+	uint32_t sep[3] = { (uint32_t)sp->n_internal, (uint32_t)sp->n_external,
+			    (uint32_t)sp->n_cluster };
+	H(sep, sizeof(sep));
+	H(sp->internal, sp->n_internal * sizeof(*sp->internal));
+	H(sp->external, sp->n_external * sizeof(*sp->external));
+	H(sp->cluster, sp->n_cluster * sizeof(*sp->cluster));
+	for (size_t i = 0; i < sp->n_source_ranges; i++) {
+		H(sp->source_ranges[i].addr.bytes, 16);
+		H(&sp->source_ranges[i].prefix, 1);
+	}
+#undef H
+	return ((uint64_t)h << 32) | h2;
+}
+
+static struct kpx_plan_svcport *sp_dup(const struct kpx_plan_svcport *sp)
+{
+	struct kpx_plan_svcport *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	*d = *sp;
+#define DUP(f, n)                                                          \
+	do {                                                               \
+		d->f = NULL;                                               \
+		if (sp->n) {                                               \
+			d->f = malloc(sizeof(*sp->f) * sp->n);             \
+			if (!d->f)                                         \
+				goto fail;                                 \
+			memcpy(d->f, sp->f, sizeof(*sp->f) * sp->n);       \
+		}                                                          \
+	} while (0)
+	d->frontends = NULL;
+	d->endpoints = NULL;
+	d->internal = d->external = d->cluster = NULL;
+	d->source_ranges = NULL;
+	DUP(frontends, n_frontends);
+	DUP(endpoints, n_endpoints);
+	DUP(internal, n_internal);
+	DUP(external, n_external);
+	DUP(cluster, n_cluster);
+	DUP(source_ranges, n_source_ranges);
+#undef DUP
+	return d;
+fail:
+	free(d->frontends);
+	free(d->endpoints);
+	free(d->internal);
+	free(d->external);
+	free(d->cluster);
+	free(d->source_ranges);
+	free(d);
+	return NULL;
+}
+
+static void sp_free(struct kpx_plan_svcport *d)
+{
+	if (!d)
+		return;
+	free(d->frontends);
+	free(d->endpoints);
+	free(d->internal);
+	free(d->external);
+	free(d->cluster);
+	free(d->source_ranges);
+	free(d);
+}
+
+static struct spstate **sp_slot(struct kpx_backend *b, const char *id)
+{
+	uint32_t h = fnv(id, strlen(id), 2166136261u) & (HSIZE - 1);
+	struct spstate **pp = &b->sps[h];
+	while (*pp && strcmp((*pp)->sp->id, id))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void state_clear(struct kpx_backend *b)
+{
+	for (uint32_t i = 0; i < HSIZE; i++) {
+		struct spstate *s = b->sps[i], *n;
+		for (; s; s = n) {
+			n = s->next;
+			sp_free(s->sp);
+			free(s);
+		}
+		b->sps[i] = NULL;
+		struct ref *r = b->refs[i], *rn;
+		for (; r; r = rn) {
+			rn = r->next;
+			free(r);
+		}
+		b->refs[i] = NULL;
+	}
+	b->next_num = 1;
+}
+
+/* ------------------------------------------------------------- elements */
+
+static void acc_flush(struct kpx_backend *b, int add, int set)
+{
+	struct nftnl_set *s = b->acc[add][set];
+	struct nlmsghdr *nlh;
+
+	if (!s)
+		return;
+	if (b->accn[add][set]) {
+		nlh = kpx_nft_batch_msg(&b->batch,
+					add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
+					add ? NLM_F_CREATE : 0,
+					b->accn[add][set] * 256 + 1024);
+		if (!nlh) {
+			b->err = -ENOMEM;
+		} else {
+			nftnl_set_elems_nlmsg_build_payload(nlh, s);
+			kpx_nft_batch_commit(&b->batch, nlh);
+		}
+	}
+	nftnl_set_free(s);
+	b->acc[add][set] = NULL;
+	b->accn[add][set] = 0;
+}
+
+static void acc_flush_all(struct kpx_backend *b, int add)
+{
+	for (int i = 0; i < NSETS; i++)
+		acc_flush(b, add, i);
+}
+
+/* Queues one element; verdict maps take chain (goto) or verdict (drop). */
+static void elem(struct kpx_backend *b, int add, int set, const void *key,
+		 size_t klen, const char *chain, int verdict, const void *data,
+		 size_t dlen, const void *ud, size_t udlen)
+{
+	struct nftnl_set *s = b->acc[add][set];
+	struct nftnl_set_elem *e;
+
+	if (!s) {
+		s = nftnl_set_alloc();
+		if (!s) {
+			b->err = -ENOMEM;
+			return;
+		}
+		nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
+		nftnl_set_set_str(s, NFTNL_SET_NAME, setspecs[set].name);
+		nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+		b->acc[add][set] = s;
+	}
+	e = nftnl_set_elem_alloc();
+	if (!e) {
+		b->err = -ENOMEM;
+		return;
+	}
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+	if (add) {
+		if (chain) {
+			nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
+			nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, chain);
+		} else if (setspecs[set].data_type == NFT_DATA_VERDICT) {
+			nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT,
+					       (uint32_t)verdict);
+		} else if (data) {
+			nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, data,
+					   (uint32_t)dlen);
+		}
+		if (ud && udlen)
+			nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, ud,
+					   (uint32_t)udlen);
+	}
+	nftnl_set_elem_add(s, e);
+	if (++b->accn[add][set] >= ELEMS_PER_MSG)
+		acc_flush(b, add, set);
+}
+
+/* Owned (shared=false) or reference-counted (shared=true) element. */
+static void elem_ref(struct kpx_backend *b, int add, int set, bool shared,
+		     uint32_t owner, const void *key, size_t klen,
+		     const char *chain, int verdict, const void *ud,
+		     size_t udlen, const char *what)
+{
+	uint32_t h = fnv(key, klen, 2166136261u ^ (uint32_t)set) & (HSIZE - 1);
+	struct ref **pp = &b->refs[h], *r;
+
+	while (*pp && ((*pp)->set != set || (*pp)->klen != klen ||
+		       memcmp((*pp)->key, key, klen)))
+		pp = &(*pp)->next;
+	r = *pp;
+	if (add) {
+		if (r) {
+			if (!shared && r->owner != owner) {
+				kpx_warn("nft: %s: frontend already programmed by "
+					 "another service port, skipped", what);
+				return;
+			}
+			r->refs++;
+			return;
+		}
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			b->err = -ENOMEM;
+			return;
+		}
+		r->set = (uint8_t)set;
+		r->klen = (uint8_t)klen;
+		memcpy(r->key, key, klen);
+		r->owner = owner;
+		r->refs = 1;
+		r->next = b->refs[h];
+		b->refs[h] = r;
+		elem(b, 1, set, key, klen, chain, verdict, NULL, 0, ud, udlen);
+		return;
+	}
+	if (!r || (!shared && r->owner != owner))
+		return;
+	if (--r->refs)
+		return;
+	*pp = r->next;
+	free(r);
+	elem(b, 0, set, key, klen, NULL, 0, NULL, 0, NULL, 0);
+}
+
+static size_t alen(uint8_t family)
+{
+	return family == AF_INET6 ? 16 : 4;
+}
+
+/* addr . proto . port, each field padded to 4 bytes as in registers. */
+static size_t fe_key(uint8_t *k, const struct kpx_addr *a, uint8_t proto,
+		     uint16_t port)
+{
+	size_t l = alen(a->family);
+	uint16_t p = htons(port);
+	memset(k, 0, l + 8);
+	memcpy(k, a->bytes, l);
+	k[l] = proto;
+	memcpy(k + l + 4, &p, 2);
+	return l + 8;
+}
+
+static size_t np_key(uint8_t *k, uint8_t proto, uint16_t port)
+{
+	uint16_t p = htons(port);
+	memset(k, 0, 8);
+	k[0] = proto;
+	memcpy(k + 4, &p, 2);
+	return 8;
+}
+
+static size_t ep_data(uint8_t *d, const struct kpx_plan_endpoint *ep)
+{
+	size_t l = alen(ep->addr.family);
+	uint16_t p = htons(ep->port);
+	memset(d, 0, l + 4);
+	memcpy(d, ep->addr.bytes, l);
+	memcpy(d + l, &p, 2);
+	return l + 4;
+}
+
+static void chain_name(char *buf, const char *pfx, uint32_t num)
+{
+	snprintf(buf, 32, "%s-%u", pfx, num);
+}
+
+struct needs {
+	bool svc, ext, clu, fw;
+};
+
+static struct needs sp_needs(const struct kpx_plan_svcport *sp)
+{
+	struct needs n = { 0 };
+	for (size_t i = 0; i < sp->n_frontends; i++) {
+		const struct kpx_plan_frontend *fe = &sp->frontends[i];
+		if (fe->kind == KPX_FE_CLUSTER_IP)
+			n.svc = true;
+		else
+			n.ext = true;
+		if (fe->kind == KPX_FE_LOAD_BALANCER && sp->n_source_ranges)
+			n.fw = true;
+	}
+	n.clu = n.ext && sp->etp_local;
+	return n;
+}
+
+static void empty_verdict(enum kpx_empty_action a, const char **chain,
+			  int *verdict)
+{
+	if (a == KPX_EMPTY_REJECT) {
+		*chain = "reject-chain";
+		*verdict = NFT_GOTO;
+	} else {
+		*chain = NULL;
+		*verdict = NF_DROP;
+	}
+}
+
+static void emit_group_elems(struct kpx_backend *b, int add,
+			     const struct kpx_plan_svcport *sp, uint32_t g,
+			     const uint32_t *idx, size_t n)
+{
+	bool v6 = sp->family == AF_INET6;
+	uint8_t key[32], data[32];
+	for (size_t i = 0; i < n; i++) {
+		const struct kpx_plan_endpoint *ep = &sp->endpoints[idx[i]];
+		uint32_t k2[2] = { g, (uint32_t)i };
+		size_t dl = ep_data(data, ep);
+		elem(b, add, SET(S_SLOTS, v6), k2, 8, NULL, 0, data, dl,
+		     &ep->flags, 1);
+		if (sp->affinity_timeout) {
+			memcpy(key, &g, 4);
+			memcpy(key + 4, data, dl);
+			elem(b, add, SET(S_EPV, v6), key, 4 + dl, NULL, 0, NULL,
+			     0, NULL, 0);
+		}
+	}
+}
+
+/* All elements of one svcport, added or removed. */
+static void emit_elems(struct kpx_backend *b, int add,
+		       const struct kpx_plan_svcport *sp, uint32_t num)
+{
+	bool v6 = sp->family == AF_INET6;
+	struct needs nd = sp_needs(sp);
+	char svc[32], ext[32], fw[32], what[KPX_SVCPORT_ID_MAX + 64];
+	uint8_t key[40];
+	size_t kl;
+	const char *ch;
+	int vd;
+
+	chain_name(svc, "svc", num);
+	chain_name(ext, "ext", num);
+	chain_name(fw, "fw", num);
+	for (size_t i = 0; i < sp->n_frontends; i++) {
+		const struct kpx_plan_frontend *fe = &sp->frontends[i];
+		uint8_t kind = (uint8_t)fe->kind;
+		char abuf[KPX_ADDR_STRLEN];
+		if (fe->addr.family != sp->family)
+			continue;
+		snprintf(what, sizeof(what), "%s %s %s:%u", sp->id,
+			 kpx_fe_kind_name(fe->kind), kpx_addr_str(&fe->addr, abuf),
+			 fe->port);
+		if (fe->kind == KPX_FE_NODE_PORT) {
+			kl = alen(sp->family);
+			elem_ref(b, add, SET(S_NPADDR, v6), true, 0, fe->addr.bytes,
+				 kl, NULL, 0, NULL, 0, what);
+			kl = np_key(key, sp->proto, fe->port);
+			elem_ref(b, add, SET(S_NP, v6), false, num, key, kl, ext,
+				 0, &kind, 1, what);
+			if (!sp->n_external) {
+				empty_verdict(sp->external_empty, &ch, &vd);
+				elem_ref(b, add, SET(S_NOEPNP, v6), false, num, key,
+					 kl, ch, vd, NULL, 0, what);
+			}
+			continue;
+		}
+		kl = fe_key(key, &fe->addr, sp->proto, fe->port);
+		if (fe->kind == KPX_FE_CLUSTER_IP) {
+			elem_ref(b, add, SET(S_FE, v6), false, num, key, kl, svc, 0,
+				 &kind, 1, what);
+			if (!sp->n_internal) {
+				empty_verdict(sp->internal_empty, &ch, &vd);
+				elem_ref(b, add, SET(S_NOEP, v6), false, num, key,
+					 kl, ch, vd, NULL, 0, what);
+			}
+			continue;
+		}
+		elem_ref(b, add, SET(S_FE, v6), false, num, key, kl, ext, 0, &kind,
+			 1, what);
+		if (!sp->n_external) {
+			empty_verdict(sp->external_empty, &ch, &vd);
+			elem_ref(b, add, SET(S_NOEP, v6), false, num, key, kl, ch,
+				 vd, NULL, 0, what);
+		}
+		if (fe->kind == KPX_FE_LOAD_BALANCER && nd.fw)
+			elem_ref(b, add, SET(S_FW, v6), false, num, key, kl, fw, 0,
+				 NULL, 0, what);
+	}
+	if (nd.svc)
+		emit_group_elems(b, add, sp, num * 4 + G_INT, sp->internal,
+				 sp->n_internal);
+	if (nd.ext)
+		emit_group_elems(b, add, sp, num * 4 + G_EXT, sp->external,
+				 sp->n_external);
+	if (nd.clu)
+		emit_group_elems(b, add, sp, num * 4 + G_CLU, sp->cluster,
+				 sp->n_cluster);
+	for (size_t i = 0; i < sp->n_endpoints; i++) {
+		const struct kpx_plan_endpoint *ep = &sp->endpoints[i];
+		size_t l = alen(ep->addr.family);
+		if (!(ep->flags & KPX_EP_LOCAL) || ep->addr.family != sp->family)
+			continue;
+		memcpy(key, ep->addr.bytes, l);
+		memcpy(key + l, ep->addr.bytes, l);
+		elem_ref(b, add, SET(S_HP, v6), true, 0, key, 2 * l, NULL, 0,
+			 NULL, 0, sp->id);
+	}
+}
+
+/* ---------------------------------------------------------------- rules */
+
+static struct nftnl_rule *rule_new(const char *chain)
+{
+	struct nftnl_rule *r = nftnl_rule_alloc();
+	if (!r)
+		return NULL;
+	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, TABLE);
+	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+	return r;
+}
+
+static void rule_emit(struct kpx_backend *b, struct nftnl_rule *r)
+{
+	struct nlmsghdr *nlh;
+	if (!r) {
+		b->err = -ENOMEM;
+		return;
+	}
+	nlh = kpx_nft_batch_msg(&b->batch, NFT_MSG_NEWRULE,
+				NLM_F_APPEND | NLM_F_CREATE, 8192);
+	if (!nlh) {
+		b->err = -ENOMEM;
+	} else {
+		nftnl_rule_nlmsg_build_payload(nlh, r);
+		kpx_nft_batch_commit(&b->batch, nlh);
+	}
+	nftnl_rule_free(r);
+}
+
+static void chain_emit(struct kpx_backend *b, const char *name,
+		       const char *type, int hook, int prio, const char *ud)
+{
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	struct nlmsghdr *nlh;
+	if (!c) {
+		b->err = -ENOMEM;
+		return;
+	}
+	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, TABLE);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+	nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+	if (type) {
+		nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, type);
+		nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, (uint32_t)hook);
+		nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, prio);
+		nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
+	}
+	if (ud)
+		nftnl_chain_set_data(c, NFTNL_CHAIN_USERDATA, ud,
+				     (uint32_t)strlen(ud) + 1);
+	nlh = kpx_nft_batch_msg(&b->batch, NFT_MSG_NEWCHAIN, NLM_F_CREATE, 4096);
+	if (!nlh) {
+		b->err = -ENOMEM;
+	} else {
+		nftnl_chain_nlmsg_build_payload(nlh, c);
+		kpx_nft_batch_commit(&b->batch, nlh);
+	}
+	nftnl_chain_free(c);
+}
+
+static void chain_op(struct kpx_backend *b, const char *name, bool del)
+{
+	struct nlmsghdr *nlh;
+	if (del) {
+		struct nftnl_chain *c = nftnl_chain_alloc();
+		nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, TABLE);
+		nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+		nlh = kpx_nft_batch_msg(&b->batch, NFT_MSG_DELCHAIN, 0, 1024);
+		if (nlh) {
+			nftnl_chain_nlmsg_build_payload(nlh, c);
+			kpx_nft_batch_commit(&b->batch, nlh);
+		}
+		nftnl_chain_free(c);
+	} else { /* flush: DELRULE with only the chain */
+		struct nftnl_rule *r = rule_new(name);
+		nlh = kpx_nft_batch_msg(&b->batch, NFT_MSG_DELRULE, 0, 1024);
+		if (nlh) {
+			nftnl_rule_nlmsg_build_payload(nlh, r);
+			kpx_nft_batch_commit(&b->batch, nlh);
+		}
+		nftnl_rule_free(r);
+	}
+}
+
+static void x_nfproto(struct nftnl_rule *r, bool v6)
+{
+	uint8_t p = v6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+	kpx_nft_e_meta(r, NFT_META_NFPROTO, R(0));
+	kpx_nft_e_cmp(r, R(0), NFT_CMP_EQ, &p, 1);
+}
+
+static void x_saddr(struct nftnl_rule *r, bool v6, uint32_t dreg)
+{
+	kpx_nft_e_payload(r, NFT_PAYLOAD_NETWORK_HEADER, v6 ? 8 : 12,
+			  v6 ? 16 : 4, dreg);
+}
+
+static void x_daddr(struct nftnl_rule *r, bool v6, uint32_t dreg)
+{
+	kpx_nft_e_payload(r, NFT_PAYLOAD_NETWORK_HEADER, v6 ? 24 : 16,
+			  v6 ? 16 : 4, dreg);
+}
+
+static void x_proto_port(struct nftnl_rule *r, uint32_t dreg)
+{
+	kpx_nft_e_meta(r, NFT_META_L4PROTO, dreg);
+	kpx_nft_e_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, dreg + 1);
+}
+
+static void x_mark_masq(struct nftnl_rule *r)
+{
+	uint32_t mask = ~MASQ_MARK, xor = MASQ_MARK;
+	kpx_nft_e_meta(r, NFT_META_MARK, R(1));
+	kpx_nft_e_bitwise(r, R(1), 4, &mask, &xor);
+	kpx_nft_e_meta_set(r, NFT_META_MARK, R(1));
+}
+
+static void x_ct_new(struct nftnl_rule *r)
+{
+	uint32_t mask = NF_CT_STATE_BIT(IP_CT_NEW), xor = 0, zero = 0;
+	kpx_nft_e_ct(r, NFT_CT_STATE, R(0));
+	kpx_nft_e_bitwise(r, R(0), 4, &mask, &xor);
+	kpx_nft_e_cmp(r, R(0), NFT_CMP_NEQ, &zero, 4);
+}
+
+/* saddr within cidr: prefix masked compare. */
+static void x_saddr_in(struct nftnl_rule *r, const struct kpx_cidr *c)
+{
+	bool v6 = c->addr.family == AF_INET6;
+	size_t l = alen(c->addr.family);
+	uint8_t mask[16] = { 0 }, xor[16] = { 0 };
+	for (unsigned i = 0; i < c->prefix && i < l * 8; i++)
+		mask[i / 8] |= (uint8_t)(0x80 >> (i % 8));
+	x_saddr(r, v6, R(0));
+	kpx_nft_e_bitwise(r, R(0), (uint32_t)l, mask, xor);
+	kpx_nft_e_cmp(r, R(0), NFT_CMP_EQ, c->addr.bytes, (uint32_t)l);
+}
+
+static void emit_dispatch(struct kpx_backend *b, const char *chain,
+			  const struct kpx_plan_svcport *sp, uint32_t g,
+			  size_t n)
+{
+	bool v6 = sp->family == AF_INET6;
+	uint32_t a = v6 ? 4 : 1, fam = v6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+	struct nftnl_rule *r;
+
+	if (!n)
+		return; /* empty: the filter endpoints-check rejects/drops */
+	if (sp->affinity_timeout) {
+		uint64_t t = (uint64_t)sp->affinity_timeout * 1000;
+		/* Affinity hit, only while the endpoint is still in the set;
+		 * refreshes the timeout like iptables' recent --set. */
+		r = rule_new(chain);
+		x_saddr(r, v6, R(0));
+		kpx_nft_e_imm(r, R(a), &g, 4);
+		kpx_nft_e_imm(r, R(a + 1), &g, 4);
+		kpx_nft_e_lookup(r, setspecs[SET(S_AFF, v6)].name, R(0),
+				 (int)R(a + 2), 0);
+		kpx_nft_e_lookup(r, setspecs[SET(S_EPV, v6)].name, R(a + 1), -1,
+				 0);
+		kpx_nft_e_dynset(r, setspecs[SET(S_AFF, v6)].name,
+				 NFT_DYNSET_OP_UPDATE, R(0), (int)R(a + 2), t);
+		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
+		rule_emit(b, r);
+		/* New choice: replace a stale entry (endpoint gone). */
+		r = rule_new(chain);
+		x_saddr(r, v6, R(0));
+		kpx_nft_e_imm(r, R(a), &g, 4);
+		kpx_nft_e_numgen(r, R(a + 1), (uint32_t)n);
+		kpx_nft_e_lookup(r, setspecs[SET(S_SLOTS, v6)].name, R(a),
+				 (int)R(a + 2), 0);
+		kpx_nft_e_dynset(r, setspecs[SET(S_AFF, v6)].name,
+				 NFT_DYNSET_OP_DELETE, R(0), -1, 0);
+		kpx_nft_e_dynset(r, setspecs[SET(S_AFF, v6)].name,
+				 NFT_DYNSET_OP_ADD, R(0), (int)R(a + 2), t);
+		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
+		rule_emit(b, r);
+		return;
+	}
+	r = rule_new(chain);
+	kpx_nft_e_imm(r, R(0), &g, 4);
+	kpx_nft_e_numgen(r, R(1), (uint32_t)n);
+	kpx_nft_e_lookup(r, setspecs[SET(S_SLOTS, v6)].name, R(0), (int)R(2), 0);
+	kpx_nft_e_dnat(r, fam, R(2), R(2 + a));
+	rule_emit(b, r);
+}
+
+static bool have_cidr(const struct kpx_backend *b, uint8_t family)
+{
+	for (size_t i = 0; i < b->input.n_cluster_cidrs; i++)
+		if (b->input.cluster_cidrs[i].addr.family == family)
+			return true;
+	return false;
+}
+
+static void chain_ud(char *buf, size_t len, const char *kind,
+		     const struct kpx_plan_svcport *sp, uint32_t g)
+{
+	snprintf(buf, len, "%s\t%s\t%s\t%s\t%s\t%u\t%u\t%u", kind, sp->id,
+		 sp->ns, sp->name, sp->port_name, sp->affinity_timeout, g,
+		 sp->etp_local ? 1 : 0);
+}
+
+/* Chains of one svcport: created (or flushed when `flush`) and filled. */
+static void emit_chains(struct kpx_backend *b,
+			const struct kpx_plan_svcport *sp, uint32_t num,
+			const struct needs *old)
+{
+	bool v6 = sp->family == AF_INET6;
+	struct needs nd = sp_needs(sp);
+	char name[32], clu[32], ud[2 * KPX_SVCPORT_ID_MAX + 2 * KPX_NAME_MAX];
+	struct nftnl_rule *r;
+
+	if (nd.svc) {
+		chain_name(name, "svc", num);
+		chain_ud(ud, sizeof(ud), "svc", sp, num * 4 + G_INT);
+		chain_emit(b, name, NULL, 0, 0, ud);
+		if (old && old->svc)
+			chain_op(b, name, false);
+		if (b->input.masquerade_all) {
+			r = rule_new(name);
+			x_mark_masq(r);
+			rule_emit(b, r);
+		} else if (have_cidr(b, sp->family)) {
+			r = rule_new(name);
+			kpx_nft_e_verdict(r, NFT_JUMP,
+					  v6 ? "masq-check6" : "masq-check4");
+			rule_emit(b, r);
+		}
+		emit_dispatch(b, name, sp, num * 4 + G_INT, sp->n_internal);
+	}
+	chain_name(clu, "clu", num);
+	if (nd.clu) {
+		chain_ud(ud, sizeof(ud), "clu", sp, num * 4 + G_CLU);
+		chain_emit(b, clu, NULL, 0, 0, ud);
+		if (old && old->clu)
+			chain_op(b, clu, false);
+		emit_dispatch(b, clu, sp, num * 4 + G_CLU, sp->n_cluster);
+	}
+	if (nd.ext) {
+		chain_name(name, "ext", num);
+		chain_ud(ud, sizeof(ud), "ext", sp, num * 4 + G_EXT);
+		chain_emit(b, name, NULL, 0, 0, ud);
+		if (old && old->ext)
+			chain_op(b, name, false);
+		if (sp->etp_local) {
+			/* kube-proxy's short-circuit: pods and the node itself
+			 * get the cluster set; only the node is masqueraded. */
+			for (size_t i = 0; i < b->input.n_cluster_cidrs; i++) {
+				const struct kpx_cidr *c = &b->input.cluster_cidrs[i];
+				if (c->addr.family != sp->family)
+					continue;
+				r = rule_new(name);
+				x_saddr_in(r, c);
+				kpx_nft_e_verdict(r, NFT_GOTO, clu);
+				rule_emit(b, r);
+			}
+			uint32_t local = RTN_LOCAL;
+			r = rule_new(name);
+			kpx_nft_e_fib_saddr_type(r, R(0));
+			kpx_nft_e_cmp(r, R(0), NFT_CMP_EQ, &local, 4);
+			x_mark_masq(r);
+			kpx_nft_e_verdict(r, NFT_GOTO, clu);
+			rule_emit(b, r);
+		} else {
+			r = rule_new(name);
+			x_mark_masq(r);
+			rule_emit(b, r);
+		}
+		emit_dispatch(b, name, sp, num * 4 + G_EXT, sp->n_external);
+	}
+	if (nd.fw) {
+		chain_name(name, "fw", num);
+		chain_ud(ud, sizeof(ud), "fw", sp, 0);
+		chain_emit(b, name, NULL, 0, 0, ud);
+		if (old && old->fw)
+			chain_op(b, name, false);
+		for (size_t i = 0; i < sp->n_source_ranges; i++) {
+			if (sp->source_ranges[i].addr.family != sp->family)
+				continue;
+			r = rule_new(name);
+			x_saddr_in(r, &sp->source_ranges[i]);
+			kpx_nft_e_verdict(r, NFT_RETURN, NULL);
+			rule_emit(b, r);
+		}
+		r = rule_new(name);
+		kpx_nft_e_verdict(r, NF_DROP, NULL);
+		rule_emit(b, r);
+	}
+}
+
+/* Chains in `old` but not in `nw` (nw NULL: all), referrers first. */
+static void delete_chains(struct kpx_backend *b, uint32_t num,
+			  const struct needs *old, const struct needs *nw)
+{
+	char name[32];
+	static const struct needs none = { 0 };
+	if (!nw)
+		nw = &none;
+	if (old->ext && !nw->ext) {
+		chain_name(name, "ext", num);
+		chain_op(b, name, true);
+	}
+	if (old->clu && !nw->clu) {
+		chain_name(name, "clu", num);
+		chain_op(b, name, true);
+	}
+	if (old->svc && !nw->svc) {
+		chain_name(name, "svc", num);
+		chain_op(b, name, true);
+	}
+	if (old->fw && !nw->fw) {
+		chain_name(name, "fw", num);
+		chain_op(b, name, true);
+	}
+}
+
+static void table_msg(struct kpx_backend *b, uint16_t type, uint16_t flags)
+{
+	struct nftnl_table *t = nftnl_table_alloc();
+	struct nlmsghdr *nlh;
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, TABLE);
+	nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
+	nlh = kpx_nft_batch_msg(&b->batch, type, flags, 1024);
+	if (nlh) {
+		nftnl_table_nlmsg_build_payload(nlh, t);
+		kpx_nft_batch_commit(&b->batch, nlh);
+	}
+	nftnl_table_free(t);
+}
+
+static void emit_static(struct kpx_backend *b)
+{
+	struct nftnl_rule *r;
+
+	/* add + delete + add: replaces any old kpx table in this same
+	 * transaction, so traffic never sees a missing table. */
+	table_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	table_msg(b, NFT_MSG_DELTABLE, 0);
+	table_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+
+	for (int i = 0; i < NSETS; i++) {
+		const struct setspec *ss = &setspecs[i];
+		struct nftnl_set *s = nftnl_set_alloc();
+		struct nlmsghdr *nlh;
+		nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
+		nftnl_set_set_str(s, NFTNL_SET_NAME, ss->name);
+		nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+		nftnl_set_set_u32(s, NFTNL_SET_ID, (uint32_t)i + 1);
+		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, ss->flags);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, ss->key_type);
+		nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, ss->key_len);
+		if (ss->flags & NFT_SET_MAP) {
+			nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, ss->data_type);
+			nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN,
+					  ss->data_len ? ss->data_len : 16);
+		}
+		if (ss->flags & NFT_SET_EVAL)
+			nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, 262144);
+		nlh = kpx_nft_batch_msg(&b->batch, NFT_MSG_NEWSET,
+					NLM_F_CREATE, 4096);
+		if (nlh) {
+			nftnl_set_nlmsg_build_payload(nlh, s);
+			kpx_nft_batch_commit(&b->batch, nlh);
+		}
+		nftnl_set_free(s);
+	}
+
+	static const char *plain[] = { "services", "masquerading",
+				       "endpoints-check", "firewall-check",
+				       "reject-chain", "masq-check4",
+				       "masq-check6" };
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		chain_emit(b, plain[i], NULL, 0, 0, NULL);
+	chain_emit(b, "nat-pre", "nat", NF_INET_PRE_ROUTING, -100, NULL);
+	chain_emit(b, "nat-out", "nat", NF_INET_LOCAL_OUT, -100, NULL);
+	chain_emit(b, "nat-post", "nat", NF_INET_POST_ROUTING, 100, NULL);
+	chain_emit(b, "filter-pre", "filter", NF_INET_PRE_ROUTING, -110, NULL);
+	chain_emit(b, "filter-out", "filter", NF_INET_LOCAL_OUT, -110, NULL);
+	chain_emit(b, "filter-in", "filter", NF_INET_LOCAL_IN, -110, NULL);
+	chain_emit(b, "filter-fwd", "filter", NF_INET_FORWARD, -110, NULL);
+	chain_emit(b, "filter-out-post", "filter", NF_INET_LOCAL_OUT, -90, NULL);
+
+	static const struct {
+		const char *from, *to;
+		bool ct_new;
+	} jumps[] = {
+		{ "nat-pre", "services", false },
+		{ "nat-out", "services", false },
+		{ "nat-post", "masquerading", false },
+		{ "filter-pre", "firewall-check", true },
+		{ "filter-out", "firewall-check", true },
+		{ "filter-in", "endpoints-check", true },
+		{ "filter-fwd", "endpoints-check", true },
+		{ "filter-out-post", "endpoints-check", true },
+	};
+	for (size_t i = 0; i < sizeof(jumps) / sizeof(jumps[0]); i++) {
+		r = rule_new(jumps[i].from);
+		if (jumps[i].ct_new)
+			x_ct_new(r);
+		kpx_nft_e_verdict(r, NFT_JUMP, jumps[i].to);
+		rule_emit(b, r);
+	}
+
+	for (int v6 = 0; v6 <= 1; v6++) {
+		uint32_t a = v6 ? 4 : 1;
+		/* services: frontends by address, then NodePorts. */
+		r = rule_new("services");
+		x_nfproto(r, v6);
+		x_daddr(r, v6, R(0));
+		x_proto_port(r, R(a));
+		kpx_nft_e_lookup(r, setspecs[SET(S_FE, v6)].name, R(0), RV, 0);
+		rule_emit(b, r);
+		r = rule_new("services");
+		x_nfproto(r, v6);
+		x_daddr(r, v6, R(0));
+		kpx_nft_e_lookup(r, setspecs[SET(S_NPADDR, v6)].name, R(0), -1, 0);
+		x_proto_port(r, R(0));
+		kpx_nft_e_lookup(r, setspecs[SET(S_NP, v6)].name, R(0), RV, 0);
+		rule_emit(b, r);
+		/* endpoints-check: the same keys, post-DNAT. */
+		r = rule_new("endpoints-check");
+		x_nfproto(r, v6);
+		x_daddr(r, v6, R(0));
+		x_proto_port(r, R(a));
+		kpx_nft_e_lookup(r, setspecs[SET(S_NOEP, v6)].name, R(0), RV, 0);
+		rule_emit(b, r);
+		r = rule_new("endpoints-check");
+		x_nfproto(r, v6);
+		x_daddr(r, v6, R(0));
+		kpx_nft_e_lookup(r, setspecs[SET(S_NPADDR, v6)].name, R(0), -1, 0);
+		x_proto_port(r, R(0));
+		kpx_nft_e_lookup(r, setspecs[SET(S_NOEPNP, v6)].name, R(0), RV, 0);
+		rule_emit(b, r);
+		r = rule_new("firewall-check");
+		x_nfproto(r, v6);
+		x_daddr(r, v6, R(0));
+		x_proto_port(r, R(a));
+		kpx_nft_e_lookup(r, setspecs[SET(S_FW, v6)].name, R(0), RV, 0);
+		rule_emit(b, r);
+		/* hairpin: a local endpoint reached through its own service. */
+		uint32_t dnat = IPS_DST_NAT, zero = 0;
+		r = rule_new("masquerading");
+		x_nfproto(r, v6);
+		kpx_nft_e_ct(r, NFT_CT_STATUS, R(0));
+		kpx_nft_e_bitwise(r, R(0), 4, &dnat, &zero);
+		kpx_nft_e_cmp(r, R(0), NFT_CMP_NEQ, &zero, 4);
+		kpx_nft_e_payload(r, NFT_PAYLOAD_NETWORK_HEADER, v6 ? 8 : 12,
+				  v6 ? 32 : 8, R(0));
+		kpx_nft_e_lookup(r, setspecs[SET(S_HP, v6)].name, R(0), -1, 0);
+		kpx_nft_e_masq(r);
+		rule_emit(b, r);
+	}
+	uint32_t mark = MASQ_MARK, zero = 0;
+	r = rule_new("masquerading");
+	kpx_nft_e_meta(r, NFT_META_MARK, R(0));
+	kpx_nft_e_bitwise(r, R(0), 4, &mark, &zero);
+	kpx_nft_e_cmp(r, R(0), NFT_CMP_NEQ, &zero, 4);
+	kpx_nft_e_masq(r);
+	rule_emit(b, r);
+
+	uint8_t tcp = IPPROTO_TCP;
+	r = rule_new("reject-chain");
+	kpx_nft_e_meta(r, NFT_META_L4PROTO, R(0));
+	kpx_nft_e_cmp(r, R(0), NFT_CMP_EQ, &tcp, 1);
+	kpx_nft_e_reject(r, NFT_REJECT_TCP_RST, 0);
+	rule_emit(b, r);
+	r = rule_new("reject-chain");
+	kpx_nft_e_reject(r, NFT_REJECT_ICMPX_UNREACH, NFT_REJECT_ICMPX_PORT_UNREACH);
+	rule_emit(b, r);
+
+	/* Off-cluster sources to a ClusterIP are masqueraded. */
+	for (int v6 = 0; v6 <= 1; v6++) {
+		const char *mc = v6 ? "masq-check6" : "masq-check4";
+		uint8_t fam = v6 ? AF_INET6 : AF_INET;
+		if (!have_cidr(b, fam))
+			continue;
+		for (size_t i = 0; i < b->input.n_cluster_cidrs; i++) {
+			if (b->input.cluster_cidrs[i].addr.family != fam)
+				continue;
+			r = rule_new(mc);
+			x_saddr_in(r, &b->input.cluster_cidrs[i]);
+			kpx_nft_e_verdict(r, NFT_RETURN, NULL);
+			rule_emit(b, r);
+		}
+		r = rule_new(mc);
+		x_mark_masq(r);
+		rule_emit(b, r);
+	}
+}
+
+/* ------------------------------------------------------------ conntrack */
+
+static void ctdel_add(struct kpx_backend *b, const struct kpx_plan_svcport *old,
+		      const struct kpx_plan_svcport *nw)
+{
+	if (old->proto != IPPROTO_UDP)
+		return;
+	for (size_t i = 0; i < old->n_endpoints; i++) {
+		const struct kpx_plan_endpoint *ep = &old->endpoints[i];
+		bool still = false;
+		for (size_t j = 0; nw && j < nw->n_endpoints && !still; j++)
+			still = kpx_addr_eq(&nw->endpoints[j].addr, &ep->addr) &&
+				nw->endpoints[j].port == ep->port;
+		if (still)
+			continue;
+		if (b->n_ctdels == b->cap_ctdels) {
+			size_t nc = b->cap_ctdels ? b->cap_ctdels * 2 : 64;
+			struct ctdel *n = realloc(b->ctdels, nc * sizeof(*n));
+			if (!n)
+				return;
+			b->ctdels = n;
+			b->cap_ctdels = nc;
+		}
+		b->ctdels[b->n_ctdels++] = (struct ctdel){ old->family, ep->addr,
+							   ep->port };
+	}
+}
+
+struct ctscan {
+	struct kpx_backend *b;
+	struct nf_conntrack **hits;
+	size_t n, cap;
+};
+
+static int ct_cb(enum nf_conntrack_msg_type type, struct nf_conntrack *ct,
+		 void *data)
+{
+	struct ctscan *s = data;
+	(void)type;
+	if (nfct_get_attr_u8(ct, ATTR_L4PROTO) != IPPROTO_UDP)
+		return NFCT_CB_CONTINUE;
+	uint8_t fam = nfct_get_attr_u8(ct, ATTR_L3PROTO);
+	uint16_t sport = ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC));
+	const void *src = nfct_get_attr(ct, fam == AF_INET6 ? ATTR_REPL_IPV6_SRC
+							     : ATTR_REPL_IPV4_SRC);
+	const void *odst = nfct_get_attr(ct, fam == AF_INET6 ? ATTR_ORIG_IPV6_DST
+							      : ATTR_ORIG_IPV4_DST);
+	size_t l = alen(fam);
+	if (!src || !odst || !memcmp(src, odst, l))
+		return NFCT_CB_CONTINUE; /* not DNATed */
+	for (size_t i = 0; i < s->b->n_ctdels; i++) {
+		const struct ctdel *d = &s->b->ctdels[i];
+		if (d->family != fam || d->port != sport ||
+		    memcmp(d->addr.bytes, src, l))
+			continue;
+		if (s->n == s->cap) {
+			size_t nc = s->cap ? s->cap * 2 : 64;
+			struct nf_conntrack **n = realloc(s->hits, nc * sizeof(*n));
+			if (!n)
+				return NFCT_CB_STOP;
+			s->hits = n;
+			s->cap = nc;
+		}
+		s->hits[s->n++] = nfct_clone(ct);
+		break;
+	}
+	return NFCT_CB_CONTINUE;
+}
+
+static void ct_flush(struct kpx_backend *b)
+{
+	struct ctscan s = { .b = b };
+	struct nfct_handle *h;
+	size_t deleted = 0;
+
+	if (!b->n_ctdels)
+		return;
+	h = nfct_open(CONNTRACK, 0);
+	if (!h) {
+		kpx_warn("nft: conntrack: open: %s", strerror(errno));
+		goto out;
+	}
+	nfct_callback_register(h, NFCT_T_ALL, ct_cb, &s);
+	for (int f = 0; f < 2; f++) {
+		uint32_t fam = f ? AF_INET6 : AF_INET;
+		if (nfct_query(h, NFCT_Q_DUMP, &fam) < 0)
+			kpx_warn("nft: conntrack dump: %s", strerror(errno));
+	}
+	for (size_t i = 0; i < s.n; i++) {
+		if (nfct_query(h, NFCT_Q_DESTROY, s.hits[i]) == 0)
+			deleted++;
+		nfct_destroy(s.hits[i]);
+	}
+	nfct_close(h);
+	kpx_dbg(1, "nft: removed %zu UDP conntrack entries toward %zu gone endpoints",
+		deleted, b->n_ctdels);
+out:
+	free(s.hits);
+	b->n_ctdels = 0;
+}
+
+/* ---------------------------------------------------------------- sync */
+
+static int nft_probe(const struct kpx_config *cfg)
+{
+	(void)cfg;
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+	if (!nl)
+		return -EOPNOTSUPP;
+	mnl_socket_close(nl);
+	return 0;
+}
+
+static int nft_open(const struct kpx_config *cfg, struct kpx_backend **out)
+{
+	struct kpx_backend *b = calloc(1, sizeof(*b));
+	int err;
+	if (!b)
+		return -ENOMEM;
+	b->cfg = *cfg;
+	b->sps = calloc(HSIZE, sizeof(*b->sps));
+	b->refs = calloc(HSIZE, sizeof(*b->refs));
+	if (!b->sps || !b->refs) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	b->nl = mnl_socket_open(NETLINK_NETFILTER);
+	if (!b->nl || mnl_socket_bind(b->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		err = -errno;
+		kpx_err("nft: netlink socket: %s", strerror(errno));
+		goto fail;
+	}
+	b->seq = (uint32_t)time(NULL);
+	b->full_next = true;
+	b->next_num = 1;
+	*out = b;
+	return 0;
+fail:
+	if (b->nl)
+		mnl_socket_close(b->nl);
+	free(b->sps);
+	free(b->refs);
+	free(b);
+	return err;
+}
+
+static void nft_close(struct kpx_backend *b)
+{
+	if (!b)
+		return;
+	state_clear(b);
+	free(b->sps);
+	free(b->refs);
+	free(b->ctdels);
+	mnl_socket_close(b->nl);
+	free(b);
+}
+
+static bool input_changed(const struct kpx_plan_input *a,
+			  const struct kpx_plan_input *b)
+{
+	if (a->masquerade_all != b->masquerade_all ||
+	    a->n_cluster_cidrs != b->n_cluster_cidrs)
+		return true;
+	return memcmp(a->cluster_cidrs, b->cluster_cidrs,
+		      a->n_cluster_cidrs * sizeof(a->cluster_cidrs[0])) != 0;
+}
+
+static void scratch_free(struct kpx_backend *b)
+{
+	for (int a = 0; a < 2; a++)
+		for (int i = 0; i < NSETS; i++) {
+			if (b->acc[a][i])
+				nftnl_set_free(b->acc[a][i]);
+			b->acc[a][i] = NULL;
+			b->accn[a][i] = 0;
+		}
+	kpx_nft_batch_free(&b->batch);
+}
+
+static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
+{
+	struct timespec t0, t1;
+	bool full = b->full_next || input_changed(&b->input, &plan->input);
+	size_t changed = 0, removed = 0;
+	int err;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	b->err = 0;
+	b->n_ctdels = 0;
+	if ((err = kpx_nft_batch_init(&b->batch, b->seq)))
+		return err;
+	if (full) {
+		state_clear(b);
+		b->input = plan->input;
+		emit_static(b);
+	}
+
+	/* Pass 1: element deletions of changed and removed svcports. */
+	for (uint32_t i = 0; i < HSIZE; i++)
+		for (struct spstate *s = b->sps[i]; s; s = s->next)
+			s->seen = false;
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+		struct spstate *s = *sp_slot(b, sp->id);
+		if (!s)
+			continue;
+		s->seen = true;
+		if (s->hash != sp_hash(sp)) {
+			emit_elems(b, 0, s->sp, s->num);
+			ctdel_add(b, s->sp, sp);
+		}
+	}
+	for (uint32_t i = 0; i < HSIZE; i++)
+		for (struct spstate *s = b->sps[i]; s; s = s->next)
+			if (!s->seen) {
+				emit_elems(b, 0, s->sp, s->num);
+				ctdel_add(b, s->sp, NULL);
+			}
+	acc_flush_all(b, 0);
+
+	/* Pass 2: chains and rules of new and changed svcports. */
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+		struct spstate *s = *sp_slot(b, sp->id);
+		if (!s) {
+			emit_chains(b, sp, b->next_num + (uint32_t)changed, NULL);
+			changed++;
+		} else if (s->hash != sp_hash(sp)) {
+			struct needs old = sp_needs(s->sp);
+			emit_chains(b, sp, s->num, &old);
+		}
+	}
+	/* Pass 3: element additions (their goto targets exist now). */
+	size_t fresh = 0;
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+		struct spstate *s = *sp_slot(b, sp->id);
+		if (!s)
+			emit_elems(b, 1, sp, b->next_num + (uint32_t)fresh++);
+		else if (s->hash != sp_hash(sp))
+			emit_elems(b, 1, sp, s->num);
+	}
+	acc_flush_all(b, 1);
+	/* Pass 4: chains nobody needs any more. */
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+		struct spstate *s = *sp_slot(b, sp->id);
+		if (s && s->hash != sp_hash(sp)) {
+			struct needs old = sp_needs(s->sp), nw = sp_needs(sp);
+			delete_chains(b, s->num, &old, &nw);
+		}
+	}
+	for (uint32_t i = 0; i < HSIZE; i++)
+		for (struct spstate *s = b->sps[i]; s; s = s->next)
+			if (!s->seen) {
+				struct needs old = sp_needs(s->sp);
+				delete_chains(b, s->num, &old, NULL);
+				removed++;
+			}
+
+	err = b->err;
+	size_t bytes = b->batch.len;
+	unsigned msgs = b->batch.n_msgs;
+	if (!err)
+		err = kpx_nft_batch_send(&b->batch, b->nl);
+	b->seq = b->batch.seq;
+	scratch_free(b);
+	if (err) {
+		kpx_err("nft: sync transaction (%u messages, %zu bytes) failed: %s",
+			msgs, bytes, strerror(-err));
+		/* The kernel kept the old ruleset; our bookkeeping may not
+		 * match it any more, so rebuild everything next time. */
+		b->full_next = true;
+		return err;
+	}
+	b->full_next = false;
+
+	/* Commit bookkeeping. */
+	for (uint32_t i = 0; i < HSIZE; i++) {
+		struct spstate **pp = &b->sps[i];
+		while (*pp) {
+			struct spstate *s = *pp;
+			if (!s->seen) {
+				*pp = s->next;
+				sp_free(s->sp);
+				free(s);
+			} else {
+				pp = &s->next;
+			}
+		}
+	}
+	fresh = 0;
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+		struct spstate **pp = sp_slot(b, sp->id), *s = *pp;
+		uint64_t h = sp_hash(sp);
+		if (s && s->hash == h)
+			continue;
+		struct kpx_plan_svcport *d = sp_dup(sp);
+		if (!d) {
+			b->full_next = true;
+			return -ENOMEM;
+		}
+		if (s) {
+			sp_free(s->sp);
+			s->sp = d;
+			s->hash = h;
+			continue;
+		}
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			sp_free(d);
+			b->full_next = true;
+			return -ENOMEM;
+		}
+		s->sp = d;
+		s->hash = h;
+		s->num = b->next_num + (uint32_t)fresh++;
+		s->seen = true;
+		*pp = s;
+	}
+	b->next_num += (uint32_t)fresh;
+	ct_flush(b);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	kpx_dbg(full ? 0 : 1,
+		"nft: %s sync: %zu svcports (%zu new, %zu removed), %u messages, "
+		"%zu bytes, %.1f ms",
+		full ? "full" : "partial", plan->n_svcports, fresh, removed, msgs,
+		bytes, (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	return 0;
+}
+
+/* -------------------------------------------------------------- cleanup */
+
+static int nft_cleanup(const struct kpx_config *cfg)
+{
+	struct kpx_backend *b;
+	int err = nft_open(cfg, &b);
+	if (err)
+		return err;
+	if ((err = kpx_nft_batch_init(&b->batch, b->seq)) == 0) {
+		/* add then delete: no ENOENT when nothing is there. */
+		table_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+		table_msg(b, NFT_MSG_DELTABLE, 0);
+		err = kpx_nft_batch_send(&b->batch, b->nl);
+		kpx_nft_batch_free(&b->batch);
+	}
+	if (err)
+		kpx_err("nft: cleanup: deleting table inet kpx: %s", strerror(-err));
+	nft_close(b);
+	return err;
+}
+
+/* Implemented in nft/nft_dump.c. */
+int kpx_nft_dump_datapath(const struct kpx_config *cfg, struct json_object **out);
+int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **out);
+
+const struct kpx_backend_ops kpx_nft_backend = {
+	.name = "nft",
+	.probe = nft_probe,
+	.open = nft_open,
+	.sync = nft_sync,
+	.tick = NULL,
+	.close = nft_close,
+	.dump_datapath = kpx_nft_dump_datapath,
+	.dump_frontends = kpx_nft_dump_frontends,
+	.cleanup = nft_cleanup,
+};

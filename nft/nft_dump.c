@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Reads table inet kpx back from the kernel for `kpx status` and
+ * `kpx services`, without the agent: chains (their userdata names the
+ * svcport), the frontend maps and the endpoint slot maps.
+ * Owns: nothing. Must not: modify the kernel.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include "agent/backend.h"
+#include "common/log.h"
+#include "k8s/objects.h"
+
+#define TABLE "kpx"
+
+struct chaininfo {
+	char name[64];
+	char ud[512];
+};
+
+struct elem {
+	uint8_t key[40];
+	uint32_t klen;
+	uint8_t data[40];
+	uint32_t dlen;
+	int verdict;
+	char chain[64];
+	uint8_t ud[8];
+	uint32_t udlen;
+};
+
+struct elist {
+	struct elem *v;
+	size_t n, cap;
+};
+
+struct chains {
+	struct chaininfo *v;
+	size_t n, cap;
+	int err;
+};
+
+static int dump(struct mnl_socket *nl, struct nlmsghdr *req, mnl_cb_t cb,
+		void *data)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE * 8];
+	uint32_t seq = req->nlmsg_seq, port = mnl_socket_get_portid(nl);
+	int ret;
+
+	if (mnl_socket_sendto(nl, req, req->nlmsg_len) < 0)
+		return -errno;
+	for (int i = 0; i < 1000000; i++) {
+		ret = (int)mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (ret <= 0)
+			return ret < 0 ? -errno : 0;
+		ret = mnl_cb_run(buf, (size_t)ret, seq, port, cb, data);
+		if (ret < 0)
+			return -errno;
+		if (ret == MNL_CB_STOP)
+			return 0;
+	}
+	return -ETIMEDOUT;
+}
+
+static int chain_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct chains *c = data;
+	struct nftnl_chain *ch = nftnl_chain_alloc();
+	uint32_t len = 0;
+
+	if (!ch || nftnl_chain_nlmsg_parse(nlh, ch) < 0)
+		goto out;
+	if (strcmp(nftnl_chain_get_str(ch, NFTNL_CHAIN_TABLE), TABLE))
+		goto out;
+	if (c->n == c->cap) {
+		size_t nc = c->cap ? c->cap * 2 : 256;
+		struct chaininfo *n = realloc(c->v, nc * sizeof(*n));
+		if (!n) {
+			c->err = -ENOMEM;
+			goto out;
+		}
+		c->v = n;
+		c->cap = nc;
+	}
+	struct chaininfo *ci = &c->v[c->n++];
+	memset(ci, 0, sizeof(*ci));
+	snprintf(ci->name, sizeof(ci->name), "%s",
+		 nftnl_chain_get_str(ch, NFTNL_CHAIN_NAME));
+	const void *ud = nftnl_chain_get_data(ch, NFTNL_CHAIN_USERDATA, &len);
+	if (ud && len) {
+		if (len >= sizeof(ci->ud))
+			len = sizeof(ci->ud) - 1;
+		memcpy(ci->ud, ud, len);
+	}
+out:
+	nftnl_chain_free(ch);
+	return MNL_CB_OK;
+}
+
+static int elem_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct elist *l = data;
+	struct nftnl_set *s = nftnl_set_alloc();
+	struct nftnl_set_elems_iter *it;
+	struct nftnl_set_elem *e;
+
+	if (!s || nftnl_set_elems_nlmsg_parse(nlh, s) < 0)
+		goto out;
+	it = nftnl_set_elems_iter_create(s);
+	while (it && (e = nftnl_set_elems_iter_next(it))) {
+		uint32_t len = 0;
+		const void *p;
+		if (l->n == l->cap) {
+			size_t nc = l->cap ? l->cap * 2 : 256;
+			struct elem *n = realloc(l->v, nc * sizeof(*n));
+			if (!n)
+				break;
+			l->v = n;
+			l->cap = nc;
+		}
+		struct elem *x = &l->v[l->n++];
+		memset(x, 0, sizeof(*x));
+		x->verdict = -1;
+		p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len);
+		if (p && len <= sizeof(x->key)) {
+			memcpy(x->key, p, len);
+			x->klen = len;
+		}
+		p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &len);
+		if (p && len <= sizeof(x->data)) {
+			memcpy(x->data, p, len);
+			x->dlen = len;
+		}
+		if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT))
+			x->verdict = (int)nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
+		if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN))
+			snprintf(x->chain, sizeof(x->chain), "%s",
+				 nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN));
+		p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len);
+		if (p && len <= sizeof(x->ud)) {
+			memcpy(x->ud, p, len);
+			x->udlen = len;
+		}
+	}
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+out:
+	nftnl_set_free(s);
+	return MNL_CB_OK;
+}
+
+static int list_chains(struct mnl_socket *nl, struct chains *c)
+{
+	char buf[4096];
+	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN,
+						     NFPROTO_INET,
+						     NLM_F_DUMP | NLM_F_ACK,
+						     (uint32_t)time(NULL));
+	int err = dump(nl, nlh, chain_cb, c);
+	return err ? err : c->err;
+}
+
+static int list_elems(struct mnl_socket *nl, const char *set, struct elist *l)
+{
+	char buf[4096];
+	struct nftnl_set *s = nftnl_set_alloc();
+	struct nlmsghdr *nlh;
+	int err;
+	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, set);
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET,
+				    NLM_F_DUMP | NLM_F_ACK, (uint32_t)time(NULL));
+	nftnl_set_elems_nlmsg_build_payload(nlh, s);
+	nftnl_set_free(s);
+	err = dump(nl, nlh, elem_cb, l);
+	return err;
+}
+
+static struct mnl_socket *sock(void)
+{
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+	if (nl && mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		mnl_socket_close(nl);
+		return NULL;
+	}
+	return nl;
+}
+
+static const char *proto_str(uint8_t p)
+{
+	switch (p) {
+	case IPPROTO_TCP: return "TCP";
+	case IPPROTO_UDP: return "UDP";
+	case IPPROTO_SCTP: return "SCTP";
+	}
+	return "?";
+}
+
+static const char *kind_str(uint8_t k)
+{
+	switch (k) {
+	case 0: return "ClusterIP";
+	case 1: return "NodePort";
+	case 2: return "ExternalIP";
+	case 3: return "LoadBalancer";
+	}
+	return "?";
+}
+
+static const struct chaininfo *find_chain(const struct chains *c,
+					  const char *name)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (!strcmp(c->v[i].name, name))
+			return &c->v[i];
+	return NULL;
+}
+
+/* ud: kind \t id \t ns \t name \t port \t affinity \t group \t etp_local */
+static int ud_field(const char *ud, int idx, char *out, size_t len)
+{
+	const char *p = ud;
+	for (int i = 0; i < idx; i++) {
+		p = strchr(p, '\t');
+		if (!p)
+			return -1;
+		p++;
+	}
+	size_t n = strcspn(p, "\t");
+	if (n >= len)
+		n = len - 1;
+	memcpy(out, p, n);
+	out[n] = 0;
+	return 0;
+}
+
+static const char *noep_action(const struct elist *noep, const uint8_t *key,
+			       uint32_t klen)
+{
+	for (size_t i = 0; i < noep->n; i++)
+		if (noep->v[i].klen == klen && !memcmp(noep->v[i].key, key, klen))
+			return noep->v[i].verdict == NF_DROP ? "drop" : "reject";
+	return NULL;
+}
+
+static struct json_object *backends(const struct elist *slots, uint32_t g,
+				    int family)
+{
+	struct json_object *arr = json_object_new_array();
+	size_t l = family == AF_INET6 ? 16 : 4;
+	/* Slot order is the selection order; list by slot index. */
+	for (uint32_t want = 0; want < 100000; want++) {
+		bool found = false;
+		for (size_t i = 0; i < slots->n; i++) {
+			const struct elem *e = &slots->v[i];
+			uint32_t kg, ki;
+			memcpy(&kg, e->key, 4);
+			memcpy(&ki, e->key + 4, 4);
+			if (kg != g || ki != want)
+				continue;
+			char abuf[INET6_ADDRSTRLEN];
+			uint16_t port;
+			memcpy(&port, e->data + l, 2);
+			inet_ntop(family, e->data, abuf, sizeof(abuf));
+			uint8_t fl = e->udlen ? e->ud[0] : 0;
+			struct json_object *o = json_object_new_object();
+			json_object_object_add(o, "address", json_object_new_string(abuf));
+			json_object_object_add(o, "port", json_object_new_int(ntohs(port)));
+			json_object_object_add(o, "state", json_object_new_string(
+				(fl & KPX_EP_TERMINATING) ? "terminating" : "active"));
+			json_object_object_add(o, "local",
+					       json_object_new_boolean(fl & KPX_EP_LOCAL));
+			json_object_array_add(arr, o);
+			found = true;
+			break;
+		}
+		if (!found)
+			break;
+	}
+	return arr;
+}
+
+static struct json_object *frontend(const struct chains *ch,
+				    const struct elist *slots,
+				    const struct elist *noep, const struct elem *e,
+				    int family, const uint8_t *addr,
+				    uint8_t proto, uint16_t port, uint8_t kind)
+{
+	const struct chaininfo *ci = find_chain(ch, e->chain);
+	char abuf[INET6_ADDRSTRLEN], f[KPX_NAME_MAX + KPX_NS_MAX + 2];
+	char ns[KPX_NS_MAX] = "", name[KPX_NAME_MAX] = "", pn[KPX_PORTNAME_MAX] = "";
+	char tmp[32];
+	uint32_t aff = 0, g = 0;
+	struct json_object *o = json_object_new_object();
+
+	inet_ntop(family, addr, abuf, sizeof(abuf));
+	if (ci) {
+		ud_field(ci->ud, 2, ns, sizeof(ns));
+		ud_field(ci->ud, 3, name, sizeof(name));
+		ud_field(ci->ud, 4, pn, sizeof(pn));
+		if (!ud_field(ci->ud, 5, tmp, sizeof(tmp)))
+			aff = (uint32_t)strtoul(tmp, NULL, 10);
+		if (!ud_field(ci->ud, 6, tmp, sizeof(tmp)))
+			g = (uint32_t)strtoul(tmp, NULL, 10);
+	}
+	snprintf(f, sizeof(f), "%s/%s", ns, name);
+	json_object_object_add(o, "address", json_object_new_string(abuf));
+	json_object_object_add(o, "port", json_object_new_int(port));
+	json_object_object_add(o, "protocol", json_object_new_string(proto_str(proto)));
+	json_object_object_add(o, "type", json_object_new_string(kind_str(kind)));
+	json_object_object_add(o, "service", json_object_new_string(f));
+	json_object_object_add(o, "port_name", json_object_new_string(pn));
+	json_object_object_add(o, "affinity_timeout", json_object_new_int((int)aff));
+	json_object_object_add(o, "chain", json_object_new_string(e->chain));
+	json_object_object_add(o, "backends", ci ? backends(slots, g, family)
+						: json_object_new_array());
+	const char *act = noep ? noep_action(noep, e->key, e->klen) : NULL;
+	json_object_object_add(o, "empty_action",
+			       act ? json_object_new_string(act) : NULL);
+	return o;
+}
+
+static void free_el(struct elist *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **out)
+{
+	struct mnl_socket *nl = sock();
+	struct chains ch = { 0 };
+	struct json_object *arr = NULL;
+	int err;
+	(void)cfg;
+
+	if (!nl)
+		return -errno;
+	err = list_chains(nl, &ch);
+	if (err)
+		goto out;
+	if (!ch.n) {
+		err = -ENOENT;
+		goto out;
+	}
+	arr = json_object_new_array();
+	for (int v6 = 0; v6 <= 1 && !err; v6++) {
+		struct elist fe = { 0 }, np = { 0 }, npa = { 0 }, slots = { 0 },
+			     noep = { 0 }, noepnp = { 0 };
+		int fam = v6 ? AF_INET6 : AF_INET;
+		size_t l = v6 ? 16 : 4;
+		err = list_elems(nl, v6 ? "fe6" : "fe4", &fe);
+		err = err ? err : list_elems(nl, v6 ? "np6" : "np4", &np);
+		err = err ? err : list_elems(nl, v6 ? "npaddr6" : "npaddr4", &npa);
+		err = err ? err : list_elems(nl, v6 ? "slots6" : "slots4", &slots);
+		err = err ? err : list_elems(nl, v6 ? "noep6" : "noep4", &noep);
+		err = err ? err : list_elems(nl, v6 ? "noepnp6" : "noepnp4", &noepnp);
+		for (size_t i = 0; !err && i < fe.n; i++) {
+			const struct elem *e = &fe.v[i];
+			uint16_t port;
+			memcpy(&port, e->key + l + 4, 2);
+			json_object_array_add(arr, frontend(&ch, &slots, &noep, e, fam,
+							    e->key, e->key[l], ntohs(port),
+							    e->udlen ? e->ud[0] : 0));
+		}
+		for (size_t i = 0; !err && i < np.n; i++) {
+			const struct elem *e = &np.v[i];
+			uint16_t port;
+			memcpy(&port, e->key + 4, 2);
+			for (size_t j = 0; j < npa.n; j++)
+				json_object_array_add(arr, frontend(&ch, &slots, &noepnp, e,
+								    fam, npa.v[j].key, e->key[0],
+								    ntohs(port), 1));
+		}
+		free_el(&fe);
+		free_el(&np);
+		free_el(&npa);
+		free_el(&slots);
+		free_el(&noep);
+		free_el(&noepnp);
+	}
+	if (err) {
+		json_object_put(arr);
+		arr = NULL;
+	}
+out:
+	free(ch.v);
+	mnl_socket_close(nl);
+	if (err == -ENOENT)
+		return err;
+	if (err)
+		kpx_err("nft: reading table inet kpx: %s", strerror(-err));
+	else
+		*out = arr;
+	return err;
+}
+
+int kpx_nft_dump_datapath(const struct kpx_config *cfg, struct json_object **out)
+{
+	static const char *sets[] = { "fe4", "fe6", "np4", "np6", "npaddr4",
+				      "npaddr6", "noep4", "noep6", "noepnp4",
+				      "noepnp6", "fw4", "fw6", "slots4", "slots6",
+				      "epv4", "epv6", "aff4", "aff6", "hp4", "hp6" };
+	struct mnl_socket *nl = sock();
+	struct chains ch = { 0 };
+	int err;
+	(void)cfg;
+
+	if (!nl)
+		return -errno;
+	err = list_chains(nl, &ch);
+	if (!err && !ch.n)
+		err = -ENOENT;
+	if (err)
+		goto out;
+	struct json_object *o = json_object_new_object(), *t = json_object_new_object(),
+			   *so = json_object_new_object();
+	size_t svc_chains = 0;
+	for (size_t i = 0; i < ch.n; i++)
+		if (ch.v[i].ud[0])
+			svc_chains++;
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		struct elist l = { 0 };
+		if (list_elems(nl, sets[i], &l) == 0)
+			json_object_object_add(so, sets[i], json_object_new_int64((int64_t)l.n));
+		free_el(&l);
+	}
+	json_object_object_add(t, "family", json_object_new_string("inet"));
+	json_object_object_add(t, "name", json_object_new_string(TABLE));
+	json_object_object_add(t, "chains", json_object_new_int64((int64_t)ch.n));
+	json_object_object_add(t, "service_chains", json_object_new_int64((int64_t)svc_chains));
+	json_object_object_add(t, "set_elements", so);
+	json_object_object_add(o, "backend", json_object_new_string("nft"));
+	struct json_object *arr = json_object_new_array();
+	json_object_array_add(arr, t);
+	json_object_object_add(o, "tables", arr);
+	*out = o;
+out:
+	free(ch.v);
+	mnl_socket_close(nl);
+	return err;
+}

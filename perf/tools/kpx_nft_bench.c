@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Times the nft backend directly (no agent, no manifests): builds an
+ * in-memory plan of N ClusterIP TCP services x E endpoints, runs a cold
+ * full sync, then one-endpoint changes (remove one, add it back).
+ * Must run inside a throwaway network namespace (perf/nft_bench.sh).
+ * Usage: kpx_nft_bench SERVICES ENDPOINTS [--keep] [--changes N]
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/backend.h"
+#include "agent/config.h"
+#include "plan/plan.h"
+
+static double now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void mkplan(struct kpx_plan *p, size_t n, size_t e)
+{
+	memset(p, 0, sizeof(*p));
+	kpx_cidr_parse("198.19.0.0/16", &p->input.cluster_cidrs[0]);
+	p->input.n_cluster_cidrs = 1;
+	p->svcports = calloc(n, sizeof(*p->svcports));
+	for (size_t i = 0; i < n; i++) {
+		struct kpx_plan_svcport *sp = &p->svcports[i];
+		snprintf(sp->id, sizeof(sp->id), "bench/svc%06zu:http/TCP/v4", i);
+		snprintf(sp->ns, sizeof(sp->ns), "bench");
+		snprintf(sp->name, sizeof(sp->name), "svc%06zu", i);
+		snprintf(sp->port_name, sizeof(sp->port_name), "http");
+		sp->family = AF_INET;
+		sp->proto = IPPROTO_TCP;
+		sp->port = 80;
+		sp->type = KPX_SVC_CLUSTER_IP;
+		sp->frontends = calloc(1, sizeof(*sp->frontends));
+		sp->n_frontends = 1;
+		sp->frontends[0].kind = KPX_FE_CLUSTER_IP;
+		sp->frontends[0].addr.family = AF_INET;
+		/* 198.18.128.0/17 holds 32k ClusterIPs. */
+		sp->frontends[0].addr.v4.s_addr = htonl(0xc6128000u + (uint32_t)i + 1);
+		sp->frontends[0].port = 80;
+		sp->endpoints = calloc(e + 1, sizeof(*sp->endpoints));
+		sp->internal = calloc(e + 1, sizeof(uint32_t));
+		sp->n_endpoints = e;
+		sp->n_internal = e;
+		for (size_t j = 0; j < e; j++) {
+			struct kpx_plan_endpoint *ep = &sp->endpoints[j];
+			uint32_t k = (uint32_t)(i * e + j);
+			ep->addr.family = AF_INET;
+			/* 198.19.0.0/16 + 198.20... stays in 198.18/15 only
+			 * for 65k endpoints: reuse addresses, vary ports. */
+			ep->addr.v4.s_addr = htonl(0xc6130000u + (k % 65000u) + 1);
+			ep->port = (uint16_t)(8000 + (k / 65000u));
+			ep->flags = KPX_EP_READY | KPX_EP_SERVING;
+			sp->internal[j] = (uint32_t)j;
+		}
+		sp->hash = i;
+	}
+	p->n_svcports = n;
+}
+
+int main(int argc, char **argv)
+{
+	struct kpx_config cfg;
+	struct kpx_backend *b;
+	struct kpx_plan plan;
+	size_t n, e;
+	int changes = 5, keep = 0, err;
+	double t;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N]\n", argv[0]);
+		return 2;
+	}
+	n = strtoul(argv[1], NULL, 10);
+	e = strtoul(argv[2], NULL, 10);
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--keep"))
+			keep = 1;
+		else if (!strcmp(argv[i], "--changes") && i + 1 < argc)
+			changes = atoi(argv[++i]);
+	}
+	kpx_config_defaults(&cfg);
+	mkplan(&plan, n, e);
+	if ((err = kpx_nft_backend.open(&cfg, &b))) {
+		fprintf(stderr, "open: %s\n", strerror(-err));
+		return 1;
+	}
+	t = now_ms();
+	err = kpx_nft_backend.sync(b, &plan);
+	printf("cold_full_sync services=%zu endpoints=%zu ms=%.1f err=%d\n", n, e,
+	       now_ms() - t, err);
+	if (err)
+		return 1;
+	double sum = 0, max = 0;
+	for (int c = 0; c < changes; c++) {
+		struct kpx_plan_svcport *sp = &plan.svcports[(size_t)c * 7919 % n];
+		/* remove the last endpoint, then put it back */
+		sp->n_internal = sp->n_endpoints = e - 1;
+		t = now_ms();
+		err = kpx_nft_backend.sync(b, &plan);
+		double d = now_ms() - t;
+		sum += d;
+		max = d > max ? d : max;
+		sp->n_internal = sp->n_endpoints = e;
+		t = now_ms();
+		err |= kpx_nft_backend.sync(b, &plan);
+		d = now_ms() - t;
+		sum += d;
+		max = d > max ? d : max;
+		if (err)
+			break;
+	}
+	if (changes)
+		printf("one_endpoint_change services=%zu endpoints=%zu mean_ms=%.2f max_ms=%.2f n=%d err=%d\n",
+		       n, e, sum / (2 * changes), max, 2 * changes, err);
+	/* A second full sync (agent restart shape: open + first sync). */
+	kpx_nft_backend.close(b);
+	kpx_nft_backend.open(&cfg, &b);
+	t = now_ms();
+	err = kpx_nft_backend.sync(b, &plan);
+	printf("restart_full_sync services=%zu endpoints=%zu ms=%.1f err=%d\n", n, e,
+	       now_ms() - t, err);
+	kpx_nft_backend.close(b);
+	if (!keep)
+		kpx_nft_backend.cleanup(&cfg);
+	return err ? 1 : 0;
+}
