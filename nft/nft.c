@@ -57,7 +57,7 @@
 
 enum {
 	S_FE, S_NP, S_NPADDR, S_NOEP, S_NOEPNP, S_FW, S_SLOTS, S_EPV, S_AFF,
-	S_HP, S_KINDS
+	S_HP, S_GINT, S_GEXT, S_GCLU, S_GNPEXT, S_GNPCLU, S_KINDS
 };
 #define NSETS (S_KINDS * 2)
 #define SET(kind, v6) ((kind) * 2 + ((v6) ? 1 : 0))
@@ -93,6 +93,17 @@ static const struct setspec setspecs[NSETS] = {
 	[SET(S_AFF, 1)] = { "aff6", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP6, T_MARK), 20, C2(T_IP6, T_SVC), 20 },
 	[SET(S_HP, 0)] = { "hp4", 0, C2(T_IP4, T_IP4), 8, 0, 0 },
 	[SET(S_HP, 1)] = { "hp6", 0, C2(T_IP6, T_IP6), 32, 0, 0 },
+	/* frontend -> group, read back by the shared dispatch chains */
+	[SET(S_GINT, 0)] = { "gint4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
+	[SET(S_GINT, 1)] = { "gint6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
+	[SET(S_GEXT, 0)] = { "gext4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
+	[SET(S_GEXT, 1)] = { "gext6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
+	[SET(S_GCLU, 0)] = { "gclu4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
+	[SET(S_GCLU, 1)] = { "gclu6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
+	[SET(S_GNPEXT, 0)] = { "gnpext4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GNPEXT, 1)] = { "gnpext6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GNPCLU, 0)] = { "gnpclu4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GNPCLU, 1)] = { "gnpclu6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
 };
 
 /* Group kinds: which endpoint set of a svcport a dispatch uses. */
@@ -357,7 +368,27 @@ static void elem(struct kpx_backend *b, int add, int set, const void *key,
 static void elem_ref(struct kpx_backend *b, int add, int set, bool shared,
 		     uint32_t owner, const void *key, size_t klen,
 		     const char *chain, int verdict, const void *ud,
+		     size_t udlen, const char *what);
+static void elem_refd(struct kpx_backend *b, int add, int set, bool shared,
+		      uint32_t owner, const void *key, size_t klen,
+		      const char *chain, int verdict, const void *data,
+		      size_t dlen, const void *ud, size_t udlen,
+		      const char *what);
+
+static void elem_ref(struct kpx_backend *b, int add, int set, bool shared,
+		     uint32_t owner, const void *key, size_t klen,
+		     const char *chain, int verdict, const void *ud,
 		     size_t udlen, const char *what)
+{
+	elem_refd(b, add, set, shared, owner, key, klen, chain, verdict, NULL,
+		  0, ud, udlen, what);
+}
+
+static void elem_refd(struct kpx_backend *b, int add, int set, bool shared,
+		      uint32_t owner, const void *key, size_t klen,
+		      const char *chain, int verdict, const void *data,
+		      size_t dlen, const void *ud, size_t udlen,
+		      const char *what)
 {
 	uint32_t h = fnv(key, klen, 2166136261u ^ (uint32_t)set) & (HSIZE - 1);
 	struct ref **pp = &b->refs[h], *r;
@@ -388,7 +419,7 @@ static void elem_ref(struct kpx_backend *b, int add, int set, bool shared,
 		r->refs = 1;
 		r->next = b->refs[h];
 		b->refs[h] = r;
-		elem(b, 1, set, key, klen, chain, verdict, NULL, 0, ud, udlen);
+		elem(b, 1, set, key, klen, chain, verdict, data, dlen, ud, udlen);
 		return;
 	}
 	if (!r || (!shared && r->owner != owner))
@@ -506,6 +537,8 @@ static void emit_elems(struct kpx_backend *b, int add,
 	size_t kl;
 	const char *ch;
 	int vd;
+	uint32_t gint = num * 4 + G_INT, gext = num * 4 + G_EXT,
+		 gclu = num * 4 + G_CLU;
 
 	chain_name(svc, "svc", num);
 	chain_name(ext, "ext", num);
@@ -526,6 +559,11 @@ static void emit_elems(struct kpx_backend *b, int add,
 			kl = np_key(key, sp->proto, fe->port);
 			elem_ref(b, add, SET(S_NP, v6), false, num, key, kl, ext,
 				 0, &kind, 1, what);
+			elem_refd(b, add, SET(S_GNPEXT, v6), false, num, key, kl,
+				  NULL, 0, &gext, 4, NULL, 0, what);
+			if (nd.clu)
+				elem_refd(b, add, SET(S_GNPCLU, v6), false, num, key,
+					  kl, NULL, 0, &gclu, 4, NULL, 0, what);
 			if (!sp->n_external) {
 				empty_verdict(sp->external_empty, &ch, &vd);
 				elem_ref(b, add, SET(S_NOEPNP, v6), false, num, key,
@@ -537,6 +575,8 @@ static void emit_elems(struct kpx_backend *b, int add,
 		if (fe->kind == KPX_FE_CLUSTER_IP) {
 			elem_ref(b, add, SET(S_FE, v6), false, num, key, kl, svc, 0,
 				 &kind, 1, what);
+			elem_refd(b, add, SET(S_GINT, v6), false, num, key, kl,
+				  NULL, 0, &gint, 4, NULL, 0, what);
 			if (!sp->n_internal) {
 				empty_verdict(sp->internal_empty, &ch, &vd);
 				elem_ref(b, add, SET(S_NOEP, v6), false, num, key,
@@ -546,6 +586,11 @@ static void emit_elems(struct kpx_backend *b, int add,
 		}
 		elem_ref(b, add, SET(S_FE, v6), false, num, key, kl, ext, 0, &kind,
 			 1, what);
+		elem_refd(b, add, SET(S_GEXT, v6), false, num, key, kl, NULL, 0,
+			  &gext, 4, NULL, 0, what);
+		if (nd.clu)
+			elem_refd(b, add, SET(S_GCLU, v6), false, num, key, kl,
+				  NULL, 0, &gclu, 4, NULL, 0, what);
 		if (!sp->n_external) {
 			empty_verdict(sp->external_empty, &ch, &vd);
 			elem_ref(b, add, SET(S_NOEP, v6), false, num, key, kl, ch,

@@ -326,6 +326,14 @@ static int decode_into_store(struct informer *inf, struct json_object *obj)
 			 "%s: %s, skipped", ref, err[0] ? err : strerror(-ret));
 		inf->errors++;
 		kpx_err("k8s %s: %s", inf->name, inf->last_error);
+		/* A relist would not carry an invalid object either: drop
+		 * an older valid version so watch and list agree. */
+		if (name && (inf->kind != KPX_KIND_NODE ||
+			     kpx_store_node(src->store))) {
+			kpx_store_delete(src->store, inf->kind, ns ? ns : "",
+					 name);
+			src->changed = true;
+		}
 		return ret;
 	}
 	kpx_store_upsert(src->store, inf->kind, out);
