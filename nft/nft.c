@@ -151,6 +151,8 @@ struct kpx_backend {
 	unsigned accn[2][NSETS];
 	struct ctdel *ctdels;
 	size_t n_ctdels, cap_ctdels;
+	char (*disp)[48]; /* shared dispatch chains that exist */
+	size_t n_disp, cap_disp;
 	int err;
 };
 
@@ -285,6 +287,7 @@ static void state_clear(struct kpx_backend *b)
 		b->refs[i] = NULL;
 	}
 	b->next_num = 1;
+	b->n_disp = 0;
 }
 
 /* ------------------------------------------------------------- elements */
@@ -761,52 +764,110 @@ static void x_saddr_in(struct nftnl_rule *r, const struct kpx_cidr *c)
 	kpx_nft_e_cmp(r, R(0), NFT_CMP_EQ, c->addr.bytes, (uint32_t)l);
 }
 
-static void emit_dispatch(struct kpx_backend *b, const char *chain,
-			  const struct kpx_plan_svcport *sp, uint32_t g,
-			  size_t n)
+/* One rule of a shared dispatch chain: the group comes from the frontend
+ * key (fe: daddr . l4proto . dport, np: l4proto . dport) via gmap. */
+static void x_key(struct nftnl_rule *r, bool v6, bool np, uint32_t reg)
 {
-	bool v6 = sp->family == AF_INET6;
+	if (np) {
+		x_proto_port(r, reg);
+		return;
+	}
+	x_daddr(r, v6, reg);
+	x_proto_port(r, reg + (v6 ? 4 : 1));
+}
+
+static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
+		       const char *gmap, bool np, uint32_t n, uint32_t t_s)
+{
 	uint32_t a = v6 ? 4 : 1, fam = v6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+	const char *aff = setspecs[SET(S_AFF, v6)].name;
+	const char *slots = setspecs[SET(S_SLOTS, v6)].name;
 	struct nftnl_rule *r;
 
-	if (!n)
-		return; /* empty: the filter endpoints-check rejects/drops */
-	if (sp->affinity_timeout) {
-		uint64_t t = (uint64_t)sp->affinity_timeout * 1000;
+	if (t_s) {
+		uint64_t t = (uint64_t)t_s * 1000;
 		/* Affinity hit, only while the endpoint is still in the set;
 		 * refreshes the timeout like iptables' recent --set. */
 		r = rule_new(chain);
 		x_saddr(r, v6, R(0));
-		kpx_nft_e_imm(r, R(a), &g, 4);
-		kpx_nft_e_imm(r, R(a + 1), &g, 4);
-		kpx_nft_e_lookup(r, setspecs[SET(S_AFF, v6)].name, R(0),
-				 (int)R(a + 2), 0);
-		kpx_nft_e_lookup(r, setspecs[SET(S_EPV, v6)].name, R(a + 1), -1,
-				 0);
-		kpx_nft_e_dynset(r, setspecs[SET(S_AFF, v6)].name,
-				 NFT_DYNSET_OP_UPDATE, R(0), (int)R(a + 2), t);
+		x_key(r, v6, np, R(a + 2));
+		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a), 0);
+		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a + 1), 0);
+		kpx_nft_e_lookup(r, aff, R(0), (int)R(a + 2), 0);
+		kpx_nft_e_lookup(r, setspecs[SET(S_EPV, v6)].name, R(a + 1), -1, 0);
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_UPDATE, R(0), (int)R(a + 2), t);
 		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
 		rule_emit(b, r);
-		/* New choice: replace a stale entry (endpoint gone). */
+		/* New choice: replaces a stale entry (endpoint gone). */
 		r = rule_new(chain);
 		x_saddr(r, v6, R(0));
-		kpx_nft_e_imm(r, R(a), &g, 4);
-		kpx_nft_e_numgen(r, R(a + 1), (uint32_t)n);
-		kpx_nft_e_lookup(r, setspecs[SET(S_SLOTS, v6)].name, R(a),
-				 (int)R(a + 2), 0);
-		kpx_nft_e_dynset(r, setspecs[SET(S_AFF, v6)].name,
-				 NFT_DYNSET_OP_DELETE, R(0), -1, 0);
-		kpx_nft_e_dynset(r, setspecs[SET(S_AFF, v6)].name,
-				 NFT_DYNSET_OP_ADD, R(0), (int)R(a + 2), t);
+		x_key(r, v6, np, R(a + 2));
+		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a), 0);
+		kpx_nft_e_numgen(r, R(a + 1), n);
+		kpx_nft_e_lookup(r, slots, R(a), (int)R(a + 2), 0);
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0), -1, 0);
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_ADD, R(0), (int)R(a + 2), t);
 		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
 		rule_emit(b, r);
 		return;
 	}
 	r = rule_new(chain);
-	kpx_nft_e_imm(r, R(0), &g, 4);
-	kpx_nft_e_numgen(r, R(1), (uint32_t)n);
-	kpx_nft_e_lookup(r, setspecs[SET(S_SLOTS, v6)].name, R(0), (int)R(2), 0);
+	x_key(r, v6, np, R(2));
+	kpx_nft_e_lookup(r, gmap, R(2), (int)R(0), 0);
+	kpx_nft_e_numgen(r, R(1), n);
+	kpx_nft_e_lookup(r, slots, R(0), (int)R(2), 0);
 	kpx_nft_e_dnat(r, fam, R(2), R(2 + a));
+	rule_emit(b, r);
+}
+
+/*
+ * Endpoint choice is shared: every svcport with the same family, set
+ * kind, endpoint count and affinity timeout jumps to one dispatch chain.
+ * A named map gets one kernel binding per rule that looks it up, and each
+ * element added walks all bindings, so per-svcport lookups would make a
+ * full sync quadratic.
+ */
+static void emit_dispatch(struct kpx_backend *b, const char *chain,
+			  const struct kpx_plan_svcport *sp, int kind,
+			  size_t n)
+{
+	bool v6 = sp->family == AF_INET6;
+	char name[48];
+	struct nftnl_rule *r;
+	size_t i;
+
+	if (!n)
+		return; /* empty: the filter endpoints-check rejects/drops */
+	snprintf(name, sizeof(name), "disp%c-%c-%zu-a%u", v6 ? '6' : '4',
+		 "iec"[kind], n, sp->affinity_timeout);
+	for (i = 0; i < b->n_disp; i++)
+		if (!strcmp(b->disp[i], name))
+			break;
+	if (i == b->n_disp) {
+		if (b->n_disp == b->cap_disp) {
+			size_t nc = b->cap_disp ? b->cap_disp * 2 : 64;
+			char (*nd)[48] = realloc(b->disp, nc * sizeof(*nd));
+			if (!nd) {
+				b->err = -ENOMEM;
+				return;
+			}
+			b->disp = nd;
+			b->cap_disp = nc;
+		}
+		snprintf(b->disp[b->n_disp++], 48, "%s", name);
+		chain_emit(b, name, NULL, 0, 0, NULL);
+		static const int gfe[] = { S_GINT, S_GEXT, S_GCLU };
+		disp_rules(b, name, v6, setspecs[SET(gfe[kind], v6)].name, false,
+			   (uint32_t)n, sp->affinity_timeout);
+		if (kind == G_EXT)
+			disp_rules(b, name, v6, setspecs[SET(S_GNPEXT, v6)].name,
+				   true, (uint32_t)n, sp->affinity_timeout);
+		if (kind == G_CLU)
+			disp_rules(b, name, v6, setspecs[SET(S_GNPCLU, v6)].name,
+				   true, (uint32_t)n, sp->affinity_timeout);
+	}
+	r = rule_new(chain);
+	kpx_nft_e_verdict(r, NFT_GOTO, name);
 	rule_emit(b, r);
 }
 
@@ -852,7 +913,7 @@ static void emit_chains(struct kpx_backend *b,
 					  v6 ? "masq-check6" : "masq-check4");
 			rule_emit(b, r);
 		}
-		emit_dispatch(b, name, sp, num * 4 + G_INT, sp->n_internal);
+		emit_dispatch(b, name, sp, G_INT, sp->n_internal);
 	}
 	chain_name(clu, "clu", num);
 	if (nd.clu) {
@@ -860,7 +921,7 @@ static void emit_chains(struct kpx_backend *b,
 		chain_emit(b, clu, NULL, 0, 0, ud);
 		if (old && old->clu)
 			chain_op(b, clu, false);
-		emit_dispatch(b, clu, sp, num * 4 + G_CLU, sp->n_cluster);
+		emit_dispatch(b, clu, sp, G_CLU, sp->n_cluster);
 	}
 	if (nd.ext) {
 		chain_name(name, "ext", num);
@@ -892,7 +953,7 @@ static void emit_chains(struct kpx_backend *b,
 			x_mark_masq(r);
 			rule_emit(b, r);
 		}
-		emit_dispatch(b, name, sp, num * 4 + G_EXT, sp->n_external);
+		emit_dispatch(b, name, sp, G_EXT, sp->n_external);
 	}
 	if (nd.fw) {
 		chain_name(name, "fw", num);
@@ -1268,6 +1329,7 @@ static void nft_close(struct kpx_backend *b)
 	free(b->sps);
 	free(b->refs);
 	free(b->ctdels);
+	free(b->disp);
 	mnl_socket_close(b->nl);
 	free(b);
 }
