@@ -16,6 +16,7 @@
 #include "bpf/kpx_abi.h"
 #include "bpf/lib/csum.h"
 #include "bpf/lib/ct.h"
+#include "bpf/lib/lb.h"
 #include "bpf/lib/maps.h"
 #include "bpf/lib/nat.h"
 #include "bpf/lib/parse.h"
@@ -40,6 +41,23 @@ struct kpx_fwd {
 	__u32 oif;
 	struct bpf_fib_lookup fib;
 };
+
+/* Per-CPU scratch for the new-flow path: its conntrack entries and FIB
+ * request would not fit in the 512-byte stack together with the caller's
+ * frame (verifier limit on the combined stack of a call chain). Private
+ * to this object, not pinned. */
+struct kpx_np_scratch {
+	struct kpx_ct_value v0, v1;
+	struct kpx_ct_key rk;
+	struct kpx_fwd f;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kpx_np_scratch);
+	__uint(max_entries, 1);
+} kpx_np_scratch SEC(".maps");
 
 static __always_inline __u32 kpx_ifindex(void *ctx, const bool xdp)
 {
@@ -151,32 +169,13 @@ static __always_inline int kpx_select(const struct kpx_pkt *p,
 			return 0;
 		}
 	}
-	if (svc->flags & KPX_SVC_F_MAGLEV) {
-		struct kpx_maglev_key mk = { .svc_id = svc->svc_id,
-					     .gen = svc->gen };
-		__u32 size = kpx_maglev_size;
-		__u32 *table, idx;
-
-		table = bpf_map_lookup_elem(&kpx_maglev, &mk);
-		if (!table || !size)
-			return -1;
-		idx = kpx_flow_hash(p) % size;
-		/* verifier: size is a frozen .rodata constant equal to the
-		 * value size / 4, so this bounds the index. */
-		if (idx >= size || idx >= 65536)
-			return -1;
-		id = table[idx];
-	} else {
-		struct kpx_slot_key sk = { .svc_id = svc->svc_id,
-					   .gen = svc->gen };
-		__u32 *bid;
-
-		sk.slot = bpf_get_prandom_u32() % svc->count;
-		bid = bpf_map_lookup_elem(&kpx_slots, &sk);
-		if (!bid)
-			return -1;
-		id = *bid;
-	}
+	/* Maglev: consistent per flow; random otherwise (lb.h, shared with
+	 * the socket LB so both pick from the same generation). */
+	id = kpx_lb_pick(svc, svc->flags & KPX_SVC_F_MAGLEV ?
+				      kpx_flow_hash(p) :
+				      bpf_get_prandom_u32());
+	if (!id)
+		return -1;
 	if (svc->flags & KPX_SVC_F_AFFINITY) {
 		nav.backend_id = id;
 		nav.last_used_ns = now;
@@ -377,9 +376,18 @@ static __always_inline int kpx_reject_udp(void *ctx, const bool xdp,
 		return KPX_V_DROP;
 	data = kpx_data(ctx, xdp);
 	data_end = kpx_data_end(ctx, xdp);
-	if (data + KPX_ETH_HLEN + room + quoted > data_end)
-		return KPX_V_DROP;
-	__builtin_memcpy(q, data + KPX_ETH_HLEN + room, 48);
+	/* Verifier workaround: one bounds check with the per-family sizes
+	 * gets merged by clang with the other family's copy; constant
+	 * checks next to each copy keep them provable. */
+	if (v4) {
+		if (data + KPX_ETH_HLEN + 28 + 28 > data_end)
+			return KPX_V_DROP;
+		__builtin_memcpy(q, data + KPX_ETH_HLEN + 28, 28);
+	} else {
+		if (data + KPX_ETH_HLEN + 48 + 48 > data_end)
+			return KPX_V_DROP;
+		__builtin_memcpy(q, data + KPX_ETH_HLEN + 48, 48);
+	}
 	if (v4) {
 		struct iphdr nip = {};
 
@@ -471,6 +479,23 @@ static __always_inline int kpx_apply(void *ctx, const bool xdp,
 	return kpx_forward(ctx, xdp, rc, &f);
 }
 
+/* Verifier workaround: out of line so its FIB request and NAT buffers
+ * are not in the caller's frame, which the new-flow subprogram's frame
+ * adds to (512-byte combined stack limit). */
+static __attribute__((noinline)) int
+kpx_apply_tc(struct __sk_buff *skb, const struct kpx_pkt *p,
+	     struct kpx_ct_value *e, bool to_stack)
+{
+	return kpx_apply(skb, false, p, e, to_stack);
+}
+
+static __attribute__((noinline)) int kpx_apply_xdp(struct xdp_md *ctx,
+						   const struct kpx_pkt *p,
+						   struct kpx_ct_value *e)
+{
+	return kpx_apply(ctx, true, p, e, false);
+}
+
 static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 					const struct kpx_pkt *p,
 					const struct kpx_svc_value *svc,
@@ -478,9 +503,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 {
 	struct kpx_backend_value *be;
 	struct kpx_dp_config *cfg;
-	struct kpx_ct_value v0 = {}, v1 = {};
-	struct kpx_ct_key rk;
-	struct kpx_fwd f;
+	struct kpx_np_scratch *sc;
 	__u32 zero = 0, bid;
 	bool local, snat;
 	int rc = 0;
@@ -521,39 +544,44 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	cfg = bpf_map_lookup_elem(&kpx_config, &zero);
 	if (!cfg)
 		return KPX_V_PASS;
+	sc = bpf_map_lookup_elem(&kpx_np_scratch, &zero);
+	if (!sc)
+		return KPX_V_PASS;
+	__builtin_memset(&sc->v0, 0, sizeof(sc->v0));
+	__builtin_memset(&sc->v1, 0, sizeof(sc->v1));
 
 	/* original direction: client -> backend (from node if SNAT) */
-	__builtin_memcpy(v0.new_saddr, p->saddr, 16);
-	v0.new_sport = p->sport;
+	__builtin_memcpy(sc->v0.new_saddr, p->saddr, 16);
+	sc->v0.new_sport = p->sport;
 	if (snat)
-		__builtin_memcpy(v0.new_saddr, p->family == KPX_AF_INET ?
+		__builtin_memcpy(sc->v0.new_saddr, p->family == KPX_AF_INET ?
 						       cfg->node_ip4 :
 						       cfg->node_ip6,
 				 16);
-	__builtin_memcpy(v0.new_daddr, be->addr, 16);
-	v0.new_dport = be->port;
-	v0.backend_id = bid;
-	v0.svc_id = svc->svc_id;
-	v0.last_seen_ns = now;
-	v0.flags = (local ? KPX_CT_F_LOCAL : 0) | (snat ? KPX_CT_F_SNAT : 0);
-	v0.tcp_flags_seen = p->tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
+	__builtin_memcpy(sc->v0.new_daddr, be->addr, 16);
+	sc->v0.new_dport = be->port;
+	sc->v0.backend_id = bid;
+	sc->v0.svc_id = svc->svc_id;
+	sc->v0.last_seen_ns = now;
+	sc->v0.flags = (local ? KPX_CT_F_LOCAL : 0) | (snat ? KPX_CT_F_SNAT : 0);
+	sc->v0.tcp_flags_seen = p->tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
 
 	if (!local) {
-		rc = kpx_fib(ctx, xdp, p->family, v0.new_saddr, v0.new_daddr,
-			     &f);
+		rc = kpx_fib(ctx, xdp, p->family, sc->v0.new_saddr, sc->v0.new_daddr,
+			     &sc->f);
 		if (xdp && rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return KPX_V_PASS; /* tc retries with neighbour help */
 	}
 
 	/* reply direction: as it arrives from the backend */
-	__builtin_memcpy(v1.new_saddr, p->daddr, 16);
-	v1.new_sport = p->dport;
-	__builtin_memcpy(v1.new_daddr, p->saddr, 16);
-	v1.new_dport = p->sport;
-	v1.backend_id = bid;
-	v1.svc_id = svc->svc_id;
-	v1.last_seen_ns = now;
-	v1.flags = v0.flags;
+	__builtin_memcpy(sc->v1.new_saddr, p->daddr, 16);
+	sc->v1.new_sport = p->dport;
+	__builtin_memcpy(sc->v1.new_daddr, p->saddr, 16);
+	sc->v1.new_dport = p->sport;
+	sc->v1.backend_id = bid;
+	sc->v1.svc_id = svc->svc_id;
+	sc->v1.last_seen_ns = now;
+	sc->v1.flags = sc->v0.flags;
 	if (snat) {
 		__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max;
 		__u32 range = hi >= lo ? hi - lo + 1 : 1;
@@ -566,12 +594,12 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 			__be16 port = bpf_htons(lo + bpf_get_prandom_u32() %
 							     range);
 
-			kpx_ct_key_init(&rk, be->addr, v0.new_saddr, be->port,
+			kpx_ct_key_init(&sc->rk, be->addr, sc->v0.new_saddr, be->port,
 					port, p->proto, p->family,
 					KPX_CT_DIR_REPLY);
-			if (!bpf_map_update_elem(&kpx_ct, &rk, &v1,
+			if (!bpf_map_update_elem(&kpx_ct, &sc->rk, &sc->v1,
 						 BPF_NOEXIST)) {
-				v0.new_sport = port;
+				sc->v0.new_sport = port;
 				break;
 			}
 		}
@@ -580,27 +608,27 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 			return KPX_V_DROP;
 		}
 	} else {
-		kpx_ct_key_init(&rk, be->addr, p->saddr, be->port, p->sport,
+		kpx_ct_key_init(&sc->rk, be->addr, p->saddr, be->port, p->sport,
 				p->proto, p->family, KPX_CT_DIR_REPLY);
-		if (bpf_map_update_elem(&kpx_ct, &rk, &v1, BPF_ANY)) {
+		if (bpf_map_update_elem(&kpx_ct, &sc->rk, &sc->v1, BPF_ANY)) {
 			kpx_count_drop(KPX_DROP_CT_FULL);
 			return KPX_V_DROP;
 		}
 	}
-	if (bpf_map_update_elem(&kpx_ct, ck, &v0, BPF_ANY)) {
-		bpf_map_delete_elem(&kpx_ct, &rk);
+	if (bpf_map_update_elem(&kpx_ct, ck, &sc->v0, BPF_ANY)) {
+		bpf_map_delete_elem(&kpx_ct, &sc->rk);
 		kpx_count_drop(KPX_DROP_CT_FULL);
 		return KPX_V_DROP;
 	}
 	kpx_count_svc(svc->svc_id, p->len, true);
-	if (kpx_nat_l4(ctx, xdp, p, v0.new_saddr, v0.new_daddr, v0.new_sport,
-		       v0.new_dport)) {
+	if (kpx_nat_l4(ctx, xdp, p, sc->v0.new_saddr, sc->v0.new_daddr, sc->v0.new_sport,
+		       sc->v0.new_dport)) {
 		kpx_count_drop(KPX_DROP_MALFORMED);
 		return KPX_V_DROP;
 	}
 	if (local)
 		return KPX_V_PASS;
-	return kpx_forward(ctx, xdp, rc, &f);
+	return kpx_forward(ctx, xdp, rc, &sc->f);
 }
 
 /* Subprograms: each has its own stack frame, so the rarely used reject
@@ -655,7 +683,9 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 			return KPX_V_PASS;
 		kpx_ct_touch(e, now, p->tcp_flags);
 		kpx_count_svc(svc->svc_id, p->len, false);
-		return kpx_apply(ctx, xdp, p, e, local);
+		if (xdp)
+			return kpx_apply_xdp(ctx, p, e);
+		return kpx_apply_tc(ctx, p, e, local);
 	}
 	if (xdp)
 		r = kpx_new_flow_xdp(ctx, p, svc, &ck);
@@ -734,7 +764,9 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	if (!e)
 		return KPX_V_PASS;
 	kpx_ct_touch(e, bpf_ktime_get_ns(), p.tcp_flags);
-	return kpx_apply(ctx, xdp, &p, e, false);
+	if (xdp)
+		return kpx_apply_xdp(ctx, &p, e);
+	return kpx_apply_tc(ctx, &p, e, false);
 }
 
 /* tc egress on --devices: replies of local backends leave toward the
@@ -759,12 +791,8 @@ static __always_inline int kpx_np_egress(struct __sk_buff *skb)
 	if (!e || !(e->flags & KPX_CT_F_LOCAL))
 		return KPX_V_PASS;
 	kpx_ct_touch(e, bpf_ktime_get_ns(), p.tcp_flags);
-	if (kpx_nat_l4(skb, false, &p, e->new_saddr, e->new_daddr,
-		       e->new_sport, e->new_dport)) {
-		kpx_count_drop(KPX_DROP_MALFORMED);
-		return KPX_V_DROP;
-	}
-	return KPX_V_PASS;
+	/* to the stack after the rewrite: same as kpx_apply(to_stack) */
+	return kpx_apply_tc(skb, &p, e, true);
 }
 
 #endif

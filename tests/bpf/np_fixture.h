@@ -27,7 +27,9 @@ struct nodeport;
 #define NP_CLIENT6 "fd00::3"
 #define NP_LOCALBE6 "fd00:5::10"
 
-extern const uint8_t np_mac_be[6], np_mac_client[6], np_mac_dev[6];
+extern const uint8_t np_mac_be[6], np_mac_client[6];
+/* MAC of the test device np0, read at setup */
+extern uint8_t np_mac_dev[6];
 
 struct np_fix {
 	struct nodeport *skel;
