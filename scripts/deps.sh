@@ -5,7 +5,7 @@ PKGS=(make gcc clang llvm pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
       libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libjson-c-dev
       libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev libcriterion-dev
       iproute2 nftables conntrack iptables socat netsniff-ng python3
-      python3-yaml openssl curl util-linux procps git time)
+      python3-yaml openssl curl util-linux procps git time jq)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
