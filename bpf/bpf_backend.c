@@ -299,8 +299,8 @@ static void udp_destroy_run(struct kpx_backend *b)
 			close(j.ns_fds[i]);
 		free(j.ns_fds);
 	}
-	kpx_dbg(1, "bpf: destroyed UDP sockets toward %zu removed backends "
-		   "in %zu network namespaces", b->n_gone, j.done);
+	kpx_dbg(1, "bpf: destroyed connected UDP sockets toward %zu removed "
+		   "(frontend, backend) pairs in %zu network namespaces", b->n_gone, j.done);
 	b->udp_destroy_runs++;
 	bpf_link__destroy(link);
 out:
@@ -309,7 +309,8 @@ out:
 	b->n_gone = 0;
 }
 
-static void udp_backend_gone(void *ctx, const struct kpx_backend_value *be)
+static void udp_backend_removed(void *ctx, const struct kpx_svc_key *fe,
+				const struct kpx_backend_value *be)
 {
 	struct kpx_backend *b = (struct kpx_backend *)((char *)ctx -
 			offsetof(struct kpx_backend, fds));
@@ -319,14 +320,19 @@ static void udp_backend_gone(void *ctx, const struct kpx_backend_value *be)
 		size_t cap = b->cap_gone ? 2 * b->cap_gone : 16;
 		void *p = realloc(b->gone, cap * sizeof(*b->gone));
 
-		if (!p)
+		if (!p) {
+			kpx_warn("bpf: out of memory; connected UDP sockets "
+				 "of a removed backend are not re-balanced");
 			return;
+		}
 		b->gone = p;
 		b->cap_gone = cap;
 	}
 	memcpy(k.addr, be->addr, 16);
 	k.port = be->port;
 	k.family = be->family;
+	memcpy(k.frontend, fe->addr, 16);
+	k.frontend_port = fe->port;
 	b->gone[b->n_gone++] = k;
 }
 
@@ -385,7 +391,7 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	b->fds[KPX_MAP_AFFINITY] = bpf_map__fd(b->skel->maps.kpx_affinity);
 	ops = kpx_map_fd_ops;
 	ops.ctx = b->fds;
-	ops.udp_backend_gone = udp_backend_gone;
+	ops.udp_backend_removed = udp_backend_removed;
 	kpx_map_writer_opts_from_config(cfg, &wo);
 	err = kpx_map_writer_new(&ops, &wo, &b->w);
 	if (err)

@@ -239,10 +239,15 @@ struct kpx_sk_revnat {
 /* Map "kpx_udp_destroy" (sock_lb object, not pinned): backends whose
  * connected UDP sockets the iter/udp program destroys. */
 struct kpx_udp_destroy_key {
-	__u8 addr[16];
+	__u8 addr[16]; /* backend */
 	__be16 port;
 	__u8 family;
 	__u8 pad;
+	/* The frontend the socket connected to: a backend removed from one
+	 * service may stay in another, whose sockets must be left alone. */
+	__u8 frontend[16];
+	__be16 frontend_port;
+	__u8 pad2[2];
 };
 
 #ifndef __cplusplus
@@ -262,7 +267,7 @@ _Static_assert(sizeof(struct kpx_ct_key) == 40, "kpx_ct_key");
 _Static_assert(sizeof(struct kpx_ct_value) == 64, "kpx_ct_value");
 _Static_assert(sizeof(struct kpx_src_range_key) == 24, "kpx_src_range_key");
 _Static_assert(sizeof(struct kpx_sk_revnat) == 40, "kpx_sk_revnat");
-_Static_assert(sizeof(struct kpx_udp_destroy_key) == 20, "kpx_udp_destroy_key");
+_Static_assert(sizeof(struct kpx_udp_destroy_key) == 40, "kpx_udp_destroy_key");
 #endif
 
 #endif

@@ -213,6 +213,22 @@ static void be_put(struct kpx_map_writer *w, uint32_t id)
 	be_forget(w, n);
 }
 
+/* Tells the backend about connected UDP sockets gone stale: id was in
+ * the old set of e and is not among the n new ids. Before be_put(). */
+static void notify_removed(struct kpx_map_writer *w, const struct kpx_svc_key *k,
+			   uint32_t id, const uint32_t *ids, size_t n)
+{
+	struct be_node *b = id < w->o.backends_max ? w->be_by_id[id] : NULL;
+
+	if (!b || !w->ops.udp_backend_removed || k->proto != IPPROTO_UDP ||
+	    k->scope != KPX_SCOPE_INTERNAL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return;
+	w->ops.udp_backend_removed(w->ops.ctx, k, &b->val);
+}
+
 static uint32_t alloc_id(void **by_id, uint32_t max, uint32_t *cursor)
 {
 	/* Monotonic cursor with wrap-around: an id is reused only after
@@ -645,8 +661,10 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 					   &e->ranges[i]);
 		if (e->val.flags & KPX_SVC_F_AFFINITY)
 			affinity_prune(w, val.svc_id, ids, x->n);
-		for (size_t i = 0; i < e->val.count; i++)
+		for (size_t i = 0; i < e->val.count; i++) {
+			notify_removed(w, &e->key, e->ids[i], ids, x->n);
 			be_put(w, e->ids[i]);
+		}
 		free(e->ids);
 		free(e->ranges);
 	} else {
@@ -720,8 +738,10 @@ static void entry_delete(struct kpx_map_writer *w, struct svc_entry *e)
 	w->ops.del(w->ops.ctx, KPX_MAP_SVC_META, &e->val.svc_id);
 	if (e->val.flags & KPX_SVC_F_AFFINITY)
 		affinity_prune(w, e->val.svc_id, NULL, 0);
-	for (size_t i = 0; i < e->val.count; i++)
+	for (size_t i = 0; i < e->val.count; i++) {
+		notify_removed(w, &e->key, e->ids[i], NULL, 0);
 		be_put(w, e->ids[i]);
+	}
 	tdelete(e, &w->entries, entry_cmp);
 	w->svc_by_id[e->val.svc_id] = NULL;
 	free(e->ids);

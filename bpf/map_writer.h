@@ -53,6 +53,11 @@ struct kpx_map_ops {
 	 * the service entry no longer points at it); may be NULL. */
 	void (*udp_backend_gone)(void *ctx, const struct kpx_backend_value *be);
 	void *ctx;
+	/* Called after backend be was removed from the local-client (scope
+	 * INTERNAL) UDP frontend fe, whether or not other services still use
+	 * it: connected sockets of fe toward be are stale. May be NULL. */
+	void (*udp_backend_removed)(void *ctx, const struct kpx_svc_key *fe,
+				    const struct kpx_backend_value *be);
 };
 
 /* kpx_map_ops over map fds (index enum kpx_map_id); ctx is the fd array,

@@ -386,6 +386,7 @@ int kpx_udp_destroy_iter(struct bpf_iter__udp *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->udp_sk;
 	struct kpx_udp_destroy_key k = {};
+	struct kpx_sk_revnat *rn;
 	__u16 family;
 
 	if (!sk)
@@ -405,6 +406,14 @@ int kpx_udp_destroy_iter(struct bpf_iter__udp *ctx)
 		return 0;
 	}
 	k.port = sk->__sk_common.skc_dport;
+	/* Only sockets that connect4/6 sent to this backend for a service:
+	 * their storage says which frontend, which must be the one the
+	 * backend left. */
+	rn = bpf_sk_storage_get(&kpx_sk_revnat, sk, 0, 0);
+	if (!rn || rn->family != k.family || rn->backend_port != k.port)
+		return 0;
+	__builtin_memcpy(k.frontend, rn->frontend, 16);
+	k.frontend_port = rn->frontend_port;
 	if (bpf_map_lookup_elem(&kpx_udp_destroy, &k))
 		bpf_sock_destroy((struct sock_common *)sk);
 	return 0;

@@ -22,7 +22,8 @@ struct fmap {
 
 struct fake {
 	struct fmap m[KPX_MAP_N];
-	size_t updates, deletes, udp_gone;
+	size_t updates, deletes, udp_gone, udp_removed;
+	uint8_t removed_fe_proto, removed_fe_scope;
 };
 
 static const size_t ksz[KPX_MAP_N] = {
@@ -135,9 +136,21 @@ static void f_gone(void *ctx, const struct kpx_backend_value *be)
 	((struct fake *)ctx)->udp_gone++;
 }
 
+static void f_removed(void *ctx, const struct kpx_svc_key *fe,
+		      const struct kpx_backend_value *be)
+{
+	struct fake *f = ctx;
+
+	(void)be;
+	f->udp_removed++;
+	f->removed_fe_proto = fe->proto;
+	f->removed_fe_scope = fe->scope;
+}
+
 static struct kpx_map_ops fake_ops(struct fake *f)
 {
-	struct kpx_map_ops o = { f_lookup, f_update, f_del, f_next, f_gone, f };
+	struct kpx_map_ops o = { f_lookup, f_update, f_del, f_next, f_gone, f,
+				 f_removed };
 
 	return o;
 }
@@ -261,6 +274,7 @@ Test(map_writer, slot_layout_and_generation_flip)
 	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 6, "old generation deleted");
 	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 3, "removed backend deleted");
 	cr_assert_eq(f.udp_gone, 0, "TCP backends need no socket destroy");
+	cr_assert_eq(f.udp_removed, 0, "TCP frontends need no socket destroy");
 
 	/* Unchanged plan: nothing written. */
 	f.updates = f.deletes = 0;
@@ -381,6 +395,10 @@ Test(map_writer, maglev_table_and_udp_backend_removal)
 	tplan_init(&t, (int[]){ 1, 3 }, 2, IPPROTO_UDP);
 	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
 	cr_assert_eq(f.udp_gone, 1, "removed UDP backend reported once");
+	cr_assert_eq(f.udp_removed, 1,
+		     "one (local-client frontend, backend) pair reported");
+	cr_assert_eq(f.removed_fe_proto, IPPROTO_UDP);
+	cr_assert_eq(f.removed_fe_scope, KPX_SCOPE_INTERNAL);
 	cr_assert_eq(f.m[KPX_MAP_MAGLEV].n, 2, "one table per scope entry");
 	kpx_map_writer_free(w);
 	fake_free(&f);
