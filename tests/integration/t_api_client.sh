@@ -1,0 +1,346 @@
+#!/bin/bash
+# The Kubernetes API client (userspace/k8s/client.c, run by
+# build/kpx_k8s_probe) against tests/fixtures/fake_apiserver.py over TLS with
+# a test CA on 127.0.0.1. After every fault the probe's store must converge
+# to the server's state (minus objects the label selector excludes and
+# objects the test made invalid on purpose). No network namespace needed:
+# nothing here touches the kernel's datapath.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PROBE=${KPX_PROBE:-$ROOT/build/kpx_k8s_probe}
+SERVER=$ROOT/tests/fixtures/fake_apiserver.py
+STALL_MS=3000
+
+for t in python3 openssl curl; do
+	command -v $t >/dev/null || { echo "SKIP api_client: $t missing"; exit 0; }
+done
+[ -x "$PROBE" ] || make -s build/kpx_k8s_probe >/dev/null || {
+	echo "FAIL api_client: cannot build $PROBE"; exit 1; }
+
+T=$(mktemp -d /tmp/kpx-api.XXXXXX)
+SRV_PID= PROBE_PID=
+cleanup() {
+	[ -n "$PROBE_PID" ] && kill "$PROBE_PID" 2>/dev/null
+	[ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null
+	wait 2>/dev/null
+	if [ -n "${KPX_TEST_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+tests/fixtures/make_test_ca.sh "$T/pki" || { echo "FAIL api_client: test CA"; exit 1; }
+TOKEN=tok-$RANDOM$RANDOM
+printf '%s\n' "$TOKEN" >"$T/token"
+
+start_server() { # [extra args]
+	rm -f "$T/srv.out"
+	python3 "$SERVER" --cert "$T/pki/server.crt" --key "$T/pki/server.key" \
+		--client-ca "$T/pki/ca.crt" --token "$1" ${PORT:+--port $PORT} "${@:2}" >"$T/srv.out" 2>"$T/srv.err" &
+	SRV_PID=$!
+	for _ in $(seq 50); do
+		grep -q '^PORT ' "$T/srv.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	PORT=$(awk '/^PORT /{print $2}' "$T/srv.out")
+	[ -n "$PORT" ]
+}
+
+if ! start_server "$TOKEN"; then
+	echo "FAIL api_client: fake API server did not start: $(tail -3 "$T/srv.err")"
+	exit 1
+fi
+URL=https://127.0.0.1:$PORT
+
+ctl() { # op [json]
+	curl -sS --max-time 5 --cacert "$T/pki/ca.crt" -X POST \
+		-H 'Content-Type: application/json' -d "${2:-{\}}" "$URL/control/$1" >/dev/null
+}
+get() { curl -sS --max-time 5 --cacert "$T/pki/ca.crt" "$URL/control/$1"; }
+
+svc() { # ns name port [extra-json-for-metadata]
+	printf '{"resource":"services","object":{"metadata":{"namespace":"%s","name":"%s"%s},"spec":{"type":"ClusterIP","clusterIP":"198.18.100.%d","clusterIPs":["198.18.100.%d"],"ports":[{"name":"http","protocol":"TCP","port":%d,"targetPort":8080}]}}}' \
+		"$1" "$2" "${4:-}" "$((${#2} + ${3} % 200))" "$((${#2} + ${3} % 200))" "$3"
+}
+slice() { # ns name service ip
+	printf '{"resource":"endpointslices","object":{"metadata":{"namespace":"%s","name":"%s","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","ports":[{"name":"http","protocol":"TCP","port":8080}],"endpoints":[{"addresses":["%s"],"conditions":{"ready":true},"nodeName":"node-a"}]}}' \
+		"$1" "$2" "$3" "$4"
+}
+node() { # zone
+	printf '{"resource":"nodes","object":{"metadata":{"name":"node-a","labels":{"topology.kubernetes.io/zone":"%s"}},"status":{"addresses":[{"type":"InternalIP","address":"198.18.0.10"}]}}}' "$1"
+}
+del() { ctl delete "{\"resource\":\"$1\",\"namespace\":\"$2\",\"name\":\"$3\"}"; }
+
+# Compares the probe's dump with the server's state; prints why not.
+compare() {
+	get state >"$T/state.json" 2>/dev/null || { echo "server state unavailable"; return 1; }
+	python3 - "$T/state.json" "$T/dump" <<'EOF'
+import json, sys
+EXCL = ("service.kubernetes.io/service-proxy-name",
+        "service.kubernetes.io/headless")
+state = json.load(open(sys.argv[1]))
+def want(o):
+    md = o.get("metadata", {})
+    if any(k in (md.get("labels") or {}) for k in EXCL):
+        return False
+    return (md.get("annotations") or {}).get("kpx-test/invalid") != "true"
+exp = set()
+for res, kind in (("services", "Service"), ("endpointslices", "EndpointSlice")):
+    for o in state["objects"].get(res, []):
+        if want(o):
+            md = o["metadata"]
+            exp.add((kind, md["namespace"], md["name"], md["resourceVersion"]))
+for o in state["objects"].get("nodes", []):
+    if o["metadata"]["name"] == "node-a":
+        exp.add(("Node", "", "node-a",
+                 o["metadata"]["labels"].get("topology.kubernetes.io/zone", "")))
+got, status = set(), None
+try:
+    for line in open(sys.argv[2]):
+        o = json.loads(line)
+        if o["kind"] == "Status":
+            status = o
+        elif o["kind"] == "Node":
+            got.add(("Node", "", o["name"], o["zone"]))
+        else:
+            got.add((o["kind"], o["ns"], o["name"], o["rv"]))
+except (OSError, ValueError) as e:
+    print("no probe dump (%s)" % e); sys.exit(1)
+if not status or not all(status["synced"].values()):
+    print("not synced: %s" % (status or {}).get("synced")); sys.exit(1)
+if exp != got:
+    print("missing %s extra %s" % (sorted(exp - got)[:4], sorted(got - exp)[:4]))
+    sys.exit(1)
+EOF
+}
+# converge SECONDS: waits until the probe's store equals the server's.
+converge() {
+	local end=$((SECONDS + $1)) why
+	while :; do
+		why=$(compare) && return 0
+		if [ $SECONDS -ge $end ]; then
+			echo "$why"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+pstat() { # jq filter over the probe's Status line
+	grep '"kind": *"Status"' "$T/dump" 2>/dev/null | jq -r "$1" 2>/dev/null
+}
+sstat() { get stats | jq -r "${1} // 0"; }
+result() { # name ok-cmd-status why
+	if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi
+}
+probe_alive() { kill -0 "$PROBE_PID" 2>/dev/null; }
+
+# ---- initial state: 7 services, 7 slices, 2 excluded by label, node --------
+for i in 1 2 3 4 5 6 7; do
+	ctl put "$(svc demo svc$i $((8000 + i)))"
+	ctl put "$(slice demo svc$i-abc svc$i 198.18.1.$i)"
+done
+ctl put "$(svc demo headless 80 ',"labels":{"service.kubernetes.io/headless":""}')"
+ctl put "$(svc demo other-proxy 80 ',"labels":{"service.kubernetes.io/service-proxy-name":"foo"}')"
+ctl put "$(slice demo other-proxy-x other-proxy 198.18.1.99 | sed 's/"labels":{/"labels":{"service.kubernetes.io\/service-proxy-name":"foo",/')"
+ctl put "$(node zone-a)"
+ctl put '{"resource":"nodes","object":{"metadata":{"name":"node-b"}}}'
+
+cat >"$T/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+- name: fake
+  cluster:
+    server: $URL
+    certificate-authority-data: $(base64 -w0 "$T/pki/ca.crt")
+users:
+- name: tester
+  user:
+    tokenFile: $T/token
+contexts:
+- name: test
+  context: {cluster: fake, user: tester}
+EOF
+
+"$PROBE" --kubeconfig "$T/kubeconfig" --node node-a --dump "$T/dump" \
+	--interval 100 --stall-ms $STALL_MS --backoff-min-ms 100 \
+	--backoff-max-ms 1000 --page-limit 2 -v 1 2>"$T/probe.log" &
+PROBE_PID=$!
+
+# 1. Paginated initial LIST: 7 objects in pages of 2, selector applied.
+why=$(converge 15); rc=$?
+if [ $rc -eq 0 ]; then
+	pages=$(sstat '.services_lists_limit_2'); conts=$(sstat '.services_lists_continue')
+	[ "$pages" -ge 4 ] && [ "$conts" -ge 3 ] || { rc=1; why="expected >=4 pages of limit=2 (got $pages, $conts continues)"; }
+fi
+result list_paginated $rc "$why"
+
+# 2. Watch: add, modify, delete (services, slices, node zone).
+lists0=$(pstat '.watches.services.lists')
+ctl put "$(svc demo svc8 8008)"
+ctl put "$(slice demo svc8-abc svc8 198.18.1.8)"
+ctl put "$(svc demo svc2 9002)"
+ctl put "$(slice demo svc3-abc svc3 198.18.1.33)"
+del services demo svc4
+del endpointslices demo svc4-abc
+ctl put "$(node zone-b)"
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ] && [ "$(pstat '.watches.services.lists')" != "$lists0" ]; then
+	rc=1; why="relisted instead of watching"
+fi
+result watch_add_modify_delete $rc "$why"
+
+# 2b. Bookmarks move an idle informer's resourceVersion forward.
+ctl config '{"bookmark_ms":200}'
+ctl put "$(svc demo svc8 8108)"
+want_rv=$(get state | jq -r .rv)
+end=$((SECONDS + 10)); rc=1
+while [ $SECONDS -lt $end ]; do
+	[ "$(pstat '.watches.node.resource_version')" = "$want_rv" ] && { rc=0; break; }
+	sleep 0.2
+done
+result watch_bookmarks $rc "node informer at rv $(pstat '.watches.node.resource_version'), server at $want_rv"
+ctl config '{"bookmark_ms":1000}'
+
+# 3. 410 Gone: deletions the client never saw as events vanish on relist.
+rel0=$(pstat '.watches.services.relists')
+ctl expire '{"silent_deletes":[{"resource":"services","namespace":"demo","name":"svc5"},{"resource":"endpointslices","namespace":"demo","name":"svc5-abc"},{"resource":"services","namespace":"demo","name":"svc6"}]}'
+ctl put "$(svc demo svc9 8009)"
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ] && [ "$(pstat '.watches.services.relists')" -le "$rel0" ]; then
+	rc=1; why="no relist counted"
+fi
+result relist_on_410 $rc "$why"
+
+# 4. 410 on a LIST continue token: the list starts over.
+ctl config '{"fail_continue":1}'
+ctl expire '{"silent_deletes":[{"resource":"endpointslices","namespace":"demo","name":"svc7-abc"}]}'
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ] && [ "$(sstat '.services_continue_410 + .endpointslices_continue_410 + .nodes_continue_410')" -lt 1 ]; then
+	rc=1; why="the server never answered a continue with 410"
+fi
+ctl config '{"fail_continue":0}'
+result list_continue_410 $rc "$why"
+
+# 5. Disconnect: resume from the last resourceVersion, no relist.
+sleep 0.5
+lists0=$(pstat '[.watches[].lists] | add')
+ctl disconnect
+ctl put "$(svc demo svc10 8010)"
+ctl put "$(slice demo svc10-abc svc10 198.18.1.10)"
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ] && [ "$(pstat '[.watches[].lists] | add')" != "$lists0" ]; then
+	rc=1; why="relisted after a disconnect ($lists0 -> $(pstat '[.watches[].lists] | add') lists)"
+fi
+result disconnect_resume $rc "$why"
+
+# 6. Garbage line in the stream and invalid objects: skipped, rest applies.
+err0=$(pstat '.watches.services.errors')
+ctl garbage
+ctl put "$(svc demo bad-port 70000 ',"annotations":{"kpx-test/invalid":"true"}')"
+ctl put "$(svc demo svc11 8011)"
+ctl put "$(svc demo svc1 8001 ',"annotations":{"kpx-test/invalid":"true"}' | sed 's/"port":8001/"port":"x"/')"
+ctl put "$(slice demo svc11-abc svc11 198.18.1.300 | sed 's/svc11-abc/bad-ip/')"
+ctl put "$(slice demo svc11-abc svc11 198.18.1.11)"
+# The invalid slice must not be expected either.
+ctl put "$(slice demo bad-ip svc11 not-an-ip | sed 's/"labels"/"annotations":{"kpx-test\/invalid":"true"},"labels"/')"
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ]; then
+	if ! probe_alive; then rc=1; why="probe died"
+	elif [ "$(pstat '.watches.services.errors')" -le "$err0" ]; then rc=1; why="errors not counted"
+	elif ! grep -q 'demo/bad-port' "$T/probe.log"; then rc=1; why="bad object not named in the log"
+	fi
+fi
+result garbage_and_invalid_skipped $rc "$why"
+
+# 7. Stalled watch: no bytes, no end; restarted after the stall limit.
+ctl stall
+ctl put "$(svc demo svc12 8012)"
+why=$(converge $((STALL_MS / 1000 + 8))); rc=$?
+if [ $rc -eq 0 ] && ! grep -q 'stalled' "$T/probe.log"; then
+	rc=1; why="converged without a stall being detected"
+fi
+result stalled_watch_restarted $rc "$why"
+
+# 8. Token rotated on the server: 401s with backoff, then the new token from
+#    the token file is picked up.
+NEW=tok2-$RANDOM$RANDOM
+ctl token "{\"token\":\"$NEW\"}"
+ctl disconnect
+ctl put "$(svc demo svc13 8013)"
+end=$((SECONDS + 10))
+while [ "$(sstat '.unauthorized')" -lt 6 ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
+u1=$(sstat '.unauthorized'); sleep 1; u2=$(sstat '.unauthorized')
+rc=0; why=
+if [ "$u1" -lt 6 ]; then rc=1; why="client did not retry after 401 ($u1)"
+elif [ $((u2 - u1)) -gt 20 ]; then rc=1; why="no backoff: $((u2 - u1)) 401s in 1s"
+elif compare >/dev/null; then rc=1; why="converged with a wrong token?"
+fi
+printf '%s\n' "$NEW" >"$T/token.new" && mv "$T/token.new" "$T/token"
+if [ $rc -eq 0 ]; then why=$(converge 10); rc=$?; fi
+result token_rotation $rc "$why"
+
+# 9. API server down, then back with the same state: resume.
+get state >"$T/saved.json"
+kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null; SRV_PID=
+sleep 2
+rc=0; why=
+probe_alive || { rc=1; why="probe died while the server was down"; }
+if [ $rc -eq 0 ] && ! start_server "$NEW" --load "$T/saved.json"; then
+	rc=1; why="server restart failed"
+fi
+if [ $rc -eq 0 ]; then
+	ctl put "$(svc demo svc14 8014)"
+	del services demo svc2
+	why=$(converge 15); rc=$?
+fi
+result server_restart $rc "$why"
+
+probe_alive || echo "FAIL api_client_alive: probe exited"
+
+# 10. TLS: a client certificate instead of a token; a wrong CA is refused.
+kubeconfig2() { # file ca-file
+	cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: fake
+  cluster: {server: "$URL", certificate-authority: "$2"}
+users:
+- name: u
+  user:
+    client-certificate-data: $(base64 -w0 "$T/pki/client.crt")
+    client-key-data: $(base64 -w0 "$T/pki/client.key")
+contexts:
+- name: c
+  context: {cluster: fake, user: u}
+EOF
+}
+kill "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+rm -f "$T/dump"
+kubeconfig2 "$T/kc-cert" "$T/pki/ca.crt"
+"$PROBE" --kubeconfig "$T/kc-cert" --node node-a --dump "$T/dump" \
+	--interval 100 --page-limit 3 2>"$T/probe2.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ] && [ "$(sstat '.client_cert_auth')" -lt 1 ]; then
+	rc=1; why="server saw no client certificate"
+fi
+result tls_client_certificate $rc "$why"
+kill "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+
+tests/fixtures/make_test_ca.sh "$T/pki2" >/dev/null
+kubeconfig2 "$T/kc-badca" "$T/pki2/ca.crt"
+rm -f "$T/dump"
+"$PROBE" --kubeconfig "$T/kc-badca" --node node-a --dump "$T/dump" \
+	--interval 100 --backoff-min-ms 100 --backoff-max-ms 500 2>"$T/probe3.log" &
+PROBE_PID=$!
+sleep 2
+rc=0; why=
+if ! probe_alive; then rc=1; why="probe died"
+elif [ "$(pstat '.synced.services')" != false ]; then rc=1; why="synced through an untrusted CA"
+elif ! grep -qi 'certificate' "$T/probe3.log"; then rc=1; why="no certificate error logged"
+fi
+result tls_wrong_ca_refused $rc "$why"
+exit 0
