@@ -39,12 +39,19 @@
 #define NP_XDP_NAME "kpx_np_xdp"
 #define NP_CT_PIN "kpx_ct"
 
+#define NP_POD_MAX 1024
+
 struct kpx_nodeport {
 	struct nodeport *skel;
 	struct kpx_config cfg;
 	char devs[KPX_MAX_DEVICES][KPX_IFNAME_MAX];
 	size_t n_devs;
 	int ct_fd;
+	/* pod-side devices with the ingress hook (replies of SNATed local
+	 * backends come back there), rescanned on tick */
+	unsigned int pod_if[NP_POD_MAX];
+	size_t n_pod_if;
+	uint64_t last_scan_ns;
 };
 
 static uint64_t mono_ns(void)
@@ -370,6 +377,59 @@ static void xdp_detach(int ifindex)
 		bpf_xdp_detach(ifindex, 0, NULL);
 }
 
+static bool is_device(const struct kpx_nodeport *np, const char *name)
+{
+	for (size_t k = 0; k < np->n_devs; k++)
+		if (!strcmp(np->devs[k], name))
+			return true;
+	return false;
+}
+
+/*
+ * Every other device of the node except lo (pods' host-side veths, in
+ * whatever form the CNI made them) gets the same ingress program: a pod's
+ * reply to a SNATed flow is addressed to the node and would otherwise be
+ * delivered locally and answered with a reset. Traffic that matches no
+ * conntrack entry passes untouched. New devices are picked up on tick.
+ */
+static void pod_side_scan(struct kpx_nodeport *np)
+{
+	struct if_nameindex *ifs = if_nameindex(), *i;
+	int fd = bpf_program__fd(np->skel->progs.kpx_np_tc_in);
+
+	if (!ifs)
+		return;
+	for (i = ifs; i->if_index; i++) {
+		bool known = false;
+		int err;
+
+		if (!strcmp(i->if_name, "lo") || is_device(np, i->if_name))
+			continue;
+		for (size_t k = 0; k < np->n_pod_if && !known; k++)
+			known = np->pod_if[k] == i->if_index;
+		if (known || np->n_pod_if >= NP_POD_MAX)
+			continue;
+		err = tc_attach(i->if_index, BPF_TC_INGRESS, fd);
+		if (err) {
+			kpx_warn("nodeport: pod-side device %s: tc attach: %s",
+				 i->if_name, strerror(-err));
+			continue;
+		}
+		np->pod_if[np->n_pod_if++] = i->if_index;
+		kpx_dbg(1, "nodeport: reply hook on %s", i->if_name);
+	}
+	if_freenameindex(ifs);
+	/* forget devices that went away (ifindexes are not reused soon) */
+	for (size_t k = 0; k < np->n_pod_if;) {
+		char name[IF_NAMESIZE];
+
+		if (!if_indextoname(np->pod_if[k], name))
+			np->pod_if[k] = np->pod_if[--np->n_pod_if];
+		else
+			k++;
+	}
+}
+
 int kpx_nodeport_open(const struct kpx_config *cfg, struct kpx_nodeport **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = cfg->bpf_root);
@@ -449,6 +509,8 @@ int kpx_nodeport_open(const struct kpx_config *cfg, struct kpx_nodeport **out)
 		kpx_info("nodeport: attached to %s (%s)", np->devs[k],
 			 cfg->nodeport_accel == KPX_ACCEL_XDP ? "tc+xdp" : "tc");
 	}
+	pod_side_scan(np);
+	np->last_scan_ns = mono_ns();
 	if (cfg->nodeport_mode == KPX_NP_DSR)
 		kpx_warn("nodeport: --nodeport-mode dsr is not implemented; "
 			 "using snat");
@@ -465,6 +527,10 @@ void kpx_nodeport_tick(struct kpx_nodeport *np)
 
 	if (!np || np->ct_fd < 0)
 		return;
+	if (mono_ns() - np->last_scan_ns > 1000000000ULL) {
+		pod_side_scan(np);
+		np->last_scan_ns = mono_ns();
+	}
 	n = kpx_nodeport_ct_gc(np->ct_fd, &np->cfg, mono_ns(),
 			       np->cfg.bpf_ct_max ? np->cfg.bpf_ct_max : 262144);
 	if (n > 0)
@@ -496,6 +562,15 @@ int kpx_nodeport_cleanup(const struct kpx_config *cfg)
 		tc_detach(ifi, BPF_TC_INGRESS);
 		tc_detach(ifi, BPF_TC_EGRESS);
 		xdp_detach(ifi);
+	}
+	{
+		struct if_nameindex *ifs = if_nameindex(), *i;
+
+		/* pod-side hooks: ours only (fixed handle/priority) */
+		for (i = ifs; i && i->if_index; i++)
+			tc_detach(i->if_index, BPF_TC_INGRESS);
+		if (ifs)
+			if_freenameindex(ifs);
 	}
 	snprintf(path, sizeof(path), "%s/%s", cfg->bpf_root, NP_CT_PIN);
 	unlink(path);

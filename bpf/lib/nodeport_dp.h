@@ -505,7 +505,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	struct kpx_dp_config *cfg;
 	struct kpx_np_scratch *sc;
 	__u32 zero = 0, bid;
-	bool local, snat;
+	bool local, snat, to_stack;
 	int rc = 0;
 
 	if (svc->flags & KPX_SVC_F_SOURCE_RANGES) {
@@ -540,7 +540,13 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	local = be->flags & KPX_BE_F_LOCAL;
 	if (xdp && local)
 		return KPX_V_PASS; /* tc delivers it to the stack */
-	snat = !local && (svc->flags & KPX_SVC_F_SNAT);
+	/* eTP=Cluster masquerades external clients for local backends too
+	 * (kube-proxy semantics). A SNATed packet cannot take the stack
+	 * path (its source is a local address: martian on input), so it is
+	 * forwarded to the pod device like to a remote backend; the pod's
+	 * reply comes back through the pod-side ingress hook. */
+	snat = svc->flags & KPX_SVC_F_SNAT;
+	to_stack = local && !snat;
 	cfg = bpf_map_lookup_elem(&kpx_config, &zero);
 	if (!cfg)
 		return KPX_V_PASS;
@@ -566,7 +572,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	sc->v0.flags = (local ? KPX_CT_F_LOCAL : 0) | (snat ? KPX_CT_F_SNAT : 0);
 	sc->v0.tcp_flags_seen = p->tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
 
-	if (!local) {
+	if (!to_stack) {
 		rc = kpx_fib(ctx, xdp, p->family, sc->v0.new_saddr, sc->v0.new_daddr,
 			     &sc->f);
 		if (xdp && rc != BPF_FIB_LKUP_RET_SUCCESS)
@@ -626,7 +632,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 		kpx_count_drop(KPX_DROP_MALFORMED);
 		return KPX_V_DROP;
 	}
-	if (local)
+	if (to_stack)
 		return KPX_V_PASS;
 	return kpx_forward(ctx, xdp, rc, &sc->f);
 }
@@ -685,7 +691,8 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 		kpx_count_svc(svc->svc_id, p->len, false);
 		if (xdp)
 			return kpx_apply_xdp(ctx, p, e);
-		return kpx_apply_tc(ctx, p, e, local);
+		return kpx_apply_tc(ctx, p, e,
+				    local && !(e->flags & KPX_CT_F_SNAT));
 	}
 	if (xdp)
 		r = kpx_new_flow_xdp(ctx, p, svc, &ck);

@@ -34,6 +34,8 @@
 const uint8_t np_mac_be[6] = { 0x02, 0, 0, 0, 0, 0x02 };
 const uint8_t np_mac_client[6] = { 0x02, 0, 0, 0, 0, 0x03 };
 uint8_t np_mac_dev[6];
+uint8_t np_mac_pod_dev[6];
+const uint8_t np_mac_localbe[6] = { 0x02, 0, 0, 0, 0, 0x05 };
 
 struct np_fix npf;
 
@@ -114,7 +116,14 @@ void np_setup(void)
 	    sh("ip neigh replace " NP_BE4 " lladdr 02:00:00:00:00:02 dev np0 nud permanent") ||
 	    sh("ip neigh replace " NP_CLIENT4 " lladdr 02:00:00:00:00:03 dev np0 nud permanent") ||
 	    sh("ip -6 neigh replace " NP_BE6 " lladdr 02:00:00:00:00:02 dev np0 nud permanent") ||
-	    sh("ip -6 neigh replace " NP_CLIENT6 " lladdr 02:00:00:00:00:03 dev np0 nud permanent")) {
+	    sh("ip -6 neigh replace " NP_CLIENT6 " lladdr 02:00:00:00:00:03 dev np0 nud permanent") ||
+	    /* the pod side: local backends behind np2 */
+	    sh("ip link add np2 type veth peer name np3") ||
+	    sh("ip link set np2 up") || sh("ip link set np3 up") ||
+	    sh("ip route add 198.18.5.0/24 dev np2") ||
+	    sh("ip -6 route add fd00:5::/64 dev np2") ||
+	    sh("ip neigh replace " NP_LOCALBE4 " lladdr 02:00:00:00:00:05 dev np2 nud permanent") ||
+	    sh("ip -6 neigh replace " NP_LOCALBE6 " lladdr 02:00:00:00:00:05 dev np2 nud permanent")) {
 		snprintf(npf.skip, sizeof(npf.skip),
 			 "cannot build veth test namespace (iproute2/veth)");
 		return;
@@ -123,7 +132,9 @@ void np_setup(void)
 	put_file("/proc/sys/net/ipv4/ip_forward", "1");
 	put_file("/proc/sys/net/ipv6/conf/all/forwarding", "1");
 	npf.ifindex = if_nametoindex("np0");
+	npf.pod_ifindex = if_nametoindex("np2");
 	mac_of("np0", np_mac_dev);
+	mac_of("np2", np_mac_pod_dev);
 
 	snprintf(npf.root, sizeof(npf.root), "/sys/fs/bpf/kpx-test-np-%d",
 		 (int)getpid());
@@ -442,13 +453,13 @@ int np_run(const char *prog, const uint8_t *data, size_t len, uint8_t *out,
 	if (!strcmp(prog, "xdp")) {
 		p = npf.skel->progs.kpx_np_xdp;
 		xmd.data_end = len;
-		xmd.ingress_ifindex = npf.ifindex;
+		xmd.ingress_ifindex = npf.run_ifindex ?: npf.ifindex;
 		o.ctx_in = &xmd;
 		o.ctx_size_in = sizeof(xmd);
 	} else {
 		p = !strcmp(prog, "in") ? npf.skel->progs.kpx_np_tc_in
 					: npf.skel->progs.kpx_np_tc_out;
-		skb.ifindex = npf.ifindex;
+		skb.ifindex = npf.run_ifindex ?: npf.ifindex;
 		o.ctx_in = &skb;
 		o.ctx_size_in = sizeof(skb);
 	}

@@ -30,11 +30,16 @@ struct nodeport;
 extern const uint8_t np_mac_be[6], np_mac_client[6];
 /* MAC of the test device np0, read at setup */
 extern uint8_t np_mac_dev[6];
+/* np2: the pod-side device (local backends' routes); the backend's MAC */
+extern uint8_t np_mac_pod_dev[6];
+extern const uint8_t np_mac_localbe[6];
 
 struct np_fix {
 	struct nodeport *skel;
 	char root[128];
 	int ifindex;
+	int pod_ifindex;
+	int run_ifindex; /* np_run's ingress device; 0: ifindex */
 	bool ok;
 	char skip[160];
 };
