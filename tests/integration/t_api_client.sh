@@ -223,7 +223,10 @@ ctl config '{"fail_continue":0}'
 result list_continue_410 $rc "$why"
 
 # 5. Disconnect: resume from the last resourceVersion, no relist.
-sleep 0.5
+# Count lists only once every informer is past its relist from case 4.
+end=$((SECONDS + 10))
+while [ "$(pstat '[.watches[].state] | unique | join(",")')" != watching ] &&
+	[ $SECONDS -lt $end ]; do sleep 0.2; done
 lists0=$(pstat '[.watches[].lists] | add')
 ctl disconnect
 ctl put "$(svc demo svc10 8010)"
