@@ -190,6 +190,14 @@ if [ $rc -eq 0 ] && [ "$(pstat '.watches.services.lists')" != "$lists0" ]; then
 fi
 result watch_add_modify_delete $rc "$why"
 
+# 2a. Events arriving in 7-byte pieces are reassembled (incremental parse).
+ctl config '{"split_events":true}'
+ctl put "$(svc demo svc3 9003 ',"annotations":{"long":"'"$(printf 'x%.0s' $(seq 3000))"'"}')"
+ctl put "$(slice demo svc8-abc svc8 198.18.1.88)"
+why=$(converge 10); rc=$?
+ctl config '{"split_events":false}'
+result watch_events_split $rc "$why"
+
 # 2b. Bookmarks move an idle informer's resourceVersion forward.
 ctl config '{"bookmark_ms":200}'
 ctl put "$(svc demo svc8 8108)"
@@ -346,4 +354,36 @@ elif [ "$(pstat '.synced.services')" != false ]; then rc=1; why="synced through 
 elif ! grep -qi 'certificate' "$T/probe3.log"; then rc=1; why="no certificate error logged"
 fi
 result tls_wrong_ca_refused $rc "$why"
+kill "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+
+# 11. In-cluster config; the token rotates the way the kubelet does it (the
+#     ..data symlink swapped to a new directory).
+SA=$T/sa
+mkdir -p "$SA/v1" "$SA/v2"
+printf '%s' "$NEW" >"$SA/v1/token"
+cp "$T/pki/ca.crt" "$SA/v1/ca.crt"
+ln -s v1 "$SA/..data"
+ln -s ..data/token "$SA/token"
+ln -s ..data/ca.crt "$SA/ca.crt"
+rm -f "$T/dump"
+KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$PORT KPX_SA_DIR=$SA \
+	"$PROBE" --in-cluster --node node-a --dump "$T/dump" --interval 100 \
+	--stall-ms $STALL_MS --backoff-min-ms 100 --backoff-max-ms 1000 \
+	2>"$T/probe4.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ]; then
+	ROT=tok3-$RANDOM$RANDOM
+	ctl token "{\"token\":\"$ROT\"}"
+	ctl disconnect
+	ctl put "$(svc demo svc15 8015)"
+	sleep 1
+	printf '%s' "$ROT" >"$SA/v2/token"
+	cp "$T/pki/ca.crt" "$SA/v2/ca.crt"
+	ln -s v2 "$SA/..data_tmp" && mv -T "$SA/..data_tmp" "$SA/..data"
+	why=$(converge 10); rc=$?
+	[ $rc -ne 0 ] || grep -q 'changed, using the new token' "$T/probe4.log" ||
+		{ rc=1; why="rotation not noticed in the log"; }
+fi
+result in_cluster_token_rotation $rc "$why"
 exit 0
