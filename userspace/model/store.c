@@ -618,7 +618,8 @@ static int rebuild_sorted(struct kpx_store *s)
 		if (s->services.slots[i].key)
 			s->sorted[n++] =
 				((struct entry *)s->services.slots[i].val)->obj;
-	qsort(s->sorted, n, sizeof(*s->sorted), cmp_svc);
+	if (n)
+		qsort(s->sorted, n, sizeof(*s->sorted), cmp_svc);
 	s->n_sorted = n;
 	s->sorted_valid = true;
 	return 0;
