@@ -26,7 +26,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "bpf/kpx_abi.h"
 #include "bpf/loader.h"
@@ -329,14 +333,39 @@ static void tc_detach(int ifindex, enum bpf_tc_attach_point where)
 
 /* Id of the XDP program on ifindex if it is ours, 0 if none, -EBUSY if
  * it belongs to someone else. */
-static int xdp_ours(int ifindex, uint32_t *id)
+/*
+ * XDP mode per device: native, except on veth, whose XDP_TX/redirect only
+ * delivers when the peer has NAPI enabled (an XDP program or GRO on the
+ * peer, which kpx does not own); generic mode always delivers there.
+ */
+static uint32_t xdp_mode(int ifindex)
+{
+	struct ethtool_drvinfo di = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq ifr = {};
+	uint32_t mode = XDP_FLAGS_DRV_MODE;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || !if_indextoname(ifindex, ifr.ifr_name))
+		goto out;
+	ifr.ifr_data = (void *)&di;
+	if (ioctl(fd, SIOCETHTOOL, &ifr) == 0 && !strcmp(di.driver, "veth"))
+		mode = XDP_FLAGS_SKB_MODE;
+out:
+	if (fd >= 0)
+		close(fd);
+	return mode;
+}
+
+/* Id of the XDP program on ifindex (in mode) if it is ours, 0 if none,
+ * -EBUSY if it belongs to someone else. */
+static int xdp_ours(int ifindex, uint32_t mode, uint32_t *id)
 {
 	struct bpf_prog_info info = {};
 	uint32_t len = sizeof(info);
 	int fd, err;
 
 	*id = 0;
-	err = bpf_xdp_query_id(ifindex, 0, id);
+	err = bpf_xdp_query_id(ifindex, mode, id);
 	if (err || !*id)
 		return err;
 	fd = bpf_prog_get_fd_by_id(*id);
@@ -352,8 +381,8 @@ static int xdp_ours(int ifindex, uint32_t *id)
 static int xdp_attach(int ifindex, int fd)
 {
 	DECLARE_LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
-	uint32_t id;
-	int err = xdp_ours(ifindex, &id), ofd = -1;
+	uint32_t id, mode = xdp_mode(ifindex);
+	int err = xdp_ours(ifindex, mode, &id), ofd = -1;
 
 	if (err)
 		return err;
@@ -362,19 +391,32 @@ static int xdp_attach(int ifindex, int fd)
 		if (ofd < 0)
 			return -errno;
 		opts.old_prog_fd = ofd;
-		err = bpf_xdp_attach(ifindex, fd, XDP_FLAGS_REPLACE, &opts);
+		err = bpf_xdp_attach(ifindex, fd, mode | XDP_FLAGS_REPLACE,
+				     &opts);
 		close(ofd);
 		return err;
 	}
-	return bpf_xdp_attach(ifindex, fd, 0, NULL);
+	return bpf_xdp_attach(ifindex, fd, mode, NULL);
 }
 
 static void xdp_detach(int ifindex)
 {
+	static const uint32_t modes[] = { XDP_FLAGS_DRV_MODE,
+					  XDP_FLAGS_SKB_MODE };
 	uint32_t id;
 
-	if (xdp_ours(ifindex, &id) == 0 && id)
-		bpf_xdp_detach(ifindex, 0, NULL);
+	for (size_t k = 0; k < 2; k++)
+		if (xdp_ours(ifindex, modes[k], &id) == 0 && id)
+			bpf_xdp_detach(ifindex, modes[k], NULL);
+}
+
+/* Ours in any mode. */
+static bool xdp_attached(int ifindex)
+{
+	uint32_t id = 0;
+
+	return (xdp_ours(ifindex, XDP_FLAGS_DRV_MODE, &id) == 0 && id) ||
+	       (xdp_ours(ifindex, XDP_FLAGS_SKB_MODE, &id) == 0 && id);
 }
 
 static bool is_device(const struct kpx_nodeport *np, const char *name)
@@ -458,6 +500,12 @@ int kpx_nodeport_open(const struct kpx_config *cfg, struct kpx_nodeport **out)
 		kpx_err("nodeport: open BPF object: %s", strerror(-err));
 		goto fail;
 	}
+	/* benchmark wrappers (perf/tools/kpx_pkt_bench.c) stay unloaded */
+	bpf_program__set_autoload(np->skel->progs.kpx_bench_xdp_pass, false);
+	bpf_program__set_autoload(np->skel->progs.kpx_bench_xdp_restore, false);
+	bpf_program__set_autoload(np->skel->progs.kpx_bench_xdp, false);
+	bpf_program__set_autoload(np->skel->progs.kpx_bench_tc_restore, false);
+	bpf_program__set_autoload(np->skel->progs.kpx_bench_tc, false);
 	err = kpx_bpf_size_maps(np->skel->obj, cfg);
 	if (err)
 		goto fail;
@@ -566,9 +614,14 @@ int kpx_nodeport_cleanup(const struct kpx_config *cfg)
 	{
 		struct if_nameindex *ifs = if_nameindex(), *i;
 
-		/* pod-side hooks: ours only (fixed handle/priority) */
-		for (i = ifs; i && i->if_index; i++)
+		/* Every device: the pod-side hooks, and --devices of a run
+		 * that cleanup's config does not know. Ours only: fixed
+		 * handle/priority for tc, program name for XDP. */
+		for (i = ifs; i && i->if_index; i++) {
 			tc_detach(i->if_index, BPF_TC_INGRESS);
+			tc_detach(i->if_index, BPF_TC_EGRESS);
+			xdp_detach(i->if_index);
+		}
 		if (ifs)
 			if_freenameindex(ifs);
 	}
@@ -600,8 +653,7 @@ int kpx_nodeport_dump(const struct kpx_config *cfg, struct json_object **out)
 	for (k = 0; k < n; k++) {
 		struct json_object *d = json_object_new_object();
 		int ifi = if_nametoindex(devs[k]);
-		uint32_t id = 0;
-		bool x = ifi && xdp_ours(ifi, &id) == 0 && id;
+		bool x = ifi && xdp_attached(ifi);
 
 		any_xdp |= x;
 		json_object_object_add(d, "name", json_object_new_string(devs[k]));

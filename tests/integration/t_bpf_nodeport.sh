@@ -1,0 +1,183 @@
+#!/bin/bash
+# bpf backend, NodePort datapath from the external client's point of view,
+# in tc mode and in XDP mode (--nodeport-accel xdp): eTP=Cluster to local
+# and remote endpoints (masqueraded), eTP=Local (client address kept; no
+# local endpoint: dropped), no endpoints (refused at once), IPv6, and a
+# long-lived NodePort connection that survives an agent restart.
+# Prints PASS/FAIL/SKIP np-<mode>/<check>. KPX_NP_MODES="tc xdp" picks modes.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" -ne 0 ]; then
+	echo "SKIP bpf_nodeport: needs root (network namespaces)"
+	exit 0
+fi
+for b in build/kpx build/kpx_echo; do
+	[ -x "$b" ] || { echo "SKIP bpf_nodeport: $b not built"; exit 0; }
+done
+E=build/kpx_echo
+
+P1=198.19.1.11 Q1=198.19.2.11
+
+eps() {	# NAME FAMILY SVC ip@node...
+	local name=$1 fam=$2 svc=$3 e
+	shift 3
+	echo "---"
+	echo "apiVersion: discovery.k8s.io/v1"
+	echo "kind: EndpointSlice"
+	echo "metadata: {name: $name, namespace: np, labels: {kubernetes.io/service-name: $svc}}"
+	echo "addressType: $fam"
+	echo "ports: [{name: p, protocol: TCP, port: 8080}, {name: u, protocol: UDP, port: 8080}]"
+	if [ $# -eq 0 ]; then echo "endpoints: []"; return; fi
+	echo "endpoints:"
+	for e in "$@"; do
+		echo "- {addresses: [\"${e%@*}\"], conditions: {ready: true}, nodeName: ${e#*@}}"
+	done
+}
+
+svc() {	# NAME CLUSTERIP NODEPORT FAMILY [spec lines]
+	local name=$1 ip=$2 np=$3 fam=$4
+	shift 4
+	echo "apiVersion: v1"
+	echo "kind: Service"
+	echo "metadata: {name: $name, namespace: np}"
+	echo "spec:"
+	echo "  type: NodePort"
+	echo "  clusterIP: $ip"
+	echo "  clusterIPs: [$ip]"
+	echo "  ipFamilies: [$fam]"
+	echo "  ports: [{name: p, protocol: TCP, port: 80, targetPort: 8080, nodePort: $np}, {name: u, protocol: UDP, port: 80, targetPort: 8080, nodePort: $np}]"
+	local l
+	for l in "$@"; do echo "  $l"; done
+}
+
+cl() { rig_ext_exec "$E" client "$@"; }
+ok_all() { [ "$(echo_get "$1" ok)" = "$2" ] && [ "$(echo_get "$1" fail)" = 0 ]; }
+brief() { tr '\n' ' ' <<<"$1"; }
+
+run_mode() {
+	MODE=$1
+	(
+		export KPX_BACKEND=bpf
+		export RIG_P="k$$${MODE:0:1}"
+		# shellcheck source=lib/rig.sh
+		source tests/integration/lib/rig.sh
+		pass() { echo "PASS np-$MODE/$1"; }
+		fail() { echo "FAIL np-$MODE/$1: $2"; }
+		local extra=() out why node proto
+		[ "$MODE" = xdp ] && extra=(--nodeport-accel xdp)
+		rig_up || { echo "FAIL np-$MODE/rig: rig_up failed"; exit 1; }
+		{ svc npc 198.18.100.150 30090 IPv4 "externalTrafficPolicy: Cluster"
+		  eps npc-a IPv4 npc $P1@n1 $Q1@n2; } | rig_manifest_write npc.yaml
+		{ svc npl 198.18.100.151 30091 IPv4 "externalTrafficPolicy: Local" "healthCheckNodePort: 30191"
+		  eps npl-a IPv4 npl $P1@n1; } | rig_manifest_write npl.yaml
+		{ svc npe 198.18.100.152 30092 IPv4; eps npe-a IPv4 npe; } | rig_manifest_write npe.yaml
+		{ svc np6 fd00:18:100::15 30093 IPv6
+		  eps np6-a IPv6 np6 fd00:19:1::11@n1 fd00:19:2::11@n2; } | rig_manifest_write np6.yaml
+		rig_pod_servers 8080
+		rig_agent_start n1 "${extra[@]}"
+		rig_agent_start n2 "${extra[@]}"
+		if ! rig_agent_wait_synced n1 15 || ! rig_agent_wait_synced n2 15; then
+			fail all "agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"
+			exit 0
+		fi
+		sleep 0.5
+
+		why=""
+		if [ "$MODE" = xdp ]; then
+			rig_exec n1 ip link show eth0 | grep -q "prog/xdp.*kpx_np_xdp" || why="no XDP program on n1 eth0;"
+		fi
+		rig_exec n1 tc filter show dev eth0 ingress | grep -q kpx_np_tc_in || why="$why no tc ingress filter on n1 eth0;"
+		[ -z "$why" ] && pass attached || fail attached "$why"
+
+		why=""
+		for node in n1 n2; do
+			for proto in tcp udp; do
+				out=$(cl --addr "$(rig_node_ip4 $node)" --port 30090 --proto $proto -n 40 --timeout-ms 1000)
+				if ! ok_all "$out" 40; then why="$why via $node/$proto: $(brief "$out");"; continue; fi
+				[ "$(echo_get "$out" id n1-p1)" -gt 0 ] && [ "$(echo_get "$out" id n2-p1)" -gt 0 ] ||
+					why="$why via $node/$proto: not both endpoints: $(echo_names id "$out");"
+				[ "$(echo_get "$out" src "$RIG_EXT_IP4")" = 0 ] ||
+					why="$why via $node/$proto: client address reached a pod ($(echo_names src "$out"));"
+			done
+		done
+		[ -z "$why" ] && pass cluster || fail cluster "$why"
+
+		why=""
+		for proto in tcp udp; do
+			out=$(cl --addr 198.18.0.11 --port 30091 --proto $proto -n 20 --timeout-ms 1000)
+			ok_all "$out" 20 && [ "$(echo_names id "$out")" = "n1-p1 " ] &&
+				[ "$(echo_names src "$out")" = "$RIG_EXT_IP4 " ] ||
+				why="$why via n1/$proto (want n1-p1 seeing $RIG_EXT_IP4): $(brief "$out");"
+			out=$(cl --addr 198.18.0.12 --port 30091 --proto $proto -n 3 --timeout-ms 400)
+			[ "$(echo_get "$out" err TIMEOUT)" = 3 ] || why="$why via n2/$proto not dropped: $(brief "$out");"
+		done
+		[ -z "$why" ] && pass local || fail local "$why"
+
+		why=""
+		for proto in tcp udp; do
+			out=$(cl --addr 198.18.0.12 --port 30092 --proto $proto -n 5 --timeout-ms 3000)
+			if [ "$(echo_get "$out" err ECONNREFUSED)" != 5 ]; then
+				why="$why $proto: not refused: $(brief "$out");"
+			else
+				local ms
+				ms=$(awk '$1=="err" && $2=="ECONNREFUSED" {print $4}' <<<"$out")
+				[ "$ms" -lt 500 ] || why="$why $proto: refusal took ${ms} ms;"
+			fi
+		done
+		[ -z "$why" ] && pass no-endpoints || fail no-endpoints "$why"
+
+		why=""
+		for node in n1 n2; do
+			for proto in tcp udp; do
+				out=$(cl --addr "$(rig_node_ip6 $node)" --port 30093 --proto $proto -n 30 --timeout-ms 1000)
+				ok_all "$out" 30 && [ "$(echo_get "$out" id n1-p1)" -gt 0 ] && [ "$(echo_get "$out" id n2-p1)" -gt 0 ] ||
+					why="$why via $node/$proto: $(brief "$out");"
+			done
+		done
+		[ -z "$why" ] && pass ipv6 || fail ipv6 "$why"
+
+		# long-lived connections through both nodes survive a kill -9 and
+		# restart of n1's agent (state lives in pinned maps)
+		why=""
+		local logs=() i=0
+		for node in n1 n2; do
+			for _ in 1 2; do
+				i=$((i + 1))
+				rig_bg_log "$RIG_DIR/hold$i.log" x "$E" hold --addr "$(rig_node_ip4 $node)" --port 30090 -d 4
+				logs+=("$RIG_DIR/hold$i.log")
+			done
+		done
+		sleep 1
+		rig_agent_kill9 n1
+		sleep 0.3
+		rig_agent_start n1 "${extra[@]}"
+		rig_agent_wait_synced n1 10 || why="$why agent did not come back;"
+		for l in "${logs[@]}"; do
+			rig_wait_until 8 grep -q '^hold \(ok\|fail\)' "$l"
+			grep -q '^hold ok' "$l" || why="$why $(basename "$l"): $(tr '\n' ' ' <"$l");"
+		done
+		out=$(cl --addr 198.18.0.11 --port 30090 -n 10 --timeout-ms 1000)
+		ok_all "$out" 10 || why="$why new connections after restart: $(brief "$out");"
+		[ -z "$why" ] && pass restart || fail restart "$why"
+
+		# cleanup removes every hook this backend put on the node
+		rig_agent_stop n2
+		why=""
+		rig_node_exec n2 n2 "$KPX_BIN" cleanup --backend bpf --bpf-root "/sys/fs/bpf/$RIG_P-n2" \
+			--cgroup-path "$RIG_CG/n2" >"$RIG_DIR/cleanup.log" 2>&1 ||
+			why="cleanup failed: $(tail -3 "$RIG_DIR/cleanup.log" | tr '\n' ' ');"
+		for dev in eth0 p1; do
+			[ -z "$(rig_exec n2 tc filter show dev $dev ingress 2>/dev/null)" ] || why="$why tc filter left on $dev;"
+		done
+		[ -z "$(rig_exec n2 tc filter show dev eth0 egress 2>/dev/null)" ] || why="$why tc egress filter left;"
+		rig_exec n2 ip link show eth0 | grep -q "prog/xdp" && why="$why XDP left on eth0;"
+		[ -z "$why" ] && pass cleanup || fail cleanup "$why"
+		exit 0
+	)
+}
+
+rc=0
+for m in ${KPX_NP_MODES:-tc xdp}; do
+	run_mode "$m" || rc=1
+done
+exit $rc
