@@ -805,7 +805,8 @@ static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a), 0);
 		kpx_nft_e_numgen(r, R(a + 1), n);
 		kpx_nft_e_lookup(r, slots, R(a), (int)R(a + 2), 0);
-		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0), -1, 0);
+		/* the kernel wants a data register for any dynset on a map */
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0), (int)R(a + 2), 0);
 		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_ADD, R(0), (int)R(a + 2), t);
 		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
 		rule_emit(b, r);

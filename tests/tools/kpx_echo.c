@@ -11,7 +11,9 @@
  *
  *   kpx_echo client --addr A --port P [--proto tcp|udp|udpu] [-n N]
  *       [--timeout-ms T] [--interval-ms I] [--one-socket] [--sport P]
- *       [--seq]
+ *       [--seq] [--max-fail K]
+ *       --max-fail K stops after K failed attempts (attempts shows how many
+ *       ran), so a broken path costs K timeouts, not N.
  *       N attempts (bounded to 100000). udp = connected socket (ICMP errors
  *       seen as ECONNREFUSED), udpu = unconnected sendto/recvfrom.
  *       --one-socket reuses one UDP socket (same 5-tuple) for every attempt.
@@ -369,7 +371,7 @@ static int parse_reply(const char *line, char *id, char *src)
 
 static int client(const char *addr, int port, const char *proto, int n,
 		  int timeout_ms, int interval_ms, bool one_socket, int sport,
-		  bool seq)
+		  bool seq, int max_fail)
 {
 	struct kv ids[MAX_KEYS], srcs[MAX_KEYS], errs[MAX_KEYS];
 	int nid = 0, nsrc = 0, nerr = 0, ok = 0, fail = 0, ufd = -1;
@@ -449,6 +451,10 @@ done:;
 		if (!tcp && !one_socket && ufd >= 0) {
 			close(ufd);
 			ufd = -1;
+		}
+		if (max_fail && fail >= max_fail) {
+			n = i + 1;
+			break;
 		}
 		if (interval_ms && i + 1 < n)
 			usleep(interval_ms * 1000);
@@ -531,7 +537,7 @@ int main(int argc, char **argv)
 	const char *id = "echo", *ports = NULL, *addr = NULL, *proto = "tcp";
 	const char *bind_addr = NULL;
 	int port = 0, n = 1, timeout_ms = 1000, interval_ms = 0, secs = 5;
-	int sport = 0;
+	int sport = 0, max_fail = 0;
 	bool one_socket = false, seq = false;
 
 	if (argc < 2) {
@@ -571,6 +577,8 @@ int main(int argc, char **argv)
 			timeout_ms = atoi(v);
 		else if (!strcmp(a, "--interval-ms"))
 			interval_ms = atoi(v);
+		else if (!strcmp(a, "--max-fail"))
+			max_fail = atoi(v);
 		else if (!strcmp(a, "--sport"))
 			sport = atoi(v);
 		else if (!strcmp(a, "-d"))
@@ -590,7 +598,7 @@ int main(int argc, char **argv)
 		return server(id, ports, bind_addr);
 	if (!strcmp(argv[1], "client") && addr && port)
 		return client(addr, port, proto, n, timeout_ms, interval_ms,
-			      one_socket, sport, seq);
+			      one_socket, sport, seq, max_fail);
 	if (!strcmp(argv[1], "hold") && addr && port)
 		return hold(addr, port, secs);
 	usage();

@@ -192,7 +192,7 @@ _rig_synced() {
 # rig_agent_field NODE KEY: a top-level field of `kpx status -o json`
 rig_agent_field() {
 	"$KPX_BIN" status --state-socket "$RIG_DIR/$1.sock" -o json 2>/dev/null |
-		jq -r ".$2" 2>/dev/null
+		jq -r ".agent.$2" 2>/dev/null
 }
 # rig_sync_all [TIMEOUT]: after a manifest change, waits until every running
 # agent has synced again (min-sync-period is 100 ms) and nothing is pending.

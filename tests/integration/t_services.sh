@@ -1,0 +1,418 @@
+#!/bin/bash
+# Service behaviour as a client sees it (issue 3 scenarios 1-12), for each
+# backend in ${KPX_BACKENDS:-nft bpf}; one rig (tests/integration/lib/rig.sh)
+# per backend, reused across scenarios. Prints PASS/FAIL/SKIP
+# <backend>/<scenario>; exits non-zero only when the harness itself broke.
+# KPX_SCENARIOS="1 3 5" picks scenarios.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" -ne 0 ]; then
+	echo "SKIP services: needs root (network namespaces)"
+	exit 0
+fi
+for b in build/kpx build/kpx_echo; do
+	[ -x "$b" ] || { echo "SKIP services: $b not built"; exit 0; }
+done
+
+SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 12}
+E=build/kpx_echo
+
+pass() { echo "PASS $BK/$1"; }
+fail() { echo "FAIL $BK/$1: $2"; }
+skip() { echo "SKIP $BK/$1: $2"; }
+
+# eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@s] (r ready, t
+# serving+terminating, n not ready): an EndpointSlice with TCP port "p" and
+# UDP port "u" at 8080.
+eps() {
+	local name=$1 fam=$2 svc=$3 e ip node st
+	shift 3
+	echo "---"
+	echo "apiVersion: discovery.k8s.io/v1"
+	echo "kind: EndpointSlice"
+	echo "metadata: {name: $name, namespace: t, labels: {kubernetes.io/service-name: $svc}}"
+	echo "addressType: $fam"
+	echo "ports: [{name: p, protocol: TCP, port: 8080}, {name: u, protocol: UDP, port: 8080}]"
+	if [ $# -eq 0 ]; then echo "endpoints: []"; return; fi
+	echo "endpoints:"
+	for e in "$@"; do
+		IFS=@ read -r ip node st <<<"$e"
+		case ${st:-r} in
+		r) st="{ready: true, serving: true, terminating: false}" ;;
+		t) st="{ready: false, serving: true, terminating: true}" ;;
+		n) st="{ready: false, serving: false, terminating: false}" ;;
+		esac
+		echo "- {addresses: [\"$ip\"], conditions: $st, nodeName: $node}"
+	done
+}
+
+# svc NAME IP[,IP6] [extra spec yaml lines...]: Service with TCP port p
+# (80) and UDP port u (80), targetPort 8080.
+svc() {
+	local name=$1 ips=$2 fams=""
+	shift 2
+	local ip
+	for ip in ${ips//,/ }; do
+		case $ip in *:*) fams="$fams${fams:+, }IPv6" ;; *) fams="$fams${fams:+, }IPv4" ;; esac
+	done
+	echo "apiVersion: v1"
+	echo "kind: Service"
+	local lab=""
+	[ -n "${SVC_LABELS:-}" ] && lab=", labels: {$SVC_LABELS}"
+	echo "metadata: {name: $name, namespace: t$lab}"
+	echo "spec:"
+	echo "  clusterIP: ${ips%%,*}"
+	echo "  clusterIPs: [${ips//,/, }]"
+	echo "  ipFamilies: [$fams]"
+	[ "${ips#*,}" != "$ips" ] && echo "  ipFamilyPolicy: RequireDualStack"
+	echo "  ports: [{name: p, protocol: TCP, port: 80, targetPort: 8080${NP_TCP:+, nodePort: $NP_TCP}}, {name: u, protocol: UDP, port: 80, targetPort: 8080${NP_UDP:+, nodePort: $NP_UDP}}]"
+	local l
+	for l in "$@"; do echo "  $l"; done
+	[ -n "${SVC_STATUS:-}" ] && printf 'status:\n  %s\n' "$SVC_STATUS"
+	return 0
+}
+
+P1=198.19.1.11 P2=198.19.1.12 P3=198.19.1.13
+Q1=198.19.2.11 Q2=198.19.2.12 Q3=198.19.2.13
+
+# cl NETNS ARGS...: kpx_echo client in NETNS (pods in their node's cgroup)
+cl() {
+	local ns=$1
+	shift
+	case $ns in
+	x) rig_ext_exec "$E" client --max-fail "${MAXF:-3}" "$@" ;;
+	*) rig_node_exec "${ns%%p*}" "$ns" "$E" client --max-fail "${MAXF:-3}" "$@" ;;
+	esac
+}
+
+# expect_all OUT N: N ok, 0 fail
+ok_all() { [ "$(echo_get "$1" ok)" = "$2" ] && [ "$(echo_get "$1" fail)" = 0 ]; }
+ids() { echo_names id "$1"; }
+srcs() { echo_names src "$1"; }
+brief() { tr '\n' ' ' <<<"$1"; }
+
+# ---------------------------------------------------------------- 1
+s1() {
+	{ svc s1 198.18.100.1; eps s1-a IPv4 s1 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s1.yaml
+	rig_sync_all || { fail 1 "agents did not sync"; return; }
+	local from proto out id why=""
+	for from in n1p3 n2p3; do
+		for proto in tcp udp; do
+			out=$(cl $from --addr 198.18.100.1 --port 80 --proto $proto -n 80 --timeout-ms 1000)
+			if ! ok_all "$out" 80; then why="$why $from/$proto: $(brief "$out");"; continue; fi
+			for id in n1-p1 n1-p2 n2-p1 n2-p2; do
+				[ "$(echo_get "$out" id $id)" -ge 8 ] || why="$why $from/$proto uneven: $(ids "$out");"
+			done
+			# pod -> ClusterIP: the server sees the pod's own address
+			local me
+			me=$(rig_pod_ip4 "${from%%p*}" 3)
+			[ "$(srcs "$out")" = "$me " ] || why="$why $from/$proto source seen $(srcs "$out") not $me;"
+		done
+	done
+	[ -z "$why" ] && pass 1 || fail 1 "$why"
+}
+
+# ---------------------------------------------------------------- 2
+s2() {
+	{ svc s2 198.18.100.2; eps s2-a IPv4 s2 $P1@n1 $P2@n1 $Q1@n2; } | rig_manifest_write s2.yaml
+	rig_sync_all || { fail 2 "agents did not sync"; return; }
+	local log=$RIG_DIR/s2-hold.log held out why="" other
+	rig_bg_log "$log" n1p3 "$E" hold --addr 198.18.100.2 --port 80 -d 4
+	local hpid=$RIG_LAST_PID
+	rig_wait_until 3 grep -q "hold connected" "$log" || { fail 2 "hold did not connect: $(cat "$log")"; return; }
+	held=$(sed -n 's/.*id=\([^ ]*\).*/\1/p' "$log" | head -1)
+	# unrelated change: another endpoint terminating, a new one added
+	case $held in n1-p1) other=$P2 ;; *) other=$P1 ;; esac
+	local eps_new=() e
+	for e in $P1@n1 $P2@n1 $Q1@n2; do
+		[ "${e%@*}" = "$other" ] && e="$e@t"
+		eps_new+=("$e")
+	done
+	{ svc s2 198.18.100.2; eps s2-a IPv4 s2 "${eps_new[@]}" $Q3@n2; } | rig_manifest_write s2.yaml
+	rig_sync_all || { fail 2 "agents did not sync"; return; }
+	out=$(cl n2p2 --addr 198.18.100.2 --port 80 -n 60 --timeout-ms 1000)
+	ok_all "$out" 60 || why="$why new conns failed: $(brief "$out");"
+	local term_id
+	case $other in $P1) term_id=n1-p1 ;; *) term_id=n1-p2 ;; esac
+	[ "$(echo_get "$out" id $term_id)" = 0 ] || why="$why terminating endpoint $term_id still chosen;"
+	[ "$(echo_get "$out" id n2-p3)" -gt 0 ] || why="$why added endpoint n2-p3 never chosen;"
+	# removal: only n2-p3 left
+	{ svc s2 198.18.100.2; eps s2-a IPv4 s2 $Q3@n2; } | rig_manifest_write s2.yaml
+	rig_sync_all
+	out=$(cl n1p2 --addr 198.18.100.2 --port 80 -n 20 --timeout-ms 1000)
+	[ "$(ids "$out")" = "n2-p3 " ] && ok_all "$out" 20 || why="$why after removal: $(brief "$out");"
+	# the held connection's endpoint is gone now; it only had to survive
+	# the unrelated change, so judge the log up to here
+	rig_wait_until 6 grep -q "^hold \(ok\|fail\)" "$log"
+	if grep -q "^hold fail" "$log"; then
+		local after
+		after=$(sed -n 's/.*after_ms=\([0-9]*\).*/\1/p' "$log")
+		why="$why established connection to $held broke ($(cat "$log" | tr '\n' ' '));"
+	fi
+	kill "$hpid" 2>/dev/null
+	[ -z "$why" ] && pass 2 || fail 2 "$why"
+}
+
+# ---------------------------------------------------------------- 3
+s3() {
+	{ svc s3 198.18.100.3; eps s3-a IPv4 s3; } | rig_manifest_write s3.yaml
+	rig_sync_all || { fail 3 "agents did not sync"; return; }
+	local out why="" proto
+	for proto in tcp udp; do
+		out=$(cl n1p3 --addr 198.18.100.3 --port 80 --proto $proto -n 3 --timeout-ms 3000)
+		if [ "$(echo_get "$out" err ECONNREFUSED)" != 3 ]; then
+			why="$why $proto: not refused: $(brief "$out");"
+		else
+			local ms
+			ms=$(awk '$1=="err" && $2=="ECONNREFUSED" {print $4}' <<<"$out")
+			[ "$ms" -lt 500 ] || why="$why $proto: refusal took ${ms} ms;"
+		fi
+	done
+	[ -z "$why" ] && pass 3 || fail 3 "$why"
+}
+
+# ---------------------------------------------------------------- 4
+s4() {
+	local aff='sessionAffinity: ClientIP' why="" out n distinct
+	{ svc s4 198.18.100.4 "$aff" "sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}"
+	  eps s4-a IPv4 s4 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s4.yaml
+	rig_sync_all || { fail 4 "agents did not sync"; return; }
+	for from in n1p3 n2p3; do
+		out=$(cl $from --addr 198.18.100.4 --port 80 -n 20 --timeout-ms 1000)
+		ok_all "$out" 20 && [ "$(ids "$out" | wc -w)" = 1 ] || why="$why $from not sticky: $(ids "$out");"
+	done
+	# after the timeout the choice is random again
+	distinct=""
+	for n in 1 2 3 4 5 6; do
+		sleep 1.3
+		out=$(cl n1p3 --addr 198.18.100.4 --port 80 -n 1 --timeout-ms 1000)
+		distinct="$distinct $(ids "$out")"
+	done
+	[ "$(tr ' ' '\n' <<<"$distinct" | sort -u | grep -c .)" -ge 2 ] || why="$why never re-balanced after timeout:$distinct;"
+	# off
+	{ svc s4 198.18.100.4; eps s4-a IPv4 s4 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s4.yaml
+	rig_sync_all
+	out=$(cl n1p3 --addr 198.18.100.4 --port 80 -n 30 --timeout-ms 1000)
+	[ "$(ids "$out" | wc -w)" -ge 3 ] || why="$why affinity off still sticky: $(ids "$out");"
+	# on again (default timeout)
+	{ svc s4 198.18.100.4 "$aff"; eps s4-a IPv4 s4 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s4.yaml
+	rig_sync_all
+	out=$(cl n1p3 --addr 198.18.100.4 --port 80 -n 20 --timeout-ms 1000)
+	ok_all "$out" 20 && [ "$(ids "$out" | wc -w)" = 1 ] || why="$why affinity back on not sticky: $(ids "$out");"
+	[ -z "$why" ] && pass 4 || fail 4 "$why"
+}
+
+# ---------------------------------------------------------------- 5
+s5() {
+	local why="" out node nip
+	{ NP_TCP=30080 NP_UDP=30080 svc s5c 198.18.100.50 "type: NodePort" "externalTrafficPolicy: Cluster"
+	  eps s5c-a IPv4 s5c $P1@n1 $Q1@n2; } | rig_manifest_write s5c.yaml
+	{ NP_TCP=30081 NP_UDP=30081 svc s5l 198.18.100.51 "type: NodePort" "externalTrafficPolicy: Local" "healthCheckNodePort: 30181"
+	  eps s5l-a IPv4 s5l $P1@n1; } | rig_manifest_write s5l.yaml
+	rig_sync_all || { fail 5 "agents did not sync"; return; }
+	for node in n1 n2; do
+		nip=$(rig_node_ip4 $node)
+		for proto in tcp udp; do
+			out=$(cl x --addr "$nip" --port 30080 --proto $proto -n 40 --timeout-ms 1000)
+			ok_all "$out" 40 || { why="$why Cluster via $node/$proto: $(brief "$out");"; continue; }
+			[ "$(echo_get "$out" id n1-p1)" -gt 0 ] && [ "$(echo_get "$out" id n2-p1)" -gt 0 ] ||
+				why="$why Cluster via $node/$proto: not both endpoints: $(ids "$out");"
+			[ "$(echo_get "$out" src $RIG_EXT_IP4)" = 0 ] ||
+				why="$why Cluster via $node/$proto: client address not masqueraded ($(srcs "$out"));"
+		done
+	done
+	for proto in tcp udp; do
+		out=$(cl x --addr 198.18.0.11 --port 30081 --proto $proto -n 20 --timeout-ms 1000)
+		ok_all "$out" 20 && [ "$(ids "$out")" = "n1-p1 " ] && [ "$(srcs "$out")" = "$RIG_EXT_IP4 " ] ||
+			why="$why Local via n1/$proto (want n1-p1 seeing $RIG_EXT_IP4): $(brief "$out");"
+		out=$(cl x --addr 198.18.0.12 --port 30081 --proto $proto -n 3 --timeout-ms 400)
+		[ "$(echo_get "$out" err TIMEOUT)" = 3 ] ||
+			why="$why Local via n2 (no local endpoint) not dropped: $(brief "$out");"
+	done
+	[ -z "$why" ] && pass 5 || fail 5 "$why"
+}
+
+# ---------------------------------------------------------------- 6
+s6() {
+	local why="" out
+	{ svc s6e 198.18.100.60 "externalIPs: [198.18.200.6]"; eps s6e-a IPv4 s6e $P1@n1 $Q1@n2; } | rig_manifest_write s6e.yaml
+	{ SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.200.7}]}" NP_TCP=30060 NP_UDP=30060 \
+		svc s6l 198.18.100.61 "type: LoadBalancer" "loadBalancerSourceRanges: [198.18.0.100/32]"
+	  eps s6l-a IPv4 s6l $P1@n1 $Q1@n2; } | rig_manifest_write s6l.yaml
+	rig_sync_all || { fail 6 "agents did not sync"; return; }
+	out=$(cl x --addr 198.18.200.6 --port 80 -n 20 --timeout-ms 1000)
+	ok_all "$out" 20 || why="$why externalIP: $(brief "$out");"
+	out=$(cl x --addr 198.18.200.7 --port 80 -n 20 --timeout-ms 1000)
+	ok_all "$out" 20 || why="$why LB IP allowed source: $(brief "$out");"
+	{ SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.200.7}]}" NP_TCP=30060 NP_UDP=30060 \
+		svc s6l 198.18.100.61 "type: LoadBalancer" "loadBalancerSourceRanges: [198.18.5.0/24]"
+	  eps s6l-a IPv4 s6l $P1@n1 $Q1@n2; } | rig_manifest_write s6l.yaml
+	rig_sync_all
+	out=$(cl x --addr 198.18.200.7 --port 80 -n 3 --timeout-ms 400)
+	[ "$(echo_get "$out" ok)" = 0 ] || why="$why LB IP reachable from a source outside loadBalancerSourceRanges: $(brief "$out");"
+	# the ClusterIP is not subject to the source ranges
+	out=$(cl n1p3 --addr 198.18.100.61 --port 80 -n 5 --timeout-ms 1000)
+	ok_all "$out" 5 || why="$why ClusterIP of LB service from pod: $(brief "$out");"
+	[ -z "$why" ] && pass 6 || fail 6 "$why"
+}
+
+# ---------------------------------------------------------------- 7
+s7() {
+	local why="" out
+	{ svc s7 198.18.100.70 "internalTrafficPolicy: Local"; eps s7-a IPv4 s7 $P1@n1 $Q1@n2; } | rig_manifest_write s7.yaml
+	{ svc s7h 198.18.100.71; eps s7h-a IPv4 s7h $P1@n1; } | rig_manifest_write s7h.yaml
+	rig_sync_all || { fail 7 "agents did not sync"; return; }
+	out=$(cl n1p3 --addr 198.18.100.70 --port 80 -n 20 --timeout-ms 1000)
+	ok_all "$out" 20 && [ "$(ids "$out")" = "n1-p1 " ] || why="$why iTP=Local from n1: $(brief "$out");"
+	out=$(cl n2p3 --addr 198.18.100.70 --port 80 -n 20 --timeout-ms 1000)
+	ok_all "$out" 20 && [ "$(ids "$out")" = "n2-p1 " ] || why="$why iTP=Local from n2: $(brief "$out");"
+	# hairpin: the only endpoint reaches itself through its service
+	for proto in tcp udp; do
+		out=$(cl n1p1 --addr 198.18.100.71 --port 80 --proto $proto -n 5 --timeout-ms 1000)
+		ok_all "$out" 5 && [ "$(ids "$out")" = "n1-p1 " ] || why="$why hairpin/$proto: $(brief "$out");"
+	done
+	[ -z "$why" ] && pass 7 || fail 7 "$why"
+	skip 7-topology "the manifests source has no Node object, so the node has no zone"
+}
+
+# ---------------------------------------------------------------- 8
+s8() {
+	local why="" out proto
+	{ NP_TCP=30082 NP_UDP=30082 svc s8 fd00:18:100::8 "type: NodePort"
+	  eps s8-a IPv6 s8 fd00:19:1::11@n1 fd00:19:2::11@n2; } | rig_manifest_write s8.yaml
+	{ svc s8d 198.18.100.80,fd00:18:100::80
+	  eps s8d-4 IPv4 s8d $P2@n1; eps s8d-6 IPv6 s8d fd00:19:2::12@n2; } | rig_manifest_write s8d.yaml
+	rig_sync_all || { fail 8 "agents did not sync"; return; }
+	for proto in tcp udp; do
+		out=$(cl n1p3 --addr fd00:18:100::8 --port 80 --proto $proto -n 30 --timeout-ms 1000)
+		ok_all "$out" 30 && [ "$(echo_get "$out" id n1-p1)" -gt 0 ] && [ "$(echo_get "$out" id n2-p1)" -gt 0 ] &&
+			[ "$(srcs "$out")" = "fd00:19:1::13 " ] || why="$why v6 ClusterIP/$proto: $(brief "$out");"
+		out=$(cl x --addr fd00:18::12 --port 30082 --proto $proto -n 30 --timeout-ms 1000)
+		ok_all "$out" 30 && [ "$(echo_get "$out" id n1-p1)" -gt 0 ] && [ "$(echo_get "$out" id n2-p1)" -gt 0 ] ||
+			why="$why v6 NodePort/$proto: $(brief "$out");"
+	done
+	out=$(cl n1p3 --addr 198.18.100.80 --port 80 -n 5 --timeout-ms 1000)
+	ok_all "$out" 5 && [ "$(ids "$out")" = "n1-p2 " ] || why="$why dual-stack v4: $(brief "$out");"
+	out=$(cl n1p3 --addr fd00:18:100::80 --port 80 -n 5 --timeout-ms 1000)
+	ok_all "$out" 5 && [ "$(ids "$out")" = "n2-p2 " ] || why="$why dual-stack v6: $(brief "$out");"
+	[ -z "$why" ] && pass 8 || fail 8 "$why"
+}
+
+# ---------------------------------------------------------------- 9
+s9() {
+	local why="" out
+	{ SVC_LABELS="service.kubernetes.io/service-proxy-name: other" svc s9 198.18.100.90
+	  eps s9-a IPv4 s9 $P1@n1; } | rig_manifest_write s9.yaml
+	{ SVC_LABELS="service.kubernetes.io/headless: \"\"" svc s9h 198.18.100.91
+	  eps s9h-a IPv4 s9h $P1@n1; } | rig_manifest_write s9h.yaml
+	rig_sync_all || { fail 9 "agents did not sync"; return; }
+	out=$(cl n1p3 --addr 198.18.100.90 --port 80 -n 2 --timeout-ms 300)
+	[ "$(echo_get "$out" ok)" = 0 ] || why="$why service-proxy-name service was served;"
+	out=$(cl n1p3 --addr 198.18.100.91 --port 80 -n 2 --timeout-ms 300)
+	[ "$(echo_get "$out" ok)" = 0 ] || why="$why headless-labelled service was served;"
+	[ -z "$why" ] && pass 9 || fail 9 "$why"
+}
+
+# ---------------------------------------------------------------- 10
+s10() {
+	local why="" out
+	{ svc s10 198.18.100.100; eps s10-a IPv4 s10 $P1@n1; } | rig_manifest_write s10.yaml
+	rig_sync_all || { fail 10 "agents did not sync"; return; }
+	out=$(cl n1p3 --addr 198.18.100.100 --port 80 --proto udp --one-socket --sport 40100 -n 3 --timeout-ms 1000)
+	ok_all "$out" 3 && [ "$(ids "$out")" = "n1-p1 " ] || { fail 10 "before: $(brief "$out")"; return; }
+	{ svc s10 198.18.100.100; eps s10-a IPv4 s10 $Q1@n2; } | rig_manifest_write s10.yaml
+	rig_sync_all
+	out=$(cl n1p3 --addr 198.18.100.100 --port 80 --proto udp --one-socket --sport 40100 -n 3 --timeout-ms 1000)
+	ok_all "$out" 3 && [ "$(ids "$out")" = "n2-p1 " ] || why="same 5-tuple after endpoint change: $(brief "$out")"
+	[ -z "$why" ] && pass 10 || fail 10 "$why"
+}
+
+# ---------------------------------------------------------------- 11
+s11() {
+	local why="" out i
+	{ svc s11 198.18.100.110; eps s11-a IPv4 s11 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s11.yaml
+	rig_sync_all || { fail 11 "agents did not sync"; return; }
+	for i in 1 2 3; do
+		rig_bg_log "$RIG_DIR/s11-hold$i.log" n1p3 "$E" hold --addr 198.18.100.110 --port 80 -d 5
+	done
+	rig_bg_log "$RIG_DIR/s11-new.log" n1p3 "$E" client --addr 198.18.100.110 --port 80 -n 40 --interval-ms 100 --timeout-ms 1000
+	rig_bg_log "$RIG_DIR/s11-udp.log" n1p2 "$E" client --addr 198.18.100.110 --port 80 --proto udp -n 40 --interval-ms 100 --timeout-ms 1000
+	sleep 1
+	rig_agent_kill9 n1
+	sleep 0.5
+	rig_agent_start n1
+	rig_agent_wait_synced n1 10 || why="$why agent did not come back;"
+	rig_wait_until 10 bash -c "grep -q '^hold \(ok\|fail\)' $RIG_DIR/s11-hold3.log && grep -q '^fail' $RIG_DIR/s11-new.log && grep -q '^fail' $RIG_DIR/s11-udp.log"
+	for i in 1 2 3; do
+		grep -q "^hold ok" "$RIG_DIR/s11-hold$i.log" || why="$why established connection $i: $(tr '\n' ' ' <"$RIG_DIR/s11-hold$i.log");"
+	done
+	out=$(cat "$RIG_DIR/s11-new.log")
+	ok_all "$out" 40 || why="$why new TCP connections failed: $(brief "$out");"
+	out=$(cat "$RIG_DIR/s11-udp.log")
+	ok_all "$out" 40 || why="$why UDP failed: $(brief "$out");"
+	[ -z "$why" ] && pass 11 || fail 11 "$why"
+}
+
+# ---------------------------------------------------------------- 12
+s12() {
+	local why="" left
+	rig_agent_stop n2
+	if [ "$BK" = nft ]; then
+		rig_exec n2 nft add table inet other-user
+		rig_node_exec n2 n2 "$KPX_BIN" cleanup --backend nft >"$RIG_DIR/cleanup.log" 2>&1 ||
+			why="$why cleanup failed: $(tail -3 "$RIG_DIR/cleanup.log" | tr '\n' ' ');"
+		left=$(rig_exec n2 nft list tables)
+		grep -q "kpx" <<<"$left" && why="$why kpx table left: $left;"
+		grep -q "other-user" <<<"$left" || why="$why cleanup removed a foreign table;"
+	else
+		rig_node_exec n2 n2 "$KPX_BIN" cleanup --backend bpf --bpf-root "/sys/fs/bpf/$RIG_P-n2" \
+			--cgroup-path "$RIG_CG/n2" >"$RIG_DIR/cleanup.log" 2>&1 ||
+			why="$why cleanup failed: $(tail -3 "$RIG_DIR/cleanup.log" | tr '\n' ' ');"
+		left=$(ls -A "/sys/fs/bpf/$RIG_P-n2" 2>/dev/null)
+		[ -z "$left" ] || why="$why pins left: $(tr '\n' ' ' <<<"$left");"
+		left=$(bpftool cgroup show "$RIG_CG/n2" 2>/dev/null | tail -n +2)
+		[ -z "$left" ] || why="$why cgroup programs left: $(tr '\n' ' ' <<<"$left");"
+		left=$(rig_exec n2 tc filter show dev eth0 ingress 2>/dev/null)
+		[ -z "$left" ] || why="$why tc filters left;"
+	fi
+	[ -z "$why" ] && pass 12 || fail 12 "$why"
+}
+
+run_backend() {
+	BK=$1
+	(
+		export KPX_BACKEND=$BK
+		export RIG_P="k$$${BK:0:1}"
+		# shellcheck source=lib/rig.sh
+		source tests/integration/lib/rig.sh
+		if [ "$BK" = bpf ] && ! "$KPX_BIN" run --help >/dev/null 2>&1; then
+			echo "SKIP $BK/all: kpx not runnable"
+			exit 0
+		fi
+		rig_up || { echo "FAIL $BK/rig: rig_up failed"; exit 1; }
+		rig_pod_servers 8080
+		rig_agent_start n1
+		rig_agent_start n2
+		if ! rig_agent_wait_synced n1 15 || ! rig_agent_wait_synced n2 15; then
+			for s in $SCEN; do echo "FAIL $BK/$s: agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; done
+			exit 0
+		fi
+		for s in $SCEN; do
+			rig_agent_alive n1 && rig_agent_alive n2 || {
+				echo "FAIL $BK/$s: an agent died: $(tail -2 "$RIG_DIR"/agent-n*.log | tr '\n' ' ')"
+				rig_agent_alive n1 || rig_agent_start n1
+				rig_agent_alive n2 || rig_agent_start n2
+				rig_agent_wait_synced n1 10; rig_agent_wait_synced n2 10
+				continue
+			}
+			"s$s"
+		done
+		exit 0
+	)
+}
+
+rc=0
+for BK in ${KPX_BACKENDS:-nft bpf}; do
+	run_backend "$BK" || rc=1
+done
+exit $rc
