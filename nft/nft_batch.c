@@ -72,6 +72,49 @@ void kpx_nft_batch_commit(struct kpx_nft_batch *b, struct nlmsghdr *nlh)
 	b->n_msgs++;
 }
 
+/* Names the message the kernel refused, so a bad rule can be found. */
+static void log_failed(const struct kpx_nft_batch *b, uint32_t seq, int err)
+{
+	static const char *names[] = {
+		[NFT_MSG_NEWTABLE] = "NEWTABLE", [NFT_MSG_DELTABLE] = "DELTABLE",
+		[NFT_MSG_NEWCHAIN] = "NEWCHAIN", [NFT_MSG_DELCHAIN] = "DELCHAIN",
+		[NFT_MSG_NEWRULE] = "NEWRULE",	 [NFT_MSG_DELRULE] = "DELRULE",
+		[NFT_MSG_NEWSET] = "NEWSET",	 [NFT_MSG_NEWSETELEM] = "NEWSETELEM",
+		[NFT_MSG_DELSETELEM] = "DELSETELEM",
+	};
+	size_t off = 0;
+	unsigned idx = 0;
+	while (off < b->len) {
+		const struct nlmsghdr *h = (const void *)(b->buf + off);
+		if (h->nlmsg_len < sizeof(*h))
+			break;
+		if (h->nlmsg_seq == seq) {
+			unsigned t = h->nlmsg_type & 0xff;
+			const char *n = t < sizeof(names) / sizeof(names[0]) && names[t]
+						? names[t] : "?";
+			const char *what = "";
+			struct nlattr *a;
+			/* first string attribute after the table: chain/set name */
+			int strs = 0;
+			mnl_attr_for_each(a, h, sizeof(struct nfgenmsg)) {
+				if (mnl_attr_get_type(a) == 2 || mnl_attr_get_type(a) == 3) {
+					const char *s = mnl_attr_get_payload(a);
+					if (mnl_attr_get_payload_len(a) > 1 && !s[mnl_attr_get_payload_len(a) - 1] && ++strs) {
+						what = s;
+						break;
+					}
+				}
+			}
+			kpx_err("nft: batch message #%u (%s %s) refused: %s", idx, n,
+				what, strerror(-err));
+			return;
+		}
+		off += NLMSG_ALIGN(h->nlmsg_len);
+		idx++;
+	}
+	kpx_err("nft: batch message seq %u refused: %s", seq, strerror(-err));
+}
+
 int kpx_nft_batch_send(struct kpx_nft_batch *b, struct mnl_socket *nl)
 {
 	struct nlmsghdr *last;
@@ -107,8 +150,7 @@ int kpx_nft_batch_send(struct kpx_nft_batch *b, struct mnl_socket *nl)
 				struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
 				if (e->error && !err) {
 					err = e->error;
-					kpx_dbg(1, "nft: batch message seq %u failed: %s",
-						h->nlmsg_seq, strerror(-err));
+					log_failed(b, h->nlmsg_seq, err);
 				}
 				if (h->nlmsg_seq == want_seq)
 					return err;

@@ -74,6 +74,7 @@ int main(int argc, char **argv)
 	struct kpx_plan plan;
 	size_t n, e;
 	int changes = 5, keep = 0, err;
+	uint32_t aff = 0;
 	double t;
 
 	if (argc < 3) {
@@ -87,9 +88,13 @@ int main(int argc, char **argv)
 			keep = 1;
 		else if (!strcmp(argv[i], "--changes") && i + 1 < argc)
 			changes = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--affinity") && i + 1 < argc)
+			aff = (uint32_t)atoi(argv[++i]);
 	}
 	kpx_config_defaults(&cfg);
 	mkplan(&plan, n, e);
+	for (size_t i = 0; i < n; i++)
+		plan.svcports[i].affinity_timeout = aff;
 	if ((err = kpx_nft_backend.open(&cfg, &b))) {
 		fprintf(stderr, "open: %s\n", strerror(-err));
 		return 1;
