@@ -16,8 +16,9 @@
 # Pods are routed (no bridge): each pod's eth0 pairs with node iface p<i>;
 # the node side carries the gateway 198.19.<n>.1/32 and fd00:19:<n>::1/128,
 # pods default-route via it (onlink). Nodes route the other node's pod CIDR
-# (198.19.<m>.0/24, fd00:19:<m>::/64) via its node IP, and have on-link
-# routes for the ClusterIP range 198.18.100.0/24 / fd00:18:100::/64 and the
+# (198.19.<m>.0/24, fd00:19:<m>::/64) via its node IP. Agents get
+# --cluster-cidr 198.19.0.0/16,fd00:19::/32 (a /48 would not cover
+# fd00:19:1::). Nodes also have on-link routes for the ClusterIP range 198.18.100.0/24 / fd00:18:100::/64 and the
 # external/LB range 198.18.200.0/24 / fd00:18:200::/64 so that local
 # sockets reach the output hook. EXT routes those two ranges via n1
 # (rig_ext_via n2 switches). Forwarding on, rp_filter off.
@@ -139,7 +140,7 @@ rig_agent_start() {	# NODE [extra flags]
 		"$KPX_BIN" run --manifests "$RIG_MANIFESTS" --backend "$KPX_BACKEND" \
 		--hostname-override "$node" \
 		--node-ip "$(rig_node_ip4 "$node"),$(rig_node_ip6 "$node")" \
-		--cluster-cidr 198.19.0.0/16,fd00:19::/48 \
+		--cluster-cidr 198.19.0.0/16,fd00:19::/32 \
 		--state-socket "$RIG_DIR/$node.sock" \
 		--bpf-root "/sys/fs/bpf/$RIG_P-$node" \
 		--cgroup-path "$RIG_CG/$node" \
