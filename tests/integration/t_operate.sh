@@ -285,6 +285,7 @@ run_backend() {
 	B=$1
 	KPX_BACKEND=$B
 	RIG_P=ko$$${B:0:1}
+	RIG_CG=$RIG_CG_MNT/$RIG_P # rig.sh derives it from RIG_P once, at source time
 	if ! rig_up; then
 		fail rig "rig_up failed"
 		teardown
@@ -498,6 +499,10 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 		fail healthz-stall "could not make $B syncs fail: $(tail -1 "$RIG_DIR/stall.log")"
 	fi
 
+	# Back to web + lb only, for the counts below.
+	rig_manifest_rm extra.yaml
+	rig_sync_all 10
+
 	# /proxyMode answers the backend name.
 	out=$(in_n1 curl -s -m 2 "$METRICS/proxyMode")
 	if [ "$out" = "$B" ]; then
@@ -519,11 +524,14 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 	if python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
-assert d["agent_running"] is False and d["datapath"] and d["backend"] == sys.argv[2]
-' "$out" "$B" 2>/dev/null; then
+assert d["agent_running"] is False, "agent_running"
+assert d["datapath"] and d["backend"] == sys.argv[2], "datapath/backend"
+c = d["counts"]  # read from the kernel: web (2 endpoints) and lb
+assert (c["services"], c["frontends"], c["endpoints"]) == (2, 4, 3), c
+' "$out" "$B" 2>"$RIG_DIR/err"; then
 		pass status-json-agent-down
 	else
-		fail status-json-agent-down "$(head -c 200 <<<"$out" | tr '\n' ' ')"
+		fail status-json-agent-down "$(tail -1 "$RIG_DIR/err"): $(head -c 200 <<<"$out" | tr '\n' ' ')"
 	fi
 	if backends_are 198.18.100.1 80 "198.19.1.11:8080 198.19.1.13:8080"; then
 		pass services-agent-down

@@ -41,7 +41,7 @@ int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 	kpx_config_defaults(&o->cfg);
 	optind = 1;
 	opterr = 1;
-	while ((c = getopt_long(argc, argv, "+o:n:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:n:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			if (strcmp(optarg, "json") && strcmp(optarg, "wide") &&

@@ -186,7 +186,12 @@ static int print_table(const struct kpx_inspect_opts *o, struct json_object *fes
 			backends_wide(bs, be, sizeof(be));
 		else
 			backends_summary(bs, be, sizeof(be));
-		if (at > 0)
+		/* Hours where exact keep the default view in 80 columns
+		 * ("ClientIP/3h" for kube-proxy's default 10800s). */
+		if (at > 0 && !wide && at % 3600 == 0)
+			snprintf(aff, sizeof(aff), "ClientIP/%lldh",
+				 (long long)at / 3600);
+		else if (at > 0)
 			snprintf(aff, sizeof(aff), "ClientIP/%llds",
 				 (long long)at);
 		else

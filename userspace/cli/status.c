@@ -185,11 +185,62 @@ static void print_counts(FILE *f, struct json_object *c)
 	fputc('\n', f);
 }
 
+static bool seen_str(struct json_object *set, const char *k)
+{
+	if (json_object_object_get_ex(set, k, NULL))
+		return true;
+	json_object_object_add(set, k, NULL);
+	return false;
+}
+
+/* With the agent down, the counts come from what the kernel holds:
+ * frontends, the services they belong to and distinct endpoints. */
+static struct json_object *kernel_counts(const struct kpx_backend_ops *ops,
+					 const struct kpx_config *cfg)
+{
+	struct json_object *fes = NULL, *svcs, *eps, *c = NULL;
+	size_t i, j, n;
+	char ep[128];
+
+	if (!ops || !ops->dump_frontends || ops->dump_frontends(cfg, &fes) ||
+	    !json_object_is_type(fes, json_type_array))
+		goto out;
+	svcs = json_object_new_object();
+	eps = json_object_new_object();
+	n = json_object_array_length(fes);
+	for (i = 0; i < n; i++) {
+		struct json_object *fe = json_object_array_get_idx(fes, i);
+		struct json_object *bs = kpx_jget(fe, "backends");
+
+		seen_str(svcs, kpx_jstr(fe, "service", "?"));
+		for (j = 0; bs && j < json_object_array_length(bs); j++) {
+			struct json_object *b = json_object_array_get_idx(bs, j);
+
+			snprintf(ep, sizeof(ep), "%s|%lld",
+				 kpx_jstr(b, "address", ""),
+				 (long long)kpx_jint(b, "port", 0));
+			seen_str(eps, ep);
+		}
+	}
+	c = json_object_new_object();
+	json_object_object_add(c, "services", json_object_new_int64(
+						       json_object_object_length(svcs)));
+	json_object_object_add(c, "frontends", json_object_new_int64((int64_t)n));
+	json_object_object_add(c, "endpoints", json_object_new_int64(
+						       json_object_object_length(eps)));
+	json_object_object_add(c, "source", json_object_new_string("kernel"));
+	json_object_put(svcs);
+	json_object_put(eps);
+out:
+	json_object_put(fes);
+	return c;
+}
+
 int kpx_cmd_status(int argc, char **argv)
 {
 	struct kpx_inspect_opts o;
 	struct json_object *reply = NULL, *out = NULL, *dp = NULL;
-	struct json_object *agent = NULL, *counts = NULL;
+	struct json_object *agent = NULL, *counts = NULL, *kcounts = NULL;
 	const struct kpx_backend_ops *ops = NULL;
 	const char *agent_backend = NULL;
 	char dp_err[PATH_MAX + 128] = "";
@@ -242,6 +293,14 @@ int kpx_cmd_status(int argc, char **argv)
 	}
 	if (agent || dp)
 		rc = 0;
+	/* counts is borrowed from reply when the agent answered; owned
+	 * (kcounts) when read from the kernel. */
+	if (!counts && dp) {
+		if (!ops)
+			ops = kpx_inspect_backend(&o.cfg, agent_backend);
+		kcounts = kernel_counts(ops, &o.cfg);
+		counts = kcounts;
+	}
 
 	if (o.output && !strcmp(o.output, "json")) {
 		out = json_object_new_object();
@@ -286,6 +345,7 @@ int kpx_cmd_status(int argc, char **argv)
 	}
 	print_counts(f, counts);
 out:
+	json_object_put(kcounts);
 	json_object_put(dp);
 	json_object_put(out);
 	json_object_put(reply);

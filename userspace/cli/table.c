@@ -86,11 +86,14 @@ void kpx_table_print(const struct kpx_table *t, FILE *f, size_t max_width)
 		if (!max_width || total <= max_width)
 			break;
 		/* Shrink the widest column one step at a time, so the
-		 * space is shared fairly among long columns. */
-		widest = 0;
-		for (c = 1; c < n; c++)
+		 * space is shared fairly among long columns. The first
+		 * column is the row's key (an address): cut it last. */
+		widest = n > 1 ? 1 : 0;
+		for (c = 2; c < n; c++)
 			if (w[c] > w[widest])
 				widest = c;
+		if (w[widest] <= COL_MIN)
+			widest = 0;
 		if (w[widest] <= COL_MIN)
 			break;
 		w[widest]--;
