@@ -20,15 +20,34 @@ static __always_inline __u16 kpx_csum_fold(__u64 s)
 	return (__u16)~s;
 }
 
-/* Applies a bpf_csum_diff() result to a stored checksum. */
-static __always_inline __u16 kpx_csum_apply(__u16 old, __s64 diff)
+/* What bpf_csum_diff(old, 4n, new, 4n, 0) returns (a 32-bit one's
+ * complement partial sum of ~old and new), without the helper call: on
+ * the per-packet path the call costs more than the arithmetic. */
+static __always_inline __u32 kpx_csum_words(const __u32 *o, const __u32 *n,
+					    const int words)
 {
-	return kpx_csum_fold((__u64)(__u16)~old + (__u64)(__u32)diff);
+	__u64 s = 0;
+
+#pragma unroll
+	for (int i = 0; i < words; i++) {
+		s += (__u32)~o[i];
+		s += n[i];
+	}
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
+}
+
+/* Applies a bpf_csum_diff() result to a stored checksum. */
+/* diff may be a sum of several partial sums: wider than 32 bits. */
+static __always_inline __u16 kpx_csum_apply(__u16 old, __u64 diff)
+{
+	return kpx_csum_fold((__u64)(__u16)~old + diff);
 }
 
 /* Same, for a UDP checksum: 0 means "none" in IPv4 and stays 0; a
  * computed 0 is sent as 0xffff (RFC 768). */
-static __always_inline __u16 kpx_csum_apply_udp(__u16 old, __s64 diff)
+static __always_inline __u16 kpx_csum_apply_udp(__u16 old, __u64 diff)
 {
 	__u16 n;
 

@@ -51,25 +51,25 @@ static __always_inline int kpx_nat_l4(void *ctx, const bool xdp,
 	const bool udp = p->proto == KPX_IPPROTO_UDP;
 	__u32 csum_off = p->l4off + kpx_l4_csum_off(p->proto);
 	__u32 aoff = p->l3off + (v4 ? 12 : 8);
-	__u8 olda[32], newa[32];
+	__u32 olda[8], newa[8];
 	__be16 oldp[2] = { p->sport, p->dport };
 	__be16 newp[2] = { nsp, ndp };
 	__s64 adiff, pdiff;
 
 	if (v4) {
 		__builtin_memcpy(olda, p->saddr, 4);
-		__builtin_memcpy(olda + 4, p->daddr, 4);
+		__builtin_memcpy(olda + 1, p->daddr, 4);
 		__builtin_memcpy(newa, ns, 4);
-		__builtin_memcpy(newa + 4, nd, 4);
-		adiff = bpf_csum_diff((void *)olda, 8, (void *)newa, 8, 0);
+		__builtin_memcpy(newa + 1, nd, 4);
+		adiff = kpx_csum_words(olda, newa, 2);
 	} else {
 		__builtin_memcpy(olda, p->saddr, 16);
-		__builtin_memcpy(olda + 16, p->daddr, 16);
+		__builtin_memcpy(olda + 4, p->daddr, 16);
 		__builtin_memcpy(newa, ns, 16);
-		__builtin_memcpy(newa + 16, nd, 16);
-		adiff = bpf_csum_diff((void *)olda, 32, (void *)newa, 32, 0);
+		__builtin_memcpy(newa + 4, nd, 16);
+		adiff = kpx_csum_words(olda, newa, 8);
 	}
-	pdiff = bpf_csum_diff((void *)oldp, 4, (void *)newp, 4, 0);
+	pdiff = kpx_csum_words((__u32 *)oldp, (__u32 *)newp, 1);
 
 	if (!xdp) {
 		struct __sk_buff *skb = ctx;

@@ -676,7 +676,7 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 {
 	struct kpx_ct_key ck;
 	struct kpx_ct_value *e;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	int r;
 
 	kpx_ct_key_init(&ck, p->saddr, p->daddr, p->sport, p->dport, p->proto,
@@ -770,7 +770,7 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	e = bpf_map_lookup_elem(&kpx_ct, &ck);
 	if (!e)
 		return KPX_V_PASS;
-	kpx_ct_touch(e, bpf_ktime_get_ns(), p.tcp_flags);
+	kpx_ct_touch(e, bpf_ktime_get_coarse_ns(), p.tcp_flags);
 	if (xdp)
 		return kpx_apply_xdp(ctx, &p, e);
 	return kpx_apply_tc(ctx, &p, e, false);
@@ -797,7 +797,7 @@ static __always_inline int kpx_np_egress(struct __sk_buff *skb)
 	e = bpf_map_lookup_elem(&kpx_ct, &ck);
 	if (!e || !(e->flags & KPX_CT_F_LOCAL))
 		return KPX_V_PASS;
-	kpx_ct_touch(e, bpf_ktime_get_ns(), p.tcp_flags);
+	kpx_ct_touch(e, bpf_ktime_get_coarse_ns(), p.tcp_flags);
 	/* to the stack after the rewrite: same as kpx_apply(to_stack) */
 	return kpx_apply_tc(skb, &p, e, true);
 }
