@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * connect() cost through kpx's socket-LB hook (perf/connect_bench.sh).
+ *
+ *   kpx_connect_bench load N CGROUP BPFROOT
+ *       Programs N ClusterIP TCP services (198.18.0.1 + i, port 80, one
+ *       endpoint 198.19.250.1:8080; service 0 also has UDP port 80) through
+ *       the bpf backend itself, attaches to CGROUP, pins under BPFROOT,
+ *       and exits (links and maps stay pinned).
+ *   kpx_connect_bench run ADDR PORT ITERS tcp|udp [BPFROOT]
+ *       ITERS x (socket, connect, close); tcp: a listener on
+ *       198.19.250.1:8080 in this process accepts, close is an RST (no
+ *       TIME_WAIT pile-up). Prints mean ns per iteration and, with BPFROOT,
+ *       the connect4 program's own run time per call (bpf_stats, enabled
+ *       through BPF_ENABLE_STATS for the run only).
+ * Must run inside a throwaway network namespace.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "agent/backend.h"
+#include "agent/config.h"
+#include "plan/plan.h"
+
+#define BE_ADDR 0xc613fa01u /* 198.19.250.1 */
+#define BE_PORT 8080
+
+static double now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static void svcport(struct kpx_plan_svcport *sp, size_t i, int proto)
+{
+	snprintf(sp->id, sizeof(sp->id), "bench/s%06zu:p/%s/v4", i,
+		 proto == IPPROTO_TCP ? "TCP" : "UDP");
+	snprintf(sp->ns, sizeof(sp->ns), "bench");
+	snprintf(sp->name, sizeof(sp->name), "s%06zu", i);
+	snprintf(sp->port_name, sizeof(sp->port_name), "p");
+	sp->family = AF_INET;
+	sp->proto = (uint8_t)proto;
+	sp->port = 80;
+	sp->type = KPX_SVC_CLUSTER_IP;
+	sp->frontends = calloc(1, sizeof(*sp->frontends));
+	sp->n_frontends = 1;
+	sp->frontends[0].kind = KPX_FE_CLUSTER_IP;
+	sp->frontends[0].addr.family = AF_INET;
+	sp->frontends[0].addr.v4.s_addr = htonl(0xc6120000u + (uint32_t)i + 1);
+	sp->frontends[0].port = 80;
+	sp->endpoints = calloc(1, sizeof(*sp->endpoints));
+	sp->internal = calloc(1, sizeof(uint32_t));
+	sp->n_endpoints = sp->n_internal = 1;
+	sp->endpoints[0].addr.family = AF_INET;
+	sp->endpoints[0].addr.v4.s_addr = htonl(BE_ADDR);
+	sp->endpoints[0].port = BE_PORT;
+	sp->endpoints[0].flags = KPX_EP_READY | KPX_EP_SERVING;
+	sp->hash = i * 2 + (proto == IPPROTO_UDP) + 1;
+}
+
+static int load(size_t n, const char *cg, const char *root)
+{
+	struct kpx_config cfg;
+	struct kpx_backend *b;
+	struct kpx_plan plan;
+	double t;
+	int err;
+
+	if (n < 1 || n > 120000) {
+		fprintf(stderr, "N must be 1..120000 (198.18.0.0/15)\n");
+		return 2;
+	}
+	kpx_config_defaults(&cfg);
+	snprintf(cfg.cgroup_path, sizeof(cfg.cgroup_path), "%s", cg);
+	snprintf(cfg.bpf_root, sizeof(cfg.bpf_root), "%s", root);
+	cfg.bpf_services_max = (uint32_t)(2 * n + 1024);
+	cfg.bpf_backends_max = 1024;
+	memset(&plan, 0, sizeof(plan));
+	plan.svcports = calloc(n + 1, sizeof(*plan.svcports));
+	for (size_t i = 0; i < n; i++)
+		svcport(&plan.svcports[i], i, IPPROTO_TCP);
+	svcport(&plan.svcports[n], 0, IPPROTO_UDP);
+	plan.n_svcports = n + 1;
+	err = kpx_bpf_backend.open(&cfg, &b);
+	if (err) {
+		fprintf(stderr, "bpf open: %s\n", strerror(-err));
+		return 1;
+	}
+	t = now_ns();
+	err = kpx_bpf_backend.sync(b, &plan);
+	printf("load services=%zu sync_ms=%.1f err=%d\n", n, (now_ns() - t) / 1e6,
+	       err);
+	kpx_bpf_backend.close(b);
+	return err ? 1 : 0;
+}
+
+static int lfd = -1;
+
+static void *acceptor(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int c = accept(lfd, NULL, NULL);
+
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL;
+		}
+		close(c);
+	}
+}
+
+static int prog_stats(const char *root, __u64 *cnt, __u64 *ns)
+{
+	char path[512];
+	struct bpf_link_info li = {};
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(li);
+	int fd, pfd;
+
+	snprintf(path, sizeof(path), "%s/links/kpx_connect4", root);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &li, &len)) {
+		close(fd);
+		return -errno;
+	}
+	close(fd);
+	pfd = bpf_prog_get_fd_by_id(li.prog_id);
+	if (pfd < 0)
+		return -errno;
+	len = sizeof(pi);
+	if (bpf_obj_get_info_by_fd(pfd, &pi, &len)) {
+		close(pfd);
+		return -errno;
+	}
+	close(pfd);
+	*cnt = pi.run_cnt;
+	*ns = pi.run_time_ns;
+	return 0;
+}
+
+static int run(const char *addr, int port, long iters, bool tcp,
+	       const char *root)
+{
+	struct sockaddr_in dst = { .sin_family = AF_INET,
+				   .sin_port = htons((uint16_t)port) };
+	struct linger lg = { 1, 0 };
+	__u64 c0 = 0, n0 = 0, c1 = 0, n1 = 0;
+	int stats_fd = -1, fails = 0;
+	pthread_t th;
+	double t;
+
+	if (inet_pton(AF_INET, addr, &dst.sin_addr) != 1 || iters < 1 ||
+	    iters > 1000000) {
+		fprintf(stderr, "bad address or ITERS (1..1000000)\n");
+		return 2;
+	}
+	if (tcp) {
+		struct sockaddr_in l = { .sin_family = AF_INET,
+					 .sin_port = htons(BE_PORT),
+					 .sin_addr.s_addr = htonl(BE_ADDR) };
+		int one = 1;
+
+		lfd = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(lfd, (void *)&l, sizeof(l)) || listen(lfd, 4096)) {
+			perror("listen 198.19.250.1:8080");
+			return 1;
+		}
+		pthread_create(&th, NULL, acceptor, NULL);
+	}
+	if (root) {
+		stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+		if (stats_fd < 0 || prog_stats(root, &c0, &n0))
+			root = NULL;
+	}
+	t = now_ns();
+	for (long i = 0; i < iters; i++) {
+		int s = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+
+		if (s < 0) {
+			perror("socket");
+			return 1;
+		}
+		if (connect(s, (void *)&dst, sizeof(dst)))
+			fails++;
+		if (tcp)
+			setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(s);
+	}
+	t = now_ns() - t;
+	printf("run addr=%s proto=%s iters=%ld fails=%d ns_per_op=%.0f", addr,
+	       tcp ? "tcp" : "udp", iters, fails, t / (double)iters);
+	if (root && prog_stats(root, &c1, &n1) == 0 && c1 > c0)
+		printf(" prog_runs=%llu prog_ns_per_run=%.1f",
+		       (unsigned long long)(c1 - c0),
+		       (double)(n1 - n0) / (double)(c1 - c0));
+	printf("\n");
+	if (stats_fd >= 0)
+		close(stats_fd);
+	return fails ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 5 && !strcmp(argv[1], "load"))
+		return load(strtoul(argv[2], NULL, 10), argv[3], argv[4]);
+	if (argc >= 6 && !strcmp(argv[1], "run"))
+		return run(argv[2], atoi(argv[3]), atol(argv[4]),
+			   !strcmp(argv[5], "tcp"), argc > 6 ? argv[6] : NULL);
+	fprintf(stderr, "usage: %s load N CGROUP BPFROOT | run ADDR PORT ITERS "
+			"tcp|udp [BPFROOT]\n", argv[0]);
+	return 2;
+}
