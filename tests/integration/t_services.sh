@@ -15,7 +15,6 @@ for b in build/kpx build/kpx_echo; do
 done
 
 SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 12}
-E=build/kpx_echo
 
 pass() { echo "PASS $BK/$1"; }
 fail() { echo "FAIL $BK/$1: $2"; }
@@ -390,6 +389,7 @@ run_backend() {
 			exit 0
 		fi
 		rig_up || { echo "FAIL $BK/rig: rig_up failed"; exit 1; }
+		E=$KPX_ECHO
 		rig_pod_servers 8080
 		rig_agent_start n1
 		rig_agent_start n2

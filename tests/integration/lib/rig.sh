@@ -238,6 +238,14 @@ rig_up() {
 	RIG_MANIFESTS=$RIG_DIR/manifests
 	mkdir -p "$RIG_MANIFESTS"
 	: >"$RIG_DIR/pids"
+	# Snapshot the binaries: others rebuild build/ while tests run, and an
+	# agent restart must not pick up a half-linked file.
+	local b
+	rig_wait_until 20 "$KPX_BIN" version
+	for b in KPX_BIN KPX_ECHO; do
+		cp "${!b}" "$RIG_DIR/$(basename "${!b}")" || return 1
+		printf -v "$b" '%s' "$RIG_DIR/$(basename "${!b}")"
+	done
 	RIG_UP=1
 	trap 'rig_down' EXIT
 	trap 'exit 130' INT TERM
