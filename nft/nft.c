@@ -166,48 +166,6 @@ static uint32_t fnv(const void *p, size_t n, uint32_t h)
 
 /* ---------------------------------------------------------------- state */
 
-static uint64_t sp_hash(const struct kpx_plan_svcport *sp)
-{
-	uint32_t h = 2166136261u, h2 = 0x9747b28cu;
-#define H(p, n) (h = fnv((p), (n), h), h2 = fnv((p), (n), h2 ^ 0x5bd1e995u))
-	H(sp->id, strlen(sp->id));
-	H(&sp->family, 1);
-	H(&sp->proto, 1);
-	H(&sp->port, 2);
-	H(&sp->affinity_timeout, 4);
-	H(&sp->etp_local, 1);
-	H(&sp->internal_empty, sizeof(sp->internal_empty));
-	H(&sp->external_empty, sizeof(sp->external_empty));
-	H(sp->ns, strlen(sp->ns));
-	H(sp->name, strlen(sp->name));
-	H(sp->port_name, strlen(sp->port_name));
-	for (size_t i = 0; i < sp->n_frontends; i++) {
-		const struct kpx_plan_frontend *f = &sp->frontends[i];
-		H(&f->kind, sizeof(f->kind));
-		H(f->addr.bytes, 16);
-		H(&f->addr.family, 1);
-		H(&f->port, 2);
-	}
-	for (size_t i = 0; i < sp->n_endpoints; i++) {
-		const struct kpx_plan_endpoint *e = &sp->endpoints[i];
-		H(e->addr.bytes, 16);
-		H(&e->port, 2);
-		H(&e->flags, 1);
-	}
-	uint32_t sep[3] = { (uint32_t)sp->n_internal, (uint32_t)sp->n_external,
-			    (uint32_t)sp->n_cluster };
-	H(sep, sizeof(sep));
-	H(sp->internal, sp->n_internal * sizeof(*sp->internal));
-	H(sp->external, sp->n_external * sizeof(*sp->external));
-	H(sp->cluster, sp->n_cluster * sizeof(*sp->cluster));
-	for (size_t i = 0; i < sp->n_source_ranges; i++) {
-		H(sp->source_ranges[i].addr.bytes, 16);
-		H(&sp->source_ranges[i].prefix, 1);
-	}
-#undef H
-	return ((uint64_t)h << 32) | h2;
-}
-
 static struct kpx_plan_svcport *sp_dup(const struct kpx_plan_svcport *sp)
 {
 	struct kpx_plan_svcport *d = calloc(1, sizeof(*d));
@@ -530,8 +488,21 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 }
 
 /* All elements of one svcport, added or removed. */
+static void emit_elems_fe(struct kpx_backend *b, int add,
+			  const struct kpx_plan_svcport *sp, uint32_t num, bool fe);
+
+/* All elements of one svcport, added or removed. */
 static void emit_elems(struct kpx_backend *b, int add,
 		       const struct kpx_plan_svcport *sp, uint32_t num)
+{
+	emit_elems_fe(b, add, sp, num, true);
+}
+
+/* fe=false: only the endpoint elements (slots, epv, hairpin), for a
+ * svcport whose frontends and empty-actions did not change: verdict
+ * elements make the kernel re-validate the whole table, data do not. */
+static void emit_elems_fe(struct kpx_backend *b, int add,
+			  const struct kpx_plan_svcport *sp, uint32_t num, bool fe)
 {
 	bool v6 = sp->family == AF_INET6;
 	struct needs nd = sp_needs(sp);
@@ -546,7 +517,7 @@ static void emit_elems(struct kpx_backend *b, int add,
 	chain_name(svc, "svc", num);
 	chain_name(ext, "ext", num);
 	chain_name(fw, "fw", num);
-	for (size_t i = 0; i < sp->n_frontends; i++) {
+	for (size_t i = 0; fe && i < sp->n_frontends; i++) {
 		const struct kpx_plan_frontend *fe = &sp->frontends[i];
 		uint8_t kind = (uint8_t)fe->kind;
 		char abuf[KPX_ADDR_STRLEN];
@@ -976,6 +947,37 @@ static void emit_chains(struct kpx_backend *b,
 	}
 }
 
+/* What the rules of a svcport's chains depend on: when it is unchanged,
+ * an endpoint change touches map elements only. Rule changes make the
+ * kernel re-validate the whole table at commit, elements do not. */
+static bool same_rules(const struct kpx_plan_svcport *a,
+		       const struct kpx_plan_svcport *b)
+{
+	struct needs na = sp_needs(a), nb = sp_needs(b);
+	if (memcmp(&na, &nb, sizeof(na)) || a->family != b->family ||
+	    a->affinity_timeout != b->affinity_timeout ||
+	    a->etp_local != b->etp_local || a->n_internal != b->n_internal ||
+	    a->n_external != b->n_external || a->n_cluster != b->n_cluster ||
+	    a->n_source_ranges != b->n_source_ranges)
+		return false;
+	for (size_t i = 0; i < a->n_source_ranges; i++)
+		if (a->source_ranges[i].prefix != b->source_ranges[i].prefix ||
+		    !kpx_addr_eq(&a->source_ranges[i].addr, &b->source_ranges[i].addr))
+			return false;
+	return true;
+}
+
+static bool same_frontends(const struct kpx_plan_svcport *a,
+			   const struct kpx_plan_svcport *b)
+{
+	return same_rules(a, b) && a->proto == b->proto &&
+	       a->n_frontends == b->n_frontends &&
+	       !memcmp(a->frontends, b->frontends,
+		       a->n_frontends * sizeof(*a->frontends)) &&
+	       a->internal_empty == b->internal_empty &&
+	       a->external_empty == b->external_empty;
+}
+
 /* Chains in `old` but not in `nw` (nw NULL: all), referrers first. */
 static void delete_chains(struct kpx_backend *b, uint32_t num,
 			  const struct needs *old, const struct needs *nw)
@@ -1375,18 +1377,25 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		emit_static(b);
 	}
 
-	/* Pass 1: element deletions of changed and removed svcports. */
+	/* Pass 1: element deletions of changed and removed svcports. The
+	 * plan's hash covers every field of a svcport (plan.h). */
+	struct spstate **cur = calloc(plan->n_svcports + 1, sizeof(*cur));
+	if (!cur) {
+		kpx_nft_batch_free(&b->batch);
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < HSIZE; i++)
 		for (struct spstate *s = b->sps[i]; s; s = s->next)
 			s->seen = false;
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = *sp_slot(b, sp->id);
+		struct spstate *s = cur[i] = *sp_slot(b, sp->id);
 		if (!s)
 			continue;
 		s->seen = true;
-		if (s->hash != sp_hash(sp)) {
-			emit_elems(b, 0, s->sp, s->num);
+		if (s->hash != sp->hash) {
+			emit_elems_fe(b, 0, s->sp, s->num,
+				      !same_frontends(s->sp, sp));
 			ctdel_add(b, s->sp, sp);
 		}
 	}
@@ -1401,11 +1410,11 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	/* Pass 2: chains and rules of new and changed svcports. */
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = *sp_slot(b, sp->id);
+		struct spstate *s = cur[i];
 		if (!s) {
 			emit_chains(b, sp, b->next_num + (uint32_t)changed, NULL);
 			changed++;
-		} else if (s->hash != sp_hash(sp)) {
+		} else if (s->hash != sp->hash && !same_rules(s->sp, sp)) {
 			struct needs old = sp_needs(s->sp);
 			emit_chains(b, sp, s->num, &old);
 		}
@@ -1414,18 +1423,18 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	size_t fresh = 0;
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = *sp_slot(b, sp->id);
+		struct spstate *s = cur[i];
 		if (!s)
 			emit_elems(b, 1, sp, b->next_num + (uint32_t)fresh++);
-		else if (s->hash != sp_hash(sp))
-			emit_elems(b, 1, sp, s->num);
+		else if (s->hash != sp->hash)
+			emit_elems_fe(b, 1, sp, s->num, !same_frontends(s->sp, sp));
 	}
 	acc_flush_all(b, 1);
 	/* Pass 4: chains nobody needs any more. */
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = *sp_slot(b, sp->id);
-		if (s && s->hash != sp_hash(sp)) {
+		struct spstate *s = cur[i];
+		if (s && s->hash != sp->hash) {
 			struct needs old = sp_needs(s->sp), nw = sp_needs(sp);
 			delete_chains(b, s->num, &old, &nw);
 		}
@@ -1451,6 +1460,7 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		/* The kernel kept the old ruleset; our bookkeeping may not
 		 * match it any more, so rebuild everything next time. */
 		b->full_next = true;
+		free(cur);
 		return err;
 	}
 	b->full_next = false;
@@ -1472,13 +1482,14 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	fresh = 0;
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate **pp = sp_slot(b, sp->id), *s = *pp;
-		uint64_t h = sp_hash(sp);
+		struct spstate **pp, *s = cur[i];
+		uint64_t h = sp->hash;
 		if (s && s->hash == h)
 			continue;
 		struct kpx_plan_svcport *d = sp_dup(sp);
 		if (!d) {
 			b->full_next = true;
+			free(cur);
 			return -ENOMEM;
 		}
 		if (s) {
@@ -1487,10 +1498,12 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 			s->hash = h;
 			continue;
 		}
+		pp = sp_slot(b, sp->id);
 		s = calloc(1, sizeof(*s));
 		if (!s) {
 			sp_free(d);
 			b->full_next = true;
+			free(cur);
 			return -ENOMEM;
 		}
 		s->sp = d;
@@ -1500,6 +1513,7 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		*pp = s;
 	}
 	b->next_num += (uint32_t)fresh;
+	free(cur);
 	ct_flush(b);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	kpx_dbg(full ? 0 : 1,

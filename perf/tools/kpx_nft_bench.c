@@ -62,7 +62,7 @@ static void mkplan(struct kpx_plan *p, size_t n, size_t e)
 			ep->flags = KPX_EP_READY | KPX_EP_SERVING;
 			sp->internal[j] = (uint32_t)j;
 		}
-		sp->hash = i;
+		sp->hash = i + 1;
 	}
 	p->n_svcports = n;
 }
@@ -108,14 +108,18 @@ int main(int argc, char **argv)
 	double sum = 0, max = 0;
 	for (int c = 0; c < changes; c++) {
 		struct kpx_plan_svcport *sp = &plan.svcports[(size_t)c * 7919 % n];
-		/* remove the last endpoint, then put it back */
+		/* remove the last endpoint, then put it back; the backend
+		 * diffs by the plan's svcport hash */
+		uint64_t h0 = sp->hash;
 		sp->n_internal = sp->n_endpoints = e - 1;
+		sp->hash = h0 ^ 0x9e3779b97f4a7c15ull;
 		t = now_ms();
 		err = kpx_nft_backend.sync(b, &plan);
 		double d = now_ms() - t;
 		sum += d;
 		max = d > max ? d : max;
 		sp->n_internal = sp->n_endpoints = e;
+		sp->hash = h0;
 		t = now_ms();
 		err |= kpx_nft_backend.sync(b, &plan);
 		d = now_ms() - t;
@@ -125,7 +129,32 @@ int main(int argc, char **argv)
 			break;
 	}
 	if (changes)
-		printf("one_endpoint_change services=%zu endpoints=%zu mean_ms=%.2f max_ms=%.2f n=%d err=%d\n",
+		printf("one_endpoint_remove_add services=%zu endpoints=%zu mean_ms=%.2f max_ms=%.2f n=%d err=%d\n",
+		       n, e, sum / (2 * changes), max, 2 * changes, err);
+	/* One endpoint replaced (a pod rescheduled: new IP, same count). */
+	sum = max = 0;
+	for (int c = 0; c < changes && !err; c++) {
+		struct kpx_plan_svcport *sp = &plan.svcports[(size_t)c * 7919 % n];
+		struct kpx_plan_endpoint *ep = &sp->endpoints[e - 1];
+		uint64_t h0 = sp->hash;
+		struct kpx_addr a0 = ep->addr;
+		ep->addr.v4.s_addr = htonl(0xc613fe00u + (uint32_t)c);
+		sp->hash = h0 ^ 0x51ed270b27a9c3f1ull;
+		t = now_ms();
+		err = kpx_nft_backend.sync(b, &plan);
+		double d = now_ms() - t;
+		sum += d;
+		max = d > max ? d : max;
+		ep->addr = a0;
+		sp->hash = h0;
+		t = now_ms();
+		err |= kpx_nft_backend.sync(b, &plan);
+		d = now_ms() - t;
+		sum += d;
+		max = d > max ? d : max;
+	}
+	if (changes)
+		printf("one_endpoint_replace services=%zu endpoints=%zu mean_ms=%.2f max_ms=%.2f n=%d err=%d\n",
 		       n, e, sum / (2 * changes), max, 2 * changes, err);
 	/* A second full sync (agent restart shape: open + first sync). */
 	kpx_nft_backend.close(b);
