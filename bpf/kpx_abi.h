@@ -206,11 +206,11 @@ struct kpx_ct_value {
 	__be16 new_dport;
 	__u32 backend_id;
 	__u32 svc_id;
-	__u32 ifindex; /* where to redirect, 0: to the stack */
+	__u32 ifindex; /* next hop cache: out device (== in device), 0: none */
 	__u64 last_seen_ns;
 	__u8 tcp_flags_seen; /* for early expiry after FIN/RST */
 	__u8 flags;
-	__u8 pad[6];
+	__u8 nh_mac[6]; /* next hop cache: destination MAC */
 };
 
 /* Map "kpx_src_range": LPM trie, (svc_id, source prefix) -> 1. */

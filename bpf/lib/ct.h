@@ -47,8 +47,11 @@ static __always_inline void kpx_ct_touch(struct kpx_ct_value *v, __u64 now,
 {
 	__u8 fr = tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
 
-	if (now - v->last_seen_ns > KPX_CT_REFRESH_NS)
+	if (now - v->last_seen_ns > KPX_CT_REFRESH_NS) {
 		v->last_seen_ns = now;
+		/* next hop cache lives one refresh period: ask the FIB again */
+		v->ifindex = 0;
+	}
 	if (fr && (v->tcp_flags_seen & fr) != fr)
 		v->tcp_flags_seen |= fr;
 	/* A new SYN reopens a closed tuple (client port reuse). */

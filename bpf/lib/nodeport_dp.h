@@ -450,6 +450,32 @@ static __always_inline int kpx_reject_udp(void *ctx, const bool xdp,
 
 /* ---- the packet paths ---- */
 
+/* Established flow with a cached next hop on the ingress device: no FIB
+ * lookup; L2 is the reverse of the incoming frame's with the cached MAC. */
+static __always_inline int kpx_apply_cached(void *ctx, const bool xdp,
+					    const struct kpx_pkt *p,
+					    struct kpx_ct_value *e, __u32 in_if)
+{
+	void *data, *data_end;
+	struct ethhdr *eth;
+
+	if (kpx_nat_l4(ctx, xdp, p, e->new_saddr, e->new_daddr, e->new_sport,
+		       e->new_dport)) {
+		kpx_count_drop(KPX_DROP_MALFORMED);
+		return KPX_V_DROP;
+	}
+	data = kpx_data(ctx, xdp);
+	data_end = kpx_data_end(ctx, xdp);
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return KPX_V_DROP;
+	__builtin_memcpy(eth->h_source, eth->h_dest, 6);
+	__builtin_memcpy(eth->h_dest, e->nh_mac, 6);
+	if (xdp)
+		return KPX_V_TX;
+	return KPX_V_REDIRECT | (in_if << KPX_V_SHIFT);
+}
+
 /* Translates p with a conntrack entry and forwards it. Local-backend
  * original-direction packets go to the stack (routed to the pod); the
  * rest is forwarded with a FIB lookup. XDP leaves what it cannot redirect
@@ -459,13 +485,25 @@ static __always_inline int kpx_apply(void *ctx, const bool xdp,
 				     struct kpx_ct_value *e, bool to_stack)
 {
 	struct kpx_fwd f;
+	__u32 in_if = kpx_ifindex(ctx, xdp);
 	int rc = 0;
 
+	if (!to_stack && e->ifindex && e->ifindex == in_if)
+		return kpx_apply_cached(ctx, xdp, p, e, in_if);
 	if (!to_stack) {
 		rc = kpx_fib(ctx, xdp, p->family, e->new_saddr, e->new_daddr,
 			     &f);
 		if (xdp && rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return KPX_V_PASS;
+		/* Cache the answer when the packet leaves where it came in
+		 * (the usual NodePort case): the source MAC is then the
+		 * one the packet was sent to. MAC first, then the device
+		 * that validates it. */
+		if (rc == BPF_FIB_LKUP_RET_SUCCESS && f.oif == in_if) {
+			__builtin_memcpy(e->nh_mac, f.fib.dmac, 6);
+			barrier_var(in_if);
+			e->ifindex = in_if;
+		}
 	} else if (xdp) {
 		return KPX_V_PASS;
 	}

@@ -115,6 +115,11 @@ static void snat_case(const struct fam *f, uint8_t proto, const char *prog)
 	wl = np_build(want, &e);
 	expect_frame(out, ol, want, wl, "established forward");
 	cr_assert_eq(np_ct_count(), 2);
+	/* third packet: from the conntrack entry's next-hop cache */
+	ol = sizeof(out);
+	rc = np_run(prog, in, il, out, &ol);
+	cr_assert_eq(rc, xdp ? XDP_TX_ : TC_REDIRECT);
+	expect_frame(out, ol, want, wl, "established forward, cached next hop");
 
 	/* reply from the remote backend */
 	struct np_tuple r = { .family = f->af, .proto = proto, .src = f->be,
