@@ -286,6 +286,10 @@ run_backend() {
 	KPX_BACKEND=$B
 	RIG_P=ko$$${B:0:1}
 	RIG_CG=$RIG_CG_MNT/$RIG_P # rig.sh derives it from RIG_P once, at source time
+	# rig_up snapshots the binaries into its RIG_DIR, which the previous
+	# backend's rig_down removed: start again from build/.
+	KPX_BIN=$KPX
+	KPX_ECHO=$ECHO
 	if ! rig_up; then
 		fail rig "rig_up failed"
 		teardown
@@ -359,6 +363,20 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 		fi
 	else
 		fail metrics-syncs "new endpoint not programmed within 10 s: [$(backends_of 198.18.100.1 80)]"
+	fi
+
+	# kpx_* datapath gauges read from the kernel.
+	if [ "$B" = nft ]; then
+		v1=$(metric 'kpx_nft_set_elements{family="inet",table="kpx",set="fe4"}')
+		e1=$(metric 'kpx_nft_table_chains{family="inet",table="kpx"}')
+	else
+		v1=$(metric 'kpx_map_entries{map="kpx_svc"}')
+		e1=$(metric 'kpx_map_capacity{map="kpx_svc"}')
+	fi
+	if [ "${v1%.*}" -ge 1 ] 2>/dev/null && [ "${e1%.*}" -ge 1 ] 2>/dev/null; then
+		pass metrics-datapath
+	else
+		fail metrics-datapath "datapath gauges missing or zero: '$v1' '$e1'"
 	fi
 
 	# Traffic from the node through the ClusterIP reaches both endpoints;
@@ -539,6 +557,9 @@ assert (c["services"], c["frontends"], c["endpoints"]) == (2, 4, 3), c
 		fail services-agent-down "kpx services without the agent: web=[$(backends_of 198.18.100.1 80)]"
 	fi
 
+	if [ ! -d "$RIG_DIR" ]; then
+		fail rig "$RIG_DIR was removed from outside during the run; failures above may come from that"
+	fi
 	teardown
 }
 

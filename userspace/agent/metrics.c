@@ -228,6 +228,60 @@ static void maps_pass(FILE *f, const struct json_object *maps, bool capacity)
 	}
 }
 
+static void nft_table_label(FILE *f, const struct json_object *t)
+{
+	const struct json_object *fam = jget(t, "family"), *nm = jget(t, "name");
+
+	fputs("family=\"", f);
+	label_value(f, fam ? json_object_get_string((struct json_object *)fam) :
+			     "");
+	fputs("\",table=\"", f);
+	label_value(f, nm ? json_object_get_string((struct json_object *)nm) :
+			    "");
+	fputc('"', f);
+}
+
+/* nft reports {"tables":[{"family","name","chains","set_elements":{}}]}. */
+static void nft_tables_metrics(FILE *f, const struct json_object *tables)
+{
+	size_t i, n;
+	double v;
+
+	if (!tables || !json_object_is_type(tables, json_type_array))
+		return;
+	n = json_object_array_length(tables);
+	help(f, "kpx_nft_table_chains", "gauge",
+	     "Chains in a kpx nftables table.");
+	for (i = 0; i < n; i++) {
+		const struct json_object *t = json_object_array_get_idx(tables, i);
+
+		if (!jnum(t, "chains", &v))
+			continue;
+		fputs("kpx_nft_table_chains{", f);
+		nft_table_label(f, t);
+		fprintf(f, "} %.17g\n", v);
+	}
+	help(f, "kpx_nft_set_elements", "gauge",
+	     "Elements in a kpx nftables map or set.");
+	for (i = 0; i < n; i++) {
+		const struct json_object *t = json_object_array_get_idx(tables, i);
+		const struct json_object *sets = jget(t, "set_elements");
+
+		if (!sets || !json_object_is_type(sets, json_type_object))
+			continue;
+		json_object_object_foreach((struct json_object *)sets, k, e)
+		{
+			if (!json_num(e, &v))
+				continue;
+			fputs("kpx_nft_set_elements{", f);
+			nft_table_label(f, t);
+			fputs(",set=\"", f);
+			label_value(f, k);
+			fprintf(f, "\"} %.17g\n", v);
+		}
+	}
+}
+
 /* Walks the backend's dump_datapath document for the counters both
  * backends may report; keys that are absent are simply not exported. */
 static void datapath_metrics(FILE *f, const struct json_object *dp)
@@ -235,6 +289,8 @@ static void datapath_metrics(FILE *f, const struct json_object *dp)
 	const struct json_object *drops = jget(dp, "drops");
 	const struct json_object *maps = jget(dp, "maps");
 	const struct json_object *ct = jget(dp, "conntrack");
+	/* bpf keeps its conntrack under "nodeport" (tc datapath). */
+	const struct json_object *np = jget(dp, "nodeport");
 	double v;
 
 	if (drops && json_object_is_type(drops, json_type_object)) {
@@ -258,7 +314,7 @@ static void datapath_metrics(FILE *f, const struct json_object *dp)
 		maps_pass(f, maps, true);
 	}
 	if (jnum(dp, "ct_entries", &v) || jnum(ct, "entries", &v) ||
-	    json_num(ct, &v))
+	    json_num(ct, &v) || jnum(np, "ct_entries", &v))
 		gauge(f, "kpx_conntrack_entries", "gauge",
 		      "Entries in the datapath's own connection tracking table.",
 		      v);
@@ -268,6 +324,7 @@ static void datapath_metrics(FILE *f, const struct json_object *dp)
 	if (jnum(dp, "elements", &v))
 		gauge(f, "kpx_nft_elements", "gauge",
 		      "Elements in the kpx nftables maps and sets.", v);
+	nft_tables_metrics(f, jget(dp, "tables"));
 }
 
 static const char *jstr(const struct json_object *o, const char *k)
