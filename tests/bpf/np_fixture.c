@@ -148,7 +148,9 @@ void np_setup(void)
 	}
 	err = nodeport__load(npf.skel);
 	if (err) {
-		/* A verifier rejection is a bug, not a missing feature. */
+		/* A verifier rejection is a bug, not a missing feature.
+		 * .fini does not run after a failed .init: clean up here. */
+		np_teardown();
 		cr_assert_fail("nodeport object does not load: %s",
 			       strerror(-err));
 	}
