@@ -261,7 +261,7 @@ agent_start() {
 		--hostname-override node-a --cgroup-path "$CG" --bpf-root "$BR" \
 		--state-socket "$TMP/kpx.sock" --healthz-bind-address "" \
 		--metrics-bind-address "" --min-sync-period 100ms -v 2 \
-		>>"$TMP/agent.log" 2>&1 &
+		${AGENT_ARGS:-} >>"$TMP/agent.log" 2>&1 &
 	AGENT_PID=$!
 	# Synced when the status socket answers with the current manifests.
 	for _ in $(seq 50); do
@@ -499,4 +499,18 @@ agent_stop
 n_att=$(bpftool cgroup show "$CG" 2>/dev/null | grep -c ' kpx_')
 [ "$n_att" = 0 ] && [ ! -e "$BR" ] && pass cleanup_detaches ||
 	fail cleanup_detaches "$n_att programs still attached, pins: $(ls "$BR" 2>/dev/null | wc -l)"
+
+# ---- Maglev selection (fresh pins) ----
+: >"$TMP/agent.log"
+AGENT_ARGS="--lb-algorithm maglev --maglev-table-size 1021"
+if agent_start; then
+	d=$(cli node tcp 198.18.100.10 80 30 | distinct)
+	[ "$d" = "198.19.1.10 198.19.1.11 198.19.1.12" ] && pass maglev_all_endpoints ||
+		fail maglev_all_endpoints "reached [$d]"
+	srcs=$(cli node udpu 198.18.100.10 53 5 | awk '$1 == "BE" { print $4 ":" $5 }' | sort -u)
+	[ "$srcs" = "198.18.100.10:53" ] && pass maglev_udp_reply_source ||
+		fail maglev_udp_reply_source "reply sources [$srcs]"
+else
+	fail maglev_all_endpoints "agent with --lb-algorithm maglev did not sync: $(grep -E '^[EW]' "$TMP/agent.log" | head -2)"
+fi
 exit 0
