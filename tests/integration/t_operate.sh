@@ -329,6 +329,16 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 		fail status-json "rc=$rc $(tail -1 "$RIG_DIR/err")"
 	fi
 
+	# kpx status text: 80 columns, no colour into a pipe.
+	out=$(kpx status $(kflags))
+	if ! grep -q "Datapath ($B)" <<<"$out" || ! grep -q 'running' <<<"$out"; then
+		fail status-text "no agent/datapath sections: $(head -2 <<<"$out" | tr '\n' ' ')"
+	elif awk 'length > 80 { exit 1 }' <<<"$out" && ! grep -q $'\e\[' <<<"$out"; then
+		pass status-text
+	else
+		fail status-text "wider than 80 columns or colour into a pipe: $(awk 'length > 80' <<<"$out" | head -1)"
+	fi
+
 	# kpx services -o json: frontends and backends read from the kernel.
 	if backends_are 198.18.100.1 80 "198.19.1.11:8080" &&
 		backends_are 198.18.200.1 80 "198.19.1.12:8080" &&

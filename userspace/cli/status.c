@@ -55,10 +55,33 @@ static void fmt_dur(double s, char *buf, size_t len)
 			 ((int)s % 3600) / 60);
 }
 
-/* Scalars of an object as "k=v k=v" (objects/arrays summarised). */
-static void print_inline(FILE *f, struct json_object *o)
+#define TEXT_WIDTH 80
+
+/* Sum of an object whose values are all numbers (per-set element counts):
+ * false when some value is not a number. */
+static bool numeric_sum(struct json_object *o, double *sum)
 {
+	*sum = 0;
+	json_object_object_foreach(o, k, v)
+	{
+		(void)k;
+		if (!json_object_is_type(v, json_type_int) &&
+		    !json_object_is_type(v, json_type_double))
+			return false;
+		*sum += json_object_get_double(v);
+	}
+	return true;
+}
+
+/* Scalars of an object as "k=v k=v" (objects/arrays summarised), wrapped
+ * at 80 columns: col is where the cursor is, continuation lines start at
+ * indent. */
+static void print_inline(FILE *f, struct json_object *o, int col, int indent)
+{
+	char tok[512];
 	bool first = true;
+	double sum;
+	int len;
 
 	if (!json_object_is_type(o, json_type_object)) {
 		fputs(json_object_get_string(o), f);
@@ -68,16 +91,32 @@ static void print_inline(FILE *f, struct json_object *o)
 	{
 		if (!v)
 			continue;
-		fprintf(f, "%s%s=", first ? "" : " ", k);
-		first = false;
 		if (json_object_is_type(v, json_type_array))
-			fprintf(f, "[%zu]", json_object_array_length(v));
+			len = snprintf(tok, sizeof(tok), "%s=[%zu]", k,
+				       json_object_array_length(v));
+		else if (json_object_is_type(v, json_type_object) &&
+			 numeric_sum(v, &sum))
+			len = snprintf(tok, sizeof(tok), "%s=%.6g", k, sum);
 		else if (json_object_is_type(v, json_type_object))
-			fprintf(f, "{..}");
+			len = snprintf(tok, sizeof(tok), "%s={..}", k);
 		else if (json_object_is_type(v, json_type_double))
-			fprintf(f, "%.6g", json_object_get_double(v));
+			len = snprintf(tok, sizeof(tok), "%s=%.6g", k,
+				       json_object_get_double(v));
 		else
-			fputs(json_object_get_string(v), f);
+			len = snprintf(tok, sizeof(tok), "%s=%s", k,
+				       json_object_get_string(v));
+		if (len >= (int)sizeof(tok))
+			len = sizeof(tok) - 1;
+		if (!first && col + 1 + len > TEXT_WIDTH) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (!first) {
+			fputc(' ', f);
+			col++;
+		}
+		first = false;
+		fputs(tok, f);
+		col += len;
 	}
 }
 
@@ -98,15 +137,16 @@ static bool all_scalar(struct json_object *o)
 static void print_tree(FILE *f, struct json_object *o, int depth)
 {
 	size_t i, n;
+	int col;
 
 	json_object_object_foreach(o, k, v)
 	{
-		fprintf(f, "%*s%s: ", depth * 2, "", k);
+		col = fprintf(f, "%*s%s: ", depth * 2, "", k);
 		if (!v) {
 			fputs("-\n", f);
 		} else if (json_object_is_type(v, json_type_object)) {
 			if (all_scalar(v) && json_object_object_length(v) <= 6) {
-				print_inline(f, v);
+				print_inline(f, v, col, depth * 2 + 4);
 				fputc('\n', f);
 			} else {
 				fputc('\n', f);
@@ -121,7 +161,8 @@ static void print_tree(FILE *f, struct json_object *o, int depth)
 			fputc('\n', f);
 			for (i = 0; i < n; i++) {
 				fprintf(f, "%*s- ", depth * 2 + 2, "");
-				print_inline(f, json_object_array_get_idx(v, i));
+				print_inline(f, json_object_array_get_idx(v, i),
+					     depth * 2 + 4, depth * 2 + 4);
 				fputc('\n', f);
 			}
 		} else if (json_object_is_type(v, json_type_double)) {
@@ -139,6 +180,7 @@ static void print_agent(FILE *f, struct json_object *ag)
 	const char *err = kpx_jstr(ag, "last_error", NULL);
 	double last = json_object_get_double(kpx_jget(ag, "last_sync"));
 	bool healthy = kpx_jbool(ag, "healthy");
+	int col;
 
 	fmt_dur(json_object_get_double(kpx_jget(ag, "uptime_seconds")), a,
 		sizeof(a));
@@ -148,13 +190,13 @@ static void print_agent(FILE *f, struct json_object *ag)
 		a);
 	fprintf(f, "  backend:      %s\n", kpx_jstr(ag, "backend", "?"));
 	fprintf(f, "  node:         %s\n", kpx_jstr(ag, "node", "?"));
-	fprintf(f, "  source:       ");
+	col = fprintf(f, "  source:       %s ",
+		      kpx_jbool(ag, "synced") ? "synced," : "not synced yet,");
 	if (src)
-		print_inline(f, src);
+		print_inline(f, src, col, 16);
 	else
 		fputs("-", f);
-	fprintf(f, "%s\n", kpx_jbool(ag, "synced") ? " (synced)" :
-						     " (not synced yet)");
+	fputc('\n', f);
 	fprintf(f, "  health:       %s%s%s\n", healthy ? "" : KPX_RED(f),
 		healthy ? "healthy" : "UNHEALTHY: queued changes not applied",
 		healthy ? "" : KPX_RESET(f));
@@ -181,7 +223,7 @@ static void print_counts(FILE *f, struct json_object *c)
 	if (!c)
 		return;
 	fprintf(f, "%sCounts:%s ", KPX_BOLD(f), KPX_RESET(f));
-	print_inline(f, c);
+	print_inline(f, c, 8, 2);
 	fputc('\n', f);
 }
 
