@@ -298,6 +298,7 @@ static int open_source(struct kpx_agent *agent)
 	int ret;
 
 	if (agent->cfg.manifests[0]) {
+		kpx_manifests_set_node(agent->cfg.hostname);
 		ret = kpx_manifests_open(agent->loop, agent->cfg.manifests,
 					 agent->store, on_source_change, agent,
 					 &agent->manifests);

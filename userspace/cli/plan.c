@@ -195,6 +195,7 @@ int kpx_cmd_plan(int argc, char **argv)
 		goto out;
 	}
 	t0 = mono_ms();
+	kpx_manifests_set_node(cfg->hostname);
 	r = kpx_manifests_load(cfg->manifests, store, &n_errors);
 	if (r) {
 		fprintf(stderr, "kpx plan: cannot read %s: %s\n",
@@ -205,6 +206,10 @@ int kpx_cmd_plan(int argc, char **argv)
 		fprintf(stderr, "kpx plan: %zu object(s) skipped (see above)\n",
 			n_errors);
 	t1 = mono_ms();
+	/* The own Node in DIR gives the zone unless --node-zone said it. */
+	if (!o.zone && kpx_store_node(store))
+		snprintf(in.node_zone, sizeof(in.node_zone), "%s",
+			 kpx_store_node(store)->zone);
 	r = kpx_plan_build(store, &in, &plan);
 	if (r) {
 		fprintf(stderr, "kpx plan: %s\n", strerror(-r));

@@ -35,6 +35,14 @@ struct load_stats {
 	size_t errors;	/* objects and files skipped */
 };
 
+/* Name of this node: its Node object in DIR, if any, gives the zone. */
+static char own_node_name[KPX_NAME_MAX];
+
+void kpx_manifests_set_node(const char *name)
+{
+	snprintf(own_node_name, sizeof(own_node_name), "%s", name ? name : "");
+}
+
 struct kpx_manifests_source {
 	struct kpx_loop *loop;
 	struct kpx_store *store;
@@ -248,8 +256,25 @@ static void load_object(const char *file, size_t idx, struct json_object *obj,
 		return;
 	}
 	if (k == KPX_KIND_NODE) {
-		/* The agent owns its Node (from the API or the command line). */
-		kpx_dbg(2, "manifests: %s: %s (Node): ignored", file, ref);
+		struct kpx_node *node;
+
+		/* Only this node's own Node matters (its zone, for topology
+		 * hints); other nodes in a cluster dump are ignored. */
+		rc = kpx_node_decode(obj, &node, err, sizeof(err));
+		if (!rc && (!own_node_name[0] ||
+			    strcmp(node->name, own_node_name))) {
+			kpx_node_free(node);
+			kpx_dbg(2, "manifests: %s: %s (Node): not this node; ignored",
+				file, ref);
+			return;
+		}
+		if (!rc) {
+			kpx_store_upsert(store, KPX_KIND_NODE, node);
+			st->objects++;
+			return;
+		}
+		kpx_err("manifests: %s: %s (Node): %s; skipped", file, ref, err);
+		st->errors++;
 		return;
 	}
 	if (k == KPX_KIND_SERVICE) {
@@ -340,6 +365,7 @@ static int load_dir(const char *dir, struct kpx_store *store,
 	}
 	kpx_store_replace_begin(store, KPX_KIND_SERVICE);
 	kpx_store_replace_begin(store, KPX_KIND_SLICE);
+	kpx_store_replace_begin(store, KPX_KIND_NODE);
 	for (size_t i = 0; i < n; i++) {
 		load_file(dir, names[i], store, st);
 		free(names[i]);
@@ -347,6 +373,7 @@ static int load_dir(const char *dir, struct kpx_store *store,
 	free(names);
 	kpx_store_replace_end(store, KPX_KIND_SERVICE);
 	kpx_store_replace_end(store, KPX_KIND_SLICE);
+	kpx_store_replace_end(store, KPX_KIND_NODE);
 	kpx_dbg(1, "manifests: %s: %zu files, %zu objects, %zu errors", dir,
 		st->files, st->objects, st->errors);
 	return 0;

@@ -26,6 +26,9 @@ typedef void (*kpx_change_fn)(void *arg);
  */
 int kpx_manifests_load(const char *dir, struct kpx_store *store,
 		       size_t *n_errors);
+/* This node's name: a Node object of that name in DIR is loaded (its zone
+ * label enables topology hints); other Nodes are ignored. */
+void kpx_manifests_set_node(const char *name);
 /* Loads, then watches DIR; on_change runs after each re-read changed the
  * store. */
 int kpx_manifests_open(struct kpx_loop *loop, const char *dir,
