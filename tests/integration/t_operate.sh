@@ -433,8 +433,16 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 	else
 		fail hcnp-503 "still $(hc_code) 10 s after the local endpoint left"
 	fi
+	# kube-proxy's gauge of Local-policy services without a local endpoint.
+	v1=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}')
 	write_lb 3 n1
 	if wait_for 10 hc_is 200; then
+		v0=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}')
+		if [ "$v1" = 1 ] && [ "$v0" = 0 ]; then
+			pass metrics-no-local-endpoints
+		else
+			fail metrics-no-local-endpoints "external gauge $v1 without the local endpoint, $v0 with it (want 1, 0)"
+		fi
 		pass hcnp-back
 	else
 		fail hcnp-back "$(hc_code) 10 s after the local endpoint came back"
