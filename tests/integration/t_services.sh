@@ -140,6 +140,11 @@ s2() {
 	rig_sync_all
 	out=$(cl n1p2 --addr 198.18.100.2 --port 80 -n 20 --timeout-ms 1000)
 	[ "$(ids "$out")" = "n2-p3 " ] && ok_all "$out" 20 || why="$why after removal: $(brief "$out");"
+	# only serving+terminating endpoints left: they still serve (fallback)
+	{ svc s2 198.18.100.2; eps s2-a IPv4 s2 $Q3@n2@t $Q2@n2@n; } | rig_manifest_write s2.yaml
+	rig_sync_all
+	out=$(cl n1p2 --addr 198.18.100.2 --port 80 -n 10 --timeout-ms 1000)
+	[ "$(ids "$out")" = "n2-p3 " ] && ok_all "$out" 10 || why="$why terminating fallback: $(brief "$out");"
 	# the held connection's endpoint is gone now; it only had to survive
 	# the unrelated change, so judge the log up to here
 	rig_wait_until 6 grep -q "^hold \(ok\|fail\)" "$log"
