@@ -9,7 +9,8 @@
 # One line per check: PASS BACKEND/name | FAIL BACKEND/name: why | SKIP ...
 # KPX_BACKENDS="nft bpf" selects backends. Exits 0 unless the rig broke.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck disable=SC2046 # $(kflags) is split into flags on purpose
 ROOT=$PWD
 KPX=$ROOT/build/kpx
 ECHO=$ROOT/build/kpx_echo
