@@ -20,9 +20,9 @@ pass() { echo "PASS $BK/$1"; }
 fail() { echo "FAIL $BK/$1: $2"; }
 skip() { echo "SKIP $BK/$1: $2"; }
 
-# eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@s] (r ready, t
-# serving+terminating, n not ready): an EndpointSlice with TCP port "p" and
-# UDP port "u" at 8080.
+# eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@n[@zone]] (r ready,
+# t serving+terminating, n not ready; zone: topology hint forZones): an
+# EndpointSlice with TCP port "p" and UDP port "u" at 8080.
 eps() {
 	local name=$1 fam=$2 svc=$3 e ip node st
 	shift 3
@@ -35,13 +35,15 @@ eps() {
 	if [ $# -eq 0 ]; then echo "endpoints: []"; return; fi
 	echo "endpoints:"
 	for e in "$@"; do
-		IFS=@ read -r ip node st <<<"$e"
+		local hint=""
+		IFS=@ read -r ip node st hint <<<"$e"
 		case ${st:-r} in
 		r) st="{ready: true, serving: true, terminating: false}" ;;
 		t) st="{ready: false, serving: true, terminating: true}" ;;
 		n) st="{ready: false, serving: false, terminating: false}" ;;
 		esac
-		echo "- {addresses: [\"$ip\"], conditions: $st, nodeName: $node}"
+		[ -n "$hint" ] && hint=", hints: {forZones: [{name: $hint}]}"
+		echo "- {addresses: [\"$ip\"], conditions: $st, nodeName: $node$hint}"
 	done
 }
 
@@ -276,7 +278,17 @@ s7() {
 		ok_all "$out" 5 && [ "$(ids "$out")" = "n1-p1 " ] || why="$why hairpin/$proto: $(brief "$out");"
 	done
 	[ -z "$why" ] && pass 7 || fail 7 "$why"
-	skip 7-topology "the manifests source has no Node object, so the node has no zone"
+	# topology hints (nodes: n1 in zone za, n2 in zb; see run_backend):
+	# n2-p2 is hinted for za, so n1 uses n1-p1 and n2-p2, n2 only n2-p1
+	why=""
+	{ svc s7t 198.18.100.72; eps s7t-a IPv4 s7t $P1@n1@r@za $Q1@n2@r@zb $Q2@n2@r@za; } | rig_manifest_write s7t.yaml
+	rig_sync_all
+	out=$(cl n1p3 --addr 198.18.100.72 --port 80 -n 30 --timeout-ms 1000)
+	ok_all "$out" 30 && [ "$(ids "$out" | tr ' ' '\n' | sort | xargs)" = "n1-p1 n2-p2" ] ||
+		why="$why from n1 (zone za, want n1-p1 n2-p2): $(brief "$out");"
+	out=$(cl n2p3 --addr 198.18.100.72 --port 80 -n 20 --timeout-ms 1000)
+	ok_all "$out" 20 && [ "$(ids "$out")" = "n2-p1 " ] || why="$why from n2 (zone zb, want n2-p1): $(brief "$out");"
+	[ -z "$why" ] && pass 7-topology || fail 7-topology "$why"
 }
 
 # ---------------------------------------------------------------- 8
@@ -396,6 +408,15 @@ run_backend() {
 		rig_up || { echo "FAIL $BK/rig: rig_up failed"; exit 1; }
 		E=$KPX_ECHO
 		rig_pod_servers 8080
+		rig_manifest_write nodes.yaml <<-EOF
+		apiVersion: v1
+		kind: Node
+		metadata: {name: n1, labels: {topology.kubernetes.io/zone: za}}
+		---
+		apiVersion: v1
+		kind: Node
+		metadata: {name: n2, labels: {topology.kubernetes.io/zone: zb}}
+		EOF
 		rig_agent_start n1
 		rig_agent_start n2
 		if ! rig_agent_wait_synced n1 15 || ! rig_agent_wait_synced n2 15; then
