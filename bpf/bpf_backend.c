@@ -746,6 +746,12 @@ static int bpf_dump_frontends(const struct kpx_config *cfg,
 						      ? v.affinity_timeout
 						      : 0));
 		json_object_object_add(o, "svc_id", json_object_new_int(v.svc_id));
+		/* For the POLICY column of `kpx services`. */
+		if (v.flags & KPX_SVC_F_LOCAL_ONLY)
+			json_object_object_add(
+				o, v.kind == KPX_FE_TYPE_CLUSTER_IP ? "itp_local"
+								    : "etp_local",
+				json_object_new_boolean(1));
 		json_object_object_add(
 			o, "algorithm",
 			json_object_new_string(v.flags & KPX_SVC_F_MAGLEV

@@ -325,6 +325,10 @@ static struct json_object *frontend(const struct chains *ch,
 	json_object_object_add(o, "port_name", json_object_new_string(pn));
 	json_object_object_add(o, "affinity_timeout", json_object_new_int((int)aff));
 	json_object_object_add(o, "chain", json_object_new_string(e->chain));
+	/* For the POLICY column of `kpx services` (ud field 7). */
+	if (ci && !ud_field(ci->ud, 7, tmp, sizeof(tmp)))
+		json_object_object_add(o, "etp_local",
+				       json_object_new_boolean(tmp[0] == '1'));
 	json_object_object_add(o, "backends", ci ? backends(slots, g, family)
 						: json_object_new_array());
 	const char *act = noep ? noep_action(noep, e->key, e->klen) : NULL;

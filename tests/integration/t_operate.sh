@@ -359,6 +359,14 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 		fail services-text "no row for default/web: $out"
 	fi
 
+	# POLICY column: eTP=Local on lb's external frontends, not on ClusterIPs.
+	if grep -E '^198\.18\.200\.1:80/TCP ' <<<"$out" | grep -q 'eTP=Local' &&
+		! grep -E '^198\.18\.100\.2:80/TCP ' <<<"$out" | grep -q 'eTP=Local'; then
+		pass services-policy
+	else
+		fail services-policy "LB row: '$(grep -E '^198\.18\.200\.1:80' <<<"$out")' (the $B frontends dump has etp_local=$(kpx services -o json $(kflags) | jq -c '[.frontends[] | select(.address == "198.18.200.1") | .etp_local]'))"
+	fi
+
 	# /metrics: syncs and endpoint changes move with a change.
 	v0=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
 	e0=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)

@@ -141,14 +141,15 @@ static void policy_str(struct json_object *fe, char *buf, size_t len)
 	buf[0] = 0;
 	if (p)
 		off = snprintf(buf, len, "%s", p);
-	else if (kpx_jbool(fe, "etp_local") || kpx_jbool(fe, "itp_local"))
-		off = snprintf(buf, len, "%s%s",
-			       kpx_jbool(fe, "etp_local") ? "eTP=Local" : "",
-			       kpx_jbool(fe, "itp_local") ?
-				       (kpx_jbool(fe, "etp_local") ?
-						",iTP=Local" :
-						"iTP=Local") :
-				       "");
+	/* externalTrafficPolicy concerns the external frontends (NodePort,
+	 * ExternalIP, LoadBalancer), internalTrafficPolicy the ClusterIP. */
+	else if (strcmp(kpx_jstr(fe, "type", ""), "ClusterIP") ?
+			 kpx_jbool(fe, "etp_local") :
+			 kpx_jbool(fe, "itp_local"))
+		off = snprintf(buf, len, "%s",
+			       strcmp(kpx_jstr(fe, "type", ""), "ClusterIP") ?
+				       "eTP=Local" :
+				       "iTP=Local");
 	if (!n && kpx_jstr(fe, "empty_action", NULL))
 		snprintf(buf + off, len - off, "%sempty:%s", off ? "," : "",
 			 kpx_jstr(fe, "empty_action", ""));
