@@ -126,7 +126,7 @@ for i in $(seq 1 10); do ip -n "$SRV" addr add "198.19.0.$i/16" dev eth0; done
 nsenter --net=/run/netns/"$SRV" "$TMP/kpx_echo" server --id srv --port 8000 >/dev/null 2>&1 &
 SRVPID=$!
 sleep 0.5
-CONNS=${NFT_BENCH_CONNS:-3000}
+CONNS=${NFT_BENCH_CONNS:-10000}
 rate() { # ADDR PORT -> connections/s
 	local t0 t1 out ok
 	t0=$(date +%s%N)
@@ -137,19 +137,23 @@ rate() { # ADDR PORT -> connections/s
 }
 {
 	echo
-	echo "Connection rate (sequential TCP connect+answer+close, $CONNS per run, client in"
-	echo "the node netns; ClusterIP = svc 0 with 10 endpoints, direct = one endpoint,"
-	echo "no service rule on the path):"
+	echo "Connection rate (sequential TCP connect+answer+close, $CONNS per run, best of 3"
+	echo "alternating runs, client in the node netns; ClusterIP = svc 0 with 10"
+	echo "endpoints, direct = one endpoint, no service rule on the path; the machine"
+	echo "is shared with other test runs, so absolute rates are noisy):"
 	echo
 	echo "| services programmed | direct conn/s | ClusterIP conn/s | ratio |"
 	echo "|---|---|---|---|"
 } >>"$OUT.tmp"
 for n in ${NFT_BENCH_CONN_SIZES:-${NFT_BENCH_SIZES:-1000 10000 30000}}; do
 	in_ns "$TMP/kpx_nft_bench" "$n" 10 --changes 0 --keep >/dev/null 2>&1 || continue
-	d1=$(rate 198.19.0.1 8000)
-	c=$(rate 198.18.128.1 80)
-	d2=$(rate 198.19.0.1 8000)
-	d=$(( (d1 + d2) / 2 ))
+	# best of 3 alternating rounds: the machine is shared, interference
+	# only ever lowers a rate
+	d=0 c=0
+	for _ in 1 2 3; do
+		x=$(rate 198.19.0.1 8000); [ "$x" -gt "$d" ] && d=$x
+		x=$(rate 198.18.128.1 80); [ "$x" -gt "$c" ] && c=$x
+	done
 	r=$(awk -v c="$c" -v d="$d" 'BEGIN{ if (d > 0) printf "%.0f %%", 100 * c / d; else print "-" }')
 	echo "conn/s at $n services: direct $d ClusterIP $c ($r)"
 	echo "| $n | $d | $c | $r |" >>"$OUT.tmp"
