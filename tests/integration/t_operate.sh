@@ -508,6 +508,32 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 	else
 		fail healthz-200 "healthz $(http_code "$HEALTHZ/healthz") livez $(http_code "$HEALTHZ/livez") before the stall"
 	fi
+	# /healthz (not /livez) is 503 while the own Node is tainted
+	# ToBeDeletedByClusterAutoscaler (its Node object in the manifests dir).
+	rig_manifest_write node.yaml <<EOF
+apiVersion: v1
+kind: Node
+metadata: {name: n1, resourceVersion: "1"}
+spec:
+  taints: [{key: ToBeDeletedByClusterAutoscaler, value: "1", effect: NoSchedule}]
+EOF
+	if wait_for 5 code_is "$HEALTHZ/healthz" 503; then
+		out=$(in_n1 curl -s -m 2 "$HEALTHZ/healthz")
+		if code_is "$HEALTHZ/livez" 200 && grep -q '"nodeEligible": false' <<<"$out"; then
+			pass healthz-node-tainted
+		else
+			fail healthz-node-tainted "livez $(http_code "$HEALTHZ/livez"), body $out"
+		fi
+	else
+		fail healthz-node-tainted "healthz $(http_code "$HEALTHZ/healthz") 5 s after the own Node got the autoscaler taint"
+	fi
+	rig_manifest_rm node.yaml
+	if wait_for 5 code_is "$HEALTHZ/healthz" 200; then
+		pass healthz-node-untainted
+	else
+		fail healthz-node-untainted "healthz $(http_code "$HEALTHZ/healthz") after the Node object went away"
+	fi
+
 	e0=$(metric kpx_sync_errors_total)
 	if stall_$B >"$RIG_DIR/stall.log" 2>&1; then
 		if wait_for $((3 * SYNC_PERIOD + 3)) code_is "$HEALTHZ/healthz" 503; then
