@@ -779,6 +779,25 @@ static int bpf_dump_frontends(const struct kpx_config *cfg,
 				json_object_object_add(
 					o, "local_client_backends",
 					backends_json(slots, bes, bstats, &iv));
+			else
+				json_object_object_add(
+					o, "missing_scopes",
+					json_object_new_string("internal"));
+		} else {
+			/* The map writer programs both scopes of every
+			 * frontend; --verify reports a missing one. */
+			struct kpx_svc_key ek = k;
+			struct kpx_svc_value ev;
+
+			ek.scope = KPX_SCOPE_EXTERNAL;
+			if (bpf_map_lookup_elem(svc, &ek, &ev) == 0)
+				json_object_object_add(
+					o, "outside_backends",
+					backends_json(slots, bes, bstats, &ev));
+			else
+				json_object_object_add(
+					o, "missing_scopes",
+					json_object_new_string("external"));
 		}
 		json_object_array_add(arr, o);
 	}

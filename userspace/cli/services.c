@@ -221,6 +221,11 @@ struct vrow {
 	char key[96];	/* canonical addr:port/PROTO */
 	char *backends; /* sorted canonical list, malloc'd */
 	const char *service;
+	/* Backend-specific consistency of the kernel side: a second entry
+	 * of the frontend (bpf: the other scope) missing or with another
+	 * set than the frontend's own. */
+	const char *missing_scope;
+	char *outside; /* malloc'd or NULL */
 };
 
 static int cmp_str(const void *a, const void *b)
@@ -288,6 +293,10 @@ static struct vrow *rows_of(const struct kpx_inspect_opts *o,
 		fmt_frontend(fe, rows[k].key, sizeof(rows[k].key));
 		rows[k].backends = backend_set(kpx_jget(fe, "backends"));
 		rows[k].service = kpx_jstr(fe, "service", "?");
+		rows[k].missing_scope = kpx_jstr(fe, "missing_scopes", NULL);
+		if (kpx_jget(fe, "outside_backends"))
+			rows[k].outside =
+				backend_set(kpx_jget(fe, "outside_backends"));
 		k++;
 	}
 	qsort(rows, k, sizeof(*rows), cmp_row);
@@ -337,6 +346,24 @@ static int verify(const struct kpx_inspect_opts *o, struct json_object *kernel)
 			j++;
 			diffs++;
 		} else {
+			if (kr[i].missing_scope) {
+				printf("incomplete in kernel: %s (%s): no %s "
+				       "entry\n",
+				       kr[i].key, kr[i].service,
+				       kr[i].missing_scope);
+				diffs++;
+			}
+			if (kr[i].outside &&
+			    strcmp(kr[i].outside, pr[j].backends ?
+							  pr[j].backends :
+							  "")) {
+				printf("backends differ:      %s (%s), traffic "
+				       "from outside\n  kernel: [%s]\n"
+				       "  plan:   [%s]\n",
+				       kr[i].key, pr[j].service, kr[i].outside,
+				       pr[j].backends);
+				diffs++;
+			}
 			if (strcmp(kr[i].backends ? kr[i].backends : "",
 				   pr[j].backends ? pr[j].backends : "")) {
 				printf("backends differ:      %s (%s)\n"
@@ -358,8 +385,10 @@ static int verify(const struct kpx_inspect_opts *o, struct json_object *kernel)
 		       nk);
 	ret = diffs ? 1 : 0;
 out:
-	for (i = 0; kr && i < nk; i++)
+	for (i = 0; kr && i < nk; i++) {
 		free(kr[i].backends);
+		free(kr[i].outside);
+	}
 	for (j = 0; pr && j < np; j++)
 		free(pr[j].backends);
 	free(kr);
