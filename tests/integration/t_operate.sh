@@ -50,6 +50,9 @@ done
 # rig_down (EXIT trap installed by rig_up) kills it; the nft stall holder
 # is one of them and only needs its FIFO closed first.
 teardown() {
+	if [ -n "$RIG_DIR" ] && [ ! -d "$RIG_DIR" ]; then
+		fail rig "$RIG_DIR was removed from outside during the run; failures above may come from that"
+	fi
 	if [ "$HOLDER_FD_OPEN" = 1 ]; then
 		exec 4>&-
 		HOLDER_FD_OPEN=0
@@ -610,9 +613,6 @@ assert (c["services"], c["frontends"], c["endpoints"]) == (2, 4, 3), c
 		fail services-agent-down "kpx services without the agent: web=[$(backends_of 198.18.100.1 80)]"
 	fi
 
-	if [ ! -d "$RIG_DIR" ]; then
-		fail rig "$RIG_DIR was removed from outside during the run; failures above may come from that"
-	fi
 	teardown
 }
 
