@@ -57,7 +57,7 @@
 
 enum {
 	S_FE, S_NP, S_NPADDR, S_NOEP, S_NOEPNP, S_FW, S_SLOTS, S_EPV, S_AFF,
-	S_HP, S_GINT, S_GEXT, S_GCLU, S_GNPEXT, S_GNPCLU, S_KINDS
+	S_HP, S_GINT, S_GEXT, S_GCLU, S_GNPEXT, S_GNPCLU, S_SEL, S_KINDS
 };
 #define NSETS (S_KINDS * 2)
 #define SET(kind, v6) ((kind) * 2 + ((v6) ? 1 : 0))
@@ -94,17 +94,29 @@ static const struct setspec setspecs[NSETS] = {
 	[SET(S_HP, 0)] = { "hp4", 0, C2(T_IP4, T_IP4), 8, 0, 0 },
 	[SET(S_HP, 1)] = { "hp6", 0, C2(T_IP6, T_IP6), 32, 0, 0 },
 	/* frontend -> group, read back by the shared dispatch chains */
-	[SET(S_GINT, 0)] = { "gint4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
-	[SET(S_GINT, 1)] = { "gint6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
-	[SET(S_GEXT, 0)] = { "gext4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
-	[SET(S_GEXT, 1)] = { "gext6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
-	[SET(S_GCLU, 0)] = { "gclu4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
-	[SET(S_GCLU, 1)] = { "gclu6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
-	[SET(S_GNPEXT, 0)] = { "gnpext4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
-	[SET(S_GNPEXT, 1)] = { "gnpext6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
-	[SET(S_GNPCLU, 0)] = { "gnpclu4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
-	[SET(S_GNPCLU, 1)] = { "gnpclu6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GINT, 0)] = { "gint4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GINT, 1)] = { "gint6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GEXT, 0)] = { "gext4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GEXT, 1)] = { "gext6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GCLU, 0)] = { "gclu4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GCLU, 1)] = { "gclu6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GNPEXT, 0)] = { "gnpext4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GNPEXT, 1)] = { "gnpext6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GNPCLU, 0)] = { "gnpclu4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GNPCLU, 1)] = { "gnpclu6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
+	/* endpoint count . random in [0, SEL_M) -> slot index */
+	[SET(S_SEL, 0)] = { "sel4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
+	[SET(S_SEL, 1)] = { "sel6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
 };
+
+/*
+ * Endpoint choice without the endpoint count in any rule: the frontend's
+ * group map gives (group, n), `numgen random mod SEL_M` gives r, @sel maps
+ * (n . r) to floor(r * n / SEL_M), @slots maps (group . slot) to the
+ * endpoint. Changing n is then a data-element change, which the kernel
+ * commits without re-validating the table. Imbalance <= n / SEL_M.
+ */
+#define SEL_M 4096u
 
 /* Group kinds: which endpoint set of a svcport a dispatch uses. */
 enum { G_INT, G_EXT, G_CLU };
@@ -153,6 +165,8 @@ struct kpx_backend {
 	size_t n_ctdels, cap_ctdels;
 	char (*disp)[48]; /* shared dispatch chains that exist */
 	size_t n_disp, cap_disp;
+	uint32_t selref[2][SEL_M + 1]; /* groups of each size, per family */
+	bool selpresent[2][SEL_M + 1];
 	int err;
 };
 
@@ -246,6 +260,8 @@ static void state_clear(struct kpx_backend *b)
 	}
 	b->next_num = 1;
 	b->n_disp = 0;
+	memset(b->selref, 0, sizeof(b->selref));
+	memset(b->selpresent, 0, sizeof(b->selpresent));
 }
 
 /* ------------------------------------------------------------- elements */
@@ -466,12 +482,38 @@ static void empty_verdict(enum kpx_empty_action a, const char **chain,
 	}
 }
 
+static size_t group_n(const struct kpx_plan_svcport *sp, size_t n)
+{
+	if (n > SEL_M) {
+		kpx_warn("nft: %s: %zu endpoints, only the first %u are used",
+			 sp->id, n, SEL_M);
+		n = SEL_M;
+	}
+	return n;
+}
+
 static void emit_group_elems(struct kpx_backend *b, int add,
 			     const struct kpx_plan_svcport *sp, uint32_t g,
 			     const uint32_t *idx, size_t n)
 {
 	bool v6 = sp->family == AF_INET6;
 	uint8_t key[32], data[32];
+	n = group_n(sp, n);
+	if (n) {
+		uint32_t *ref = &b->selref[v6][n];
+		if (!add) {
+			if (*ref)
+				(*ref)--;
+		} else if ((*ref)++ == 0 && !b->selpresent[v6][n]) {
+			for (uint32_t r = 0; r < SEL_M; r++) {
+				uint32_t k2[2] = { (uint32_t)n, r };
+				uint32_t slot = (uint32_t)(((uint64_t)r * n) / SEL_M);
+				elem(b, 1, SET(S_SEL, v6), k2, 8, NULL, 0, &slot, 4,
+				     NULL, 0);
+			}
+			b->selpresent[v6][n] = true;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct kpx_plan_endpoint *ep = &sp->endpoints[idx[i]];
 		uint32_t k2[2] = { g, (uint32_t)i };
@@ -484,6 +526,48 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 			elem(b, add, SET(S_EPV, v6), key, 4 + dl, NULL, 0, NULL,
 			     0, NULL, 0);
 		}
+	}
+}
+
+/* frontend -> (group, n) for every group that has endpoints. */
+static void emit_gmaps(struct kpx_backend *b, int add,
+		       const struct kpx_plan_svcport *sp, uint32_t num)
+{
+	bool v6 = sp->family == AF_INET6;
+	struct needs nd = sp_needs(sp);
+	uint32_t gi[2] = { num * 4 + G_INT, (uint32_t)group_n(sp, sp->n_internal) };
+	uint32_t ge[2] = { num * 4 + G_EXT, (uint32_t)group_n(sp, sp->n_external) };
+	uint32_t gc[2] = { num * 4 + G_CLU, (uint32_t)group_n(sp, sp->n_cluster) };
+	uint8_t key[40];
+	size_t kl;
+
+	for (size_t i = 0; i < sp->n_frontends; i++) {
+		const struct kpx_plan_frontend *fe = &sp->frontends[i];
+		if (fe->addr.family != sp->family)
+			continue;
+		if (fe->kind == KPX_FE_NODE_PORT) {
+			kl = np_key(key, sp->proto, fe->port);
+			if (ge[1])
+				elem_refd(b, add, SET(S_GNPEXT, v6), false, num, key,
+					  kl, NULL, 0, ge, 8, NULL, 0, sp->id);
+			if (nd.clu && gc[1])
+				elem_refd(b, add, SET(S_GNPCLU, v6), false, num, key,
+					  kl, NULL, 0, gc, 8, NULL, 0, sp->id);
+			continue;
+		}
+		kl = fe_key(key, &fe->addr, sp->proto, fe->port);
+		if (fe->kind == KPX_FE_CLUSTER_IP) {
+			if (gi[1])
+				elem_refd(b, add, SET(S_GINT, v6), false, num, key,
+					  kl, NULL, 0, gi, 8, NULL, 0, sp->id);
+			continue;
+		}
+		if (ge[1])
+			elem_refd(b, add, SET(S_GEXT, v6), false, num, key, kl,
+				  NULL, 0, ge, 8, NULL, 0, sp->id);
+		if (nd.clu && gc[1])
+			elem_refd(b, add, SET(S_GCLU, v6), false, num, key, kl,
+				  NULL, 0, gc, 8, NULL, 0, sp->id);
 	}
 }
 
@@ -511,9 +595,6 @@ static void emit_elems_fe(struct kpx_backend *b, int add,
 	size_t kl;
 	const char *ch;
 	int vd;
-	uint32_t gint = num * 4 + G_INT, gext = num * 4 + G_EXT,
-		 gclu = num * 4 + G_CLU;
-
 	chain_name(svc, "svc", num);
 	chain_name(ext, "ext", num);
 	chain_name(fw, "fw", num);
@@ -533,11 +614,6 @@ static void emit_elems_fe(struct kpx_backend *b, int add,
 			kl = np_key(key, sp->proto, fe->port);
 			elem_ref(b, add, SET(S_NP, v6), false, num, key, kl, ext,
 				 0, &kind, 1, what);
-			elem_refd(b, add, SET(S_GNPEXT, v6), false, num, key, kl,
-				  NULL, 0, &gext, 4, NULL, 0, what);
-			if (nd.clu)
-				elem_refd(b, add, SET(S_GNPCLU, v6), false, num, key,
-					  kl, NULL, 0, &gclu, 4, NULL, 0, what);
 			if (!sp->n_external) {
 				empty_verdict(sp->external_empty, &ch, &vd);
 				elem_ref(b, add, SET(S_NOEPNP, v6), false, num, key,
@@ -549,8 +625,6 @@ static void emit_elems_fe(struct kpx_backend *b, int add,
 		if (fe->kind == KPX_FE_CLUSTER_IP) {
 			elem_ref(b, add, SET(S_FE, v6), false, num, key, kl, svc, 0,
 				 &kind, 1, what);
-			elem_refd(b, add, SET(S_GINT, v6), false, num, key, kl,
-				  NULL, 0, &gint, 4, NULL, 0, what);
 			if (!sp->n_internal) {
 				empty_verdict(sp->internal_empty, &ch, &vd);
 				elem_ref(b, add, SET(S_NOEP, v6), false, num, key,
@@ -560,11 +634,6 @@ static void emit_elems_fe(struct kpx_backend *b, int add,
 		}
 		elem_ref(b, add, SET(S_FE, v6), false, num, key, kl, ext, 0, &kind,
 			 1, what);
-		elem_refd(b, add, SET(S_GEXT, v6), false, num, key, kl, NULL, 0,
-			  &gext, 4, NULL, 0, what);
-		if (nd.clu)
-			elem_refd(b, add, SET(S_GCLU, v6), false, num, key, kl,
-				  NULL, 0, &gclu, 4, NULL, 0, what);
 		if (!sp->n_external) {
 			empty_verdict(sp->external_empty, &ch, &vd);
 			elem_ref(b, add, SET(S_NOEP, v6), false, num, key, kl, ch,
@@ -574,6 +643,7 @@ static void emit_elems_fe(struct kpx_backend *b, int add,
 			elem_ref(b, add, SET(S_FW, v6), false, num, key, kl, fw, 0,
 				 NULL, 0, what);
 	}
+	emit_gmaps(b, add, sp, num);
 	if (nd.svc)
 		emit_group_elems(b, add, sp, num * 4 + G_INT, sp->internal,
 				 sp->n_internal);
@@ -748,17 +818,21 @@ static void x_key(struct nftnl_rule *r, bool v6, bool np, uint32_t reg)
 }
 
 static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
-		       const char *gmap, bool np, uint32_t n, uint32_t t_s)
+		       const char *gmap, bool np, uint32_t t_s)
 {
 	uint32_t a = v6 ? 4 : 1, fam = v6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
 	const char *aff = setspecs[SET(S_AFF, v6)].name;
 	const char *slots = setspecs[SET(S_SLOTS, v6)].name;
+	const char *sel = setspecs[SET(S_SEL, v6)].name;
 	struct nftnl_rule *r;
 
 	if (t_s) {
 		uint64_t t = (uint64_t)t_s * 1000;
 		/* Affinity hit, only while the endpoint is still in the set;
-		 * refreshes the timeout like iptables' recent --set. */
+		 * refreshes the timeout like iptables' recent --set.
+		 * gmap data is (group . n): looked up twice to get the group
+		 * both after saddr (affinity key) and before the endpoint
+		 * (epv key); each lookup reads its key before writing. */
 		r = rule_new(chain);
 		x_saddr(r, v6, R(0));
 		x_key(r, v6, np, R(a + 2));
@@ -774,7 +848,8 @@ static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 		x_saddr(r, v6, R(0));
 		x_key(r, v6, np, R(a + 2));
 		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a), 0);
-		kpx_nft_e_numgen(r, R(a + 1), n);
+		kpx_nft_e_numgen(r, R(a + 2), SEL_M);
+		kpx_nft_e_lookup(r, sel, R(a + 1), (int)R(a + 1), 0);
 		kpx_nft_e_lookup(r, slots, R(a), (int)R(a + 2), 0);
 		/* the kernel wants a data register for any dynset on a map */
 		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0), (int)R(a + 2), 0);
@@ -785,8 +860,9 @@ static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 	}
 	r = rule_new(chain);
 	x_key(r, v6, np, R(2));
-	kpx_nft_e_lookup(r, gmap, R(2), (int)R(0), 0);
-	kpx_nft_e_numgen(r, R(1), n);
+	kpx_nft_e_lookup(r, gmap, R(2), (int)R(0), 0);	/* R0 group, R1 n */
+	kpx_nft_e_numgen(r, R(2), SEL_M);		/* R1 n, R2 random */
+	kpx_nft_e_lookup(r, sel, R(1), (int)R(1), 0);	/* R1 slot */
 	kpx_nft_e_lookup(r, slots, R(0), (int)R(2), 0);
 	kpx_nft_e_dnat(r, fam, R(2), R(2 + a));
 	rule_emit(b, r);
@@ -810,8 +886,8 @@ static void emit_dispatch(struct kpx_backend *b, const char *chain,
 
 	if (!n)
 		return; /* empty: the filter endpoints-check rejects/drops */
-	snprintf(name, sizeof(name), "disp%c-%c-%zu-a%u", v6 ? '6' : '4',
-		 "iec"[kind], n, sp->affinity_timeout);
+	snprintf(name, sizeof(name), "disp%c-%c-a%u", v6 ? '6' : '4',
+		 "iec"[kind], sp->affinity_timeout);
 	for (i = 0; i < b->n_disp; i++)
 		if (!strcmp(b->disp[i], name))
 			break;
@@ -830,13 +906,13 @@ static void emit_dispatch(struct kpx_backend *b, const char *chain,
 		chain_emit(b, name, NULL, 0, 0, NULL);
 		static const int gfe[] = { S_GINT, S_GEXT, S_GCLU };
 		disp_rules(b, name, v6, setspecs[SET(gfe[kind], v6)].name, false,
-			   (uint32_t)n, sp->affinity_timeout);
+			   sp->affinity_timeout);
 		if (kind == G_EXT)
 			disp_rules(b, name, v6, setspecs[SET(S_GNPEXT, v6)].name,
-				   true, (uint32_t)n, sp->affinity_timeout);
+				   true, sp->affinity_timeout);
 		if (kind == G_CLU)
 			disp_rules(b, name, v6, setspecs[SET(S_GNPCLU, v6)].name,
-				   true, (uint32_t)n, sp->affinity_timeout);
+				   true, sp->affinity_timeout);
 	}
 	r = rule_new(chain);
 	kpx_nft_e_verdict(r, NFT_GOTO, name);
@@ -956,8 +1032,8 @@ static bool same_rules(const struct kpx_plan_svcport *a,
 	struct needs na = sp_needs(a), nb = sp_needs(b);
 	if (memcmp(&na, &nb, sizeof(na)) || a->family != b->family ||
 	    a->affinity_timeout != b->affinity_timeout ||
-	    a->etp_local != b->etp_local || a->n_internal != b->n_internal ||
-	    a->n_external != b->n_external || a->n_cluster != b->n_cluster ||
+	    a->etp_local != b->etp_local || !a->n_internal != !b->n_internal ||
+	    !a->n_external != !b->n_external || !a->n_cluster != !b->n_cluster ||
 	    a->n_source_ranges != b->n_source_ranges)
 		return false;
 	for (size_t i = 0; i < a->n_source_ranges; i++)
@@ -1430,6 +1506,26 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 			emit_elems_fe(b, 1, sp, s->num, !same_frontends(s->sp, sp));
 	}
 	acc_flush_all(b, 1);
+	/* Selection tables of endpoint counts no group uses any more; a few
+	 * are kept so that scaling a service down and up again does not
+	 * rewrite SEL_M elements each time. */
+	for (int f = 0; f < 2; f++) {
+		uint32_t present = 0;
+		for (uint32_t n = 1; n <= SEL_M; n++)
+			present += b->selpresent[f][n];
+		for (uint32_t n = 1; n <= SEL_M && present > 64; n++) {
+			if (!b->selpresent[f][n] || b->selref[f][n])
+				continue;
+			present--;
+			for (uint32_t r = 0; r < SEL_M; r++) {
+				uint32_t k2[2] = { n, r };
+				elem(b, 0, SET(S_SEL, f), k2, 8, NULL, 0, NULL, 0,
+				     NULL, 0);
+			}
+			b->selpresent[f][n] = false;
+		}
+	}
+	acc_flush_all(b, 0);
 	/* Pass 4: chains nobody needs any more. */
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
