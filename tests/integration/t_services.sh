@@ -424,6 +424,10 @@ run_backend() {
 			exit 0
 		fi
 		for s in $SCEN; do
+			if ! rig_alive; then
+				echo "FAIL $BK/$s: the rig's namespaces or $RIG_DIR vanished (removed by another process?)"
+				continue
+			fi
 			rig_agent_alive n1 && rig_agent_alive n2 || {
 				echo "FAIL $BK/$s: an agent died: $(tail -2 "$RIG_DIR"/agent-n*.log | tr '\n' ' ')"
 				rig_agent_alive n1 || rig_agent_start n1

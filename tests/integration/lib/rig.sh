@@ -43,6 +43,10 @@ RIG_PODS_PER_NODE=3
 RIG_DIR=""
 RIG_MANIFESTS=""
 RIG_UP=0
+RIG_OWNER=""
+
+# rig_alive: the rig's namespaces and state dir still exist
+rig_alive() { [ -d "$RIG_DIR" ] && [ -e "/run/netns/${RIG_P}n1" ] && [ -e "/run/netns/${RIG_P}f" ]; }
 
 rig_log() { echo "# rig: $*" >&2; }
 
@@ -247,6 +251,7 @@ rig_up() {
 		printf -v "$b" '%s' "$RIG_DIR/$(basename "${!b}")"
 	done
 	RIG_UP=1
+	RIG_OWNER=$BASHPID
 	trap 'rig_down' EXIT
 	trap 'exit 130' INT TERM
 	modprobe nf_conntrack 2>/dev/null
@@ -310,6 +315,8 @@ rig_down() {
 	local pid ns node d
 	[ "$RIG_UP" = 1 ] || return 0
 	RIG_UP=0
+	# who tore the rig down (a stray EXIT trap in a child would show here)
+	[ "$BASHPID" = "$RIG_OWNER" ] || rig_log "rig_down from pid $BASHPID, not the owner $RIG_OWNER (${FUNCNAME[*]})"
 	for node in $RIG_NODES; do rig_agent_stop "$node" 2>/dev/null; done
 	if [ -f "$RIG_DIR/pids" ]; then
 		while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$RIG_DIR/pids"
