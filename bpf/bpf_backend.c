@@ -351,11 +351,21 @@ static void bpf_close(struct kpx_backend *b)
 	free(b);
 }
 
+/* A writer whose view of the maps is read from the kernel (the pins). */
+static int writer_open(struct kpx_backend *b, struct kpx_map_writer **out)
+{
+	struct kpx_map_writer_opts wo;
+	struct kpx_map_ops ops = kpx_map_fd_ops;
+
+	ops.ctx = b->fds;
+	ops.udp_backend_removed = udp_backend_removed;
+	kpx_map_writer_opts_from_config(&b->cfg, &wo);
+	return kpx_map_writer_new(&ops, &wo, out);
+}
+
 static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
-	struct kpx_map_writer_opts wo;
-	struct kpx_map_ops ops;
 	struct kpx_backend *b;
 	int err;
 
@@ -389,11 +399,7 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	b->fds[KPX_MAP_SVC_META] = bpf_map__fd(b->skel->maps.kpx_svc_meta);
 	b->fds[KPX_MAP_SRC_RANGE] = bpf_map__fd(b->skel->maps.kpx_src_range);
 	b->fds[KPX_MAP_AFFINITY] = bpf_map__fd(b->skel->maps.kpx_affinity);
-	ops = kpx_map_fd_ops;
-	ops.ctx = b->fds;
-	ops.udp_backend_removed = udp_backend_removed;
-	kpx_map_writer_opts_from_config(cfg, &wo);
-	err = kpx_map_writer_new(&ops, &wo, &b->w);
+	err = writer_open(b, &b->w);
 	if (err)
 		goto fail;
 	err = attach_all(b);
@@ -423,6 +429,26 @@ static int bpf_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 
 	udp_destroy_run(b);
 	return err;
+}
+
+/*
+ * Periodic full reconcile: the writer's cache may no longer match the maps
+ * (an entry changed or deleted behind kpx's back), so re-read the kernel
+ * state exactly as after a restart and let the first sync repair it.
+ */
+static int bpf_resync(struct kpx_backend *b, const struct kpx_plan *plan)
+{
+	struct kpx_map_writer *w;
+	int err = writer_open(b, &w);
+
+	if (err) {
+		kpx_warn("bpf: re-reading maps for a full resync: %s; partial sync",
+			 strerror(-err));
+		return bpf_sync(b, plan);
+	}
+	kpx_map_writer_free(b->w);
+	b->w = w;
+	return bpf_sync(b, plan);
 }
 
 static void bpf_tick(struct kpx_backend *b)
@@ -886,6 +912,7 @@ const struct kpx_backend_ops kpx_bpf_backend = {
 	.probe = bpf_probe,
 	.open = bpf_open,
 	.sync = bpf_sync,
+	.resync = bpf_resync,
 	.tick = bpf_tick,
 	.close = bpf_close,
 	.dump_datapath = bpf_dump_datapath,

@@ -140,7 +140,10 @@ static void do_sync(struct kpx_agent *agent)
 		schedule_sync(agent, KPX_SYNC_RETRY_MS);
 		return;
 	}
-	err = agent->ops->sync(agent->backend, plan);
+	if (agent->resync_due && agent->ops->resync)
+		err = agent->ops->resync(agent->backend, plan);
+	else
+		err = agent->ops->sync(agent->backend, plan);
 	elapsed = kpx_wall_seconds() - t0;
 	if (err) {
 		kpx_err("sync: %s backend failed to program %zu service ports: %s",
@@ -154,6 +157,7 @@ static void do_sync(struct kpx_agent *agent)
 	kpx_plan_free(agent->plan);
 	agent->plan = plan;
 	agent->full_sync_pending = false;
+	agent->resync_due = false;
 	kpx_store_clear_dirty(agent->store);
 
 	agent->stats.syncs_total++;
@@ -186,6 +190,7 @@ static void on_resync_timer(void *arg)
 	struct kpx_agent *agent = arg;
 
 	agent->full_sync_pending = true;
+	agent->resync_due = true;
 	do_sync(agent);
 	kpx_timer_arm(agent->resync_timer, agent->cfg.sync_ms);
 }

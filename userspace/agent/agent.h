@@ -73,6 +73,7 @@ struct kpx_agent {
 	uint64_t last_sync_ms; /* monotonic, for --min-sync-period */
 	bool sync_pending;
 	bool full_sync_pending;
+	bool resync_due; /* periodic: reconcile against the kernel itself */
 
 	struct kpx_sync_stats stats;
 

@@ -29,6 +29,10 @@ struct kpx_backend_ops {
 	 * may touch only svcports whose hash changed. 0 or negative errno;
 	 * on error the previous kernel state stays consistent. */
 	int (*sync)(struct kpx_backend *b, const struct kpx_plan *plan);
+	/* Periodic full reconcile (every --sync-period): like sync, but
+	 * compares against the kernel itself rather than what the backend
+	 * believes it programmed, so drift is repaired. NULL: sync. */
+	int (*resync)(struct kpx_backend *b, const struct kpx_plan *plan);
 	/* Periodic housekeeping (conntrack GC, stale flows); may be NULL. */
 	void (*tick)(struct kpx_backend *b);
 	/* Releases userspace resources; kernel state stays in place. */
