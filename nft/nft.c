@@ -1621,6 +1621,17 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	return 0;
 }
 
+/*
+ * Periodic resync: rebuild the whole table in one transaction (as the
+ * first sync after start does). The kernel swaps old for new atomically,
+ * and anything changed behind kpx's back is repaired.
+ */
+static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
+{
+	b->full_next = true;
+	return nft_sync(b, plan);
+}
+
 /* -------------------------------------------------------------- cleanup */
 
 static int nft_cleanup(const struct kpx_config *cfg)
@@ -1651,6 +1662,7 @@ const struct kpx_backend_ops kpx_nft_backend = {
 	.probe = nft_probe,
 	.open = nft_open,
 	.sync = nft_sync,
+	.resync = nft_resync,
 	.tick = NULL,
 	.close = nft_close,
 	.dump_datapath = kpx_nft_dump_datapath,
