@@ -109,7 +109,10 @@ in_ns nft flush ruleset
 # :8000); a server netns behind a veth owns those 10 addresses. The client
 # runs in the node netns (nat output hook), sequential TCP connections.
 SRV=kpxnbs$$
-make -s build/kpx_echo >/dev/null && cp build/kpx_echo "$TMP/"
+# (make may fail on someone else's half-written file: use what is built)
+make -s build/kpx_echo >/dev/null 2>&1
+[ -x build/kpx_echo ] || { echo "nft_bench: build/kpx_echo missing"; exit 1; }
+cp build/kpx_echo "$TMP/"
 ip netns add "$SRV" || exit 1
 trap 'ip netns del "$SRV" 2>/dev/null; cleanup' EXIT
 ip -n "$NS" link add veth0 type veth peer name eth0 netns "$SRV"
@@ -133,6 +136,7 @@ rate() { # ADDR PORT -> connections/s
 	out=$(in_ns "$TMP/kpx_echo" client --addr "$1" --port "$2" -n "$CONNS" --timeout-ms 1000 2>&1)
 	t1=$(date +%s%N)
 	ok=$(awk '$1=="ok"{print $2}' <<<"$out")
+	[ "${ok:-0}" -gt 0 ] || echo "rate $1:$2: $(tr '\n' ' ' <<<"$out" | cut -c1-200)" >&2
 	echo $(( ${ok:-0} * 1000000000 / (t1 - t0) ))
 }
 {
