@@ -57,7 +57,7 @@
 
 enum {
 	S_FE, S_NP, S_NPADDR, S_NOEP, S_NOEPNP, S_FW, S_SLOTS, S_EPV, S_AFF,
-	S_HP, S_GINT, S_GEXT, S_GCLU, S_GNPEXT, S_GNPCLU, S_SEL, S_KINDS
+	S_HP, S_GINT, S_GEXT, S_GCLU, S_GNPEXT, S_GNPCLU, S_SEL, S_GN, S_SID, S_KINDS
 };
 #define NSETS (S_KINDS * 2)
 #define SET(kind, v6) ((kind) * 2 + ((v6) ? 1 : 0))
@@ -87,26 +87,34 @@ static const struct setspec setspecs[NSETS] = {
 	[SET(S_FW, 1)] = { "fw6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, NFT_DATA_VERDICT, 0 },
 	[SET(S_SLOTS, 0)] = { "slots4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, C2(T_IP4, T_SVC), 8 },
 	[SET(S_SLOTS, 1)] = { "slots6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, C2(T_IP6, T_SVC), 20 },
-	[SET(S_EPV, 0)] = { "epv4", 0, C3(T_MARK, T_IP4, T_SVC), 12, 0, 0 },
-	[SET(S_EPV, 1)] = { "epv6", 0, C3(T_MARK, T_IP6, T_SVC), 24, 0, 0 },
-	[SET(S_AFF, 0)] = { "aff4", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP4, T_MARK), 8, C2(T_IP4, T_SVC), 8 },
-	[SET(S_AFF, 1)] = { "aff6", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP6, T_MARK), 20, C2(T_IP6, T_SVC), 20 },
+	/* affinity groups: group . endpoint id -> address . port */
+	[SET(S_EPV, 0)] = { "epv4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, C2(T_IP4, T_SVC), 8 },
+	[SET(S_EPV, 1)] = { "epv6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, C2(T_IP6, T_SVC), 20 },
+	/* saddr . group -> endpoint id */
+	[SET(S_AFF, 0)] = { "aff4", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP4, T_MARK), 8, T_MARK, 4 },
+	[SET(S_AFF, 1)] = { "aff6", NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL, C2(T_IP6, T_MARK), 20, T_MARK, 4 },
 	[SET(S_HP, 0)] = { "hp4", 0, C2(T_IP4, T_IP4), 8, 0, 0 },
 	[SET(S_HP, 1)] = { "hp6", 0, C2(T_IP6, T_IP6), 32, 0, 0 },
 	/* frontend -> group, read back by the shared dispatch chains */
-	[SET(S_GINT, 0)] = { "gint4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GINT, 1)] = { "gint6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GEXT, 0)] = { "gext4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GEXT, 1)] = { "gext6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GCLU, 0)] = { "gclu4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GCLU, 1)] = { "gclu6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GNPEXT, 0)] = { "gnpext4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GNPEXT, 1)] = { "gnpext6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GNPCLU, 0)] = { "gnpclu4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
-	[SET(S_GNPCLU, 1)] = { "gnpclu6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, C2(T_MARK, T_MARK), 8 },
+	[SET(S_GINT, 0)] = { "gint4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
+	[SET(S_GINT, 1)] = { "gint6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
+	[SET(S_GEXT, 0)] = { "gext4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
+	[SET(S_GEXT, 1)] = { "gext6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
+	[SET(S_GCLU, 0)] = { "gclu4", NFT_SET_MAP, C3(T_IP4, T_PROTO, T_SVC), 12, T_MARK, 4 },
+	[SET(S_GCLU, 1)] = { "gclu6", NFT_SET_MAP, C3(T_IP6, T_PROTO, T_SVC), 24, T_MARK, 4 },
+	[SET(S_GNPEXT, 0)] = { "gnpext4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GNPEXT, 1)] = { "gnpext6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GNPCLU, 0)] = { "gnpclu4", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
+	[SET(S_GNPCLU, 1)] = { "gnpclu6", NFT_SET_MAP, C2(T_PROTO, T_SVC), 8, T_MARK, 4 },
 	/* endpoint count . random in [0, SEL_M) -> slot index */
 	[SET(S_SEL, 0)] = { "sel4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
 	[SET(S_SEL, 1)] = { "sel6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
+	/* group -> endpoint count */
+	[SET(S_GN, 0)] = { "gn4", NFT_SET_MAP, T_MARK, 4, T_MARK, 4 },
+	[SET(S_GN, 1)] = { "gn6", NFT_SET_MAP, T_MARK, 4, T_MARK, 4 },
+	/* affinity groups: group . slot -> endpoint id */
+	[SET(S_SID, 0)] = { "sid4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
+	[SET(S_SID, 1)] = { "sid6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
 };
 
 /*
@@ -497,7 +505,7 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 			     const uint32_t *idx, size_t n)
 {
 	bool v6 = sp->family == AF_INET6;
-	uint8_t key[32], data[32];
+	uint8_t data[32];
 	n = group_n(sp, n);
 	if (n) {
 		uint32_t *ref = &b->selref[v6][n];
@@ -513,6 +521,16 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 			}
 			b->selpresent[v6][n] = true;
 		}
+		uint32_t n32 = (uint32_t)n;
+		elem(b, add, SET(S_GN, v6), &g, 4, NULL, 0, &n32, 4, NULL, 0);
+	}
+	uint32_t *ids = NULL;
+	if (sp->affinity_timeout && n) {
+		ids = calloc(n, sizeof(*ids));
+		if (!ids) {
+			b->err = -ENOMEM;
+			return;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct kpx_plan_endpoint *ep = &sp->endpoints[idx[i]];
@@ -520,16 +538,29 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 		size_t dl = ep_data(data, ep);
 		elem(b, add, SET(S_SLOTS, v6), k2, 8, NULL, 0, data, dl,
 		     &ep->flags, 1);
-		if (sp->affinity_timeout) {
-			memcpy(key, &g, 4);
-			memcpy(key + 4, data, dl);
-			elem(b, add, SET(S_EPV, v6), key, 4 + dl, NULL, 0, NULL,
-			     0, NULL, 0);
-		}
+		if (!ids)
+			continue;
+		/* Affinity entries name the endpoint by an id that stays
+		 * the same while the endpoint exists (slots shift): a hash
+		 * of address . port, probed past earlier ones in the group. */
+		uint32_t id = fnv(data, dl, 2166136261u);
+		for (size_t j = 0; j < i; j++)
+			if (ids[j] == id) {
+				id++;
+				j = (size_t)-1;
+			}
+		ids[i] = id;
+		elem(b, add, SET(S_SID, v6), k2, 8, NULL, 0, &id, 4, NULL, 0);
+		k2[1] = id;
+		elem(b, add, SET(S_EPV, v6), k2, 8, NULL, 0, data, dl, NULL, 0);
 	}
+	free(ids);
 }
 
-/* frontend -> (group, n) for every group that has endpoints. */
+/* frontend -> group for every group that has endpoints. The count lives
+ * in @gn (group -> n), so that each lookup's key is one whole expression
+ * that the nft tool can print (a register holding part of a concatenated
+ * map value is not). */
 static void emit_gmaps(struct kpx_backend *b, int add,
 		       const struct kpx_plan_svcport *sp, uint32_t num)
 {
@@ -549,25 +580,25 @@ static void emit_gmaps(struct kpx_backend *b, int add,
 			kl = np_key(key, sp->proto, fe->port);
 			if (ge[1])
 				elem_refd(b, add, SET(S_GNPEXT, v6), false, num, key,
-					  kl, NULL, 0, ge, 8, NULL, 0, sp->id);
+					  kl, NULL, 0, ge, 4, NULL, 0, sp->id);
 			if (nd.clu && gc[1])
 				elem_refd(b, add, SET(S_GNPCLU, v6), false, num, key,
-					  kl, NULL, 0, gc, 8, NULL, 0, sp->id);
+					  kl, NULL, 0, gc, 4, NULL, 0, sp->id);
 			continue;
 		}
 		kl = fe_key(key, &fe->addr, sp->proto, fe->port);
 		if (fe->kind == KPX_FE_CLUSTER_IP) {
 			if (gi[1])
 				elem_refd(b, add, SET(S_GINT, v6), false, num, key,
-					  kl, NULL, 0, gi, 8, NULL, 0, sp->id);
+					  kl, NULL, 0, gi, 4, NULL, 0, sp->id);
 			continue;
 		}
 		if (ge[1])
 			elem_refd(b, add, SET(S_GEXT, v6), false, num, key, kl,
-				  NULL, 0, ge, 8, NULL, 0, sp->id);
+				  NULL, 0, ge, 4, NULL, 0, sp->id);
 		if (nd.clu && gc[1])
 			elem_refd(b, add, SET(S_GCLU, v6), false, num, key, kl,
-				  NULL, 0, gc, 8, NULL, 0, sp->id);
+				  NULL, 0, gc, 4, NULL, 0, sp->id);
 	}
 }
 
@@ -582,7 +613,7 @@ static void emit_elems(struct kpx_backend *b, int add,
 	emit_elems_fe(b, add, sp, num, true);
 }
 
-/* fe=false: only the endpoint elements (slots, epv, hairpin), for a
+/* fe=false: only the endpoint elements (slots, epv, gn, hairpin), for a
  * svcport whose frontends and empty-actions did not change: verdict
  * elements make the kernel re-validate the whole table, data do not. */
 static void emit_elems_fe(struct kpx_backend *b, int add,
@@ -643,7 +674,8 @@ static void emit_elems_fe(struct kpx_backend *b, int add,
 			elem_ref(b, add, SET(S_FW, v6), false, num, key, kl, fw, 0,
 				 NULL, 0, what);
 	}
-	emit_gmaps(b, add, sp, num);
+	if (fe) /* the group numbers do not change with the endpoints */
+		emit_gmaps(b, add, sp, num);
 	if (nd.svc)
 		emit_group_elems(b, add, sp, num * 4 + G_INT, sp->internal,
 				 sp->n_internal);
@@ -817,6 +849,36 @@ static void x_key(struct nftnl_rule *r, bool v6, bool np, uint32_t reg)
 	x_proto_port(r, reg + (v6 ? 4 : 1));
 }
 
+/*
+ * nft(8) 1.0.6 turns a rule back into text register by register and
+ * aborts (netlink_parse_concat_expr: consumed > 0) when a lookup key
+ * holds a map's result: it knows a map result only as "map expression of
+ * no length". Keys may hold payload, meta, ct and numgen loads. So each
+ * intermediate value (group, n, slot, endpoint id) goes through the
+ * packet mark and is loaded back as `meta mark` ("launder"); the mark is
+ * saved in SAVE first and put back right after, so nothing outside the
+ * rule ever sees it changed, also when a later lookup misses. `nft list`
+ * shows this as `meta mark set <map> ... meta mark set meta mark`.
+ */
+#define SAVE R(15)
+
+static void x_launder(struct nftnl_rule *r, uint32_t reg)
+{
+	kpx_nft_e_meta_set(r, NFT_META_MARK, reg);
+	kpx_nft_e_meta(r, NFT_META_MARK, reg);
+	kpx_nft_e_meta_set(r, NFT_META_MARK, SAVE);
+}
+
+/*
+ * Registers (a = address width in registers; G = R(a) with affinity,
+ * R(0) without):
+ *   R0..R(a-1)  saddr (affinity only)
+ *   G           group   <- frontend key map @g*
+ *   G+1         n       <- group map @gn; slot <- n . random map @sel;
+ *               endpoint id <- saddr . group map @aff (affinity hit)
+ *   G+2..       frontend key, then random, then address . port
+ *   G+3+a       endpoint id <- group . slot map @sid (new affinity)
+ */
 static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 		       const char *gmap, bool np, uint32_t t_s)
 {
@@ -824,47 +886,54 @@ static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 	const char *aff = setspecs[SET(S_AFF, v6)].name;
 	const char *slots = setspecs[SET(S_SLOTS, v6)].name;
 	const char *sel = setspecs[SET(S_SEL, v6)].name;
+	const char *gn = setspecs[SET(S_GN, v6)].name;
+	uint32_t g = t_s ? R(a) : R(0);
+	uint64_t t = (uint64_t)t_s * 1000;
 	struct nftnl_rule *r;
 
 	if (t_s) {
-		uint64_t t = (uint64_t)t_s * 1000;
-		/* Affinity hit, only while the endpoint is still in the set;
-		 * refreshes the timeout like iptables' recent --set.
-		 * gmap data is (group . n): looked up twice to get the group
-		 * both after saddr (affinity key) and before the endpoint
-		 * (epv key); each lookup reads its key before writing. */
+		/* Affinity hit, only while the endpoint is still in the
+		 * group (@epv); refreshes the timeout like iptables' recent
+		 * --set. */
 		r = rule_new(chain);
+		kpx_nft_e_meta(r, NFT_META_MARK, SAVE);
+		x_key(r, v6, np, g + 2);
+		kpx_nft_e_lookup(r, gmap, g + 2, (int)g, 0);
+		x_launder(r, g);
 		x_saddr(r, v6, R(0));
-		x_key(r, v6, np, R(a + 2));
-		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a), 0);
-		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a + 1), 0);
-		kpx_nft_e_lookup(r, aff, R(0), (int)R(a + 2), 0);
-		kpx_nft_e_lookup(r, setspecs[SET(S_EPV, v6)].name, R(a + 1), -1, 0);
-		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_UPDATE, R(0), (int)R(a + 2), t);
-		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
+		kpx_nft_e_lookup(r, aff, R(0), (int)(g + 1), 0);
+		x_launder(r, g + 1);
+		kpx_nft_e_lookup(r, setspecs[SET(S_EPV, v6)].name, g,
+				 (int)(g + 2), 0);
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_UPDATE, R(0), (int)(g + 1), t);
+		kpx_nft_e_dnat(r, fam, g + 2, g + 2 + a);
 		rule_emit(b, r);
-		/* New choice: replaces a stale entry (endpoint gone). */
-		r = rule_new(chain);
-		x_saddr(r, v6, R(0));
-		x_key(r, v6, np, R(a + 2));
-		kpx_nft_e_lookup(r, gmap, R(a + 2), (int)R(a), 0);
-		kpx_nft_e_numgen(r, R(a + 2), SEL_M);
-		kpx_nft_e_lookup(r, sel, R(a + 1), (int)R(a + 1), 0);
-		kpx_nft_e_lookup(r, slots, R(a), (int)R(a + 2), 0);
-		/* the kernel wants a data register for any dynset on a map */
-		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0), (int)R(a + 2), 0);
-		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_ADD, R(0), (int)R(a + 2), t);
-		kpx_nft_e_dnat(r, fam, R(a + 2), R(a + 2 + a));
-		rule_emit(b, r);
-		return;
 	}
+	/* New choice; with affinity it replaces a stale entry (endpoint
+	 * gone) and is remembered. */
 	r = rule_new(chain);
-	x_key(r, v6, np, R(2));
-	kpx_nft_e_lookup(r, gmap, R(2), (int)R(0), 0);	/* R0 group, R1 n */
-	kpx_nft_e_numgen(r, R(2), SEL_M);		/* R1 n, R2 random */
-	kpx_nft_e_lookup(r, sel, R(1), (int)R(1), 0);	/* R1 slot */
-	kpx_nft_e_lookup(r, slots, R(0), (int)R(2), 0);
-	kpx_nft_e_dnat(r, fam, R(2), R(2 + a));
+	kpx_nft_e_meta(r, NFT_META_MARK, SAVE);
+	x_key(r, v6, np, g + 2);
+	kpx_nft_e_lookup(r, gmap, g + 2, (int)g, 0);	  /* group */
+	x_launder(r, g);
+	kpx_nft_e_lookup(r, gn, g, (int)(g + 1), 0);	  /* n */
+	x_launder(r, g + 1);
+	kpx_nft_e_numgen(r, g + 2, SEL_M);		  /* random */
+	kpx_nft_e_lookup(r, sel, g + 1, (int)(g + 1), 0); /* slot */
+	x_launder(r, g + 1);
+	kpx_nft_e_lookup(r, slots, g, (int)(g + 2), 0);	  /* address . port */
+	if (t_s) {
+		kpx_nft_e_lookup(r, setspecs[SET(S_SID, v6)].name, g,
+				 (int)(g + 3 + a), 0);
+		x_launder(r, g + 3 + a);
+		x_saddr(r, v6, R(0));
+		/* the kernel wants a data register for any dynset on a map */
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0),
+				 (int)(g + 3 + a), 0);
+		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_ADD, R(0),
+				 (int)(g + 3 + a), t);
+	}
+	kpx_nft_e_dnat(r, fam, g + 2, g + 2 + a);
 	rule_emit(b, r);
 }
 
@@ -1621,14 +1690,54 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	return 0;
 }
 
+int kpx_nft_count_chains(size_t *n);
+int kpx_nft_count_elems(const char *set, size_t *n);
+
+/* Frontend maps compared at resync: the ones every packet starts from. */
+static const int drift_sets[] = { SET(S_FE, 0), SET(S_FE, 1), SET(S_NP, 0),
+				  SET(S_NP, 1), SET(S_NOEP, 0), SET(S_NOEP, 1),
+				  SET(S_GINT, 0), SET(S_GINT, 1) };
+
+static bool elems_drifted(struct kpx_backend *b)
+{
+	for (size_t k = 0; k < sizeof(drift_sets) / sizeof(drift_sets[0]); k++) {
+		size_t want = 0, have = 0;
+		for (uint32_t i = 0; i < HSIZE; i++)
+			for (struct ref *r = b->refs[i]; r; r = r->next)
+				want += r->set == drift_sets[k];
+		if (kpx_nft_count_elems(setspecs[drift_sets[k]].name, &have) ||
+		    have != want) {
+			kpx_warn("nft: resync: set %s has %zu elements, %zu expected",
+				 setspecs[drift_sets[k]].name, have, want);
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
- * Periodic resync: rebuild the whole table in one transaction (as the
- * first sync after start does). The kernel swaps old for new atomically,
- * and anything changed behind kpx's back is repaired.
+ * Periodic resync: when the kernel's table no longer has the chains kpx
+ * programmed (deleted or edited behind kpx's back), rebuild it in one
+ * transaction as the first sync after start does. Otherwise a normal
+ * sync: a rebuild would also empty the affinity maps every sync period.
  */
 static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 {
-	b->full_next = true;
+	size_t have = 0, want = 15 + b->n_disp; /* static + dispatch chains */
+	int err = kpx_nft_count_chains(&have);
+
+	for (uint32_t i = 0; i < HSIZE; i++)
+		for (struct spstate *s = b->sps[i]; s; s = s->next) {
+			struct needs nd = sp_needs(s->sp);
+			want += nd.svc + nd.ext + nd.clu + nd.fw;
+		}
+	if (!b->full_next && (err || have != want)) {
+		kpx_warn("nft: resync: table inet kpx has %zu chains, %zu expected%s: "
+			 "rebuilding it", have, want, err ? " (missing)" : "");
+		b->full_next = true;
+	} else if (!b->full_next && elems_drifted(b)) {
+		b->full_next = true;
+	}
 	return nft_sync(b, plan);
 }
 

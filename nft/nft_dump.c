@@ -412,6 +412,40 @@ out:
 	return err;
 }
 
+/* Chains of table inet kpx in the kernel; -ENOENT when there is none. */
+int kpx_nft_count_chains(size_t *n)
+{
+	struct mnl_socket *nl = sock();
+	struct chains ch = { 0 };
+	int err;
+
+	if (!nl)
+		return -errno;
+	err = list_chains(nl, &ch);
+	if (!err && !ch.n)
+		err = -ENOENT;
+	*n = ch.n;
+	free(ch.v);
+	mnl_socket_close(nl);
+	return err;
+}
+
+/* Elements of one set of table inet kpx in the kernel. */
+int kpx_nft_count_elems(const char *set, size_t *n)
+{
+	struct mnl_socket *nl = sock();
+	struct elist l = { 0 };
+	int err;
+
+	if (!nl)
+		return -errno;
+	err = list_elems(nl, set, &l);
+	*n = l.n;
+	free_el(&l);
+	mnl_socket_close(nl);
+	return err;
+}
+
 int kpx_nft_dump_datapath(const struct kpx_config *cfg, struct json_object **out)
 {
 	static const char *sets[] = { "fe4", "fe6", "np4", "np6", "npaddr4",
