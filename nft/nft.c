@@ -1163,8 +1163,31 @@ static void table_msg(struct kpx_backend *b, uint16_t type, uint16_t flags)
 	nftnl_table_free(t);
 }
 
-static void emit_static(struct kpx_backend *b)
+/*
+ * Size hints for the big maps at a full sync: a set created with a size
+ * gets a hash table of that size at once instead of growing (and
+ * rehashing) while hundreds of thousands of elements are inserted. The
+ * size is also the set's capacity: outgrowing it fails a later sync with
+ * ENFILE, which makes the next sync a full rebuild with larger hints.
+ */
+static void size_hints(const struct kpx_plan *plan, uint32_t *hint)
 {
+	size_t cnt[NSETS] = { 0 };
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+		bool v6 = sp->family == AF_INET6;
+		cnt[SET(S_SLOTS, v6)] += sp->n_internal + sp->n_external + sp->n_cluster;
+		cnt[SET(S_GINT, v6)] += sp->n_frontends;
+		cnt[SET(S_FE, v6)] += sp->n_frontends;
+	}
+	for (int i = 0; i < NSETS; i++)
+		hint[i] = cnt[i] >= 16384 ? (uint32_t)(cnt[i] * 2) : 0;
+}
+
+static void emit_static(struct kpx_backend *b, const struct kpx_plan *plan)
+{
+	uint32_t hint[NSETS];
+	size_hints(plan, hint);
 	struct nftnl_rule *r;
 
 	/* add + delete + add: replaces any old kpx table in this same
@@ -1191,6 +1214,8 @@ static void emit_static(struct kpx_backend *b)
 		}
 		if (ss->flags & NFT_SET_EVAL)
 			nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, 262144);
+		else if (hint[i])
+			nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, hint[i]);
 		nlh = kpx_nft_batch_msg(&b->batch, NFT_MSG_NEWSET,
 					NLM_F_CREATE, 4096);
 		if (nlh) {
@@ -1519,7 +1544,7 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	if (full) {
 		state_clear(b);
 		b->input = plan->input;
-		emit_static(b);
+		emit_static(b, plan);
 	}
 
 	/* Pass 1: element deletions of changed and removed svcports. The
