@@ -13,8 +13,12 @@
  *                           eTP=Local: pods -> goto clu-N; local -> mark,
  *                           goto clu-N; dispatch(N*4+1) without masquerade
  *   clu-N  (cluster set)    dispatch(N*4+2)
- *   dispatch(g): [affinity hit: saddr . g -> @aff, still in @epv -> dnat]
- *                numgen random mod n . g -> @slots -> (addr . port) -> dnat
+ *   dispatch (shared disp{4,6}-KIND-aTIMEOUT chains): frontend key ->
+ *                @g* -> group g; [affinity hit: saddr . g -> @aff -> id,
+ *                g . id -> @epv -> (addr . port) -> dnat]; g -> @gn -> n,
+ *                n . numgen random -> @sel -> slot, g . slot -> @slots ->
+ *                (addr . port) -> dnat [and @sid -> id into @aff]; the
+ *                packet mark carries each step (see x_launder).
  *   nat-post -> masquerading: mark 0x4000, or hairpin (@hp: saddr . daddr
  *                of a local endpoint after DNAT) -> masquerade
  *   filter (post-DNAT, ct new) endpoints-check: vmap @noep/@noepnp ->
@@ -119,7 +123,7 @@ static const struct setspec setspecs[NSETS] = {
 
 /*
  * Endpoint choice without the endpoint count in any rule: the frontend's
- * group map gives (group, n), `numgen random mod SEL_M` gives r, @sel maps
+ * group map gives group, @gn n, `numgen random mod SEL_M` gives r, @sel maps
  * (n . r) to floor(r * n / SEL_M), @slots maps (group . slot) to the
  * endpoint. Changing n is then a data-element change, which the kernel
  * commits without re-validating the table. Imbalance <= n / SEL_M.
