@@ -177,6 +177,7 @@ struct kpx_backend {
 	size_t n_ctdels, cap_ctdels;
 	char (*disp)[48]; /* shared dispatch chains that exist */
 	size_t n_disp, cap_disp;
+	uint32_t cap[NSETS]; /* set capacities given at the last full sync */
 	uint32_t selref[2][SEL_M + 1]; /* groups of each size, per family */
 	bool selpresent[2][SEL_M + 1];
 	int err;
@@ -1174,9 +1175,9 @@ static void table_msg(struct kpx_backend *b, uint16_t type, uint16_t flags)
  * size is also the set's capacity: outgrowing it fails a later sync with
  * ENFILE, which makes the next sync a full rebuild with larger hints.
  */
-static void size_hints(const struct kpx_plan *plan, uint32_t *hint)
+static void size_counts(const struct kpx_plan *plan, size_t *cnt)
 {
-	size_t cnt[NSETS] = { 0 };
+	memset(cnt, 0, NSETS * sizeof(*cnt));
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
 		bool v6 = sp->family == AF_INET6;
@@ -1184,13 +1185,19 @@ static void size_hints(const struct kpx_plan *plan, uint32_t *hint)
 		cnt[SET(S_GINT, v6)] += sp->n_frontends;
 		cnt[SET(S_FE, v6)] += sp->n_frontends;
 	}
+}
+
+static void size_hints(const struct kpx_plan *plan, uint32_t *hint)
+{
+	size_t cnt[NSETS];
+	size_counts(plan, cnt);
 	for (int i = 0; i < NSETS; i++)
 		hint[i] = cnt[i] >= 16384 ? (uint32_t)(cnt[i] * 2) : 0;
 }
 
 static void emit_static(struct kpx_backend *b, const struct kpx_plan *plan)
 {
-	uint32_t hint[NSETS];
+	uint32_t *hint = b->cap;
 	size_hints(plan, hint);
 	struct nftnl_rule *r;
 
@@ -1541,6 +1548,14 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	int err;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!full) {
+		/* A plan that outgrew a sized set gets a rebuild with larger
+		 * sizes rather than a transaction the kernel refuses. */
+		size_t cnt[NSETS];
+		size_counts(plan, cnt);
+		for (int i = 0; i < NSETS && !full; i++)
+			full = b->cap[i] && cnt[i] > b->cap[i];
+	}
 	b->err = 0;
 	b->n_ctdels = 0;
 	if ((err = kpx_nft_batch_init(&b->batch, b->seq)))
