@@ -437,6 +437,18 @@ run_backend() {
 			}
 			"s$s"
 		done
+		# Operators list the ruleset on a node: nft(8) must print the
+		# whole kpx table (it aborted on some rule shapes before).
+		if [ "$BK" = nft ] && rig_alive; then
+			local lr lrc
+			lr=$(rig_exec n1 nft list ruleset 2>&1)
+			lrc=$?
+			if [ $lrc -eq 0 ] && grep -q "^table inet kpx" <<<"$lr"; then
+				echo "PASS $BK/nft-list-ruleset"
+			else
+				echo "FAIL $BK/nft-list-ruleset: exit $lrc: $(tail -2 <<<"$lr" | tr '\n' ' ')"
+			fi
+		fi
 		exit 0
 	)
 }
