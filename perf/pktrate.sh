@@ -4,7 +4,7 @@
 # established and a new flow at 1 / 10,000 / 100,000 services, next to an
 # XDP_PASS floor, inside its own network namespace. Writes
 # perf/results/bpf-pkt-<date>.md (date, CPU, commit, command).
-# Not measured yet: packets/s through a node namespace (pktgen/trafgen).
+# Packets/s through a node namespace (trafgen; tc, XDP, nft): perf/fwd_rate.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
