@@ -31,9 +31,34 @@ static __always_inline int kpx_tc_verdict(struct __sk_buff *skb, int v)
 	}
 }
 
+/*
+ * The parser reads headers from the linear part only. Some senders
+ * (AF_PACKET without the qdisc, some drivers, GRO'd frames) leave little
+ * more than the Ethernet header linear: pull up to 128 bytes first, and
+ * only when needed, since the pull may reallocate the head.
+ */
+/* A subprogram, not inlined: inlined, clang shares the ctx offsets of
+ * data/data_end with the parser below and the verifier then rejects a
+ * "modified ctx ptr" dereference. */
+static __attribute__((noinline)) int kpx_tc_linearize(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	/* 74: Ethernet + IPv6 + TCP without options. */
+	__u32 need = skb->len < 74 ? skb->len : 74;
+
+	/* Pointer compare only: the verifier forbids pkt_end - pkt. */
+	if (need > 74)
+		return 0;
+	if (data + need > data_end)
+		return bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+	return 0;
+}
+
 SEC("tc")
 int kpx_np_tc_in(struct __sk_buff *skb)
 {
+	kpx_tc_linearize(skb);
 	return kpx_tc_verdict(skb, kpx_np_ingress(skb, false));
 }
 
@@ -54,6 +79,7 @@ static __always_inline int kpx_xdp_verdict(int v)
 SEC("tc")
 int kpx_np_tc_out(struct __sk_buff *skb)
 {
+	kpx_tc_linearize(skb);
 	return kpx_tc_verdict(skb, kpx_np_egress(skb));
 }
 

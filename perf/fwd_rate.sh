@@ -44,11 +44,11 @@ AGENT_PID=""
 NODE_IP=198.18.10.2 GEN_IP=198.18.10.1 SINK_IP=198.18.20.2 BACKEND=198.19.5.20
 NP=30090
 # trafgen's TX_RING builds skbs with only the Ethernet header linear (the
-# rest in page frags); kpx's tc program does not pull, so such frames are
-# never translated in tc mode. -t 0 makes trafgen use sendto(2), whose
-# small frames are linear like a NIC driver's. KPX_FWD_TG_IO=ring to try.
-TG_IO="-t 0"
-[ "${KPX_FWD_TG_IO:-}" = ring ] && TG_IO=""
+# rest in page frags): kpx's tc program pulls the headers in first, so they
+# are translated like any frame. KPX_FWD_TG_IO=sendto uses sendto(2)
+# (trafgen -t 0) instead, a slower sender.
+TG_IO=""
+[ "${KPX_FWD_TG_IO:-}" = sendto ] && TG_IO="-t 0"
 
 cleanup() {
 	if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
@@ -289,9 +289,7 @@ out=perf/results/bpf-fwd-$(date -u +%Y-%m-%d).md
 	echo "mode XDP runs in veth's NAPI (native veth XDP, XDP_REDIRECT to the sink veth, which"
 	echo "needs GRO/NAPI on the sink side), not on a NIC. All three namespaces and the generator"
 	echo "share one 2-core VM, so absolute numbers are far below a NIC's and only the ratios"
-	echo "between modes are meaningful. The sender (sendto(2) path, needed because TX_RING frames"
-	echo "are non-linear and kpx's tc program does not pull them: they pass untranslated) is on"
-	echo "the same CPU as the forwarding work, so sink pps is bounded by it; compare the"
-	echo "pps / busy core column."
+	echo "between modes are meaningful. The sender is on the same CPU as the forwarding"
+	echo "work, so sink pps is bounded by it; compare the pps / busy core column."
 } >"$out"
 cat "$out"
