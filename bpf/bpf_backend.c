@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The bpf backend (kpx_bpf_backend, see agent/backend.h): loads the
- * socket-LB object with maps pinned under --bpf-root, attaches its eight
+ * socket-LB object with maps pinned under --bpf-root, attaches its nine
  * cgroup programs through bpf_links pinned under <bpf-root>/links (a
  * restarted agent swaps the program inside the existing link instead of
  * attaching twice), keeps the maps equal to the plan with the map writer,
@@ -58,6 +58,9 @@ struct hook {
 };
 
 static const struct hook hooks[] = {
+	/* First: a socket must not get a sock slot before the program that
+	 * frees it is attached. */
+	{ "kpx_sock_release", BPF_CGROUP_INET_SOCK_RELEASE },
 	{ "kpx_connect4", BPF_CGROUP_INET4_CONNECT },
 	{ "kpx_connect6", BPF_CGROUP_INET6_CONNECT },
 	{ "kpx_sendmsg4", BPF_CGROUP_UDP4_SENDMSG },
@@ -471,7 +474,7 @@ static const char *const shared_maps[] = {
 	"kpx_svc",	"kpx_slots",	 "kpx_backends",      "kpx_maglev",
 	"kpx_revnat",	"kpx_affinity",	 "kpx_svc_meta",      "kpx_drops",
 	"kpx_svc_stats", "kpx_backend_stats", "kpx_config", "kpx_ct",
-	"kpx_src_range", "kpx_sk_revnat",
+	"kpx_src_range", "kpx_sk_revnat", "kpx_sock_slots",
 };
 
 static const char *const drop_names[KPX_DROP_REASON_MAX] = {

@@ -236,6 +236,22 @@ struct kpx_sk_revnat {
 	__u8 pad[3];
 };
 
+/* Map "kpx_sock_slots" (sock_lb object, pinned): the fast path for the
+ * per-socket record above. An ARRAY of KPX_SOCK_SLOTS entries indexed by
+ * socket cookie & (KPX_SOCK_SLOTS - 1), direct-mapped: connect() claims a
+ * free slot (cookie 0) with a compare-and-swap and fills it, the
+ * cgroup/sock_release program frees it when the socket is closed. No
+ * allocation, lock or hash per connect(), which is what makes it cheaper
+ * than socket storage (two allocations) or a hash insert (bucket lock and
+ * cache misses). A socket whose slot is taken by another live socket
+ * falls back to the kpx_sk_revnat socket storage; readers check the slot
+ * (owner cookie must match) and then the storage. */
+#define KPX_SOCK_SLOTS 131072u /* power of two */
+struct kpx_sock_slot {
+	__u64 cookie; /* owner's socket cookie; 0 = free */
+	struct kpx_sk_revnat rn;
+};
+
 /* Map "kpx_udp_destroy" (sock_lb object, not pinned): backends whose
  * connected UDP sockets the iter/udp program destroys. */
 struct kpx_udp_destroy_key {
@@ -268,6 +284,8 @@ _Static_assert(sizeof(struct kpx_ct_value) == 64, "kpx_ct_value");
 _Static_assert(sizeof(struct kpx_src_range_key) == 24, "kpx_src_range_key");
 _Static_assert(sizeof(struct kpx_sk_revnat) == 40, "kpx_sk_revnat");
 _Static_assert(sizeof(struct kpx_udp_destroy_key) == 40, "kpx_udp_destroy_key");
+_Static_assert(sizeof(struct kpx_sock_slot) == 48, "kpx_sock_slot");
+_Static_assert((KPX_SOCK_SLOTS & (KPX_SOCK_SLOTS - 1)) == 0, "KPX_SOCK_SLOTS");
 #endif
 
 #endif

@@ -8,7 +8,8 @@
  * every frontend: ClusterIP with the internal set, external kinds with
  * the cluster set, as kube-proxy short-circuits local clients).
  * Also: an iter/udp program that destroys connected UDP sockets whose
- * peer is a removed backend, so clients get re-balanced.
+ * peer is a removed backend, so clients get re-balanced, and a
+ * sock_release program that frees the socket's kpx_sock_slots entry.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
@@ -39,6 +40,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kpx_sk_revnat SEC(".maps");
 
+/* Fast path for the per-socket record (see kpx_abi.h): socket storage
+ * costs two allocations per connect(), about 0.4 us; a slot costs none. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kpx_sock_slot);
+	__uint(max_entries, KPX_SOCK_SLOTS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kpx_sock_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct kpx_udp_destroy_key);
@@ -58,6 +69,34 @@ struct sock_dst {
 static __always_inline bool addr_eq(const __u32 *a, const __u32 *b)
 {
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+static __always_inline struct kpx_sock_slot *sock_slot(__u64 cookie)
+{
+	__u32 idx = (__u32)cookie & (KPX_SOCK_SLOTS - 1);
+
+	return bpf_map_lookup_elem(&kpx_sock_slots, &idx);
+}
+
+/* The record of the socket with this cookie: its slot when it owns one,
+ * else its socket storage (slot taken, or connected by an older build). */
+static __always_inline struct kpx_sk_revnat *
+sock_record(struct kpx_sock_slot *slot, __u64 cookie, void *sk)
+{
+	if (slot && slot->cookie == cookie)
+		return &slot->rn;
+	return sk ? bpf_sk_storage_get(&kpx_sk_revnat, sk, 0, 0) : NULL;
+}
+
+static __always_inline void fill_record(struct kpx_sk_revnat *rn,
+					const struct sock_dst *be,
+					const struct sock_dst *fe)
+{
+	__builtin_memcpy(rn->backend, be->addr, 16);
+	__builtin_memcpy(rn->frontend, fe->addr, 16);
+	rn->backend_port = be->port;
+	rn->frontend_port = fe->port;
+	rn->family = be->family;
 }
 
 static __always_inline void fill_svc_key(struct kpx_svc_key *k,
@@ -221,8 +260,10 @@ static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct sock_dst fe, d;
 	__u32 proto = ctx->protocol;
+	struct kpx_sock_slot *slot;
 	struct kpx_sk_revnat *rn;
 	__u32 svc_id;
+	__u64 ck;
 	int r;
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -238,18 +279,22 @@ static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
 	if (r == XL_REJECT)
 		return SYS_REJECT;
 	store_dst(ctx, &d);
-	/* Socket storage instead of a global LRU: freed with the socket,
-	 * no per-connect contention. */
+	ck = bpf_get_socket_cookie(ctx);
+	slot = sock_slot(ck);
+	/* Claim the slot when free; only its owner writes it afterwards. */
+	if (slot && (slot->cookie == ck ||
+		     (slot->cookie == 0 &&
+		      __sync_val_compare_and_swap(&slot->cookie, 0, ck) == 0))) {
+		fill_record(&slot->rn, &d, &fe);
+		return SYS_PROCEED;
+	}
+	/* Slot held by another live socket: socket storage, freed with the
+	 * socket. */
 	if (ctx->sk) {
 		rn = bpf_sk_storage_get(&kpx_sk_revnat, ctx->sk, 0,
 					BPF_SK_STORAGE_GET_F_CREATE);
-		if (rn) {
-			__builtin_memcpy(rn->backend, d.addr, 16);
-			__builtin_memcpy(rn->frontend, fe.addr, 16);
-			rn->backend_port = d.port;
-			rn->frontend_port = fe.port;
-			rn->family = d.family;
-		}
+		if (rn)
+			fill_record(rn, &d, &fe);
 	}
 	return SYS_PROCEED;
 }
@@ -303,19 +348,17 @@ static __always_inline int do_rev(struct bpf_sock_addr *ctx, bool v6)
 		load_dst6(ctx, &d);
 	else
 		load_dst4(ctx, &d);
-	if (ctx->sk) {
-		rn = bpf_sk_storage_get(&kpx_sk_revnat, ctx->sk, 0, 0);
-		if (rn && rn->family == d.family && rn->backend_port == d.port &&
-		    addr_eq((__u32 *)rn->backend, d.addr)) {
-			__builtin_memcpy(d.addr, rn->frontend, 16);
-			d.port = rn->frontend_port;
-			store_dst(ctx, &d);
-			return SYS_PROCEED;
-		}
+	rk.cookie = bpf_get_socket_cookie(ctx);
+	rn = sock_record(sock_slot(rk.cookie), rk.cookie, ctx->sk);
+	if (rn && rn->family == d.family && rn->backend_port == d.port &&
+	    addr_eq((__u32 *)rn->backend, d.addr)) {
+		__builtin_memcpy(d.addr, rn->frontend, 16);
+		d.port = rn->frontend_port;
+		store_dst(ctx, &d);
+		return SYS_PROCEED;
 	}
 	if (ctx->protocol != IPPROTO_UDP)
 		return SYS_PROCEED;
-	rk.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(rk.addr, d.addr, 16);
 	rk.port = d.port;
 	rk.family = d.family;
@@ -388,6 +431,7 @@ int kpx_udp_destroy_iter(struct bpf_iter__udp *ctx)
 	struct kpx_udp_destroy_key k = {};
 	struct kpx_sk_revnat *rn;
 	__u16 family;
+	__u64 ck;
 
 	if (!sk)
 		return 0;
@@ -407,9 +451,11 @@ int kpx_udp_destroy_iter(struct bpf_iter__udp *ctx)
 	}
 	k.port = sk->__sk_common.skc_dport;
 	/* Only sockets that connect4/6 sent to this backend for a service:
-	 * their storage says which frontend, which must be the one the
-	 * backend left. */
-	rn = bpf_sk_storage_get(&kpx_sk_revnat, sk, 0, 0);
+	 * their record says which frontend, which must be the one the
+	 * backend left. skc_cookie is read directly: 0 means no cookie was
+	 * ever made, so connect4/6 never saw the socket. */
+	ck = sk->__sk_common.skc_cookie.counter;
+	rn = sock_record(ck ? sock_slot(ck) : NULL, ck, sk);
 	if (!rn || rn->family != k.family || rn->backend_port != k.port)
 		return 0;
 	__builtin_memcpy(k.frontend, rn->frontend, 16);
@@ -417,4 +463,20 @@ int kpx_udp_destroy_iter(struct bpf_iter__udp *ctx)
 	if (bpf_map_lookup_elem(&kpx_udp_destroy, &k))
 		bpf_sock_destroy((struct sock_common *)sk);
 	return 0;
+}
+
+/* Frees the socket's slot on close (the storage fallback frees itself). */
+SEC("cgroup/sock_release")
+int kpx_sock_release(struct bpf_sock *ctx)
+{
+	struct kpx_sock_slot *slot;
+	__u64 ck;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return SYS_PROCEED;
+	ck = bpf_get_socket_cookie(ctx);
+	slot = sock_slot(ck);
+	if (slot && slot->cookie == ck)
+		__sync_val_compare_and_swap(&slot->cookie, ck, 0);
+	return SYS_PROCEED;
 }

@@ -303,10 +303,10 @@ wait_syncs 2 # more.yaml is read in the same pass; be safe
 n_att=$(bpftool cgroup show "$CG" 2>/dev/null | grep -c ' kpx_')
 n_links=$(ls "$BR/links" 2>/dev/null | wc -l)
 hooks=$(bpftool cgroup show "$CG" | awk 'NR>1 { print $2 }' | sort | tr '\n' ' ')
-if [ "$n_att" = 8 ] && [ "$n_links" = 8 ]; then
-	pass attach_8_hooks
+if [ "$n_att" = 9 ] && [ "$n_links" = 9 ]; then
+	pass attach_9_hooks
 else
-	fail attach_8_hooks "attached $n_att ($hooks), pinned links $n_links"
+	fail attach_9_hooks "attached $n_att ($hooks), pinned links $n_links"
 fi
 root_att=$(bpftool cgroup show "$CGROOT" 2>/dev/null | grep -c ' kpx_')
 [ "$root_att" = 0 ] && pass root_cgroup_untouched ||
@@ -471,7 +471,7 @@ fi
 wait $hold
 links_after=$(for l in "$BR"/links/*; do bpftool link show pinned "$l" 2>/dev/null | head -1 | cut -d: -f1; done | sort | tr '\n' ' ')
 n_att=$(bpftool cgroup show "$CG" | grep -c ' kpx_')
-if [ "$n_att" = 8 ] && [ "$links_before" = "$links_after" ]; then
+if [ "$n_att" = 9 ] && [ "$links_before" = "$links_after" ]; then
 	pass restart_links_reused
 else
 	fail restart_links_reused "attachments $n_att, links [$links_before] -> [$links_after]"
