@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ uint8_t np_mac_pod_dev[6];
 const uint8_t np_mac_localbe[6] = { 0x02, 0, 0, 0, 0, 0x05 };
 
 struct np_fix npf;
+
+static void remove_stale_pin_dirs(void);
 
 static int sh(const char *cmd)
 {
@@ -136,6 +139,7 @@ void np_setup(void)
 	mac_of("np0", np_mac_dev);
 	mac_of("np2", np_mac_pod_dev);
 
+	remove_stale_pin_dirs();
 	snprintf(npf.root, sizeof(npf.root), "/sys/fs/bpf/kpx-test-np-%d",
 		 (int)getpid());
 	mkdir(npf.root, 0700);
@@ -168,29 +172,56 @@ void np_setup(void)
 	npf.ok = true;
 }
 
-void np_teardown(void)
+/* Removes a pin directory of this fixture and the pins in it. */
+static void remove_pin_dir(const char *dir)
 {
-	DIR *d;
 	struct dirent *de;
 	char path[400];
+	DIR *d = opendir(dir);
 
-	if (npf.skel)
-		nodeport__destroy(npf.skel);
-	npf.skel = NULL;
-	if (!npf.root[0])
-		return;
-	d = opendir(npf.root);
 	if (d) {
 		while ((de = readdir(d))) {
 			if (de->d_name[0] == '.')
 				continue;
-			snprintf(path, sizeof(path), "%s/%s", npf.root,
-				 de->d_name);
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			unlink(path);
 		}
 		closedir(d);
 	}
-	rmdir(npf.root);
+	rmdir(dir);
+}
+
+/*
+ * A test process killed from outside (SIGKILL, SIGPIPE of the runner's
+ * output) never reaches np_teardown(): remove pin roots whose process is
+ * gone before creating a new one.
+ */
+static void remove_stale_pin_dirs(void)
+{
+	struct dirent *de;
+	char path[400];
+	DIR *d = opendir("/sys/fs/bpf");
+	int pid;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (sscanf(de->d_name, "kpx-test-np-%d", &pid) != 1 ||
+		    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "/sys/fs/bpf/%s", de->d_name);
+		remove_pin_dir(path);
+	}
+	closedir(d);
+}
+
+void np_teardown(void)
+{
+	if (npf.skel)
+		nodeport__destroy(npf.skel);
+	npf.skel = NULL;
+	if (npf.root[0])
+		remove_pin_dir(npf.root);
 	/* the namespace (and its veth) goes away with the test process */
 }
 
