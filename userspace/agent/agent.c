@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/serve.h"
+#include "agent/serve_priv.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "k8s/client.h"
@@ -71,20 +72,6 @@ static bool source_synced(const struct kpx_agent *agent)
 	/* The own Node gives the zone for topology hints: wait for it too
 	 * when it comes from an API server. */
 	return !agent->k8s || kpx_store_kind_synced(agent->store, KPX_KIND_NODE);
-}
-
-static size_t count_no_local(const struct kpx_plan *plan)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-
-		if ((sp->itp_local && !sp->n_internal && sp->n_endpoints) ||
-		    (sp->etp_local && !sp->n_external && sp->n_endpoints))
-			n++;
-	}
-	return n;
 }
 
 static void schedule_sync(struct kpx_agent *agent, uint64_t delay_ms)
@@ -163,7 +150,6 @@ static void do_sync(struct kpx_agent *agent)
 	agent->stats.syncs_total++;
 	agent->stats.last_sync_wall = kpx_wall_seconds();
 	agent->stats.last_sync_seconds = elapsed;
-	agent->stats.no_local_endpoints_total += count_no_local(plan);
 	kpx_histogram_observe(&agent->stats.sync_duration, elapsed);
 	kpx_histogram_observe(full ? &agent->stats.full_sync_duration
 				   : &agent->stats.partial_sync_duration,
@@ -228,13 +214,11 @@ static void on_signal(int fd, uint32_t events, void *arg)
 
 bool kpx_agent_healthy(const struct kpx_agent *agent)
 {
-	double queued = agent->stats.last_queued_wall;
+	struct kpx_health h;
 
-	/* kube-proxy: unhealthy when a queued update has waited for more
-	 * than 2 x the sync period without being applied. */
-	if (queued <= 0)
-		return true;
-	return kpx_wall_seconds() - queued < 2.0 * agent->cfg.sync_ms / 1000.0;
+	/* The same rule as /livez and the healthCheckNodePort servers. */
+	kpx_health_eval(agent, NULL, kpx_wall_seconds(), &h);
+	return h.healthy;
 }
 
 static void json_add_time(struct json_object *o, const char *key, double t)

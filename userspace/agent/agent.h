@@ -40,7 +40,6 @@ void kpx_histogram_observe(struct kpx_histogram *h, double value);
 struct kpx_sync_stats {
 	uint64_t syncs_total;
 	uint64_t sync_errors_total;
-	uint64_t no_local_endpoints_total; /* eTP/iTP Local svcports w/o local */
 	double last_sync_wall;		   /* wall s of last successful sync */
 	double last_sync_seconds;	   /* its duration */
 	double last_queued_wall;	   /* wall s of the oldest unsynced change */
