@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,12 @@ Test(yaml, scalar_typing)
 		"qtrue: \"true\"\n"
 		"tagged: !!str 42\n"
 		"block: |\n  line1\n  line2\n"
-		"80: numeric key\n");
+		"80: numeric key\n"
+		"ninf: -.inf\n"
+		"dot: .5\n"
+		"off_: OFF\n"
+		"nullish: nullable\n"
+		"plus: +7\n");
 	struct json_object *d;
 
 	cr_assert_eq(json_object_array_length(docs), 1);
@@ -94,6 +100,15 @@ Test(yaml, scalar_typing)
 	cr_assert_str_eq(json_object_get_string(field(d, "block")),
 			 "line1\nline2\n");
 	cr_assert_str_eq(json_object_get_string(field(d, "80")), "numeric key");
+	cr_assert(json_object_is_type(field(d, "ninf"), json_type_double));
+	cr_assert(isinf(json_object_get_double(field(d, "ninf"))) &&
+		  json_object_get_double(field(d, "ninf")) < 0);
+	cr_assert_float_eq(json_object_get_double(field(d, "dot")), 0.5, 1e-9);
+	cr_assert(json_object_is_type(field(d, "off_"), json_type_boolean));
+	cr_assert_not(json_object_get_boolean(field(d, "off_")));
+	cr_assert_str_eq(json_object_get_string(field(d, "nullish")), "nullable");
+	cr_assert(json_object_is_type(field(d, "plus"), json_type_int));
+	cr_assert_eq(json_object_get_int(field(d, "plus")), 7);
 	json_object_put(docs);
 }
 

@@ -169,6 +169,11 @@ static bool scalar_float(const char *s, double *out)
 	return *end == '\0';
 }
 
+static bool maybe_number(char c)
+{
+	return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+}
+
 static struct json_object *scalar_value(const yaml_event_t *ev)
 {
 	const char *s = (const char *)ev->data.scalar.value;
@@ -190,12 +195,20 @@ static struct json_object *scalar_value(const yaml_event_t *ev)
 	}
 	if (!is_plain(ev))
 		return json_object_new_string_len(s, (int)len);
-	if (match_any(s, null_words))
-		return NULL;
-	if (match_any(s, true_words))
-		return json_object_new_boolean(1);
-	if (match_any(s, false_words))
-		return json_object_new_boolean(0);
+	/* Most plain scalars are keys and names: the null/bool words are at
+	 * most 5 characters, and numbers (.inf/.nan included) start with a
+	 * digit, sign or dot, so anything else is a string without trying
+	 * every rule. */
+	if (len <= 5) {
+		if (match_any(s, null_words))
+			return NULL;
+		if (match_any(s, true_words))
+			return json_object_new_boolean(1);
+		if (match_any(s, false_words))
+			return json_object_new_boolean(0);
+	}
+	if (!maybe_number(s[0]))
+		return json_object_new_string_len(s, (int)len);
 	if (scalar_int(s, &i))
 		return json_object_new_int64(i);
 	if (scalar_float(s, &f))
