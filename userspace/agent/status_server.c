@@ -24,6 +24,7 @@
 #include "agent/serve_priv.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "k8s/objects.h"
 #include "model/store.h"
 #include "plan/plan.h"
 
@@ -48,35 +49,6 @@ struct kpx_status_server {
 	struct kpx_timer *sweep;
 	struct status_conn conns[STATUS_MAX_CONNS];
 };
-
-static const char *proto_str(uint8_t p)
-{
-	switch (p) {
-	case KPX_PROTO_TCP:
-		return "TCP";
-	case KPX_PROTO_UDP:
-		return "UDP";
-	case KPX_PROTO_SCTP:
-		return "SCTP";
-	}
-	return "?";
-}
-
-/* The Service type a frontend kind comes from, as `kpx services` shows. */
-static const char *fe_type(enum kpx_fe_kind k)
-{
-	switch (k) {
-	case KPX_FE_CLUSTER_IP:
-		return "ClusterIP";
-	case KPX_FE_NODE_PORT:
-		return "NodePort";
-	case KPX_FE_EXTERNAL_IP:
-		return "ExternalIP";
-	case KPX_FE_LOAD_BALANCER:
-		return "LoadBalancer";
-	}
-	return "?";
-}
 
 struct json_object *kpx_plan_expected_frontends(const struct kpx_plan *plan)
 {
@@ -107,10 +79,10 @@ struct json_object *kpx_plan_expected_frontends(const struct kpx_plan *plan)
 					       json_object_new_int(fe->port));
 			json_object_object_add(
 				o, "protocol",
-				json_object_new_string(proto_str(sp->proto)));
+				json_object_new_string(kpx_proto_name(sp->proto)));
 			json_object_object_add(
 				o, "type",
-				json_object_new_string(fe_type(fe->kind)));
+				json_object_new_string(kpx_fe_kind_name(fe->kind)));
 			json_object_object_add(o, "service",
 					       json_object_new_string(svc));
 			json_object_object_add(
