@@ -193,6 +193,19 @@ static void httpd_log(void *cls, const char *fmt, va_list ap)
 	kpx_dbg(2, "libmicrohttpd: %s", buf);
 }
 
+static struct MHD_Daemon *httpd_listen(struct kpx_httpd *d, unsigned int flags,
+				       uint16_t port,
+				       struct sockaddr_storage *ss)
+{
+	return MHD_start_daemon(
+		flags, port, NULL, NULL, httpd_access, d, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)ss, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned int)KPX_HTTP_CONN_TIMEOUT,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)KPX_HTTP_CONN_LIMIT,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+		MHD_OPTION_EXTERNAL_LOGGER, httpd_log, NULL, MHD_OPTION_END);
+}
+
 int kpx_httpd_start(struct kpx_loop *loop, const char *bind_addr,
 		    kpx_httpd_handler handler, void *arg,
 		    struct kpx_httpd **out)
@@ -226,13 +239,7 @@ int kpx_httpd_start(struct kpx_loop *loop, const char *bind_addr,
 	} else {
 		port = ntohs(((const struct sockaddr_in *)&ss)->sin_port);
 	}
-	d->mhd = MHD_start_daemon(
-		flags, port, NULL, NULL, httpd_access, d, MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)KPX_HTTP_CONN_TIMEOUT,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)KPX_HTTP_CONN_LIMIT,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-		MHD_OPTION_EXTERNAL_LOGGER, httpd_log, NULL, MHD_OPTION_END);
+	d->mhd = httpd_listen(d, flags, port, &ss);
 	if (!d->mhd && (flags & MHD_USE_DUAL_STACK)) {
 		/* No IPv6 in this namespace: fall back to IPv4 any. */
 		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -242,16 +249,7 @@ int kpx_httpd_start(struct kpx_loop *loop, const char *bind_addr,
 		a4->sin_port = htons(port);
 		a4->sin_addr.s_addr = htonl(INADDR_ANY);
 		flags &= ~MHD_USE_DUAL_STACK;
-		d->mhd = MHD_start_daemon(
-			flags, port, NULL, NULL, httpd_access, d,
-			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-			MHD_OPTION_CONNECTION_TIMEOUT,
-			(unsigned int)KPX_HTTP_CONN_TIMEOUT,
-			MHD_OPTION_CONNECTION_LIMIT,
-			(unsigned int)KPX_HTTP_CONN_LIMIT,
-			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-			MHD_OPTION_EXTERNAL_LOGGER, httpd_log, NULL,
-			MHD_OPTION_END);
+		d->mhd = httpd_listen(d, flags, port, &ss);
 	}
 	if (!d->mhd) {
 		/* MHD does not report why; errno is left by bind(). */
