@@ -32,58 +32,50 @@ static void fake_agent(struct kpx_agent *a)
 	kpx_histogram_init(&a->stats.programming_latency, 0.001, 2);
 }
 
-Test(health, healthy_without_queued_changes)
+/*
+ * kube-proxy's rule: unhealthy once a change newer than the last
+ * successful sync has waited 2 x the sync period. While healthy,
+ * lastUpdated is "now"; while unhealthy, the last successful sync.
+ */
+static const struct health_case {
+	const char *what;
+	uint64_t sync_ms;
+	double last_sync, last_queued, now;
+	bool healthy;
+	double last_updated;
+} health_cases[] = {
+	{ "no queued change", 30000, 1000, 0, 5000, true, 5000 },
+	{ "queued 59.9 s ago, period 30 s", 30000, 1000, 1001, 1001 + 59.9,
+	  true, 1001 + 59.9 },
+	{ "queued 60 s = 2 x 30 s period ago is late", 30000, 1000, 1001,
+	  1001 + 60.0, false, 1000 },
+	{ "change older than the last sync is not pending", 30000, 1000, 900,
+	  5000, true, 5000 },
+	{ "never synced, queued 2.5 s ago, period 1 s", 1000, 0, 100, 102.5,
+	  false, 0 },
+};
+
+Test(health, sync_freshness_rule)
 {
-	struct kpx_agent a;
-	struct kpx_health h;
+	for (size_t i = 0; i < sizeof(health_cases) / sizeof(health_cases[0]);
+	     i++) {
+		const struct health_case *c = &health_cases[i];
+		struct kpx_agent a;
+		struct kpx_health h;
 
-	fake_agent(&a);
-	a.stats.last_sync_wall = 1000;
-	kpx_health_eval(&a, NULL, 5000, &h);
-	cr_assert(h.healthy);
-	cr_assert(h.node_eligible);
-	/* kube-proxy reports "now" while healthy. */
-	cr_assert_float_eq(h.last_updated, 5000, 1e-9);
-}
-
-Test(health, queued_change_within_twice_sync_period_is_healthy)
-{
-	struct kpx_agent a;
-	struct kpx_health h;
-
-	fake_agent(&a);
-	a.stats.last_sync_wall = 1000;
-	a.stats.last_queued_wall = 1001;
-	kpx_health_eval(&a, NULL, 1001 + 59.9, &h);
-	cr_assert(h.healthy);
-	kpx_health_eval(&a, NULL, 1001 + 60.0, &h);
-	cr_assert_not(h.healthy, "60 s = 2 x 30 s sync period is late");
-	cr_assert_float_eq(h.last_updated, 1000, 1e-9,
-			   "unhealthy reports the last successful sync");
-}
-
-Test(health, change_older_than_last_sync_is_not_pending)
-{
-	struct kpx_agent a;
-	struct kpx_health h;
-
-	fake_agent(&a);
-	a.stats.last_queued_wall = 900;
-	a.stats.last_sync_wall = 1000;
-	kpx_health_eval(&a, NULL, 5000, &h);
-	cr_assert(h.healthy);
-}
-
-Test(health, never_synced_with_stale_queue_is_unhealthy)
-{
-	struct kpx_agent a;
-	struct kpx_health h;
-
-	fake_agent(&a);
-	a.cfg.sync_ms = 1000;
-	a.stats.last_queued_wall = 100;
-	kpx_health_eval(&a, NULL, 102.5, &h);
-	cr_assert_not(h.healthy);
+		fake_agent(&a);
+		a.cfg.sync_ms = c->sync_ms;
+		a.stats.last_sync_wall = c->last_sync;
+		a.stats.last_queued_wall = c->last_queued;
+		kpx_health_eval(&a, NULL, c->now, &h);
+		cr_assert_eq(h.healthy, c->healthy, "%s: healthy=%d", c->what,
+			     h.healthy);
+		cr_assert(h.node_eligible, "%s: unknown node is eligible",
+			  c->what);
+		cr_assert_float_eq(h.last_updated, c->last_updated, 1e-9,
+				   "%s: lastUpdated %f", c->what,
+				   h.last_updated);
+	}
 }
 
 Test(health, node_deleting_or_tainted_is_not_eligible)
@@ -407,6 +399,8 @@ Test(verify, expected_frontends_use_the_set_of_the_frontend_kind)
 	cr_assert_str_eq(json_object_get_string(v), "TCP");
 	json_object_object_get_ex(fe, "service", &v);
 	cr_assert_str_eq(json_object_get_string(v), "default/web");
+	json_object_object_get_ex(fe, "type", &v);
+	cr_assert_str_eq(json_object_get_string(v), "ClusterIP");
 	json_object_object_get_ex(fe, "backends", &bs);
 	cr_assert_eq(json_object_array_length(bs), 1);
 	json_object_object_get_ex(json_object_array_get_idx(bs, 0), "address",
@@ -414,6 +408,8 @@ Test(verify, expected_frontends_use_the_set_of_the_frontend_kind)
 	cr_assert_str_eq(json_object_get_string(v), "198.18.1.1");
 	/* The LB frontend of the eTP=Local service has no local endpoint. */
 	fe = json_object_array_get_idx(arr, 1);
+	json_object_object_get_ex(fe, "type", &v);
+	cr_assert_str_eq(json_object_get_string(v), "LoadBalancer");
 	json_object_object_get_ex(fe, "backends", &bs);
 	cr_assert_eq(json_object_array_length(bs), 0);
 	json_object_put(arr);
