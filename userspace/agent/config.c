@@ -277,15 +277,7 @@ static int apply_option(struct kpx_config *cfg, int opt, const char *arg)
 	case OPT_MANIFESTS:
 		return copy_str(cfg->manifests, sizeof(cfg->manifests), arg);
 	case OPT_BACKEND:
-		if (!strcmp(arg, "bpf") || !strcmp(arg, "ebpf"))
-			cfg->backend = KPX_BACKEND_BPF;
-		else if (!strcmp(arg, "nft") || !strcmp(arg, "nftables"))
-			cfg->backend = KPX_BACKEND_NFT;
-		else if (!strcmp(arg, "auto") || !*arg)
-			cfg->backend = KPX_BACKEND_AUTO;
-		else
-			return -EINVAL;
-		return 0;
+		return kpx_backend_parse(arg, &cfg->backend);
 	case OPT_HOSTNAME:
 		return copy_str(cfg->hostname, sizeof(cfg->hostname), arg);
 	case OPT_NODE_IP:
@@ -420,9 +412,13 @@ int kpx_config_parse_run(struct kpx_config *cfg, int argc, char **argv)
 		if (err) {
 			const char *name = "-v";
 
+			/* The first name of the flag: --backend, not its
+			 * alias --proxy-mode. */
 			for (const struct option *o = run_options; o->name; o++)
-				if (o->val == opt)
+				if (o->val == opt) {
 					name = o->name;
+					break;
+				}
 			fprintf(stderr, "kpx: invalid value '%s' for --%s\n",
 				optarg ? optarg : "", name);
 			return -EINVAL;
@@ -445,6 +441,19 @@ int kpx_config_parse_run(struct kpx_config *cfg, int argc, char **argv)
 		else
 			gethostname(cfg->hostname, sizeof(cfg->hostname) - 1);
 	}
+	return 0;
+}
+
+int kpx_backend_parse(const char *s, enum kpx_backend_kind *out)
+{
+	if (!strcmp(s, "bpf") || !strcmp(s, "ebpf"))
+		*out = KPX_BACKEND_BPF;
+	else if (!strcmp(s, "nft") || !strcmp(s, "nftables"))
+		*out = KPX_BACKEND_NFT;
+	else if (!strcmp(s, "auto") || !*s)
+		*out = KPX_BACKEND_AUTO;
+	else
+		return -EINVAL;
 	return 0;
 }
 

@@ -81,6 +81,8 @@ int kpx_duration_parse(const char *s, uint64_t *ms);
 /* Resolves the auto backend to bpf or nft for this kernel. */
 enum kpx_backend_kind kpx_config_resolve_backend(const struct kpx_config *cfg);
 const char *kpx_backend_name(enum kpx_backend_kind kind);
+/* "bpf"/"ebpf", "nft"/"nftables", "auto"/"" into *out: 0 or -EINVAL. */
+int kpx_backend_parse(const char *s, enum kpx_backend_kind *out);
 struct kpx_plan_input;
 struct kpx_node;
 /*

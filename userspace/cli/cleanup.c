@@ -667,12 +667,7 @@ int kpx_cmd_cleanup(int argc, char **argv)
 		dst = NULL;
 		switch (opt) {
 		case OPT_BACKEND:
-			if (!strcmp(optarg, "bpf") || !strcmp(optarg, "ebpf")) {
-				only = KPX_BACKEND_BPF;
-			} else if (!strcmp(optarg, "nft") ||
-				   !strcmp(optarg, "nftables")) {
-				only = KPX_BACKEND_NFT;
-			} else {
+			if (kpx_backend_parse(optarg, &only)) {
 				fprintf(stderr,
 					"kpx cleanup: --backend: want bpf or "
 					"nft, not '%s'\n",

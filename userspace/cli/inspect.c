@@ -79,12 +79,7 @@ int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 				return ret;
 			break;
 		case O_BACKEND:
-			if (!strcmp(optarg, "bpf")) {
-				o->cfg.backend = KPX_BACKEND_BPF;
-			} else if (!strcmp(optarg, "nft") ||
-				   !strcmp(optarg, "nftables")) {
-				o->cfg.backend = KPX_BACKEND_NFT;
-			} else {
+			if (kpx_backend_parse(optarg, &o->cfg.backend)) {
 				fprintf(stderr,
 					"kpx: --backend %s: want bpf or nft\n",
 					optarg);
