@@ -138,6 +138,10 @@ struct kpx_map_writer {
 	void *backends;	 /* tsearch root of struct be_node *, by ident */
 	struct be_node **be_by_id;
 	struct svc_entry **svc_by_id;
+	/* svc ids whose affinity entries need pruning at the end of this
+	 * sync (backends removed, or the entry deleted) */
+	uint8_t *prune;
+	size_t n_prune;
 	uint32_t next_svc, next_be;
 	uint64_t epoch;
 	bool reconciled;
@@ -521,25 +525,38 @@ out:
 	return err;
 }
 
-/* Affinity entries of svc_id that point at a backend it no longer has. */
-static void affinity_prune(struct kpx_map_writer *w, uint32_t svc_id,
-			   const uint32_t *keep, size_t n_keep)
+static void affinity_mark(struct kpx_map_writer *w, uint32_t svc_id)
+{
+	if (!w->prune[svc_id]) {
+		w->prune[svc_id] = 1;
+		w->n_prune++;
+	}
+}
+
+/* Affinity entries of a marked svc id that point at a backend its entry no
+ * longer has (all of them when the entry is gone). One walk of kpx_affinity
+ * per sync, however many services changed. */
+static void affinity_prune(struct kpx_map_writer *w)
 {
 	struct kpx_affinity_key k, next, *del = NULL;
 	size_t n_del = 0, cap = 0;
 	const void *prev = NULL;
 
+	if (!w->n_prune)
+		return;
 	while (w->ops.next_key(w->ops.ctx, KPX_MAP_AFFINITY, prev, &next) == 0) {
 		struct kpx_affinity_value v;
+		const struct svc_entry *e;
 		bool kept = false;
 
 		k = next;
 		prev = &k;
-		if (k.svc_id != svc_id ||
+		if (k.svc_id >= w->o.services_max || !w->prune[k.svc_id] ||
 		    w->ops.lookup(w->ops.ctx, KPX_MAP_AFFINITY, &k, &v))
 			continue;
-		for (size_t i = 0; i < n_keep && !kept; i++)
-			kept = keep[i] == v.backend_id;
+		e = w->svc_by_id[k.svc_id];
+		for (size_t i = 0; e && i < e->val.count && !kept; i++)
+			kept = e->ids[i] == v.backend_id;
 		if (kept)
 			continue;
 		if (n_del == cap) {
@@ -554,6 +571,8 @@ static void affinity_prune(struct kpx_map_writer *w, uint32_t svc_id,
 	for (size_t i = 0; i < n_del; i++)
 		w->ops.del(w->ops.ctx, KPX_MAP_AFFINITY, &del[i]);
 	free(del);
+	memset(w->prune, 0, w->o.services_max);
+	w->n_prune = 0;
 }
 
 static void svc_key_str(const struct kpx_svc_key *k, char *buf, size_t len)
@@ -578,7 +597,6 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 	struct kpx_svc_value val = {};
 	size_t got = 0, slots = 0, nr = 0, added_r = 0;
 	bool maglev = x->flags & KPX_SVC_F_MAGLEV, maglev_done = false;
-	struct svc_entry *old_copy = NULL;
 	const char *step = "memory";
 	int err = -ENOMEM;
 
@@ -660,7 +678,7 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 				w->ops.del(w->ops.ctx, KPX_MAP_SRC_RANGE,
 					   &e->ranges[i]);
 		if (e->val.flags & KPX_SVC_F_AFFINITY)
-			affinity_prune(w, val.svc_id, ids, x->n);
+			affinity_mark(w, val.svc_id);
 		for (size_t i = 0; i < e->val.count; i++) {
 			notify_removed(w, &e->key, e->ids[i], ids, x->n);
 			be_put(w, e->ids[i]);
@@ -707,7 +725,6 @@ fail:
 		e->epoch = w->epoch; /* keep the old state */
 	free(ids);
 	free(ranges);
-	free(old_copy);
 	{
 		char ks[96];
 
@@ -737,7 +754,7 @@ static void entry_delete(struct kpx_map_writer *w, struct svc_entry *e)
 		w->ops.del(w->ops.ctx, KPX_MAP_SRC_RANGE, &e->ranges[i]);
 	w->ops.del(w->ops.ctx, KPX_MAP_SVC_META, &e->val.svc_id);
 	if (e->val.flags & KPX_SVC_F_AFFINITY)
-		affinity_prune(w, e->val.svc_id, NULL, 0);
+		affinity_mark(w, e->val.svc_id);
 	for (size_t i = 0; i < e->val.count; i++) {
 		notify_removed(w, &e->key, e->ids[i], NULL, 0);
 		be_put(w, e->ids[i]);
@@ -965,8 +982,9 @@ int kpx_map_writer_new(const struct kpx_map_ops *ops,
 	}
 	w->be_by_id = calloc(w->o.backends_max, sizeof(*w->be_by_id));
 	w->svc_by_id = calloc(w->o.services_max, sizeof(*w->svc_by_id));
+	w->prune = calloc(w->o.services_max, 1);
 	w->next_svc = w->next_be = 1;
-	if (!w->be_by_id || !w->svc_by_id) {
+	if (!w->be_by_id || !w->svc_by_id || !w->prune) {
 		kpx_map_writer_free(w);
 		return -ENOMEM;
 	}
@@ -1078,6 +1096,7 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 	} else if (!first_err) {
 		first_err = -ENOMEM;
 	}
+	affinity_prune(w);
 	if (!w->reconciled) {
 		/* First sync after (re)start: remove what no entry uses. */
 		sweep(w, KPX_MAP_SLOTS, sizeof(struct kpx_slot_key), keep_slot);
@@ -1135,5 +1154,6 @@ void kpx_map_writer_free(struct kpx_map_writer *w)
 	tdestroy(w->backends, free);
 	free(w->be_by_id);
 	free(w->svc_by_id);
+	free(w->prune);
 	free(w);
 }

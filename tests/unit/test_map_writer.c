@@ -403,3 +403,80 @@ Test(map_writer, maglev_table_and_udp_backend_removal)
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }
+
+static uint32_t slot_id(struct fake *f, const struct kpx_svc_value *v, int slot)
+{
+	struct kpx_slot_key k = { v->svc_id, v->gen, (uint16_t)slot };
+	uint32_t id = 0;
+
+	cr_assert_eq(f_lookup(f, KPX_MAP_SLOTS, &k, &id), 0, "slot %d", slot);
+	return id;
+}
+
+static void affinity_put(struct fake *f, uint32_t svc_id, uint8_t client,
+			 uint32_t backend_id)
+{
+	struct kpx_affinity_key k = { .svc_id = svc_id,
+				      .family = KPX_AF_INET };
+	struct kpx_affinity_value v = { .backend_id = backend_id };
+
+	k.client[3] = client;
+	cr_assert_eq(f_update(f, KPX_MAP_AFFINITY, &k, &v), 0);
+}
+
+static bool affinity_has(struct fake *f, uint32_t svc_id, uint8_t client)
+{
+	struct kpx_affinity_key k = { .svc_id = svc_id,
+				      .family = KPX_AF_INET };
+	struct kpx_affinity_value v;
+
+	k.client[3] = client;
+	return f_lookup(f, KPX_MAP_AFFINITY, &k, &v) == 0;
+}
+
+Test(map_writer, affinity_entries_of_removed_backends_are_pruned)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value in, ex;
+	uint32_t other = 100; /* a svc id no entry of this plan uses */
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
+	t.sp.affinity_timeout = 60;
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	in = svc_get(&f, KPX_SCOPE_INTERNAL);
+	ex = svc_get(&f, KPX_SCOPE_EXTERNAL);
+	cr_assert(in.flags & KPX_SVC_F_AFFINITY);
+	/* Clients 1 and 2 stick to backends .1 and .2 on both scopes. */
+	affinity_put(&f, in.svc_id, 1, slot_id(&f, &in, 0));
+	affinity_put(&f, in.svc_id, 2, slot_id(&f, &in, 1));
+	affinity_put(&f, ex.svc_id, 1, slot_id(&f, &ex, 0));
+	affinity_put(&f, ex.svc_id, 2, slot_id(&f, &ex, 1));
+	affinity_put(&f, other, 1, slot_id(&f, &in, 0));
+
+	/* .1 goes: clients stuck to it are re-balanced, the rest stay. */
+	tplan_init(&t, (int[]){ 2, 3 }, 2, IPPROTO_TCP);
+	t.sp.affinity_timeout = 60;
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_not(affinity_has(&f, in.svc_id, 1));
+	cr_assert_not(affinity_has(&f, ex.svc_id, 1));
+	cr_assert(affinity_has(&f, in.svc_id, 2));
+	cr_assert(affinity_has(&f, ex.svc_id, 2));
+	cr_assert(affinity_has(&f, other, 1), "other services untouched");
+
+	/* Service gone: all its affinity entries go with it. */
+	t.plan.n_svcports = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_not(affinity_has(&f, in.svc_id, 2));
+	cr_assert_not(affinity_has(&f, ex.svc_id, 2));
+	cr_assert(affinity_has(&f, other, 1), "other services untouched");
+	cr_assert_eq(f.m[KPX_MAP_AFFINITY].n, 1);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
