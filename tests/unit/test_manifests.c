@@ -70,7 +70,9 @@ Test(yaml, scalar_typing)
 		"dot: .5\n"
 		"off_: OFF\n"
 		"nullish: nullable\n"
-		"plus: +7\n");
+		"plus: +7\n"
+		"\"quoted key\": q\n"
+		"on: yaml11\n");
 	struct json_object *d;
 
 	cr_assert_eq(json_object_array_length(docs), 1);
@@ -109,6 +111,9 @@ Test(yaml, scalar_typing)
 	cr_assert_str_eq(json_object_get_string(field(d, "nullish")), "nullable");
 	cr_assert(json_object_is_type(field(d, "plus"), json_type_int));
 	cr_assert_eq(json_object_get_int(field(d, "plus")), 7);
+	cr_assert_str_eq(json_object_get_string(field(d, "quoted key")), "q");
+	/* YAML 1.1 as go-yaml: a plain `on` key is the bool true. */
+	cr_assert_str_eq(json_object_get_string(field(d, "true")), "yaml11");
 	json_object_put(docs);
 }
 

@@ -169,9 +169,32 @@ static bool scalar_float(const char *s, double *out)
 	return *end == '\0';
 }
 
+/* Numbers (.inf and .nan included) start with a digit, sign or dot. */
 static bool maybe_number(char c)
 {
 	return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+}
+
+/* The null/bool words above: at most 5 characters, these initials. */
+static bool maybe_word(const char *s, size_t len)
+{
+	return len == 0 || (len <= 5 && strchr("~nNtTyYoOfF", s[0]));
+}
+
+/*
+ * True when the scalar resolves to a string without trying any rule:
+ * quoted or block, or plain but neither a null/bool word nor starting like
+ * a number. Most scalars of a manifest are keys and names.
+ */
+static bool plain_string(const yaml_event_t *ev)
+{
+	const char *s = (const char *)ev->data.scalar.value;
+
+	if (ev->data.scalar.tag)
+		return false;
+	if (!is_plain(ev))
+		return true;
+	return !maybe_word(s, ev->data.scalar.length) && !maybe_number(s[0]);
 }
 
 static struct json_object *scalar_value(const yaml_event_t *ev)
@@ -182,6 +205,8 @@ static struct json_object *scalar_value(const yaml_event_t *ev)
 	int64_t i;
 	double f;
 
+	if (plain_string(ev))
+		return json_object_new_string_len(s, (int)len);
 	if (tag) {
 		if (!strcmp(tag, YAML_NULL_TAG))
 			return NULL;
@@ -193,22 +218,13 @@ static struct json_object *scalar_value(const yaml_event_t *ev)
 			return json_object_new_double(f);
 		return json_object_new_string_len(s, (int)len);
 	}
-	if (!is_plain(ev))
-		return json_object_new_string_len(s, (int)len);
-	/* Most plain scalars are keys and names: the null/bool words are at
-	 * most 5 characters, and numbers (.inf/.nan included) start with a
-	 * digit, sign or dot, so anything else is a string without trying
-	 * every rule. */
-	if (len <= 5) {
-		if (match_any(s, null_words))
-			return NULL;
-		if (match_any(s, true_words))
-			return json_object_new_boolean(1);
-		if (match_any(s, false_words))
-			return json_object_new_boolean(0);
-	}
-	if (!maybe_number(s[0]))
-		return json_object_new_string_len(s, (int)len);
+	/* Plain, and maybe a null/bool word or a number. */
+	if (match_any(s, null_words))
+		return NULL;
+	if (match_any(s, true_words))
+		return json_object_new_boolean(1);
+	if (match_any(s, false_words))
+		return json_object_new_boolean(0);
 	if (scalar_int(s, &i))
 		return json_object_new_int64(i);
 	if (scalar_float(s, &f))
@@ -286,6 +302,27 @@ static int merge_into(struct builder *b, const yaml_event_t *ev,
 	return 0;
 }
 
+/* The mapping on top of the stack waits for its next key. */
+static bool wants_key(const struct builder *b)
+{
+	const struct frame *f;
+
+	if (b->depth == 0)
+		return false;
+	f = &b->stack[b->depth - 1];
+	return !f->key && json_object_is_type(f->node, json_type_object);
+}
+
+static int set_key(struct builder *b, const yaml_event_t *ev, const char *key)
+{
+	struct frame *f = &b->stack[b->depth - 1];
+
+	f->key = strdup(key);
+	f->merge_key = ev->type == YAML_SCALAR_EVENT && is_plain(ev) &&
+		       !strcmp((const char *)ev->data.scalar.value, "<<");
+	return f->key ? 0 : berr(b, ev, "out of memory");
+}
+
 /* Adds a finished value (ownership passed) to the current container. */
 static int add_value(struct builder *b, const yaml_event_t *ev,
 		     struct json_object *val)
@@ -310,12 +347,9 @@ static int add_value(struct builder *b, const yaml_event_t *ev,
 			json_object_put(val);
 			return berr(b, ev, "complex mapping keys are not supported");
 		}
-		f->key = strdup(val ? json_object_get_string(val) : "null");
-		f->merge_key = ev->type == YAML_SCALAR_EVENT && is_plain(ev) &&
-			       !strcmp((const char *)ev->data.scalar.value,
-				       "<<");
+		rc = set_key(b, ev, val ? json_object_get_string(val) : "null");
 		json_object_put(val);
-		return f->key ? 0 : berr(b, ev, "out of memory");
+		return rc;
 	}
 	if (f->merge_key) {
 		rc = merge_into(b, ev, f->node, val);
@@ -465,7 +499,16 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
 			rc = pop(&b, &ev);
 			break;
 		case YAML_SCALAR_EVENT: {
-			struct json_object *v = scalar_value(&ev);
+			struct json_object *v;
+
+			/* Most keys: no json string to make and drop. */
+			if (!ev.data.scalar.anchor && wants_key(&b) &&
+			    plain_string(&ev)) {
+				rc = set_key(&b, &ev,
+					     (const char *)ev.data.scalar.value);
+				break;
+			}
+			v = scalar_value(&ev);
 
 			rc = bind_anchor(&b, &ev,
 					 (const char *)ev.data.scalar.anchor, v);
