@@ -538,6 +538,12 @@ Test(objects, slice_invalid)
 			     "['198.19.1.1'],'hints':{'forZones':[{'name':1}]}}]}",
 		  -EINVAL,
 		  "endpoints[0].hints.forZones[0].name: expected string, got int" },
+		{ SLICE_HEAD "'addressType':'IPv4','endpoints':[{'addresses':"
+			     "['198.19.1.1'],'hints':{'forZones':['z1']}}]}",
+		  -EINVAL,
+		  "endpoints[0].hints.forZones[0]: expected object, got string" },
+		{ SLICE_HEAD "'addressType':'IPv4','ports':[{'port':80},8080]}",
+		  -EINVAL, "ports[1]: expected object, got int" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -606,6 +612,11 @@ Test(objects, node_decode)
 	cr_assert_eq(kpx_node_decode(o, &n, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "status.addresses[0].address: invalid IP"), "%s",
 		  err);
+	json_object_put(o);
+
+	o = J("{'metadata':{'name':'bad'},'spec':{'taints':[{'key':'k'},'t']}}");
+	cr_assert_eq(kpx_node_decode(o, &n, err, sizeof(err)), -EINVAL);
+	cr_assert_str_eq(err, "spec.taints[1]: expected object, got string");
 	json_object_put(o);
 }
 

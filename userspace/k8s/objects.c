@@ -244,6 +244,47 @@ static int get_array(struct dec *d, struct json_object *parent,
 	return 0;
 }
 
+/*
+ * Element i of an array of objects, with its JSON path ("<arr_path>[i]")
+ * in path for the caller's messages.
+ */
+static int get_obj_elem(struct dec *d, struct json_object *arr, size_t i,
+			const char *arr_path, char *path, size_t pathlen,
+			struct json_object **out)
+{
+	snprintf(path, pathlen, "%s[%zu]", arr_path, i);
+	*out = json_object_array_get_idx(arr, i);
+	if (!json_object_is_type(*out, json_type_object))
+		return fail(d, -EINVAL, "%s: expected object, got %s", path,
+			    type_name(*out));
+	return 0;
+}
+
+/*
+ * name, protocol and port of a Service or EndpointSlice ports[] entry;
+ * *port 0 when absent, an error when absent and required.
+ */
+static int port_fields(struct dec *d, struct json_object *p, const char *path,
+		       bool required, char (*name)[KPX_PORTNAME_MAX],
+		       uint8_t *proto, uint16_t *port)
+{
+	int64_t v = 0;
+	bool present;
+	int rc;
+
+	rc = get_str(d, p, path, "name", *name, sizeof(*name), false);
+	if (!rc)
+		rc = parse_proto(d, p, path, proto);
+	if (!rc)
+		rc = get_int(d, p, path, "port", 1, 65535, &v, &present);
+	if (rc)
+		return rc;
+	if (required && !present)
+		return fail(d, -EINVAL, "%s.port: missing", path);
+	*port = (uint16_t)v;
+	return 0;
+}
+
 /* Array of IP strings into a new kpx_addr array. */
 static int get_ip_list(struct dec *d, struct json_object *parent,
 		       const char *path, const char *key, struct kpx_addr **out,
@@ -322,7 +363,6 @@ static int svc_ports(struct dec *d, struct json_object *spec,
 	struct json_object *arr, *p;
 	char path[48];
 	int64_t v;
-	bool present;
 	size_t n;
 	int rc;
 
@@ -335,23 +375,13 @@ static int svc_ports(struct dec *d, struct json_object *spec,
 	for (size_t i = 0; i < n; i++) {
 		struct kpx_svc_port *sp = &svc->ports[i];
 
-		snprintf(path, sizeof(path), "spec.ports[%zu]", i);
-		p = json_object_array_get_idx(arr, i);
-		if (!json_object_is_type(p, json_type_object))
-			return fail(d, -EINVAL, "%s: expected object, got %s",
-				    path, type_name(p));
-		rc = get_str(d, p, path, "name", sp->name, sizeof(sp->name),
-			     false);
+		rc = get_obj_elem(d, arr, i, "spec.ports", path, sizeof(path),
+				  &p);
 		if (!rc)
-			rc = parse_proto(d, p, path, &sp->proto);
-		if (!rc)
-			rc = get_int(d, p, path, "port", 1, 65535, &v,
-				     &present);
+			rc = port_fields(d, p, path, true, &sp->name,
+					 &sp->proto, &sp->port);
 		if (rc)
 			return rc;
-		if (!present)
-			return fail(d, -EINVAL, "%s.port: missing", path);
-		sp->port = (uint16_t)v;
 		v = 0;
 		rc = get_int(d, p, path, "nodePort", 0, 65535, &v, NULL);
 		if (rc)
@@ -383,13 +413,11 @@ static int svc_lb_ingress(struct dec *d, struct json_object *obj,
 	if (!svc->lb_ips)
 		return fail(d, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "status.loadBalancer.ingress[%zu]",
-			 i);
-		ing = json_object_array_get_idx(arr, i);
-		if (!json_object_is_type(ing, json_type_object))
-			return fail(d, -EINVAL, "%s: expected object, got %s",
-				    path, type_name(ing));
-		rc = get_typed(d, ing, path, "ip", json_type_string, &ip);
+		rc = get_obj_elem(d, arr, i, "status.loadBalancer.ingress",
+				  path, sizeof(path), &ing);
+		if (!rc)
+			rc = get_typed(d, ing, path, "ip", json_type_string,
+				       &ip);
 		if (rc)
 			return rc;
 		/* Hostname-only ingress (e.g. AWS ELB): nothing to program. */
@@ -609,7 +637,6 @@ static int slice_ports(struct dec *d, struct json_object *obj,
 {
 	struct json_object *arr, *p;
 	char path[32];
-	int64_t v;
 	size_t n;
 	int rc;
 
@@ -622,21 +649,12 @@ static int slice_ports(struct dec *d, struct json_object *obj,
 	for (size_t i = 0; i < n; i++) {
 		struct kpx_slice_port *sp = &sl->ports[i];
 
-		snprintf(path, sizeof(path), "ports[%zu]", i);
-		p = json_object_array_get_idx(arr, i);
-		if (!json_object_is_type(p, json_type_object))
-			return fail(d, -EINVAL, "%s: expected object, got %s",
-				    path, type_name(p));
-		v = 0;
-		rc = get_str(d, p, path, "name", sp->name, sizeof(sp->name),
-			     false);
+		rc = get_obj_elem(d, arr, i, "ports", path, sizeof(path), &p);
 		if (!rc)
-			rc = parse_proto(d, p, path, &sp->proto);
-		if (!rc)
-			rc = get_int(d, p, path, "port", 1, 65535, &v, NULL);
+			rc = port_fields(d, p, path, false, &sp->name,
+					 &sp->proto, &sp->port);
 		if (rc)
 			return rc;
-		sp->port = (uint16_t)v;
 		sl->n_ports = i + 1;
 	}
 	return 0;
@@ -647,7 +665,7 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 			   struct kpx_endpoint *ep)
 {
 	struct json_object *addrs, *a0, *cond, *hints, *zones, *z;
-	char zpath[96];
+	char zpath[96], fzpath[80];
 	bool serving_set = false;
 	size_t n;
 	int rc;
@@ -719,15 +737,13 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 	ep->hint_zones = calloc(n, sizeof(*ep->hint_zones));
 	if (!ep->hint_zones)
 		return fail(d, -ENOMEM, "out of memory");
+	snprintf(fzpath, sizeof(fzpath), "%s.hints.forZones", path);
 	for (size_t i = 0; i < n; i++) {
-		snprintf(zpath, sizeof(zpath), "%s.hints.forZones[%zu]", path,
-			 i);
-		z = json_object_array_get_idx(zones, i);
-		if (!json_object_is_type(z, json_type_object))
-			return fail(d, -EINVAL, "%s: expected object, got %s",
-				    zpath, type_name(z));
-		rc = get_str(d, z, zpath, "name", ep->hint_zones[i],
-			     KPX_ZONE_MAX, true);
+		rc = get_obj_elem(d, zones, i, fzpath, zpath, sizeof(zpath),
+				  &z);
+		if (!rc)
+			rc = get_str(d, z, zpath, "name", ep->hint_zones[i],
+				     KPX_ZONE_MAX, true);
 		if (rc)
 			return rc;
 		ep->n_hint_zones = i + 1;
@@ -856,14 +872,11 @@ int kpx_node_decode(struct json_object *obj, struct kpx_node **out, char *err,
 	for (size_t i = 0; spec && i < n; i++) {
 		char key[KPX_NAME_MAX];
 
-		snprintf(path, sizeof(path), "spec.taints[%zu]", i);
-		t = json_object_array_get_idx(taints, i);
-		if (!json_object_is_type(t, json_type_object)) {
-			rc = fail(&d, -EINVAL, "%s: expected object, got %s",
-				  path, type_name(t));
-			goto out;
-		}
-		rc = get_str(&d, t, path, "key", key, sizeof(key), false);
+		rc = get_obj_elem(&d, taints, i, "spec.taints", path,
+				  sizeof(path), &t);
+		if (!rc)
+			rc = get_str(&d, t, path, "key", key, sizeof(key),
+				     false);
 		if (rc)
 			goto out;
 		if (!strcmp(key, TAINT_TO_BE_DELETED))
@@ -882,14 +895,11 @@ int kpx_node_decode(struct json_object *obj, struct kpx_node **out, char *err,
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "status.addresses[%zu]", i);
-		a = json_object_array_get_idx(addrs, i);
-		if (!json_object_is_type(a, json_type_object)) {
-			rc = fail(&d, -EINVAL, "%s: expected object, got %s",
-				  path, type_name(a));
-			goto out;
-		}
-		rc = get_str(&d, a, path, "type", type, sizeof(type), false);
+		rc = get_obj_elem(&d, addrs, i, "status.addresses", path,
+				  sizeof(path), &a);
+		if (!rc)
+			rc = get_str(&d, a, path, "type", type, sizeof(type),
+				     false);
 		if (rc)
 			goto out;
 		if (strcmp(type, "InternalIP") && strcmp(type, "ExternalIP"))
