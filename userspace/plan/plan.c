@@ -21,19 +21,6 @@
 #include "plan/plan.h"
 #include "plan/plan_internal.h"
 
-const char *kpx_plan_proto_name(uint8_t proto)
-{
-	switch (proto) {
-	case KPX_PROTO_TCP:
-		return "TCP";
-	case KPX_PROTO_UDP:
-		return "UDP";
-	case KPX_PROTO_SCTP:
-		return "SCTP";
-	}
-	return "UNKNOWN";
-}
-
 const char *kpx_plan_type_name(enum kpx_svc_type type)
 {
 	switch (type) {
@@ -552,7 +539,7 @@ static int build_svcport(struct build_ctx *c, const struct kpx_service *svc,
 	sp = &plan->svcports[plan->n_svcports];
 	memset(sp, 0, sizeof(*sp));
 	snprintf(sp->id, sizeof(sp->id), "%s/%s:%s/%s/%s", svc->ns, svc->name,
-		 port->name, kpx_plan_proto_name(port->proto),
+		 port->name, kpx_proto_name(port->proto),
 		 fam == AF_INET ? "v4" : "v6");
 	snprintf(sp->ns, sizeof(sp->ns), "%s", svc->ns);
 	snprintf(sp->name, sizeof(sp->name), "%s", svc->name);

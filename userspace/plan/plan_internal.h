@@ -10,7 +10,6 @@
 
 #include "plan/plan.h"
 
-const char *kpx_plan_proto_name(uint8_t proto);
 const char *kpx_plan_type_name(enum kpx_svc_type type);
 uint64_t kpx_plan_svcport_hash(const struct kpx_plan_svcport *sp);
 

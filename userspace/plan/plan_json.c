@@ -81,7 +81,7 @@ static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 	ADD(o, "port_name", json_object_new_string(sp->port_name));
 	ADD(o, "family",
 	    json_object_new_string(sp->family == AF_INET6 ? "IPv6" : "IPv4"));
-	ADD(o, "protocol", json_object_new_string(kpx_plan_proto_name(sp->proto)));
+	ADD(o, "protocol", json_object_new_string(kpx_proto_name(sp->proto)));
 	ADD(o, "port", json_object_new_int(sp->port));
 	ADD(o, "node_port", json_object_new_int(sp->node_port));
 	ADD(o, "hc_node_port", json_object_new_int(sp->hc_node_port));
