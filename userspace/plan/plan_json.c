@@ -31,15 +31,22 @@
 #include "plan/plan.h"
 #include "plan/plan_internal.h"
 
-static void ep_str(const struct kpx_plan_endpoint *e, char *buf, size_t len)
+/* "addr:port", IPv6 as "[addr]:port". */
+static void addr_port_str(const struct kpx_addr *addr, uint16_t port,
+			  char *buf, size_t len)
 {
 	char a[KPX_ADDR_STRLEN];
 
-	kpx_addr_str(&e->addr, a);
-	if (e->addr.family == AF_INET6)
-		snprintf(buf, len, "[%s]:%u", a, e->port);
+	kpx_addr_str(addr, a);
+	if (addr->family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", a, port);
 	else
-		snprintf(buf, len, "%s:%u", a, e->port);
+		snprintf(buf, len, "%s:%u", a, port);
+}
+
+static void ep_str(const struct kpx_plan_endpoint *e, char *buf, size_t len)
+{
+	addr_port_str(&e->addr, e->port, buf, len);
 }
 
 static struct json_object *set_json(const struct kpx_plan_svcport *sp,
@@ -187,11 +194,7 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 		for (size_t j = 0; j < sp->n_frontends; j++) {
 			const struct kpx_plan_frontend *fe = &sp->frontends[j];
 
-			kpx_addr_str(&fe->addr, a);
-			if (fe->addr.family == AF_INET6)
-				snprintf(buf, sizeof(buf), "[%s]:%u", a, fe->port);
-			else
-				snprintf(buf, sizeof(buf), "%s:%u", a, fe->port);
+			addr_port_str(&fe->addr, fe->port, buf, sizeof(buf));
 			fprintf(f, "    %-12s %-45s %s\n",
 				kpx_fe_kind_name(fe->kind), buf,
 				fe->external ? "external" : "internal");
