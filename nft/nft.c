@@ -143,12 +143,19 @@ struct ref {
 	uint8_t key[32];
 };
 
+/* One programmed svcport; the backend keeps them in an array sorted by
+ * id like the plan, so a sync diffs by one merge walk. */
 struct spstate {
-	struct spstate *next;
 	struct kpx_plan_svcport *sp; /* deep copy of what is programmed */
-	uint64_t hash;		     /* ours: the plan's is not trusted */
+	uint64_t hash;		     /* the plan's hash of sp */
 	uint32_t num;
-	bool seen;
+};
+
+/* A svcport a sync programs: new (st == SIZE_MAX) or changed. */
+struct todo {
+	size_t i;  /* plan index */
+	size_t st; /* state index */
+	struct kpx_plan_svcport *dup;
 };
 
 #define HBITS 16
@@ -166,9 +173,16 @@ struct kpx_backend {
 	uint32_t seq;
 	bool full_next;
 	struct kpx_plan_input input;
-	struct spstate **sps;  /* HSIZE buckets */
+	struct spstate *st;    /* programmed svcports, sorted by id */
+	size_t n_st;
+	size_t cnt[NSETS];     /* size_counts() of st */
 	struct ref **refs;     /* HSIZE buckets */
 	uint32_t next_num;
+	/* per-sync diff */
+	struct todo *todo;     /* new and changed svcports, plan order */
+	size_t n_todo, cap_todo;
+	size_t *gone;	       /* state indices of removed svcports */
+	size_t n_gone, cap_gone;
 	/* per-sync scratch */
 	struct kpx_nft_batch batch;
 	struct nftnl_set *acc[2][NSETS]; /* [0]=del, [1]=add */
@@ -245,25 +259,13 @@ static void sp_free(struct kpx_plan_svcport *d)
 	free(d);
 }
 
-static struct spstate **sp_slot(struct kpx_backend *b, const char *id)
-{
-	uint32_t h = fnv(id, strlen(id), 2166136261u) & (HSIZE - 1);
-	struct spstate **pp = &b->sps[h];
-	while (*pp && strcmp((*pp)->sp->id, id))
-		pp = &(*pp)->next;
-	return pp;
-}
-
 static void state_clear(struct kpx_backend *b)
 {
+	for (size_t k = 0; k < b->n_st; k++)
+		sp_free(b->st[k].sp);
+	b->n_st = 0;
+	memset(b->cnt, 0, sizeof(b->cnt));
 	for (uint32_t i = 0; i < HSIZE; i++) {
-		struct spstate *s = b->sps[i], *n;
-		for (; s; s = n) {
-			n = s->next;
-			sp_free(s->sp);
-			free(s);
-		}
-		b->sps[i] = NULL;
 		struct ref *r = b->refs[i], *rn;
 		for (; r; r = rn) {
 			rn = r->next;
@@ -1175,31 +1177,24 @@ static void table_msg(struct kpx_backend *b, uint16_t type, uint16_t flags)
  * size is also the set's capacity: outgrowing it fails a later sync with
  * ENFILE, which makes the next sync a full rebuild with larger hints.
  */
-static void size_counts(const struct kpx_plan *plan, size_t *cnt)
+/* What one svcport adds to (sign 1) or takes from (-1) the counts. */
+static void size_count(size_t *cnt, const struct kpx_plan_svcport *sp, int sign)
 {
-	memset(cnt, 0, NSETS * sizeof(*cnt));
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		bool v6 = sp->family == AF_INET6;
-		cnt[SET(S_SLOTS, v6)] += sp->n_internal + sp->n_external + sp->n_cluster;
-		cnt[SET(S_GINT, v6)] += sp->n_frontends;
-		cnt[SET(S_FE, v6)] += sp->n_frontends;
-	}
+	bool v6 = sp->family == AF_INET6;
+	size_t d = sp->n_internal + sp->n_external + sp->n_cluster;
+	cnt[SET(S_SLOTS, v6)] += sign > 0 ? d : -d;
+	cnt[SET(S_GINT, v6)] += sign > 0 ? sp->n_frontends : -sp->n_frontends;
+	cnt[SET(S_FE, v6)] += sign > 0 ? sp->n_frontends : -sp->n_frontends;
 }
 
-static void size_hints(const struct kpx_plan *plan, uint32_t *hint)
-{
-	size_t cnt[NSETS];
-	size_counts(plan, cnt);
-	for (int i = 0; i < NSETS; i++)
-		hint[i] = cnt[i] >= 16384 ? (uint32_t)(cnt[i] * 2) : 0;
-}
-
-static void emit_static(struct kpx_backend *b, const struct kpx_plan *plan)
+/* cnt: size counts of the whole plan. */
+static void emit_static(struct kpx_backend *b, const size_t *cnt)
 {
 	uint32_t *hint = b->cap;
-	size_hints(plan, hint);
 	struct nftnl_rule *r;
+
+	for (int i = 0; i < NSETS; i++)
+		hint[i] = cnt[i] >= 16384 ? (uint32_t)(cnt[i] * 2) : 0;
 
 	/* add + delete + add: replaces any old kpx table in this same
 	 * transaction, so traffic never sees a missing table. */
@@ -1479,9 +1474,8 @@ static int nft_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	if (!b)
 		return -ENOMEM;
 	b->cfg = *cfg;
-	b->sps = calloc(HSIZE, sizeof(*b->sps));
 	b->refs = calloc(HSIZE, sizeof(*b->refs));
-	if (!b->sps || !b->refs) {
+	if (!b->refs) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -1499,7 +1493,6 @@ static int nft_open(const struct kpx_config *cfg, struct kpx_backend **out)
 fail:
 	if (b->nl)
 		mnl_socket_close(b->nl);
-	free(b->sps);
 	free(b->refs);
 	free(b);
 	return err;
@@ -1510,7 +1503,9 @@ static void nft_close(struct kpx_backend *b)
 	if (!b)
 		return;
 	state_clear(b);
-	free(b->sps);
+	free(b->st);
+	free(b->todo);
+	free(b->gone);
 	free(b->refs);
 	free(b->ctdels);
 	free(b->disp);
@@ -1540,83 +1535,203 @@ static void scratch_free(struct kpx_backend *b)
 	kpx_nft_batch_free(&b->batch);
 }
 
+static int reserve(void **p, size_t *cap, size_t need, size_t size)
+{
+	size_t nc = *cap ? *cap : 64;
+	void *n;
+	if (need <= *cap)
+		return 0;
+	while (nc < need)
+		nc *= 2;
+	n = realloc(*p, nc * size);
+	if (!n)
+		return -ENOMEM;
+	*p = n;
+	*cap = nc;
+	return 0;
+}
+
+/*
+ * The diff of the plan against what is programmed, by one merge walk
+ * (both sorted by id): b->todo gets new and changed svcports, b->gone
+ * removed ones, cnt the size counts the plan will have. Unchanged
+ * svcports cost one id and hash compare; nothing else in a sync walks
+ * all svcports.
+ */
+static int diff_plan(struct kpx_backend *b, const struct kpx_plan *plan,
+		     size_t *cnt)
+{
+	size_t i = 0, j = 0, n = plan->n_svcports;
+
+	b->n_todo = b->n_gone = 0;
+	memcpy(cnt, b->cnt, sizeof(b->cnt));
+	while (i < n || j < b->n_st) {
+		const struct kpx_plan_svcport *sp = i < n ? &plan->svcports[i] : NULL;
+		const struct spstate *s = j < b->n_st ? &b->st[j] : NULL;
+		int c = !sp ? -1 : !s ? 1 : strcmp(s->sp->id, sp->id);
+		if (c < 0) {
+			if (reserve((void **)&b->gone, &b->cap_gone, b->n_gone + 1,
+				    sizeof(*b->gone)))
+				return -ENOMEM;
+			b->gone[b->n_gone++] = j++;
+			size_count(cnt, s->sp, -1);
+			continue;
+		}
+		if (c > 0 || s->hash != sp->hash) {
+			if (reserve((void **)&b->todo, &b->cap_todo, b->n_todo + 1,
+				    sizeof(*b->todo)))
+				return -ENOMEM;
+			b->todo[b->n_todo++] = (struct todo){
+				.i = i, .st = c > 0 ? SIZE_MAX : j };
+			if (c == 0)
+				size_count(cnt, s->sp, -1);
+			size_count(cnt, sp, 1);
+		}
+		i++;
+		if (c == 0)
+			j++;
+	}
+	return 0;
+}
+
+/*
+ * After a committed sync: the state takes the plan's svcports. Changed
+ * entries are replaced in place; when svcports came or went, the array
+ * is rebuilt in plan order (new entries at their plan index, the others
+ * keep their relative order).
+ */
+static int state_commit(struct kpx_backend *b, const struct kpx_plan *plan,
+			const size_t *cnt, size_t *fresh)
+{
+	size_t n = plan->n_svcports;
+
+	*fresh = 0;
+	for (size_t t = 0; t < b->n_todo; t++) {
+		b->todo[t].dup = sp_dup(&plan->svcports[b->todo[t].i]);
+		if (!b->todo[t].dup) {
+			while (t--)
+				sp_free(b->todo[t].dup);
+			return -ENOMEM;
+		}
+	}
+	if (!b->n_gone && b->n_st == n) {
+		for (size_t t = 0; t < b->n_todo; t++) {
+			struct spstate *s = &b->st[b->todo[t].st];
+			sp_free(s->sp);
+			s->sp = b->todo[t].dup;
+			s->hash = plan->svcports[b->todo[t].i].hash;
+		}
+		memcpy(b->cnt, cnt, sizeof(b->cnt));
+		return 0;
+	}
+	struct spstate *st = malloc((n ? n : 1) * sizeof(*st));
+	if (!st) {
+		for (size_t t = 0; t < b->n_todo; t++)
+			sp_free(b->todo[t].dup);
+		return -ENOMEM;
+	}
+	size_t j = 0, t = 0, g = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct todo *td = t < b->n_todo && b->todo[t].i == i ?
+						&b->todo[t++] : NULL;
+		if (td && td->st == SIZE_MAX) {
+			st[i] = (struct spstate){ td->dup, plan->svcports[i].hash,
+						  b->next_num + (uint32_t)(*fresh)++ };
+			continue;
+		}
+		while (g < b->n_gone && b->gone[g] == j) {
+			sp_free(b->st[j++].sp);
+			g++;
+		}
+		st[i] = b->st[j++];
+		if (td) {
+			sp_free(st[i].sp);
+			st[i].sp = td->dup;
+			st[i].hash = plan->svcports[i].hash;
+		}
+	}
+	for (; g < b->n_gone; g++)
+		sp_free(b->st[b->gone[g]].sp);
+	free(b->st);
+	b->st = st;
+	b->n_st = n;
+	b->next_num += (uint32_t)*fresh;
+	memcpy(b->cnt, cnt, sizeof(b->cnt));
+	return 0;
+}
+
 static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 {
 	struct timespec t0, t1;
 	bool full = b->full_next || input_changed(&b->input, &plan->input);
-	size_t changed = 0, removed = 0;
+	size_t cnt[NSETS], fresh = 0;
 	int err;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (!full) {
-		/* A plan that outgrew a sized set gets a rebuild with larger
-		 * sizes rather than a transaction the kernel refuses. */
-		size_t cnt[NSETS];
-		size_counts(plan, cnt);
-		for (int i = 0; i < NSETS && !full; i++)
-			full = b->cap[i] && cnt[i] > b->cap[i];
-	}
+	if (full)
+		state_clear(b);
+	err = diff_plan(b, plan, cnt);
+	/* A plan that outgrew a sized set gets a rebuild with larger sizes
+	 * rather than a transaction the kernel refuses. */
+	for (int i = 0; i < NSETS && !full && !err; i++)
+		if (b->cap[i] && cnt[i] > b->cap[i]) {
+			full = true;
+			state_clear(b);
+			err = diff_plan(b, plan, cnt);
+		}
 	b->err = 0;
 	b->n_ctdels = 0;
-	if ((err = kpx_nft_batch_init(&b->batch, b->seq)))
+	if (!err)
+		err = kpx_nft_batch_init(&b->batch, b->seq);
+	if (err) {
+		/* the state may be cleared already: rebuild next time */
+		b->full_next = b->full_next || full;
 		return err;
+	}
 	if (full) {
-		state_clear(b);
 		b->input = plan->input;
-		emit_static(b, plan);
+		emit_static(b, cnt);
 	}
 
 	/* Pass 1: element deletions of changed and removed svcports. The
 	 * plan's hash covers every field of a svcport (plan.h). */
-	struct spstate **cur = calloc(plan->n_svcports + 1, sizeof(*cur));
-	if (!cur) {
-		kpx_nft_batch_free(&b->batch);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < HSIZE; i++)
-		for (struct spstate *s = b->sps[i]; s; s = s->next)
-			s->seen = false;
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = cur[i] = *sp_slot(b, sp->id);
-		if (!s)
+	for (size_t t = 0; t < b->n_todo; t++) {
+		const struct todo *td = &b->todo[t];
+		const struct kpx_plan_svcport *sp = &plan->svcports[td->i];
+		if (td->st == SIZE_MAX)
 			continue;
-		s->seen = true;
-		if (s->hash != sp->hash) {
-			emit_elems_fe(b, 0, s->sp, s->num,
-				      !same_frontends(s->sp, sp));
-			ctdel_add(b, s->sp, sp);
-		}
+		const struct spstate *s = &b->st[td->st];
+		emit_elems_fe(b, 0, s->sp, s->num, !same_frontends(s->sp, sp));
+		ctdel_add(b, s->sp, sp);
 	}
-	for (uint32_t i = 0; i < HSIZE; i++)
-		for (struct spstate *s = b->sps[i]; s; s = s->next)
-			if (!s->seen) {
-				emit_elems(b, 0, s->sp, s->num);
-				ctdel_add(b, s->sp, NULL);
-			}
+	for (size_t g = 0; g < b->n_gone; g++) {
+		const struct spstate *s = &b->st[b->gone[g]];
+		emit_elems(b, 0, s->sp, s->num);
+		ctdel_add(b, s->sp, NULL);
+	}
 	acc_flush_all(b, 0);
 
 	/* Pass 2: chains and rules of new and changed svcports. */
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = cur[i];
-		if (!s) {
-			emit_chains(b, sp, b->next_num + (uint32_t)changed, NULL);
-			changed++;
-		} else if (s->hash != sp->hash && !same_rules(s->sp, sp)) {
-			struct needs old = sp_needs(s->sp);
-			emit_chains(b, sp, s->num, &old);
+	for (size_t t = 0; t < b->n_todo; t++) {
+		const struct todo *td = &b->todo[t];
+		const struct kpx_plan_svcport *sp = &plan->svcports[td->i];
+		if (td->st == SIZE_MAX) {
+			emit_chains(b, sp, b->next_num + (uint32_t)fresh++, NULL);
+		} else if (!same_rules(b->st[td->st].sp, sp)) {
+			struct needs old = sp_needs(b->st[td->st].sp);
+			emit_chains(b, sp, b->st[td->st].num, &old);
 		}
 	}
 	/* Pass 3: element additions (their goto targets exist now). */
-	size_t fresh = 0;
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = cur[i];
-		if (!s)
+	fresh = 0;
+	for (size_t t = 0; t < b->n_todo; t++) {
+		const struct todo *td = &b->todo[t];
+		const struct kpx_plan_svcport *sp = &plan->svcports[td->i];
+		if (td->st == SIZE_MAX)
 			emit_elems(b, 1, sp, b->next_num + (uint32_t)fresh++);
-		else if (s->hash != sp->hash)
-			emit_elems_fe(b, 1, sp, s->num, !same_frontends(s->sp, sp));
+		else
+			emit_elems_fe(b, 1, sp, b->st[td->st].num,
+				      !same_frontends(b->st[td->st].sp, sp));
 	}
 	acc_flush_all(b, 1);
 	/* Selection tables of endpoint counts no group uses any more; a few
@@ -1640,21 +1755,19 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	}
 	acc_flush_all(b, 0);
 	/* Pass 4: chains nobody needs any more. */
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate *s = cur[i];
-		if (s && s->hash != sp->hash) {
-			struct needs old = sp_needs(s->sp), nw = sp_needs(sp);
-			delete_chains(b, s->num, &old, &nw);
-		}
+	for (size_t t = 0; t < b->n_todo; t++) {
+		const struct todo *td = &b->todo[t];
+		if (td->st == SIZE_MAX)
+			continue;
+		struct needs old = sp_needs(b->st[td->st].sp),
+			     nw = sp_needs(&plan->svcports[td->i]);
+		delete_chains(b, b->st[td->st].num, &old, &nw);
 	}
-	for (uint32_t i = 0; i < HSIZE; i++)
-		for (struct spstate *s = b->sps[i]; s; s = s->next)
-			if (!s->seen) {
-				struct needs old = sp_needs(s->sp);
-				delete_chains(b, s->num, &old, NULL);
-				removed++;
-			}
+	for (size_t g = 0; g < b->n_gone; g++) {
+		const struct spstate *s = &b->st[b->gone[g]];
+		struct needs old = sp_needs(s->sp);
+		delete_chains(b, s->num, &old, NULL);
+	}
 
 	err = b->err;
 	size_t bytes = b->batch.len;
@@ -1669,66 +1782,21 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		/* The kernel kept the old ruleset; our bookkeeping may not
 		 * match it any more, so rebuild everything next time. */
 		b->full_next = true;
-		free(cur);
 		return err;
 	}
 	b->full_next = false;
 
 	/* Commit bookkeeping. */
-	for (uint32_t i = 0; i < HSIZE; i++) {
-		struct spstate **pp = &b->sps[i];
-		while (*pp) {
-			struct spstate *s = *pp;
-			if (!s->seen) {
-				*pp = s->next;
-				sp_free(s->sp);
-				free(s);
-			} else {
-				pp = &s->next;
-			}
-		}
+	if ((err = state_commit(b, plan, cnt, &fresh))) {
+		b->full_next = true;
+		return err;
 	}
-	fresh = 0;
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
-		struct spstate **pp, *s = cur[i];
-		uint64_t h = sp->hash;
-		if (s && s->hash == h)
-			continue;
-		struct kpx_plan_svcport *d = sp_dup(sp);
-		if (!d) {
-			b->full_next = true;
-			free(cur);
-			return -ENOMEM;
-		}
-		if (s) {
-			sp_free(s->sp);
-			s->sp = d;
-			s->hash = h;
-			continue;
-		}
-		pp = sp_slot(b, sp->id);
-		s = calloc(1, sizeof(*s));
-		if (!s) {
-			sp_free(d);
-			b->full_next = true;
-			free(cur);
-			return -ENOMEM;
-		}
-		s->sp = d;
-		s->hash = h;
-		s->num = b->next_num + (uint32_t)fresh++;
-		s->seen = true;
-		*pp = s;
-	}
-	b->next_num += (uint32_t)fresh;
-	free(cur);
 	ct_flush(b);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	kpx_dbg(full ? 0 : 1,
 		"nft: %s sync: %zu svcports (%zu new, %zu removed), %u messages, "
 		"%zu bytes, %.1f ms",
-		full ? "full" : "partial", plan->n_svcports, fresh, removed, msgs,
+		full ? "full" : "partial", plan->n_svcports, fresh, b->n_gone, msgs,
 		bytes, (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
 			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	return 0;
@@ -1770,11 +1838,10 @@ static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 	size_t have = 0, want = 15 + b->n_disp; /* static + dispatch chains */
 	int err = kpx_nft_count_chains(&have);
 
-	for (uint32_t i = 0; i < HSIZE; i++)
-		for (struct spstate *s = b->sps[i]; s; s = s->next) {
-			struct needs nd = sp_needs(s->sp);
-			want += nd.svc + nd.ext + nd.clu + nd.fw;
-		}
+	for (size_t k = 0; k < b->n_st; k++) {
+		struct needs nd = sp_needs(b->st[k].sp);
+		want += nd.svc + nd.ext + nd.clu + nd.fw;
+	}
 	if (!b->full_next && (err || have != want)) {
 		kpx_warn("nft: resync: table inet kpx has %zu chains, %zu expected%s: "
 			 "rebuilding it", have, want, err ? " (missing)" : "");
