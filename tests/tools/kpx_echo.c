@@ -17,6 +17,14 @@
  *       N attempts (bounded to 100000). udp = connected socket (ICMP errors
  *       seen as ECONNREFUSED), udpu = unconnected sendto/recvfrom.
  *       --one-socket reuses one UDP socket (same 5-tuple) for every attempt.
+ *
+ *   kpx_echo client --targets A:P[,A:P...] [--pick random|rr] [--time] ...
+ *       The same client over several destinations ([v6]:P for IPv6), one
+ *       per attempt, chosen at random (default, like a Service's endpoint
+ *       choice) or round-robin: the fair "direct" baseline of a ClusterIP
+ *       benchmark (same endpoints, same servers, same client loop).
+ *       --time adds "elapsed_us N" and "rate N" (ok attempts per second,
+ *       timed inside the process, so process start-up is not counted).
  *       Output, one fact per line (machine-readable):
  *         attempts N / ok N / fail N
  *         id NAME COUNT            (per answering identity)
@@ -51,6 +59,7 @@
 #define MAX_PORTS 16
 #define MAX_CONNS 256
 #define MAX_KEYS 64
+#define MAX_TARGETS 64
 
 static int64_t now_ms(void)
 {
@@ -96,6 +105,40 @@ static int parse_sa(const char *addr, int port, struct sockaddr_storage *ss,
 		return 0;
 	}
 	return -EINVAL;
+}
+
+/* Parses "A:P,[V6]:P,..." into dst/dsl; number of targets or -EINVAL. */
+static int parse_targets(const char *list, struct sockaddr_storage *dst,
+			 socklen_t *dsl, int max)
+{
+	char buf[4096], *save = NULL, *tok;
+	int n = 0;
+
+	if (snprintf(buf, sizeof(buf), "%s", list) >= (int)sizeof(buf))
+		return -EINVAL;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strrchr(tok, ':'), *a = tok, *end;
+		long port;
+
+		if (!colon || n >= max)
+			return -EINVAL;
+		*colon = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (*end || port < 1 || port > 65535)
+			return -EINVAL;
+		if (*a == '[') {
+			size_t l = strlen(a);
+
+			if (l < 2 || a[l - 1] != ']')
+				return -EINVAL;
+			a[l - 1] = 0;
+			a++;
+		}
+		if (parse_sa(a, (int)port, &dst[n], &dsl[n]))
+			return -EINVAL;
+		n++;
+	}
+	return n ? n : -EINVAL;
 }
 
 /* ---------------------------------------------------------------- server */
@@ -369,29 +412,60 @@ static int parse_reply(const char *line, char *id, char *src)
 	return 0;
 }
 
+struct client_opts {
+	const char *targets;	/* --targets list, or NULL: addr/port */
+	bool rr;		/* --pick rr */
+	bool time;		/* --time */
+};
+
 static int client(const char *addr, int port, const char *proto, int n,
 		  int timeout_ms, int interval_ms, bool one_socket, int sport,
-		  bool seq, int max_fail)
+		  bool seq, int max_fail, const struct client_opts *co)
 {
 	struct kv ids[MAX_KEYS], srcs[MAX_KEYS], errs[MAX_KEYS];
 	int nid = 0, nsrc = 0, nerr = 0, ok = 0, fail = 0, ufd = -1;
-	struct sockaddr_storage dst;
-	socklen_t sl;
+	static struct sockaddr_storage dsts[MAX_TARGETS];
+	socklen_t dsls[MAX_TARGETS];
+	int ndst = 1;
+	struct timespec ts0, ts1;
+	/* xorshift32: cheap and good enough to spread like numgen random */
+	uint32_t rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_ms();
 	bool tcp = !strcmp(proto, "tcp"), udpu = !strcmp(proto, "udpu");
 
-	if (parse_sa(addr, port, &dst, &sl)) {
+	if (co->targets) {
+		ndst = parse_targets(co->targets, dsts, dsls, MAX_TARGETS);
+		if (ndst < 0) {
+			fprintf(stderr, "kpx_echo: bad --targets %s (A:P,[V6]:P,..., "
+				"at most %d)\n", co->targets, MAX_TARGETS);
+			return 2;
+		}
+	} else if (parse_sa(addr, port, &dsts[0], &dsls[0])) {
 		fprintf(stderr, "kpx_echo: bad address %s\n", addr);
 		return 2;
 	}
+	if (!rnd)
+		rnd = 1;
 	if (!tcp && strcmp(proto, "udp") && !udpu) {
 		fprintf(stderr, "kpx_echo: bad proto %s\n", proto);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	clock_gettime(CLOCK_MONOTONIC, &ts0);
 	for (int i = 0; i < n; i++) {
 		int64_t t0 = now_ms(), deadline = t0 + timeout_ms;
 		char line[256] = "", id[64], src[64];
-		int fd = -1, r;
+		int fd = -1, r, t = 0;
+
+		if (ndst > 1 && co->rr) {
+			t = i % ndst;
+		} else if (ndst > 1) {
+			rnd ^= rnd << 13;
+			rnd ^= rnd >> 17;
+			rnd ^= rnd << 5;
+			t = (int)(rnd % (uint32_t)ndst);
+		}
+		struct sockaddr_storage dst = dsts[t];
+		socklen_t sl = dsls[t];
 
 		if (tcp) {
 			r = tcp_connect(&dst, sl, sport, deadline, &fd);
@@ -459,6 +533,7 @@ done:;
 		if (interval_ms && i + 1 < n)
 			usleep(interval_ms * 1000);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &ts1);
 	printf("attempts %d\nok %d\nfail %d\n", n, ok, fail);
 	for (int i = 0; i < nid; i++)
 		printf("id %s %d\n", ids[i].key, ids[i].count);
@@ -467,6 +542,13 @@ done:;
 	for (int i = 0; i < nerr; i++)
 		printf("err %s %d %d\n", errs[i].key, errs[i].count,
 		       errs[i].max_ms);
+	if (co->time) {
+		int64_t us = (ts1.tv_sec - ts0.tv_sec) * 1000000LL +
+			     (ts1.tv_nsec - ts0.tv_nsec) / 1000;
+
+		printf("elapsed_us %lld\nrate %lld\n", (long long)us,
+		       us > 0 ? (long long)ok * 1000000 / us : 0LL);
+	}
 	return 0;
 }
 
@@ -528,7 +610,9 @@ static void usage(void)
 		"usage: kpx_echo server --id NAME --port P[,P] [--bind A]\n"
 		"       kpx_echo client --addr A --port P [--proto tcp|udp|udpu]"
 		" [-n N] [--timeout-ms T] [--interval-ms I] [--one-socket]"
-		" [--sport P] [--seq]\n"
+		" [--sport P] [--seq] [--max-fail K] [--time]\n"
+		"       kpx_echo client --targets A:P[,A:P...] [--pick random|rr]"
+		" [same options]\n"
 		"       kpx_echo hold --addr A --port P -d SECS\n");
 }
 
@@ -539,6 +623,7 @@ int main(int argc, char **argv)
 	int port = 0, n = 1, timeout_ms = 1000, interval_ms = 0, secs = 5;
 	int sport = 0, max_fail = 0;
 	bool one_socket = false, seq = false;
+	struct client_opts co = { 0 };
 
 	if (argc < 2) {
 		usage();
@@ -553,6 +638,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--seq")) {
 			seq = true;
+			continue;
+		}
+		if (!strcmp(a, "--time")) {
+			co.time = true;
 			continue;
 		}
 		if (!v) {
@@ -581,6 +670,11 @@ int main(int argc, char **argv)
 			max_fail = atoi(v);
 		else if (!strcmp(a, "--sport"))
 			sport = atoi(v);
+		else if (!strcmp(a, "--targets"))
+			co.targets = v;
+		else if (!strcmp(a, "--pick") && (!strcmp(v, "rr") ||
+						  !strcmp(v, "random")))
+			co.rr = !strcmp(v, "rr");
 		else if (!strcmp(a, "-d"))
 			secs = atoi(v);
 		else {
@@ -596,9 +690,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "server") && ports)
 		return server(id, ports, bind_addr);
-	if (!strcmp(argv[1], "client") && addr && port)
+	if (!strcmp(argv[1], "client") && ((addr && port) || co.targets))
 		return client(addr, port, proto, n, timeout_ms, interval_ms,
-			      one_socket, sport, seq, max_fail);
+			      one_socket, sport, seq, max_fail, &co);
 	if (!strcmp(argv[1], "hold") && addr && port)
 		return hold(addr, port, secs);
 	usage();
