@@ -27,7 +27,21 @@ int kpx_http_open(struct kpx_agent *agent, const char *bind_addr,
 		  enum kpx_http_role role, struct kpx_http **out);
 void kpx_http_close(struct kpx_http *http);
 
-/* Unix socket at path (parent directory created); one JSON request line
+#include <stdbool.h>
+#include <stddef.h>
+
+#define KPX_STATE_SOCKET_DEFAULT "/run/kpx/kpx.sock"
+
+/*
+ * Agents started with the default path listen on a twin per network
+ * namespace, /run/kpx/kpx-netns-<inode>.sock, and on the default itself
+ * unless a live agent has it: several agents on one host (one per netns)
+ * never take each other's socket. A client asking for the default gets
+ * the twin of its own netns when one exists, else the default.
+ */
+void kpx_state_socket_resolve(const char *path, char *buf, size_t len);
+
+/* Unix socket at path (parent directory created; the default as above); one JSON request line
  * in ({"cmd":"status"|"services"|"plan"}), one JSON document out. */
 int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 			   struct kpx_status_server **out);

@@ -48,6 +48,9 @@ struct kpx_status_server {
 	int fd;
 	struct kpx_timer *sweep;
 	struct status_conn conns[STATUS_MAX_CONNS];
+	/* The agent of a non-host netns on the default path also serves
+	 * the host-wide default, when no live agent has it. */
+	struct kpx_status_server *alias;
 };
 
 struct json_object *kpx_plan_expected_frontends(const struct kpx_plan *plan)
@@ -377,8 +380,69 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
+/* The default socket's twin for this network namespace. */
+static bool netns_socket_path(char *buf, size_t len)
+{
+	struct stat st;
+
+	if (stat("/proc/self/ns/net", &st))
+		return false;
+	snprintf(buf, len, "/run/kpx/kpx-netns-%lu.sock",
+		 (unsigned long)st.st_ino);
+	return true;
+}
+
+void kpx_state_socket_resolve(const char *path, char *buf, size_t len)
+{
+	if (!strcmp(path, KPX_STATE_SOCKET_DEFAULT) &&
+	    netns_socket_path(buf, len) && !access(buf, F_OK))
+		return;
+	snprintf(buf, len, "%s", path);
+}
+
+/* Someone accepts on path: a live agent, whose socket must not be taken. */
+static bool socket_live(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	bool live;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	live = !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return live;
+}
+
+static int status_server_listen(struct kpx_agent *agent, const char *path,
+				struct kpx_status_server **out);
+
 int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 			   struct kpx_status_server **out)
+{
+	char own[PATH_MAX];
+	int ret;
+
+	if (strcmp(path, KPX_STATE_SOCKET_DEFAULT) ||
+	    !netns_socket_path(own, sizeof(own)))
+		return status_server_listen(agent, path, out);
+	ret = status_server_listen(agent, own, out);
+	if (ret)
+		return ret;
+	if (socket_live(path))
+		kpx_info("status socket %s belongs to another agent; this one "
+			 "answers on %s", path, own);
+	else if (status_server_listen(agent, path, &(*out)->alias))
+		kpx_warn("status socket %s: not served, use %s", path, own);
+	return 0;
+}
+
+static int status_server_listen(struct kpx_agent *agent, const char *path,
+				struct kpx_status_server **out)
 {
 	struct kpx_status_server *s;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -416,7 +480,15 @@ int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 		ret = -errno;
 		goto err_log;
 	}
-	/* A socket left by a previous agent that died: nobody answers. */
+	/* A socket left by a previous agent that died: nobody answers. A
+	 * live one belongs to another agent: taking it would make `kpx
+	 * status` report the wrong node. */
+	if (socket_live(path)) {
+		kpx_err("status socket %s: another kpx agent is serving it; "
+			"give each agent its own --state-socket", path);
+		ret = -EADDRINUSE;
+		goto err;
+	}
 	if (unlink(path) && errno != ENOENT) {
 		ret = -errno;
 		goto err_log;
@@ -463,6 +535,7 @@ void kpx_status_server_close(struct kpx_status_server *s)
 
 	if (!s)
 		return;
+	kpx_status_server_close(s->alias);
 	for (i = 0; i < STATUS_MAX_CONNS; i++)
 		if (s->conns[i].fd >= 0)
 			conn_close(s, &s->conns[i]);
@@ -481,7 +554,7 @@ int kpx_status_request(const char *path, const char *cmd,
 		       struct json_object **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char *buf = NULL, *nb;
+	char own[PATH_MAX], *buf = NULL, *nb;
 	size_t len = 0, cap = 0;
 	char req[128];
 	uint64_t deadline;
@@ -490,9 +563,10 @@ int kpx_status_request(const char *path, const char *cmd,
 	ssize_t r;
 
 	*reply = NULL;
-	if (strlen(path) >= sizeof(sa.sun_path))
+	kpx_state_socket_resolve(path, own, sizeof(own));
+	if (strlen(own) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
+	strcpy(sa.sun_path, own);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
