@@ -151,7 +151,7 @@ enum { XL_PASS = 0, XL_DONE = 1, XL_REJECT = 2 };
  */
 static __always_inline int sock_xlate(struct bpf_sock_addr *ctx,
 				      struct sock_dst *d, __u8 proto,
-				      bool connect, __u32 *svc_id_out)
+				      bool connect)
 {
 	struct kpx_backend_value *be;
 	struct kpx_svc_value *sv;
@@ -215,31 +215,29 @@ static __always_inline int sock_xlate(struct bpf_sock_addr *ctx,
 		return XL_REJECT;
 	}
 	kpx_count_conn(sv->svc_id, backend_id, 0, connect);
-	*svc_id_out = sv->svc_id;
 	__builtin_memcpy(d->addr, be->addr, 16);
 	d->port = be->port;
 	return XL_DONE;
 }
 
-static __always_inline void load_dst4(struct bpf_sock_addr *ctx,
-				      struct sock_dst *d)
+/* v6 is a constant at every call, so each program keeps only its own
+ * family's ctx accesses (the verifier rejects user_ip6 in connect4). */
+static __always_inline void load_dst(struct bpf_sock_addr *ctx,
+				     struct sock_dst *d, bool v6)
 {
-	d->addr[0] = ctx->user_ip4;
-	d->addr[1] = d->addr[2] = d->addr[3] = 0;
+	if (v6) {
+		/* Verifier rule: ctx->user_ip6 only allows 4-byte loads. */
+		d->addr[0] = ctx->user_ip6[0];
+		d->addr[1] = ctx->user_ip6[1];
+		d->addr[2] = ctx->user_ip6[2];
+		d->addr[3] = ctx->user_ip6[3];
+		d->family = AF_INET6;
+	} else {
+		d->addr[0] = ctx->user_ip4;
+		d->addr[1] = d->addr[2] = d->addr[3] = 0;
+		d->family = AF_INET;
+	}
 	d->port = (__be16)ctx->user_port;
-	d->family = AF_INET;
-}
-
-static __always_inline void load_dst6(struct bpf_sock_addr *ctx,
-				      struct sock_dst *d)
-{
-	/* Verifier rule: ctx->user_ip6 only allows 4-byte loads/stores. */
-	d->addr[0] = ctx->user_ip6[0];
-	d->addr[1] = ctx->user_ip6[1];
-	d->addr[2] = ctx->user_ip6[2];
-	d->addr[3] = ctx->user_ip6[3];
-	d->port = (__be16)ctx->user_port;
-	d->family = AF_INET6;
 }
 
 static __always_inline void store_dst(struct bpf_sock_addr *ctx,
@@ -256,29 +254,54 @@ static __always_inline void store_dst(struct bpf_sock_addr *ctx,
 	ctx->user_port = d->port;
 }
 
+/* Not a hook verdict: sock_rewrite() rewrote ctx, the caller goes on. */
+#define SOCK_REWRITTEN (-1)
+
+/*
+ * The destination of ctx (into fe) rewritten to a backend (into d and
+ * ctx) when it is a service frontend. Returns SOCK_REWRITTEN, or the
+ * hook's verdict when there is nothing more to do: SYS_PROCEED (not a
+ * service) or SYS_REJECT (retval set).
+ */
+static __always_inline int sock_rewrite(struct bpf_sock_addr *ctx, bool v6,
+					__u8 proto, bool connect,
+					struct sock_dst *fe, struct sock_dst *d)
+{
+	int r;
+
+	load_dst(ctx, d, v6);
+	*fe = *d;
+	r = sock_xlate(ctx, d, proto, connect);
+	if (r == XL_PASS)
+		return SYS_PROCEED;
+	if (r == XL_REJECT)
+		return SYS_REJECT;
+	store_dst(ctx, d);
+	return SOCK_REWRITTEN;
+}
+
+static __always_inline void revnat_key_dst(struct kpx_revnat_key *rk,
+					   const struct sock_dst *d)
+{
+	__builtin_memcpy(rk->addr, d->addr, 16);
+	rk->port = d->port;
+	rk->family = d->family;
+}
+
 static __always_inline int do_connect(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct sock_dst fe, d;
 	__u32 proto = ctx->protocol;
 	struct kpx_sock_slot *slot;
 	struct kpx_sk_revnat *rn;
-	__u32 svc_id;
 	__u64 ck;
 	int r;
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return SYS_PROCEED;
-	if (v6)
-		load_dst6(ctx, &d);
-	else
-		load_dst4(ctx, &d);
-	fe = d;
-	r = sock_xlate(ctx, &d, proto, true, &svc_id);
-	if (r == XL_PASS)
-		return SYS_PROCEED;
-	if (r == XL_REJECT)
-		return SYS_REJECT;
-	store_dst(ctx, &d);
+	r = sock_rewrite(ctx, v6, proto, true, &fe, &d);
+	if (r != SOCK_REWRITTEN)
+		return r;
 	ck = bpf_get_socket_cookie(ctx);
 	slot = sock_slot(ck);
 	/* Claim the slot when free; only its owner writes it afterwards. */
@@ -304,27 +327,16 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, bool v6)
 	struct kpx_revnat_value rv = {}, *old;
 	struct kpx_revnat_key rk = {};
 	struct sock_dst fe, d;
-	__u32 svc_id;
 	int r;
 
 	if (ctx->protocol != IPPROTO_UDP)
 		return SYS_PROCEED;
-	if (v6)
-		load_dst6(ctx, &d);
-	else
-		load_dst4(ctx, &d);
-	fe = d;
-	r = sock_xlate(ctx, &d, IPPROTO_UDP, false, &svc_id);
-	if (r == XL_PASS)
-		return SYS_PROCEED;
-	if (r == XL_REJECT)
-		return SYS_REJECT;
-	store_dst(ctx, &d);
+	r = sock_rewrite(ctx, v6, IPPROTO_UDP, false, &fe, &d);
+	if (r != SOCK_REWRITTEN)
+		return r;
 
 	rk.cookie = bpf_get_socket_cookie(ctx);
-	__builtin_memcpy(rk.addr, d.addr, 16);
-	rk.port = d.port;
-	rk.family = d.family;
+	revnat_key_dst(&rk, &d);
 	__builtin_memcpy(rv.addr, fe.addr, 16);
 	rv.port = fe.port;
 	/* Lookup before update: a DNS client sends many datagrams to the
@@ -344,10 +356,7 @@ static __always_inline int do_rev(struct bpf_sock_addr *ctx, bool v6)
 	struct kpx_revnat_key rk = {};
 	struct sock_dst d;
 
-	if (v6)
-		load_dst6(ctx, &d);
-	else
-		load_dst4(ctx, &d);
+	load_dst(ctx, &d, v6);
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	rn = sock_record(sock_slot(rk.cookie), rk.cookie, ctx->sk);
 	if (rn && rn->family == d.family && rn->backend_port == d.port &&
@@ -359,9 +368,7 @@ static __always_inline int do_rev(struct bpf_sock_addr *ctx, bool v6)
 	}
 	if (ctx->protocol != IPPROTO_UDP)
 		return SYS_PROCEED;
-	__builtin_memcpy(rk.addr, d.addr, 16);
-	rk.port = d.port;
-	rk.family = d.family;
+	revnat_key_dst(&rk, &d);
 	rv = bpf_map_lookup_elem(&kpx_revnat, &rk);
 	if (!rv)
 		return SYS_PROCEED;
@@ -371,53 +378,26 @@ static __always_inline int do_rev(struct bpf_sock_addr *ctx, bool v6)
 	return SYS_PROCEED;
 }
 
-SEC("cgroup/connect4")
-int kpx_connect4(struct bpf_sock_addr *ctx)
-{
-	return do_connect(ctx, false);
-}
+/*
+ * One program per (hook, family), as the kernel attaches them; the body
+ * is shared and v6 a constant, so each program is verified with only its
+ * own family's ctx fields. The loader finds them by these names.
+ */
+#define SOCK_ADDR_PROG(name, sec, body, v6)                                   \
+	SEC(sec)                                                              \
+	int name(struct bpf_sock_addr *ctx)                                   \
+	{                                                                     \
+		return body(ctx, v6);                                         \
+	}
 
-SEC("cgroup/connect6")
-int kpx_connect6(struct bpf_sock_addr *ctx)
-{
-	return do_connect(ctx, true);
-}
-
-SEC("cgroup/sendmsg4")
-int kpx_sendmsg4(struct bpf_sock_addr *ctx)
-{
-	return do_sendmsg(ctx, false);
-}
-
-SEC("cgroup/sendmsg6")
-int kpx_sendmsg6(struct bpf_sock_addr *ctx)
-{
-	return do_sendmsg(ctx, true);
-}
-
-SEC("cgroup/recvmsg4")
-int kpx_recvmsg4(struct bpf_sock_addr *ctx)
-{
-	return do_rev(ctx, false);
-}
-
-SEC("cgroup/recvmsg6")
-int kpx_recvmsg6(struct bpf_sock_addr *ctx)
-{
-	return do_rev(ctx, true);
-}
-
-SEC("cgroup/getpeername4")
-int kpx_getpeername4(struct bpf_sock_addr *ctx)
-{
-	return do_rev(ctx, false);
-}
-
-SEC("cgroup/getpeername6")
-int kpx_getpeername6(struct bpf_sock_addr *ctx)
-{
-	return do_rev(ctx, true);
-}
+SOCK_ADDR_PROG(kpx_connect4, "cgroup/connect4", do_connect, false)
+SOCK_ADDR_PROG(kpx_connect6, "cgroup/connect6", do_connect, true)
+SOCK_ADDR_PROG(kpx_sendmsg4, "cgroup/sendmsg4", do_sendmsg, false)
+SOCK_ADDR_PROG(kpx_sendmsg6, "cgroup/sendmsg6", do_sendmsg, true)
+SOCK_ADDR_PROG(kpx_recvmsg4, "cgroup/recvmsg4", do_rev, false)
+SOCK_ADDR_PROG(kpx_recvmsg6, "cgroup/recvmsg6", do_rev, true)
+SOCK_ADDR_PROG(kpx_getpeername4, "cgroup/getpeername4", do_rev, false)
+SOCK_ADDR_PROG(kpx_getpeername6, "cgroup/getpeername6", do_rev, true)
 
 /*
  * Destroys connected UDP sockets (in the iterating process's netns) whose
