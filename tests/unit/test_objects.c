@@ -301,6 +301,9 @@ Test(objects, service_invalid)
 		  "spec.clusterIPs: expected array, got string" },
 		{ SVC("'clusterIPs':[1]"), -EINVAL,
 		  "spec.clusterIPs[0]: expected string, got int" },
+		{ SVC("'loadBalancerSourceRanges':['198.18.0.0/16',null]"),
+		  -EINVAL,
+		  "spec.loadBalancerSourceRanges[1]: expected string, got null" },
 		{ SVC("'type':3"), -EINVAL, "spec.type: expected string" },
 		{ "{'metadata':{'name':'s'},'spec':[]}", -EINVAL,
 		  "spec: expected object, got array" },
@@ -544,6 +547,11 @@ Test(objects, slice_invalid)
 		  "endpoints[0].hints.forZones[0]: expected object, got string" },
 		{ SLICE_HEAD "'addressType':'IPv4','ports':[{'port':80},8080]}",
 		  -EINVAL, "ports[1]: expected object, got int" },
+		{ SLICE_HEAD "'addressType':'IPv4','endpoints':[{'addresses':"
+			     "['198.19.1.1']},'198.19.1.2']}",
+		  -EINVAL, "endpoints[1]: expected object, got string" },
+		{ SLICE_HEAD "'addressType':'IPv4','endpoints':[{'addresses':[4]}]}",
+		  -EINVAL, "endpoints[0].addresses[0]: expected string, got int" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -45,6 +45,10 @@ __attribute__((format(printf, 3, 4))) static int fail(struct dec *d, int rc,
 	return rc;
 }
 
+/* "<path>.<key>" in messages; just "<key>" at the top level (path ""). */
+#define FIELD "%s%s%s"
+#define FIELD_AT(path, key) (path), *(path) ? "." : "", (key)
+
 static const char *type_name(struct json_object *o)
 {
 	return o ? json_type_to_name(json_object_get_type(o)) : "null";
@@ -65,8 +69,8 @@ static int get_typed(struct dec *d, struct json_object *parent,
 	if (!parent || !json_object_object_get_ex(parent, key, &v) || !v)
 		return 0;
 	if (!json_object_is_type(v, type))
-		return fail(d, -EINVAL, "%s%s%s: expected %s, got %s", path,
-			    *path ? "." : "", key, json_type_to_name(type),
+		return fail(d, -EINVAL, FIELD ": expected %s, got %s",
+			    FIELD_AT(path, key), json_type_to_name(type),
 			    type_name(v));
 	*out = v;
 	return 0;
@@ -87,21 +91,20 @@ static int get_str(struct dec *d, struct json_object *parent, const char *path,
 		return rc;
 	if (!v) {
 		if (required)
-			return fail(d, -EINVAL, "%s%s%s: missing", path,
-				    *path ? "." : "", key);
+			return fail(d, -EINVAL, FIELD ": missing",
+				    FIELD_AT(path, key));
 		return 0;
 	}
 	s = json_object_get_string(v);
 	n = (size_t)json_object_get_string_len(v);
 	if (required && n == 0)
-		return fail(d, -EINVAL, "%s%s%s: empty", path, *path ? "." : "",
-			    key);
+		return fail(d, -EINVAL, FIELD ": empty", FIELD_AT(path, key));
 	if (n >= buflen)
-		return fail(d, -EINVAL, "%s%s%s: too long (%zu > %zu)", path,
-			    *path ? "." : "", key, n, buflen - 1);
+		return fail(d, -EINVAL, FIELD ": too long (%zu > %zu)",
+			    FIELD_AT(path, key), n, buflen - 1);
 	if (strlen(s) != n)
-		return fail(d, -EINVAL, "%s%s%s: contains NUL", path,
-			    *path ? "." : "", key);
+		return fail(d, -EINVAL, FIELD ": contains NUL",
+			    FIELD_AT(path, key));
 	memcpy(buf, s, n + 1);
 	return 0;
 }
@@ -124,9 +127,9 @@ static int get_int(struct dec *d, struct json_object *parent, const char *path,
 		return 0;
 	x = json_object_get_int64(v);
 	if (x < min || x > max)
-		return fail(d, -EINVAL, "%s%s%s: %lld out of range (%lld..%lld)",
-			    path, *path ? "." : "", key, (long long)x,
-			    (long long)min, (long long)max);
+		return fail(d, -EINVAL, FIELD ": %lld out of range (%lld..%lld)",
+			    FIELD_AT(path, key), (long long)x, (long long)min,
+			    (long long)max);
 	*out = x;
 	if (present)
 		*present = true;
@@ -220,6 +223,15 @@ static int parse_meta(struct dec *d, struct json_object *obj, bool namespaced,
 			 &m->annotations);
 }
 
+/* Start of every decoder: no message yet, then the metadata. */
+static int decode_meta(struct dec *d, struct json_object *obj,
+		       bool namespaced, struct meta *m)
+{
+	if (d->err && d->errlen)
+		d->err[0] = '\0';
+	return parse_meta(d, obj, namespaced, m);
+}
+
 static bool proxy_ignored(const struct meta *m)
 {
 	return has_key(m->labels, LABEL_PROXY_NAME) ||
@@ -239,8 +251,8 @@ static int get_array(struct dec *d, struct json_object *parent,
 		return rc;
 	*n = json_object_array_length(*arr);
 	if (*n > max)
-		return fail(d, -E2BIG, "%s%s%s: too many entries (%zu > %zu)",
-			    path, *path ? "." : "", key, *n, max);
+		return fail(d, -E2BIG, FIELD ": too many entries (%zu > %zu)",
+			    FIELD_AT(path, key), *n, max);
 	return 0;
 }
 
@@ -257,6 +269,19 @@ static int get_obj_elem(struct dec *d, struct json_object *arr, size_t i,
 	if (!json_object_is_type(*out, json_type_object))
 		return fail(d, -EINVAL, "%s: expected object, got %s", path,
 			    type_name(*out));
+	return 0;
+}
+
+/* Element i of the array of strings at <path>.<key>. */
+static int get_str_elem(struct dec *d, struct json_object *arr, size_t i,
+			const char *path, const char *key, const char **out)
+{
+	struct json_object *v = json_object_array_get_idx(arr, i);
+
+	if (!json_object_is_type(v, json_type_string))
+		return fail(d, -EINVAL, FIELD "[%zu]: expected string, got %s",
+			    FIELD_AT(path, key), i, type_name(v));
+	*out = json_object_get_string(v);
 	return 0;
 }
 
@@ -290,7 +315,8 @@ static int get_ip_list(struct dec *d, struct json_object *parent,
 		       const char *path, const char *key, struct kpx_addr **out,
 		       size_t *n_out)
 {
-	struct json_object *arr, *v;
+	struct json_object *arr;
+	const char *s;
 	size_t n;
 	int rc;
 
@@ -303,15 +329,12 @@ static int get_ip_list(struct dec *d, struct json_object *parent,
 	if (!*out)
 		return fail(d, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		v = json_object_array_get_idx(arr, i);
-		if (!json_object_is_type(v, json_type_string))
-			return fail(d, -EINVAL,
-				    "%s.%s[%zu]: expected string, got %s", path,
-				    key, i, type_name(v));
-		if (kpx_addr_parse(json_object_get_string(v), &(*out)[i]))
-			return fail(d, -EINVAL,
-				    "%s.%s[%zu]: invalid IP \"%s\"", path, key,
-				    i, json_object_get_string(v));
+		rc = get_str_elem(d, arr, i, path, key, &s);
+		if (rc)
+			return rc;
+		if (kpx_addr_parse(s, &(*out)[i]))
+			return fail(d, -EINVAL, FIELD "[%zu]: invalid IP \"%s\"",
+				    FIELD_AT(path, key), i, s);
 		*n_out = i + 1;
 	}
 	return 0;
@@ -467,12 +490,10 @@ static int svc_source_ranges(struct dec *d, struct json_object *spec,
 		if (!svc->lb_source_ranges)
 			return fail(d, -ENOMEM, "out of memory");
 		for (size_t i = 0; i < n; i++) {
-			v = json_object_array_get_idx(arr, i);
-			if (!json_object_is_type(v, json_type_string))
-				return fail(d, -EINVAL,
-					    "spec.loadBalancerSourceRanges[%zu]: expected string, got %s",
-					    i, type_name(v));
-			s = json_object_get_string(v);
+			rc = get_str_elem(d, arr, i, "spec",
+					  "loadBalancerSourceRanges", &s);
+			if (rc)
+				return rc;
 			if (cidr_trimmed(s, &svc->lb_source_ranges[i]))
 				return fail(d, -EINVAL,
 					    "spec.loadBalancerSourceRanges[%zu]: invalid CIDR \"%s\"",
@@ -576,9 +597,7 @@ int kpx_service_decode(struct json_object *obj, struct kpx_service **out,
 	int rc;
 
 	*out = NULL;
-	if (err && errlen)
-		err[0] = '\0';
-	rc = parse_meta(&d, obj, true, &m);
+	rc = decode_meta(&d, obj, true, &m);
 	if (rc)
 		return rc;
 	svc = calloc(1, sizeof(*svc));
@@ -664,33 +683,28 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 			   const char *path, uint8_t family,
 			   struct kpx_endpoint *ep)
 {
-	struct json_object *addrs, *a0, *cond, *hints, *zones, *z;
+	struct json_object *addrs, *cond, *hints, *zones, *z;
 	char zpath[96], fzpath[80];
 	bool serving_set = false;
+	const char *a0;
 	size_t n;
 	int rc;
 
-	if (!json_object_is_type(e, json_type_object))
-		return fail(d, -EINVAL, "%s: expected object, got %s", path,
-			    type_name(e));
 	rc = get_array(d, e, path, "addresses", 100, &addrs, &n);
 	if (rc)
 		return rc;
 	if (!n)
 		return fail(d, -EINVAL, "%s.addresses: missing", path);
-	a0 = json_object_array_get_idx(addrs, 0);
-	if (!json_object_is_type(a0, json_type_string))
-		return fail(d, -EINVAL,
-			    "%s.addresses[0]: expected string, got %s", path,
-			    type_name(a0));
-	if (kpx_addr_parse(json_object_get_string(a0), &ep->addr))
+	rc = get_str_elem(d, addrs, 0, path, "addresses", &a0);
+	if (rc)
+		return rc;
+	if (kpx_addr_parse(a0, &ep->addr))
 		return fail(d, -EINVAL, "%s.addresses[0]: invalid IP \"%s\"",
-			    path, json_object_get_string(a0));
+			    path, a0);
 	if (ep->addr.family != family)
 		return fail(d, -EINVAL,
 			    "%s.addresses[0]: \"%s\" does not match addressType %s",
-			    path, json_object_get_string(a0),
-			    family == AF_INET ? "IPv4" : "IPv6");
+			    path, a0, family == AF_INET ? "IPv4" : "IPv6");
 
 	ep->ready = true;
 	ep->terminating = false;
@@ -765,9 +779,7 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 	int rc;
 
 	*out = NULL;
-	if (err && errlen)
-		err[0] = '\0';
-	rc = parse_meta(&d, obj, true, &m);
+	rc = decode_meta(&d, obj, true, &m);
 	if (rc)
 		return rc;
 	sl = calloc(1, sizeof(*sl));
@@ -816,11 +828,15 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "endpoints[%zu]", i);
+		struct json_object *e;
+
 		/* Count first so that free() sees a partially filled entry. */
 		sl->n_endpoints = i + 1;
-		rc = endpoint_decode(&d, json_object_array_get_idx(arr, i),
-				     path, sl->family, &sl->endpoints[i]);
+		rc = get_obj_elem(&d, arr, i, "endpoints", path, sizeof(path),
+				  &e);
+		if (!rc)
+			rc = endpoint_decode(&d, e, path, sl->family,
+					     &sl->endpoints[i]);
 		if (rc)
 			goto out;
 	}
@@ -845,9 +861,7 @@ int kpx_node_decode(struct json_object *obj, struct kpx_node **out, char *err,
 	int rc;
 
 	*out = NULL;
-	if (err && errlen)
-		err[0] = '\0';
-	rc = parse_meta(&d, obj, false, &m);
+	rc = decode_meta(&d, obj, false, &m);
 	if (rc)
 		return rc;
 	node = calloc(1, sizeof(*node));
