@@ -674,3 +674,465 @@ Test(plan, json_has_documented_shape)
 			 "reject");
 	json_object_put(root);
 }
+
+/* ---- incremental update ------------------------------------------------- */
+
+static char *plan_json_str(const struct kpx_plan *p)
+{
+	struct json_object *root = kpx_plan_to_json(p);
+	char *s;
+
+	cr_assert_not_null(root);
+	s = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+	json_object_put(root);
+	return s;
+}
+
+/* What a backend and the status server see must not differ between an
+ * incremental and a full build: ids, hashes, order, totals, JSON. */
+static void assert_same_plan(const struct kpx_plan *inc,
+			     const struct kpx_plan *full, const char *ctx)
+{
+	char *a, *b;
+
+	cr_assert_eq(inc->n_svcports, full->n_svcports, "%s: svcport count", ctx);
+	for (size_t i = 0; i < full->n_svcports; i++) {
+		cr_assert_str_eq(inc->svcports[i].id, full->svcports[i].id,
+				 "%s: svcport %zu", ctx, i);
+		cr_assert_eq(inc->svcports[i].hash, full->svcports[i].hash,
+			     "%s: hash of %s", ctx, full->svcports[i].id);
+	}
+	for (size_t i = 1; i < inc->n_svcports; i++)
+		cr_assert_leq(strcmp(inc->svcports[i - 1].id, inc->svcports[i].id),
+			      0, "%s: sorted", ctx);
+	cr_assert_eq(inc->n_frontends, full->n_frontends, "%s: frontends", ctx);
+	cr_assert_eq(inc->n_endpoints, full->n_endpoints, "%s: endpoints", ctx);
+	a = plan_json_str(inc);
+	b = plan_json_str(full);
+	cr_assert_str_eq(a, b, "%s: json", ctx);
+	free(a);
+	free(b);
+}
+
+static struct kpx_plan_update_stats update_commit(void)
+{
+	struct kpx_plan_update_stats us;
+	struct kpx_plan_undo *undo = NULL;
+
+	cr_assert_eq(kpx_plan_update(plan, st, &in, &undo), 0);
+	cr_assert_not_null(undo);
+	kpx_plan_undo_stats(undo, &us);
+	kpx_plan_commit(undo);
+	kpx_store_clear_dirty(st);
+	return us;
+}
+
+static void assert_same_as_full(const char *ctx)
+{
+	struct kpx_plan *full = NULL;
+
+	cr_assert_eq(kpx_plan_build(st, &in, &full), 0);
+	assert_same_plan(plan, full, ctx);
+	kpx_plan_free(full);
+}
+
+static void web_slice(const char *rv, bool ready2)
+{
+	struct kpx_endpoint_slice *sl = b_slice("ns", "b-1", "b", AF_INET);
+
+	snprintf(sl->resource_version, sizeof(sl->resource_version), "%s", rv);
+	b_slice_port(sl, "", KPX_PROTO_TCP, 8080);
+	b_ready(sl, "198.18.1.1", "n1");
+	b_ep(sl, "198.18.1.2", ready2, true, !ready2, ME, "", NULL);
+	kpx_store_upsert(st, KPX_KIND_SLICE, sl);
+}
+
+Test(plan, update_one_endpoint_in_place_reuses_other_svcports)
+{
+	const struct kpx_plan_endpoint *a_eps;
+	const struct kpx_plan_svcport *b;
+	struct kpx_plan_update_stats us;
+	struct kpx_plan_svcport *arr;
+
+	two_services(true);
+	web_slice("1", true);
+	build();
+	kpx_store_clear_dirty(st);
+	arr = plan->svcports;
+	a_eps = sp_of("ns/a:/TCP/v4")->endpoints;
+	cr_assert_eq(sp_of("ns/b:/TCP/v4")->n_internal, 2);
+
+	web_slice("2", false);
+	us = update_commit();
+	cr_assert_eq(us.services, 1);
+	cr_assert_not(us.merged, "same ids: patched in place");
+	cr_assert_not(us.all);
+	cr_assert_eq(plan->svcports, arr, "no new array for one endpoint");
+	cr_assert_eq(sp_of("ns/a:/TCP/v4")->endpoints, a_eps,
+		     "a clean service's svcport is reused, not rebuilt");
+	b = sp_of("ns/b:/TCP/v4");
+	cr_assert_eq(b->n_internal, 1, "the not-ready endpoint left the set");
+	cr_assert_eq(b->n_endpoints, 2, "serving+terminating stays listed");
+	assert_same_as_full("one endpoint");
+}
+
+Test(plan, update_adds_and_removes_services_by_merge)
+{
+	const char *names[] = { "b", "a", "a-b", "ab", "a.b", "z" };
+	struct kpx_plan_update_stats us;
+	struct kpx_service *s;
+
+	two_services(true);
+	build();
+	kpx_store_clear_dirty(st);
+	/* "ns/a-b:" sorts before "ns/a:" although "ns/a" < "ns/a-b". */
+	for (size_t i = 2; i < 6; i++) {
+		s = b_svc("ns", names[i], KPX_SVC_NODE_PORT,
+			  "198.18.100.40,fd00::40");
+		b_svc_port(s, "p", KPX_PROTO_UDP, 53, 30053);
+		b_svc_port(s, "q", KPX_PROTO_TCP, 80, 30080);
+		kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	}
+	kpx_store_delete(st, KPX_KIND_SERVICE, "ns", "a");
+	us = update_commit();
+	cr_assert(us.merged);
+	cr_assert_eq(us.services, 5);
+	cr_assert_eq(us.svcports_new, 16);
+	cr_assert_eq(us.svcports_old, 1);
+	assert_same_as_full("add and remove");
+	cr_assert_eq(plan->n_svcports, 17);
+	cr_assert_null(kpx_plan_find(plan, "ns/a:/TCP/v4"));
+	/* A service that loses a port: removed from the middle. */
+	s = b_svc("ns", "a-b", KPX_SVC_CLUSTER_IP, "198.18.100.40");
+	b_svc_port(s, "q", KPX_PROTO_TCP, 80, 0);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	us = update_commit();
+	cr_assert(us.merged);
+	assert_same_as_full("port removed");
+	/* Everything gone. */
+	for (size_t i = 1; i < 6; i++)
+		kpx_store_delete(st, KPX_KIND_SERVICE, "ns", names[i]);
+	kpx_store_delete(st, KPX_KIND_SERVICE, "ns", "b");
+	update_commit();
+	cr_assert_eq(plan->n_svcports, 0);
+	assert_same_as_full("empty");
+}
+
+Test(plan, update_rebuilds_everything_when_the_input_changes)
+{
+	struct kpx_plan_update_stats us;
+
+	two_services(true);
+	build();
+	kpx_store_clear_dirty(st);
+	strcpy(in.node_name, "n1"); /* b's endpoint becomes local */
+	us = update_commit();
+	cr_assert(us.all, "no service is dirty, but the input changed");
+	cr_assert_eq(sp_of("ns/b:/TCP/v4")->local_ready, 1);
+	assert_same_as_full("node name");
+	strcpy(in.node_zone, "zone-b");
+	us = update_commit();
+	cr_assert(us.all);
+	cr_assert_str_eq(plan->input.node_zone, "zone-b");
+	assert_same_as_full("zone");
+}
+
+Test(plan, rollback_restores_the_previous_plan_exactly)
+{
+	struct kpx_plan_undo *undo = NULL;
+	struct kpx_plan_svcport *arr;
+	struct kpx_service *s;
+	char *before, *after;
+
+	two_services(true);
+	web_slice("1", true);
+	build();
+	kpx_store_clear_dirty(st);
+	before = plan_json_str(plan);
+	arr = plan->svcports;
+
+	/* in place */
+	web_slice("2", false);
+	cr_assert_eq(kpx_plan_update(plan, st, &in, &undo), 0);
+	after = plan_json_str(plan);
+	cr_assert_str_neq(after, before);
+	free(after);
+	kpx_plan_rollback(plan, undo);
+	after = plan_json_str(plan);
+	cr_assert_str_eq(after, before, "in-place update undone");
+	cr_assert_eq(plan->svcports, arr);
+	free(after);
+
+	/* merged */
+	s = b_svc("ns", "aa", KPX_SVC_CLUSTER_IP, "198.18.100.50");
+	b_svc_port(s, "", KPX_PROTO_TCP, 80, 0);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	cr_assert_eq(kpx_plan_update(plan, st, &in, &undo), 0);
+	cr_assert_eq(plan->n_svcports, 3);
+	kpx_plan_rollback(plan, undo);
+	after = plan_json_str(plan);
+	cr_assert_str_eq(after, before, "merged update undone");
+	free(after);
+
+	/* input change */
+	strcpy(in.node_name, "n1");
+	cr_assert_eq(kpx_plan_update(plan, st, &in, &undo), 0);
+	kpx_plan_rollback(plan, undo);
+	after = plan_json_str(plan);
+	cr_assert_str_eq(after, before, "full recompute undone");
+	cr_assert_str_eq(plan->input.node_name, ME);
+	free(after);
+	free(before);
+
+	/* The dirty set survived the rollbacks: the retry catches up. */
+	update_commit();
+	assert_same_as_full("after rollbacks");
+}
+
+/* ---- property: incremental == full after random changes ----------------- */
+
+struct rng {
+	uint64_t s;
+};
+
+static uint32_t rnd(struct rng *r, uint32_t n)
+{
+	r->s ^= r->s << 13;
+	r->s ^= r->s >> 7;
+	r->s ^= r->s << 17;
+	return (uint32_t)(r->s >> 11) % n;
+}
+
+/* Names chosen so that "ns/name" order and id order differ. */
+static const char *const pt_ns[] = { "ns", "ns", "ns", "ns", "ns-x", "n" };
+static const char *const pt_name[] = { "a", "a-b", "ab", "a.b", "a", "s-a" };
+#define PT_SVCS 6
+#define PT_SLICES 10
+
+static const struct {
+	const char *name;
+	uint8_t proto;
+	uint16_t port;
+} pt_ports[] = { { "http", KPX_PROTO_TCP, 80 },
+		 { "dns", KPX_PROTO_UDP, 53 },
+		 { "", KPX_PROTO_TCP, 81 } };
+
+struct pt_ep {
+	int ip, flags, node, hints;
+};
+
+struct pt_slice {
+	bool present;
+	int svc, family, ports; /* ports: bitmask of pt_ports */
+	int n_eps;
+	struct pt_ep eps[6];
+};
+
+static unsigned pt_rv;
+
+static void pt_rv_set(char *rv, size_t len)
+{
+	snprintf(rv, len, "%u", ++pt_rv);
+}
+
+static void pt_upsert_slice(int i, const struct pt_slice *d)
+{
+	char name[32];
+	struct kpx_endpoint_slice *sl;
+	static const char *const hints[] = { NULL, "zone-a", "zone-b", "",
+					     "zone-a,zone-b" };
+
+	snprintf(name, sizeof(name), "sl-%d", i);
+	sl = b_slice(pt_ns[d->svc], name, pt_name[d->svc], d->family);
+	pt_rv_set(sl->resource_version, sizeof(sl->resource_version));
+	for (int p = 0; p < 3; p++)
+		if (d->ports & (1 << p))
+			b_slice_port(sl, pt_ports[p].name, pt_ports[p].proto,
+				     (uint16_t)(8000 + pt_ports[p].port + (i & 1)));
+	for (int e = 0; e < d->n_eps; e++) {
+		const struct pt_ep *ep = &d->eps[e];
+		char ip[64];
+
+		if (d->family == AF_INET)
+			snprintf(ip, sizeof(ip), "198.18.1.%d", ep->ip);
+		else
+			snprintf(ip, sizeof(ip), "fd00::1:%d", ep->ip);
+		b_ep(sl, ip, ep->flags & 1, ep->flags & 2, ep->flags & 4,
+		     ep->node == 0 ? ME : ep->node == 1 ? "n1" : "",
+		     "", hints[ep->hints]);
+	}
+	kpx_store_upsert(st, KPX_KIND_SLICE, sl);
+}
+
+static void pt_random_ep(struct rng *r, struct pt_ep *ep)
+{
+	ep->ip = 1 + (int)rnd(r, 6);
+	ep->flags = (int)rnd(r, 8);
+	ep->node = (int)rnd(r, 3);
+	ep->hints = (int)rnd(r, 5);
+}
+
+static void pt_random_slice(struct rng *r, struct pt_slice *d)
+{
+	d->present = true;
+	d->svc = (int)rnd(r, PT_SVCS);
+	d->family = rnd(r, 5) ? AF_INET : AF_INET6;
+	d->ports = 1 + (int)rnd(r, 7);
+	d->n_eps = (int)rnd(r, 7);
+	for (int e = 0; e < d->n_eps; e++)
+		pt_random_ep(r, &d->eps[e]);
+}
+
+static void pt_upsert_service(struct rng *r, int i)
+{
+	static const enum kpx_svc_type types[] = {
+		KPX_SVC_CLUSTER_IP, KPX_SVC_NODE_PORT, KPX_SVC_LOAD_BALANCER,
+		KPX_SVC_CLUSTER_IP, KPX_SVC_EXTERNAL_NAME
+	};
+	static const char *const ips[] = { "198.18.100.%d", "fd00::100:%d",
+					   "198.18.100.%d,fd00::100:%d" };
+	char buf[128];
+	struct kpx_service *s;
+	int np;
+
+	snprintf(buf, sizeof(buf), ips[rnd(r, 3)], 10 + i, 10 + i);
+	s = b_svc(pt_ns[i], pt_name[i], types[rnd(r, 5)], rnd(r, 12) ? buf : "");
+	pt_rv_set(s->resource_version, sizeof(s->resource_version));
+	s->headless = !rnd(r, 15);
+	s->proxy_ignored = !rnd(r, 15);
+	np = 1 + (int)rnd(r, 3);
+	for (int p = 0; p < np; p++) {
+		/* Repeats allowed: equal ids must keep a stable order. */
+		int k = (int)rnd(r, 3);
+
+		b_svc_port(s, pt_ports[k].name, pt_ports[k].proto,
+			   pt_ports[k].port,
+			   s->type == KPX_SVC_CLUSTER_IP ? 0
+							 : (uint16_t)(30000 + 10 * i + k));
+	}
+	s->etp_local = rnd(r, 2);
+	s->itp_local = !rnd(r, 3);
+	s->affinity_timeout = rnd(r, 3) ? 0 : 10800;
+	if (!rnd(r, 3)) {
+		snprintf(buf, sizeof(buf), "198.18.200.%d", i);
+		b_svc_ext_ip(s, buf);
+	}
+	if (s->type == KPX_SVC_LOAD_BALANCER) {
+		snprintf(buf, sizeof(buf), "198.18.201.%d", i);
+		b_svc_lb_ip(s, buf);
+		if (rnd(r, 2))
+			b_svc_src_range(s, "198.18.0.0/16");
+		s->health_check_node_port = (uint16_t)(32000 + i);
+	}
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+}
+
+/* One random change; returns a short description for failure messages. */
+static const char *pt_step(struct rng *r, struct pt_slice *sl)
+{
+	static const char *const zones[] = { "", "zone-a", "zone-b" };
+	struct pt_slice *d = &sl[rnd(r, PT_SLICES)];
+	char name[32];
+
+	switch (rnd(r, 10)) {
+	case 0:
+	case 1:
+		pt_upsert_service(r, (int)rnd(r, PT_SVCS));
+		return "service upsert";
+	case 2:
+		kpx_store_delete(st, KPX_KIND_SERVICE, pt_ns[rnd(r, PT_SVCS)],
+				 pt_name[rnd(r, PT_SVCS)]);
+		return "service delete";
+	case 3:
+		/* New or replaced slice, possibly moved to another
+		 * service by its label. */
+		pt_random_slice(r, d);
+		pt_upsert_slice((int)(d - sl), d);
+		return "slice upsert";
+	case 4:
+		if (d->present) {
+			snprintf(name, sizeof(name), "sl-%d", (int)(d - sl));
+			kpx_store_delete(st, KPX_KIND_SLICE, pt_ns[d->svc], name);
+			d->present = false;
+		}
+		return "slice delete";
+	case 5:
+	case 6:
+	case 7:
+		/* The common case: one endpoint's readiness. */
+		if (d->present && d->n_eps) {
+			d->eps[rnd(r, (uint32_t)d->n_eps)].flags ^= 1 << rnd(r, 3);
+			pt_upsert_slice((int)(d - sl), d);
+		}
+		return "endpoint condition";
+	case 8:
+		if (d->present && d->n_eps < 6) {
+			pt_random_ep(r, &d->eps[d->n_eps++]);
+			pt_upsert_slice((int)(d - sl), d);
+		} else if (d->present) {
+			d->n_eps--;
+			pt_upsert_slice((int)(d - sl), d);
+		}
+		return "endpoint add/remove";
+	default:
+		if (rnd(r, 2)) {
+			snprintf(in.node_zone, sizeof(in.node_zone), "%s",
+				 zones[rnd(r, 3)]);
+			return "node zone";
+		}
+		return "nothing";
+	}
+}
+
+Test(plan, property_incremental_equals_full_build)
+{
+	size_t in_place = 0, merged = 0, all = 0;
+
+	for (uint64_t seed = 1; seed <= 12; seed++) {
+		struct rng r = { seed * 0x9E3779B97F4A7C15ULL };
+		struct pt_slice sl[PT_SLICES] = { 0 };
+
+		kpx_plan_free(plan);
+		plan = NULL;
+		kpx_store_free(st);
+		cr_assert_eq(kpx_store_new(&st), 0);
+		in.node_zone[0] = 0;
+		for (int i = 0; i < PT_SVCS; i++)
+			pt_upsert_service(&r, i);
+		build();
+		kpx_store_clear_dirty(st);
+		for (int round = 0; round < 150; round++) {
+			struct kpx_plan_update_stats us;
+			struct kpx_plan_undo *undo = NULL;
+			const char *what = "";
+			char ctx[128];
+			int n = 1 + (int)rnd(&r, 4);
+
+			for (int k = 0; k < n; k++)
+				what = pt_step(&r, sl);
+			snprintf(ctx, sizeof(ctx), "seed %llu round %d (%d changes, last %s)",
+				 (unsigned long long)seed, round, n, what);
+			if (!rnd(&r, 6)) {
+				/* A failed backend sync: roll back, then the
+				 * same dirty set must still catch up. */
+				char *before = plan_json_str(plan), *after;
+
+				cr_assert_eq(kpx_plan_update(plan, st, &in, &undo), 0);
+				kpx_plan_rollback(plan, undo);
+				after = plan_json_str(plan);
+				cr_assert_str_eq(after, before, "%s: rollback", ctx);
+				free(before);
+				free(after);
+			}
+			us = update_commit();
+			all += us.all;
+			merged += us.merged && !us.all;
+			in_place += !us.merged && us.services > 0;
+			assert_same_as_full(ctx);
+		}
+	}
+	/* Every path was taken, many times. */
+	cr_assert_gt(in_place, 100, "in place: %zu", in_place);
+	cr_assert_gt(merged, 100, "merged: %zu", merged);
+	cr_assert_gt(all, 20, "all: %zu", all);
+}

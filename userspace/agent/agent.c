@@ -3,9 +3,12 @@
  * The sync loop. Changes from a source mark the store dirty; a sync runs
  * at most once per --min-sync-period, and a full resync every
  * --sync-period. Nothing is programmed before the source has synced once.
- * Each sync recomputes the plan (pure) and hands it to the backend, which
- * diffs against the kernel; on failure the old plan stays current and the
- * sync is retried.
+ * A change-driven sync updates the plan incrementally (only the services
+ * the store marks dirty are recomputed) and hands it to the backend, which
+ * diffs against the kernel; on failure the update is rolled back, so the
+ * old plan stays current, and the retry is a full rebuild. The periodic
+ * resync and the first sync rebuild the whole plan, so a bug in the
+ * incremental path heals within --sync-period.
  */
 #include "agent/agent.h"
 
@@ -99,11 +102,13 @@ static void record_error(struct kpx_agent *agent, const char *what, int err)
 
 static void do_sync(struct kpx_agent *agent)
 {
+	struct kpx_plan_update_stats us = { 0 };
+	struct kpx_plan_undo *undo = NULL;
 	struct kpx_store_stats ss;
 	struct kpx_plan *plan = NULL;
 	const struct kpx_node *node;
 	bool full = agent->full_sync_pending || !agent->plan;
-	double t0, elapsed;
+	double t0, t_plan, elapsed;
 	int err;
 
 	agent->sync_pending = false;
@@ -119,11 +124,21 @@ static void do_sync(struct kpx_agent *agent)
 
 	node = kpx_store_node(agent->store);
 	err = kpx_plan_input_from_config(&agent->cfg, node, &agent->plan_input);
-	if (!err)
+	if (!err && full) {
 		err = kpx_plan_build(agent->store, &agent->plan_input, &plan);
+	} else if (!err) {
+		/* agent->plan becomes the new plan in place; undo can
+		 * restore it until the backend accepted it. */
+		err = kpx_plan_update(agent->plan, agent->store,
+				      &agent->plan_input, &undo);
+		plan = agent->plan;
+		kpx_plan_undo_stats(undo, &us);
+	}
+	t_plan = kpx_wall_seconds() - t0;
 	if (err) {
 		kpx_err("sync: computing the plan failed: %s", strerror(-err));
 		record_error(agent, "plan", err);
+		agent->full_sync_pending = true;
 		schedule_sync(agent, KPX_SYNC_RETRY_MS);
 		return;
 	}
@@ -136,13 +151,20 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_err("sync: %s backend failed to program %zu service ports: %s",
 			agent->ops->name, plan->n_svcports, strerror(-err));
 		record_error(agent, "backend", err);
-		kpx_plan_free(plan);
+		if (undo)
+			kpx_plan_rollback(agent->plan, undo);
+		else
+			kpx_plan_free(plan);
 		agent->full_sync_pending = true;
 		schedule_sync(agent, KPX_SYNC_RETRY_MS);
 		return;
 	}
-	kpx_plan_free(agent->plan);
-	agent->plan = plan;
+	if (undo) {
+		kpx_plan_commit(undo);
+	} else {
+		kpx_plan_free(agent->plan);
+		agent->plan = plan;
+	}
 	agent->full_sync_pending = false;
 	agent->resync_due = false;
 	kpx_store_clear_dirty(agent->store);
@@ -161,9 +183,12 @@ static void do_sync(struct kpx_agent *agent)
 	agent->stats.last_queued_wall = 0;
 	if (agent->hcnp)
 		kpx_hcnp_update(agent->hcnp, plan);
-	kpx_dbg(1, "sync: %s, %zu service ports, %zu frontends, %zu endpoints in %.3f ms",
+	kpx_dbg(1, "sync: %s, %zu service ports, %zu frontends, %zu endpoints in %.3f ms (plan %.3f ms%s, %zu services recomputed)",
 		full ? "full" : "partial", plan->n_svcports, plan->n_frontends,
-		plan->n_endpoints, elapsed * 1000);
+		plan->n_endpoints, elapsed * 1000, t_plan * 1000,
+		full ? ", full build" : us.all ? ", input changed: all"
+		       : us.merged ? ", merged" : ", in place",
+		full ? ss.n_services : us.services);
 }
 
 static void on_sync_timer(void *arg)

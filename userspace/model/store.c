@@ -178,6 +178,7 @@ struct kpx_store {
 	bool sorted_valid;
 
 	struct ht dirty; /* "ns/name" -> NULL */
+	bool dirty_overflow; /* a mark_dirty was lost: everything changed */
 	bool node_dirty;
 	struct kpx_store_stats st;
 };
@@ -212,9 +213,10 @@ static void mark_dirty(struct kpx_store *s, const char *ns, const char *name)
 	if (!name[0])
 		return;
 	key_of(key, sizeof(key), ns, name);
-	/* On ENOMEM the service stays clean until the next periodic resync,
-	 * which rebuilds everything anyway. */
-	ht_put(&s->dirty, key, &created);
+	/* On ENOMEM the set is incomplete: say so, so that an incremental
+	 * consumer recomputes everything instead of missing this one. */
+	if (!ht_put(&s->dirty, key, &created))
+		s->dirty_overflow = true;
 }
 
 int kpx_store_new(struct kpx_store **out)
@@ -662,7 +664,12 @@ void kpx_store_for_each_slice_of(const struct kpx_store *s, const char *ns,
 
 bool kpx_store_dirty(const struct kpx_store *s)
 {
-	return s->dirty.n > 0 || s->node_dirty;
+	return s->dirty.n > 0 || s->node_dirty || s->dirty_overflow;
+}
+
+bool kpx_store_dirty_overflow(const struct kpx_store *s)
+{
+	return s->dirty_overflow;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -711,6 +718,7 @@ void kpx_store_for_each_dirty(const struct kpx_store *s, kpx_dirty_fn fn,
 void kpx_store_clear_dirty(struct kpx_store *s)
 {
 	ht_free(&s->dirty);
+	s->dirty_overflow = false;
 	s->node_dirty = false;
 	s->st.service_changes_pending = 0;
 	s->st.endpoint_changes_pending = 0;

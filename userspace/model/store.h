@@ -67,6 +67,9 @@ typedef void (*kpx_dirty_fn)(const char *ns, const char *name, void *arg);
 void kpx_store_for_each_dirty(const struct kpx_store *s, kpx_dirty_fn fn,
 			      void *arg);
 void kpx_store_clear_dirty(struct kpx_store *s);
+/* True when a change could not be recorded (out of memory): the dirty set
+ * is incomplete and consumers must treat every service as changed. */
+bool kpx_store_dirty_overflow(const struct kpx_store *s);
 void kpx_store_get_stats(const struct kpx_store *s,
 			 struct kpx_store_stats *out);
 

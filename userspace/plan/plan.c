@@ -600,14 +600,46 @@ static void build_service(const struct kpx_service *svc, void *arg)
 	}
 }
 
+/* Equal ids (a Service listing one port twice) keep build order, so
+ * that a full and an incremental build agree slot for slot. */
 static int cmp_id(const void *a, const void *b)
 {
 	const struct kpx_plan_svcport *const *x = a, *const *y = b;
+	int r = strcmp((*x)->id, (*y)->id);
 
-	return strcmp((*x)->id, (*y)->id);
+	if (r)
+		return r;
+	return *x < *y ? -1 : *x > *y;
 }
 
-/* Sorts through a pointer array: svcports are large to swap. */
+/* Sorts svcports[lo, hi) through a pointer array: svcports are large to
+ * swap. */
+static int sort_range(struct kpx_plan_svcport *v, size_t lo, size_t hi)
+{
+	struct kpx_plan_svcport **idx, *sorted;
+	size_t n = hi - lo;
+
+	if (n < 2)
+		return 0;
+	idx = malloc(n * sizeof(*idx));
+	sorted = malloc(n * sizeof(*sorted));
+	if (!idx || !sorted) {
+		free(idx);
+		free(sorted);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		idx[i] = &v[lo + i];
+	qsort(idx, n, sizeof(*idx), cmp_id);
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = *idx[i];
+	memcpy(&v[lo], sorted, n * sizeof(*sorted));
+	free(idx);
+	free(sorted);
+	return 0;
+}
+
+/* The whole array: sorted into a new one, no copy back. */
 static int sort_svcports(struct kpx_plan *plan)
 {
 	struct kpx_plan_svcport **idx, *sorted;
@@ -689,4 +721,379 @@ const struct kpx_plan_svcport *kpx_plan_find(const struct kpx_plan *plan,
 			hi = mid;
 	}
 	return NULL;
+}
+
+/* ---- incremental update ------------------------------------------------- */
+
+static bool addrs_equal(const struct kpx_addr *a, const struct kpx_addr *b,
+			size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!kpx_addr_eq(&a[i], &b[i]))
+			return false;
+	return true;
+}
+
+static bool cidrs_equal(const struct kpx_cidr *a, const struct kpx_cidr *b,
+			size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (a[i].prefix != b[i].prefix ||
+		    !kpx_addr_eq(&a[i].addr, &b[i].addr))
+			return false;
+	return true;
+}
+
+bool kpx_plan_input_equal(const struct kpx_plan_input *a,
+			  const struct kpx_plan_input *b)
+{
+	return !strcmp(a->node_name, b->node_name) &&
+	       !strcmp(a->node_zone, b->node_zone) &&
+	       a->n_node_ips == b->n_node_ips &&
+	       addrs_equal(a->node_ips, b->node_ips, a->n_node_ips) &&
+	       a->n_nodeport_cidrs == b->n_nodeport_cidrs &&
+	       cidrs_equal(a->nodeport_cidrs, b->nodeport_cidrs,
+			   a->n_nodeport_cidrs) &&
+	       a->n_local_addrs == b->n_local_addrs &&
+	       addrs_equal(a->local_addrs, b->local_addrs, a->n_local_addrs) &&
+	       a->n_cluster_cidrs == b->n_cluster_cidrs &&
+	       cidrs_equal(a->cluster_cidrs, b->cluster_cidrs,
+			   a->n_cluster_cidrs) &&
+	       a->masquerade_all == b->masquerade_all;
+}
+
+struct span {
+	size_t lo, hi;
+};
+
+/*
+ * One recomputed service i owned before[i] of the previous array and owns
+ * after[i] of the current one. In place, before[i] == after[i] and saved
+ * holds the replaced svcports (span order); merged, old_svcports is the
+ * previous array, untouched.
+ */
+struct kpx_plan_undo {
+	bool in_place;
+	struct kpx_plan_svcport *old_svcports;
+	size_t old_n, old_n_frontends, old_n_endpoints;
+	struct kpx_plan_input old_input;
+	struct span *before, *after;
+	size_t n_spans;
+	struct kpx_plan_svcport *saved;
+	size_t n_saved;
+	struct kpx_plan_update_stats stats;
+};
+
+struct dirty_list {
+	char **v; /* "ns/name:", the id prefix of the service's svcports */
+	size_t n, cap;
+	int err;
+};
+
+static void collect_dirty(const char *ns, const char *name, void *arg)
+{
+	struct dirty_list *d = arg;
+	size_t len = strlen(ns) + strlen(name) + 3;
+	char *p;
+
+	if (d->err)
+		return;
+	if (grow((void **)&d->v, &d->cap, d->n, sizeof(*d->v)) ||
+	    !(p = malloc(len))) {
+		d->err = -ENOMEM;
+		return;
+	}
+	snprintf(p, len, "%s/%s:", ns, name);
+	d->v[d->n++] = p;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static size_t lower_bound(const struct kpx_plan *plan, const char *key)
+{
+	size_t lo = 0, hi = plan->n_svcports;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(plan->svcports[mid].id, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void undo_free(struct kpx_plan_undo *u)
+{
+	free(u->before);
+	free(u->after);
+	free(u->saved);
+	free(u);
+}
+
+static void sum_sizes(const struct kpx_plan_svcport *v, size_t lo, size_t hi,
+		      size_t *fe, size_t *ep)
+{
+	for (size_t i = lo; i < hi; i++) {
+		*fe += v[i].n_frontends;
+		*ep += v[i].n_endpoints;
+	}
+}
+
+/* Every service recomputed: the fresh array replaces the old one whole. */
+static int update_all(struct kpx_plan *plan, const struct kpx_store *store,
+		      const struct kpx_plan_input *input,
+		      struct kpx_plan_undo *u)
+{
+	struct kpx_plan *fresh = NULL;
+	int r = kpx_plan_build(store, input, &fresh);
+
+	if (r)
+		return r;
+	u->before = calloc(1, sizeof(*u->before));
+	u->after = calloc(1, sizeof(*u->after));
+	if (!u->before || !u->after) {
+		kpx_plan_free(fresh);
+		return -ENOMEM;
+	}
+	u->in_place = false;
+	u->n_spans = 1;
+	u->before[0] = (struct span){ 0, plan->n_svcports };
+	u->after[0] = (struct span){ 0, fresh->n_svcports };
+	u->old_svcports = plan->svcports;
+	u->stats = (struct kpx_plan_update_stats){
+		.svcports_new = fresh->n_svcports,
+		.svcports_old = plan->n_svcports,
+		.all = true,
+		.merged = true,
+	};
+	plan->svcports = fresh->svcports;
+	plan->n_svcports = fresh->n_svcports;
+	plan->n_frontends = fresh->n_frontends;
+	plan->n_endpoints = fresh->n_endpoints;
+	plan->input = *input;
+	fresh->svcports = NULL;
+	fresh->n_svcports = 0;
+	kpx_plan_free(fresh);
+	return 0;
+}
+
+/* memcpy with n == 0 and a NULL array is undefined. */
+static void copy_sps(struct kpx_plan_svcport *dst,
+		     const struct kpx_plan_svcport *src, size_t n)
+{
+	if (n)
+		memcpy(dst, src, n * sizeof(*dst));
+}
+
+/* fresh's svcports move into plan: in place when every recomputed service
+ * kept its ids, else by one merge walk into a new array. */
+static int splice(struct kpx_plan *plan, struct kpx_plan *fresh,
+		  struct kpx_plan_undo *u, bool in_place, size_t n_old)
+{
+	size_t old_fe = 0, old_ep = 0, k = 0, w = 0, pos = 0, n2;
+	struct kpx_plan_svcport *v = NULL;
+
+	for (size_t i = 0; i < u->n_spans; i++)
+		sum_sizes(plan->svcports, u->before[i].lo, u->before[i].hi,
+			  &old_fe, &old_ep);
+	if (in_place) {
+		if (n_old && !(u->saved = malloc(n_old * sizeof(*u->saved))))
+			return -ENOMEM;
+		for (size_t i = 0; i < u->n_spans; i++) {
+			size_t lo = u->before[i].lo;
+
+			for (size_t j = 0; j < u->before[i].hi - lo; j++) {
+				u->saved[k++] = plan->svcports[lo + j];
+				plan->svcports[lo + j] =
+					fresh->svcports[u->after[i].lo + j];
+			}
+			u->after[i] = u->before[i];
+		}
+		u->n_saved = k;
+	} else {
+		n2 = plan->n_svcports - n_old + fresh->n_svcports;
+		if (n2 && !(v = malloc(n2 * sizeof(*v))))
+			return -ENOMEM;
+		/* Spans are in id order, so each service's new svcports go
+		 * exactly where its old ones were. */
+		for (size_t i = 0; i < u->n_spans; i++) {
+			size_t len = u->after[i].hi - u->after[i].lo;
+
+			copy_sps(&v[w], &plan->svcports[pos],
+				 u->before[i].lo - pos);
+			w += u->before[i].lo - pos;
+			copy_sps(&v[w], &fresh->svcports[u->after[i].lo], len);
+			u->after[i] = (struct span){ w, w + len };
+			w += len;
+			pos = u->before[i].hi;
+		}
+		copy_sps(&v[w], &plan->svcports[pos], plan->n_svcports - pos);
+		u->old_svcports = plan->svcports;
+		plan->svcports = v;
+		plan->n_svcports = n2;
+	}
+	plan->n_frontends = plan->n_frontends - old_fe + fresh->n_frontends;
+	plan->n_endpoints = plan->n_endpoints - old_ep + fresh->n_endpoints;
+	u->in_place = in_place;
+	u->stats.svcports_new = fresh->n_svcports;
+	u->stats.svcports_old = n_old;
+	u->stats.merged = !in_place;
+	/* The svcports' contents now belong to plan. */
+	free(fresh->svcports);
+	free(fresh);
+	return 0;
+}
+
+int kpx_plan_update(struct kpx_plan *plan, const struct kpx_store *store,
+		    const struct kpx_plan_input *input,
+		    struct kpx_plan_undo **undo)
+{
+	struct build_ctx c = { .store_ref = store };
+	struct dirty_list dl = { 0 };
+	struct kpx_plan *fresh = NULL;
+	struct kpx_plan_undo *u;
+	size_t n_old = 0;
+	bool in_place = true;
+	int r = 0;
+
+	*undo = NULL;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->in_place = true;
+	u->old_n = plan->n_svcports;
+	u->old_n_frontends = plan->n_frontends;
+	u->old_n_endpoints = plan->n_endpoints;
+	u->old_input = plan->input;
+	if (!kpx_plan_input_equal(&plan->input, input) ||
+	    kpx_store_dirty_overflow(store)) {
+		r = update_all(plan, store, input, u);
+		goto out;
+	}
+
+	kpx_store_for_each_dirty(store, collect_dirty, &dl);
+	if ((r = dl.err))
+		goto out;
+	/* "ns/name:" order is id order: the store's "ns/name" order is not
+	 * ("a/x-y:" < "a/x:"). */
+	if (dl.n > 1)
+		qsort(dl.v, dl.n, sizeof(*dl.v), cmp_str);
+	fresh = calloc(1, sizeof(*fresh));
+	u->before = calloc(dl.n + 1, sizeof(*u->before));
+	u->after = calloc(dl.n + 1, sizeof(*u->after));
+	if (!fresh || !u->before || !u->after) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fresh->input = *input;
+	c.in = &fresh->input;
+	c.plan = fresh;
+	for (size_t i = 0; i < dl.n; i++) {
+		const char *pfx = dl.v[i], *slash = strchr(pfx, '/');
+		size_t plen = strlen(pfx), nl = (size_t)(slash - pfx);
+		char ns[KPX_NS_MAX], name[KPX_NAME_MAX];
+		const struct kpx_service *svc = NULL;
+		struct span *b = &u->before[i], *a = &u->after[i];
+
+		/* Both fit: the store made the key from such fields. */
+		if (nl < sizeof(ns) && plen - nl - 2 < sizeof(name)) {
+			memcpy(ns, pfx, nl);
+			ns[nl] = 0;
+			memcpy(name, slash + 1, plen - nl - 2);
+			name[plen - nl - 2] = 0;
+			svc = kpx_store_service(store, ns, name);
+		}
+		a->lo = fresh->n_svcports;
+		if (svc)
+			build_service(svc, &c);
+		if ((r = c.err))
+			goto out;
+		a->hi = fresh->n_svcports;
+		if ((r = sort_range(fresh->svcports, a->lo, a->hi)))
+			goto out;
+		b->lo = lower_bound(plan, pfx);
+		for (b->hi = b->lo; b->hi < plan->n_svcports &&
+				    !strncmp(plan->svcports[b->hi].id, pfx, plen);
+		     b->hi++)
+			;
+		n_old += b->hi - b->lo;
+		if (b->hi - b->lo != a->hi - a->lo)
+			in_place = false;
+		for (size_t j = 0; in_place && j < a->hi - a->lo; j++)
+			if (strcmp(plan->svcports[b->lo + j].id,
+				   fresh->svcports[a->lo + j].id))
+				in_place = false;
+	}
+	u->n_spans = dl.n;
+	u->stats.services = dl.n;
+	r = splice(plan, fresh, u, in_place, n_old);
+	if (!r)
+		fresh = NULL;
+out:
+	kpx_plan_free(fresh);
+	free(c.slices);
+	free(c.cands);
+	for (size_t i = 0; i < dl.n; i++)
+		free(dl.v[i]);
+	free(dl.v);
+	if (r) {
+		kpx_err("plan: incremental update failed: %s", strerror(-r));
+		undo_free(u);
+		return r;
+	}
+	*undo = u;
+	return 0;
+}
+
+void kpx_plan_commit(struct kpx_plan_undo *u)
+{
+	if (!u)
+		return;
+	if (u->in_place) {
+		for (size_t k = 0; k < u->n_saved; k++)
+			svcport_clear(&u->saved[k]);
+	} else {
+		for (size_t i = 0; i < u->n_spans; i++)
+			for (size_t j = u->before[i].lo; j < u->before[i].hi; j++)
+				svcport_clear(&u->old_svcports[j]);
+		free(u->old_svcports);
+	}
+	undo_free(u);
+}
+
+void kpx_plan_rollback(struct kpx_plan *plan, struct kpx_plan_undo *u)
+{
+	size_t k = 0;
+
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->n_spans; i++)
+		for (size_t j = u->after[i].lo; j < u->after[i].hi; j++)
+			svcport_clear(&plan->svcports[j]);
+	if (u->in_place) {
+		for (size_t i = 0; i < u->n_spans; i++)
+			for (size_t j = u->before[i].lo; j < u->before[i].hi; j++)
+				plan->svcports[j] = u->saved[k++];
+	} else {
+		free(plan->svcports);
+		plan->svcports = u->old_svcports;
+	}
+	plan->n_svcports = u->old_n;
+	plan->n_frontends = u->old_n_frontends;
+	plan->n_endpoints = u->old_n_endpoints;
+	plan->input = u->old_input;
+	undo_free(u);
+}
+
+void kpx_plan_undo_stats(const struct kpx_plan_undo *u,
+			 struct kpx_plan_update_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (u)
+		*out = u->stats;
 }

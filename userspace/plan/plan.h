@@ -140,6 +140,41 @@ struct kpx_plan {
 int kpx_plan_build(const struct kpx_store *store,
 		   const struct kpx_plan_input *input, struct kpx_plan **out);
 void kpx_plan_free(struct kpx_plan *plan);
+
+/*
+ * Incremental build, for one-endpoint changes at scale: updates plan (built
+ * from this store, whose change tracker was not cleared since) in place to
+ * exactly what kpx_plan_build(store, input) would give, recomputing only
+ * the services the store marks dirty and reusing every other svcport. A
+ * changed input, or a store that lost track of its changes, recomputes
+ * every service. Unchanged ids stay in their slots; added or removed
+ * svcports are merged in, never a re-sort.
+ * On success *undo records what was replaced, and the caller must pass it
+ * to exactly one of kpx_plan_commit (keep the new plan; frees the old
+ * svcports) or kpx_plan_rollback (restore the previous plan exactly, e.g.
+ * after a failed backend sync). On error plan is unchanged and *undo NULL.
+ * Returns 0 or -ENOMEM.
+ */
+struct kpx_plan_undo;
+int kpx_plan_update(struct kpx_plan *plan, const struct kpx_store *store,
+		    const struct kpx_plan_input *input,
+		    struct kpx_plan_undo **undo);
+void kpx_plan_commit(struct kpx_plan_undo *undo);
+void kpx_plan_rollback(struct kpx_plan *plan, struct kpx_plan_undo *undo);
+/* What the last kpx_plan_update did, for logs: svcports recomputed,
+ * whether every service was (input changed) and whether the array was
+ * merged rather than patched in place. */
+struct kpx_plan_update_stats {
+	size_t services;
+	size_t svcports_new;
+	size_t svcports_old;
+	bool all;
+	bool merged;
+};
+void kpx_plan_undo_stats(const struct kpx_plan_undo *undo,
+			 struct kpx_plan_update_stats *out);
+bool kpx_plan_input_equal(const struct kpx_plan_input *a,
+			  const struct kpx_plan_input *b);
 /* Binary search by id; NULL when absent. */
 const struct kpx_plan_svcport *kpx_plan_find(const struct kpx_plan *plan,
 					     const char *id);
