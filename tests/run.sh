@@ -4,6 +4,9 @@
 #   bpf          BPF_PROG_TEST_RUN fixtures, root (build/tests/bpf_tests)
 #   integration  network-namespace rig, root (tests/integration/run.sh)
 # KPX_SUITES="unit bpf integration" selects suites.
+# Nothing can hang CI: each Criterion binary is bounded by
+# KPX_SUITE_TIMEOUT seconds (default 900), each integration file by
+# KPX_TEST_TIMEOUT (tests/integration/run.sh); a timeout is a FAIL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SUITES=${KPX_SUITES:-"unit bpf integration"}
@@ -13,15 +16,22 @@ mkdir -p "$LOG_DIR"
 
 # Criterion's "Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N"
 criterion_suite() {
-	local name=$1 bin=$2 out line t p f c
+	local name=$1 bin=$2 out line t p f c rc limit=${KPX_SUITE_TIMEOUT:-900}
 	out="$LOG_DIR/$name.log"
 	if [ ! -x "$bin" ]; then
 		echo "FAIL $name: $bin not built"
 		failed=$((failed + 1))
 		return
 	fi
-	"$bin" -j1 >"$out" 2>&1
+	timeout -k 10 "$limit" "$bin" -j1 >"$out" 2>&1 </dev/null
+	rc=$?
 	line=$(grep -a 'Synthesis:' "$out" | tail -1)
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		echo "FAIL $name: timed out after ${limit}s (see $out)"
+		tail -5 "$out"
+		failed=$((failed + 1))
+		return
+	fi
 	if [ -z "$line" ]; then
 		echo "FAIL $name: no Criterion synthesis (see $out)"
 		tail -20 "$out"
@@ -47,6 +57,8 @@ for suite in $SUITES; do
 	integration)
 		out="$LOG_DIR/integration.log"
 		bash tests/integration/run.sh 2>&1 | tee "$out"
+		rc=${PIPESTATUS[0]}
+		[ "$rc" -eq 0 ] || echo "FAIL integration: tests/integration/run.sh exited $rc" | tee -a "$out"
 		p=$(grep -c '^PASS ' "$out")
 		f=$(grep -c '^FAIL ' "$out")
 		s=$(grep -c '^SKIP ' "$out")

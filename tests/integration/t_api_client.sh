@@ -12,21 +12,25 @@ PROBE=${KPX_PROBE:-$ROOT/build/kpx_k8s_probe}
 SERVER=$ROOT/tests/fixtures/fake_apiserver.py
 STALL_MS=3000
 
-for t in python3 openssl curl; do
-	command -v $t >/dev/null || { echo "SKIP api_client: $t missing"; exit 0; }
-done
-[ -x "$PROBE" ] || make -s build/kpx_k8s_probe >/dev/null || {
+# shellcheck source=lib/check.sh
+. tests/integration/lib/check.sh
+need_tools api_client python3 openssl curl jq
+[ -x "$PROBE" ] || timeout 300 make -s build/kpx_k8s_probe >/dev/null || {
 	echo "FAIL api_client: cannot build $PROBE"; exit 1; }
+kpx_sweep_stale
 
-T=$(mktemp -d /tmp/kpx-api.XXXXXX)
+# $$ in the name: kpx_sweep_stale finds the server and probe of a killed run
+# by this directory in their command lines
+T=$(mktemp -d /tmp/kpx-api-$$.XXXXXX)
 SRV_PID= PROBE_PID=
 cleanup() {
-	[ -n "$PROBE_PID" ] && kill "$PROBE_PID" 2>/dev/null
-	[ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null
-	wait 2>/dev/null
+	stop_pid "$PROBE_PID" 3
+	stop_pid "$SRV_PID" 3
 	if [ -n "${KPX_TEST_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
+snapshot PROBE "$T" || { echo "FAIL api_client: $PROBE kept changing for 20 s"; exit 1; }
 
 tests/fixtures/make_test_ca.sh "$T/pki" || { echo "FAIL api_client: test CA"; exit 1; }
 TOKEN=tok-$RANDOM$RANDOM
@@ -37,10 +41,7 @@ start_server() { # [extra args]
 	python3 "$SERVER" --cert "$T/pki/server.crt" --key "$T/pki/server.key" \
 		--client-ca "$T/pki/ca.crt" --token "$1" ${PORT:+--port $PORT} "${@:2}" >"$T/srv.out" 2>"$T/srv.err" &
 	SRV_PID=$!
-	for _ in $(seq 50); do
-		grep -q '^PORT ' "$T/srv.out" 2>/dev/null && break
-		sleep 0.1
-	done
+	wait_until 5 grep -q '^PORT ' "$T/srv.out"
 	PORT=$(awk '/^PORT /{print $2}' "$T/srv.out")
 	[ -n "$PORT" ]
 }
@@ -128,9 +129,7 @@ pstat() { # jq filter over the probe's Status line
 	grep '"kind": *"Status"' "$T/dump" 2>/dev/null | jq -r "$1" 2>/dev/null
 }
 sstat() { get stats | jq -r "${1} // 0"; }
-result() { # name ok-cmd-status why
-	if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi
-}
+result() { check_rc "$@"; } # name ok-cmd-status why
 probe_alive() { kill -0 "$PROBE_PID" 2>/dev/null; }
 
 # ---- initial state: 7 services, 7 slices, 2 excluded by label, node --------
@@ -185,7 +184,9 @@ del services demo svc4
 del endpointslices demo svc4-abc
 ctl put "$(node zone-b)"
 why=$(converge 10); rc=$?
-if [ $rc -eq 0 ] && [ "$(pstat '.watches.services.lists')" != "$lists0" ]; then
+if [ $rc -eq 0 ] && ! is_uint "$lists0"; then
+	rc=1; why="no list count in the probe's status before the changes ('$lists0')"
+elif [ $rc -eq 0 ] && [ "$(pstat '.watches.services.lists')" != "$lists0" ]; then
 	rc=1; why="relisted instead of watching"
 fi
 result watch_add_modify_delete $rc "$why"
@@ -202,11 +203,10 @@ result watch_events_split $rc "$why"
 ctl config '{"bookmark_ms":200}'
 ctl put "$(svc demo svc8 8108)"
 want_rv=$(get state | jq -r .rv)
-end=$((SECONDS + 10)); rc=1
-while [ $SECONDS -lt $end ]; do
-	[ "$(pstat '.watches.node.resource_version')" = "$want_rv" ] && { rc=0; break; }
-	sleep 0.2
-done
+node_at_rv() { [ "$(pstat '.watches.node.resource_version')" = "$1" ]; }
+# an empty or null rv (server state unreadable) would equal a missing one
+rc=1
+is_uint "$want_rv" && wait_until 10 node_at_rv "$want_rv" && rc=0
 result watch_bookmarks $rc "node informer at rv $(pstat '.watches.node.resource_version'), server at $want_rv"
 ctl config '{"bookmark_ms":1000}'
 
@@ -215,8 +215,9 @@ rel0=$(pstat '.watches.services.relists')
 ctl expire '{"silent_deletes":[{"resource":"services","namespace":"demo","name":"svc5"},{"resource":"endpointslices","namespace":"demo","name":"svc5-abc"},{"resource":"services","namespace":"demo","name":"svc6"}]}'
 ctl put "$(svc demo svc9 8009)"
 why=$(converge 10); rc=$?
-if [ $rc -eq 0 ] && [ "$(pstat '.watches.services.relists')" -le "$rel0" ]; then
-	rc=1; why="no relist counted"
+rel1=$(pstat '.watches.services.relists')
+if [ $rc -eq 0 ] && { ! is_uint "$rel0" "$rel1" || [ "$rel1" -le "$rel0" ]; }; then
+	rc=1; why="no relist counted ($rel0 -> $rel1)"
 fi
 result relist_on_410 $rc "$why"
 
@@ -224,23 +225,25 @@ result relist_on_410 $rc "$why"
 ctl config '{"fail_continue":1}'
 ctl expire '{"silent_deletes":[{"resource":"endpointslices","namespace":"demo","name":"svc7-abc"}]}'
 why=$(converge 10); rc=$?
-if [ $rc -eq 0 ] && [ "$(sstat '.services_continue_410 + .endpointslices_continue_410 + .nodes_continue_410')" -lt 1 ]; then
-	rc=1; why="the server never answered a continue with 410"
+c410=$(sstat '(.services_continue_410 // 0) + (.endpointslices_continue_410 // 0) + (.nodes_continue_410 // 0)')
+if [ $rc -eq 0 ] && { ! is_uint "$c410" || [ "$c410" -lt 1 ]; }; then
+	rc=1; why="the server never answered a continue with 410 ('$c410')"
 fi
 ctl config '{"fail_continue":0}'
 result list_continue_410 $rc "$why"
 
 # 5. Disconnect: resume from the last resourceVersion, no relist.
 # Count lists only once every informer is past its relist from case 4.
-end=$((SECONDS + 10))
-while [ "$(pstat '[.watches[].state] | unique | join(",")')" != watching ] &&
-	[ $SECONDS -lt $end ]; do sleep 0.2; done
+all_watching() { [ "$(pstat '[.watches[].state] | unique | join(",")')" = watching ]; }
+wait_until 10 all_watching
 lists0=$(pstat '[.watches[].lists] | add')
 ctl disconnect
 ctl put "$(svc demo svc10 8010)"
 ctl put "$(slice demo svc10-abc svc10 198.18.1.10)"
 why=$(converge 10); rc=$?
-if [ $rc -eq 0 ] && [ "$(pstat '[.watches[].lists] | add')" != "$lists0" ]; then
+if [ $rc -eq 0 ] && ! is_uint "$lists0"; then
+	rc=1; why="no list count in the probe's status before the disconnect ('$lists0')"
+elif [ $rc -eq 0 ] && [ "$(pstat '[.watches[].lists] | add')" != "$lists0" ]; then
 	rc=1; why="relisted after a disconnect ($lists0 -> $(pstat '[.watches[].lists] | add') lists)"
 fi
 result disconnect_resume $rc "$why"
@@ -258,7 +261,8 @@ ctl put "$(slice demo bad-ip svc11 not-an-ip | sed 's/"labels"/"annotations":{"k
 why=$(converge 10); rc=$?
 if [ $rc -eq 0 ]; then
 	if ! probe_alive; then rc=1; why="probe died"
-	elif [ "$(pstat '.watches.services.errors')" -le "$err0" ]; then rc=1; why="errors not counted"
+	elif err1=$(pstat '.watches.services.errors'); ! is_uint "$err0" "$err1" || [ "$err1" -le "$err0" ]; then
+		rc=1; why="errors not counted ($err0 -> $err1)"
 	elif ! grep -q 'demo/bad-port' "$T/probe.log"; then rc=1; why="bad object not named in the log"
 	fi
 fi
@@ -279,11 +283,12 @@ NEW=tok2-$RANDOM$RANDOM
 ctl token "{\"token\":\"$NEW\"}"
 ctl disconnect
 ctl put "$(svc demo svc13 8013)"
-end=$((SECONDS + 10))
-while [ "$(sstat '.unauthorized')" -lt 6 ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
+six_401s() { [ "$(sstat '.unauthorized')" -ge 6 ]; }
+wait_until 10 six_401s
 u1=$(sstat '.unauthorized'); sleep 1; u2=$(sstat '.unauthorized')
 rc=0; why=
-if [ "$u1" -lt 6 ]; then rc=1; why="client did not retry after 401 ($u1)"
+if ! is_uint "$u1" "$u2"; then rc=1; why="no 401 count from the server ('$u1', '$u2')"
+elif [ "$u1" -lt 6 ]; then rc=1; why="client did not retry after 401 ($u1)"
 elif [ $((u2 - u1)) -gt 20 ]; then rc=1; why="no backoff: $((u2 - u1)) 401s in 1s"
 elif compare >/dev/null; then rc=1; why="converged with a wrong token?"
 fi
@@ -293,7 +298,7 @@ result token_rotation $rc "$why"
 
 # 9. API server down, then back with the same state: resume.
 get state >"$T/saved.json"
-kill "$SRV_PID"; wait "$SRV_PID" 2>/dev/null; SRV_PID=
+stop_pid "$SRV_PID" 3; SRV_PID=
 sleep 2
 rc=0; why=
 probe_alive || { rc=1; why="probe died while the server was down"; }
@@ -307,7 +312,7 @@ if [ $rc -eq 0 ]; then
 fi
 result server_restart $rc "$why"
 
-probe_alive || echo "FAIL api_client_alive: probe exited"
+probe_alive; result api_client_alive $? "probe exited"
 
 # 10. TLS: a client certificate instead of a token; a wrong CA is refused.
 kubeconfig2() { # file ca-file
@@ -328,18 +333,19 @@ contexts:
   context: {cluster: fake, user: u}
 EOF
 }
-kill "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+stop_pid "$PROBE_PID" 3; PROBE_PID=
 rm -f "$T/dump"
 kubeconfig2 "$T/kc-cert" "$T/pki/ca.crt"
 "$PROBE" --kubeconfig "$T/kc-cert" --node node-a --dump "$T/dump" \
 	--interval 100 --page-limit 3 2>"$T/probe2.log" &
 PROBE_PID=$!
 why=$(converge 10); rc=$?
-if [ $rc -eq 0 ] && [ "$(sstat '.client_cert_auth')" -lt 1 ]; then
-	rc=1; why="server saw no client certificate"
+cca=$(sstat '.client_cert_auth')
+if [ $rc -eq 0 ] && { ! is_uint "$cca" || [ "$cca" -lt 1 ]; }; then
+	rc=1; why="server saw no client certificate ('$cca')"
 fi
 result tls_client_certificate $rc "$why"
-kill "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+stop_pid "$PROBE_PID" 3; PROBE_PID=
 
 tests/fixtures/make_test_ca.sh "$T/pki2" >/dev/null
 kubeconfig2 "$T/kc-badca" "$T/pki2/ca.crt"
@@ -354,7 +360,7 @@ elif [ "$(pstat '.synced.services')" != false ]; then rc=1; why="synced through 
 elif ! grep -qi 'certificate' "$T/probe3.log"; then rc=1; why="no certificate error logged"
 fi
 result tls_wrong_ca_refused $rc "$why"
-kill "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null; PROBE_PID=
+stop_pid "$PROBE_PID" 3; PROBE_PID=
 
 # 11. In-cluster config; the token rotates the way the kubelet does it (the
 #     ..data symlink swapped to a new directory).

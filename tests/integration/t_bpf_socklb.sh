@@ -20,36 +20,33 @@ POD=kpxslP$ID
 CGROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 CG=""
 BR=/sys/fs/bpf/kpxsl$ID
-TMP=$(mktemp -d /tmp/kpx-socklb.XXXXXX)
-M=$TMP/manifests
 AGENT_PID=""
 SRV_PID=""
+# shellcheck source=lib/check.sh
+. tests/integration/lib/check.sh
+CHECK_PREFIX=bpf_socklb
 
-pass() { echo "PASS bpf_socklb/$1"; [ -n "${2:-}" ] && echo "#   $2"; return 0; }
-fail() { echo "FAIL bpf_socklb/$1: $2"; }
-skip() { echo "SKIP bpf_socklb/$1: $2"; }
-
-if [ "$(id -u)" -ne 0 ]; then
-	skip all "needs root"
-	exit 0
-fi
+need_root all
 if [ ! -x "$KPX" ]; then
 	fail all "build/kpx not built"
 	exit 0
 fi
-for tool in python3 bpftool nsenter; do
-	command -v $tool >/dev/null || { skip all "$tool not installed"; exit 0; }
-done
+need_tools all python3 bpftool nsenter
 if [ -z "$CGROOT" ]; then
 	skip all "no cgroup2 mount"
 	exit 0
 fi
 CG=$CGROOT/kpxsl$ID
+# Every name carries $ID (netns, cgroup, pins, /tmp dir): the sweep removes
+# what a run killed with SIGKILL left, never what a live run uses.
+kpx_sweep_stale
+TMP=$(mktemp -d /tmp/kpx-socklb-$ID.XXXXXX)
+M=$TMP/manifests
 
 cleanup() {
-	[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-	[ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-	"$KPX" cleanup --backend bpf --bpf-root "$BR" >/dev/null 2>&1
+	stop_pid "$AGENT_PID" 5
+	stop_pid "$SRV_PID" 2
+	timeout -k 2 "$T_CALL" "$KPX" cleanup --backend bpf --bpf-root "$BR" >/dev/null 2>&1
 	rm -rf "$BR"
 	if [ -d "$CG" ]; then
 		for p in $(cat "$CG/cgroup.procs" 2>/dev/null); do kill "$p" 2>/dev/null; done
@@ -61,6 +58,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+snapshot KPX "$TMP" || { fail all "build/kpx kept changing for 20 s"; exit 0; }
 
 # ---- helpers (python: stdlib sockets, errno names, timings) ----
 cat >"$TMP/srv.py" <<'EOF'
@@ -254,38 +252,36 @@ setup() {
 # Clients: in the test cgroup, in the node netns or the pod netns.
 node() { nsenter --net=/run/netns/$NODE sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
 pod() { nsenter --net=/run/netns/$POD sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
-cli() { local w=$1; shift; $w python3 "$TMP/cli.py" "$@"; }
+# at most 1000 attempts of <= 2 s each in cli.py; bounded here as well
+cli() { local w=$1; shift; $w timeout -k 2 120 python3 "$TMP/cli.py" "$@"; }
 
+# "sync: full" lines so far: agent_start waits for one more (the log is
+# appended across restarts, an old line must not count)
+nfull() { grep -c "sync: full" "$TMP/agent.log" 2>/dev/null; }
 agent_start() {
+	local full0
+	full0=$(nfull)
 	nsenter --net=/run/netns/$NODE "$KPX" run --backend bpf --manifests "$M" \
 		--hostname-override node-a --cgroup-path "$CG" --bpf-root "$BR" \
 		--state-socket "$TMP/kpx.sock" --healthz-bind-address "" \
 		--metrics-bind-address "" --min-sync-period 100ms -v 2 \
 		${AGENT_ARGS:-} >>"$TMP/agent.log" 2>&1 &
 	AGENT_PID=$!
-	# Synced when the status socket answers with the current manifests.
-	for _ in $(seq 50); do
-		grep -q "sync: full" "$TMP/agent.log" 2>/dev/null && return 0
-		kill -0 $AGENT_PID 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
+	# Synced: one more full sync logged (the manifests as they are now).
+	wait_until 5 synced_full "${full0:-0}"
+}
+synced_full() {
+	kill -0 "$AGENT_PID" 2>/dev/null || return 1
+	[ "$(nfull)" -gt "$1" ]
 }
 agent_stop() {
-	kill "$AGENT_PID" 2>/dev/null
-	wait "$AGENT_PID" 2>/dev/null
+	stop_pid "$AGENT_PID" 5
 	AGENT_PID=""
 }
-# Waits (<= 3 s) until a manifest change is programmed: N syncs logged.
-wait_syncs() {
-	local n=$1
-	for _ in $(seq 30); do
-		[ "$(grep -c 'sync:' "$TMP/agent.log")" -ge "$n" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 nsyncs() { grep -c 'sync:' "$TMP/agent.log"; }
+nsyncs_ge() { [ "$(nsyncs)" -ge "$1" ]; }
+# Waits (<= 3 s) until a manifest change is programmed: N syncs logged.
+wait_syncs() { wait_until 3 nsyncs_ge "$1"; }
 distinct() { awk '$1 == "BE" { print $2 }' | sort -u | tr '\n' ' ' | sed 's/ $//'; }
 
 if ! setup; then
@@ -419,9 +415,9 @@ esac
 
 # ---- connected UDP re-balanced after its endpoint is deleted ----
 for w in node pod; do
-	$w python3 "$TMP/udphold.py" 198.18.100.10 53 4 >"$TMP/udp.$w" 2>&1 &
+	$w timeout -k 2 20 python3 "$TMP/udphold.py" 198.18.100.10 53 4 >"$TMP/udp.$w" 2>&1 &
 	hp=$!
-	for _ in $(seq 20); do grep -q ^BE "$TMP/udp.$w" && break; sleep 0.1; done
+	wait_until 2 grep -q ^BE "$TMP/udp.$w"
 	be=$(awk '$1 == "BE" { print $2; exit }' "$TMP/udp.$w")
 	n=$(nsyncs)
 	if [ -z "$be" ]; then
@@ -455,7 +451,7 @@ done
 
 # ---- restart: links reused, live TCP kept, pins reconciled ----
 links_before=$(for l in "$BR"/links/*; do bpftool link show pinned "$l" 2>/dev/null | head -1 | cut -d: -f1; done | sort | tr '\n' ' ')
-node python3 "$TMP/hold.py" 198.18.100.10 80 4 >"$TMP/hold.out" 2>&1 &
+node timeout -k 2 20 python3 "$TMP/hold.py" 198.18.100.10 80 4 >"$TMP/hold.out" 2>&1 &
 hold=$!
 sleep 0.5
 agent_stop
@@ -481,7 +477,8 @@ fi
 wait $hold
 links_after=$(for l in "$BR"/links/*; do bpftool link show pinned "$l" 2>/dev/null | head -1 | cut -d: -f1; done | sort | tr '\n' ' ')
 n_att=$(bpftool cgroup show "$CG" | grep -c ' kpx_')
-if [ "$n_att" = 9 ] && [ "$links_before" = "$links_after" ]; then
+# links_before empty (no pinned links read) would equal an empty "after"
+if [ "$n_att" = 9 ] && [ -n "$links_before" ] && [ "$links_before" = "$links_after" ]; then
 	pass restart_links_reused
 else
 	fail restart_links_reused "attachments $n_att, links [$links_before] -> [$links_after]"
@@ -507,7 +504,7 @@ d=$(cli node tcp 198.18.100.10 80 20 | distinct)
 
 # ---- cleanup removes the hooks ----
 agent_stop
-"$KPX" cleanup --backend bpf --bpf-root "$BR" >/dev/null 2>&1
+timeout -k 2 "$T_CALL" "$KPX" cleanup --backend bpf --bpf-root "$BR" >/dev/null 2>&1
 if ! cg_show=$(bpftool cgroup show "$CG" 2>&1); then
 	fail cleanup_detaches "bpftool cgroup show $CG failed: $cg_show"
 else

@@ -22,29 +22,17 @@ HEALTHZ=http://$NODE_IP:10256
 HCNP=http://$NODE_IP:32001/
 HOLDER_FD_OPEN=0
 
-pass() { echo "PASS $B/$1"; }
-fail() { echo "FAIL $B/$1: $2"; }
-skip() { echo "SKIP $B/$1: $2"; }
 B=operate
+# shellcheck source=lib/check.sh
+. tests/integration/lib/check.sh
+CHECK_PREFIX=$B # pass/fail/skip print $B/name
 
-if [ "$(id -u)" -ne 0 ]; then
-	skip all "needs root (network namespaces)"
-	exit 0
-fi
-for f in "$KPX" "$ECHO" tests/integration/lib/rig.sh; do
-	if [ ! -e "$f" ]; then
-		fail all "$f missing (make build/kpx build/kpx_echo)"
-		exit 0
-	fi
-done
-for tool in curl nft python3 jq bpftool; do
-	if ! command -v $tool >/dev/null; then
-		skip all "$tool not installed"
-		exit 0
-	fi
-done
+need_root all
+need_files all "$KPX" "$ECHO" tests/integration/lib/rig.sh
+need_tools all curl nft python3 jq bpftool
 # shellcheck source=lib/rig.sh
 . tests/integration/lib/rig.sh
+kpx_sweep_stale
 
 # Everything the test starts runs in the rig's namespaces/cgroups, so
 # rig_down (EXIT trap installed by rig_up) kills it; the nft stall holder
@@ -145,7 +133,7 @@ EOF
 
 # ---- helpers ----
 
-wait_for() { rig_wait_until "$@"; }
+wait_for() { wait_until "$@"; }
 
 in_n1() { rig_exec n1 "$@"; }
 
@@ -165,7 +153,8 @@ kflags() {
 	echo --state-socket "$RIG_DIR/n1.sock" --bpf-root "/sys/fs/bpf/$RIG_P-n1" \
 		--cgroup-path "$RIG_CG/n1" --backend "$B"
 }
-kpx() { in_n1 "$KPX" "$@"; }
+# the rig's snapshot (build/kpx may be mid-link when others rebuild)
+kpx() { in_n1 timeout -k 2 "$T_CALL" "$KPX_BIN" "$@"; }
 
 # backends_of ADDR PORT -> sorted "ip:port" list of that frontend
 backends_of() {
@@ -287,6 +276,7 @@ resync_by_restart() {
 run_backend() {
 	local out rc v0 v1 e0 e1 hdr code seen
 	B=$1
+	CHECK_PREFIX=$B
 	KPX_BACKEND=$B
 	RIG_P=ko$$${B:0:1}
 	RIG_CG=$RIG_CG_MNT/$RIG_P # rig.sh derives it from RIG_P once, at source time
@@ -363,7 +353,9 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 	fi
 
 	# POLICY column: eTP=Local on lb's external frontends, not on ClusterIPs.
+	# (the ClusterIP row must be there: a missing row has no eTP=Local either)
 	if grep -E '^198\.18\.200\.1:80/TCP ' <<<"$out" | grep -q 'eTP=Local' &&
+		grep -qE '^198\.18\.100\.2:80/TCP ' <<<"$out" &&
 		! grep -E '^198\.18\.100\.2:80/TCP ' <<<"$out" | grep -q 'eTP=Local'; then
 		pass services-policy
 	else
@@ -377,8 +369,8 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 	if wait_for 10 backends_are 198.18.100.1 80 "198.19.1.11:8080 198.19.1.13:8080"; then
 		v1=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
 		e1=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)
-		if [ -n "$v0" ] && [ -n "$v1" ] && [ "${v1%.*}" -gt "${v0%.*}" ] &&
-			[ -n "$e1" ] && [ "${e1%.*}" -gt "${e0%.*}" ]; then
+		if is_uint "${v0%.*}" "${v1%.*}" "${e0%.*}" "${e1%.*}" &&
+			[ "${v1%.*}" -gt "${v0%.*}" ] && [ "${e1%.*}" -gt "${e0%.*}" ]; then
 			pass metrics-syncs
 		else
 			fail metrics-syncs "sync count $v0 -> $v1, endpoint changes $e0 -> $e1"
@@ -404,18 +396,21 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 	# Traffic from the node through the ClusterIP reaches both endpoints;
 	# per-service counters (where the backend keeps them) move with it.
 	local sel='/^kpx_service_(packets|connections)_total\{service="default\/web",frontend="198.18.100.1:80\/TCP"/'
-	v0=$(in_n1 curl -s -m 2 "$METRICS/metrics" | awk "$sel { s += \$2 } END { print s + 0 }")
-	seen=$(rig_node_exec n1 n1 "$ECHO" client --addr 198.18.100.1 --port 80 -n 20 --timeout-ms 1000)
-	v1=$(in_n1 curl -s -m 2 "$METRICS/metrics" | awk "$sel { s += \$2; n++ } END { print (n ? s : \"none\") }")
+	# a failed scrape prints "down", not a count of 0
+	v0=$(in_n1 curl -sf -m 2 "$METRICS/metrics" | awk "$sel { s += \$2 } END { print (NR ? s + 0 : \"down\") }")
+	seen=$(rig_node_exec n1 n1 "$KPX_ECHO" client --addr 198.18.100.1 --port 80 -n 20 --timeout-ms 1000)
+	v1=$(in_n1 curl -sf -m 2 "$METRICS/metrics" | awk "$sel { s += \$2; n++ } END { print (!NR ? \"down\" : n ? s : \"none\") }")
 	if [ "$(echo_get "$seen" id n1-p1)" -gt 0 ] && [ "$(echo_get "$seen" id n1-p3)" -gt 0 ] &&
 		[ "$(echo_get "$seen" ok)" = 20 ]; then
 		pass traffic
 	else
 		fail traffic "20 connections to 198.18.100.1:80: $(tr '\n' ' ' <<<"$seen")"
 	fi
-	if [ "$v1" = none ]; then
+	if [ "$v0" = down ] || [ "$v1" = down ]; then
+		fail metrics-traffic "/metrics did not answer (before: $v0, after: $v1)"
+	elif [ "$v1" = none ]; then
 		skip metrics-traffic "the $B backend exports no kpx_service_*_total for default/web"
-	elif [ "${v1%.*}" -gt "${v0%.*}" ]; then
+	elif is_uint "${v0%.*}" "${v1%.*}" && [ "${v1%.*}" -gt "${v0%.*}" ]; then
 		pass metrics-traffic
 	else
 		fail metrics-traffic "per-service counters $v0 -> $v1 after 20 connections"

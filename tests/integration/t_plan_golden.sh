@@ -8,6 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 KPX=${KPX:-build/kpx}
 GOLDEN=tests/golden
+# shellcheck source=lib/check.sh
+. tests/integration/lib/check.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -15,13 +17,16 @@ if [ ! -x "$KPX" ]; then
 	echo "FAIL plan_golden: $KPX not built"
 	exit 0
 fi
+snapshot KPX "$tmp" || { echo "FAIL plan_golden: $KPX kept changing for 20 s"; exit 0; }
+ncases=0
 for dir in "$GOLDEN"/*/; do
 	name=$(basename "$dir")
 	[ -d "$dir/manifests" ] || continue
+	ncases=$((ncases + 1))
 	args=""
 	[ -f "$dir/args" ] && args=$(cat "$dir/args")
 	# shellcheck disable=SC2086 # args is a flag list
-	"$KPX" plan --manifests "$dir/manifests" $args -o json \
+	tcall "$KPX" plan --manifests "$dir/manifests" $args -o json \
 		>"$tmp/$name.json" 2>"$tmp/$name.err"
 	rc=$?
 	if [ "$rc" -ne 0 ]; then
@@ -55,4 +60,6 @@ for dir in "$GOLDEN"/*/; do
 		echo "PASS plan_golden_${name}_stderr"
 	fi
 done
+# no case found (moved, renamed) must not look like "nothing failed"
+[ "$ncases" -gt 0 ] || echo "FAIL plan_golden: no $GOLDEN/*/manifests cases"
 exit 0

@@ -32,6 +32,8 @@
 # KPX_ECHO (build/kpx_echo). State: $RIG_DIR (logs, manifests, sockets).
 
 RIG_ROOT=${RIG_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
+# shellcheck source=check.sh
+. "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 KPX_BIN=${KPX_BIN:-$RIG_ROOT/build/kpx}
 KPX_ECHO=${KPX_ECHO:-$RIG_ROOT/build/kpx_echo}
 KPX_BACKEND=${KPX_BACKEND:-nft}
@@ -117,16 +119,7 @@ rig_pod_servers() {
 	done
 }
 
-rig_wait_until() {	# TIMEOUT_S CMD...: 0 when CMD succeeded in time
-	local t=$1 end
-	shift
-	end=$(( $(date +%s%N) + t * 1000000000 ))
-	while [ "$(date +%s%N)" -lt "$end" ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
+rig_wait_until() { wait_until "$@"; }	# TIMEOUT_S CMD...: lib/check.sh
 
 # rig_manifest_write FILE <<YAML : atomically (rename) into the manifests dir.
 rig_manifest_write() {
@@ -163,10 +156,7 @@ rig_agent_stop() {	# NODE: SIGTERM, wait up to 5 s
 	local pid
 	pid=$(rig_agent_pid "$1") || return 0
 	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	stop_pid "$pid" 5
 	cat "$RIG_DIR/agent-$1.log.tmp" >>"$RIG_DIR/agent-$1.all.log" 2>/dev/null
 	rm -f "$RIG_DIR/agent-$1.pid"
 }
@@ -196,7 +186,7 @@ _rig_synced() {
 }
 # rig_agent_field NODE KEY: a top-level field of `kpx status -o json`
 rig_agent_field() {
-	"$KPX_BIN" status --state-socket "$RIG_DIR/$1.sock" -o json 2>/dev/null |
+	timeout -k 1 5 "$KPX_BIN" status --state-socket "$RIG_DIR/$1.sock" -o json 2>/dev/null |
 		jq -r ".agent.$2" 2>/dev/null
 }
 # rig_sync_all [TIMEOUT]: after a manifest change, waits until every running
@@ -238,18 +228,17 @@ rig_up() {
 		rig_log "needs root"
 		return 1
 	fi
+	# an earlier run killed with SIGKILL (no EXIT trap) left its namespaces,
+	# cgroups, pins and processes: remove those of dead owners first
+	kpx_sweep_stale
 	RIG_DIR=$(mktemp -d "/tmp/kpx-rig-$RIG_P.XXXX")
 	RIG_MANIFESTS=$RIG_DIR/manifests
 	mkdir -p "$RIG_MANIFESTS"
 	: >"$RIG_DIR/pids"
 	# Snapshot the binaries: others rebuild build/ while tests run, and an
 	# agent restart must not pick up a half-linked file.
-	local b
-	rig_wait_until 20 "$KPX_BIN" version
-	for b in KPX_BIN KPX_ECHO; do
-		cp "${!b}" "$RIG_DIR/$(basename "${!b}")" || return 1
-		printf -v "$b" '%s' "$RIG_DIR/$(basename "${!b}")"
-	done
+	snapshot KPX_BIN "$RIG_DIR" && snapshot KPX_ECHO "$RIG_DIR" || return 1
+	"$KPX_BIN" version >/dev/null 2>&1 || { rig_log "$KPX_BIN version failed"; return 1; }
 	RIG_UP=1
 	RIG_OWNER=$BASHPID
 	trap 'rig_down' EXIT
