@@ -14,6 +14,7 @@
 
 #include "agent/agent.h"
 #include "agent/serve_priv.h"
+#include "cli/inspect.h"
 #include "cli/table.h"
 #include "k8s/objects.h"
 #include "plan/plan.h"
@@ -176,6 +177,20 @@ static bool has_line(const char *text, const char *line)
 	return false;
 }
 
+static void assert_lines(const char *text, const char *const *want, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cr_assert(has_line(text, want[i]), "no line \"%s\" in:\n%s",
+			  want[i], text);
+}
+
+/* ASSERT_LINES(text, "line", ...): each is a whole line of text. */
+#define ASSERT_LINES(text, ...)                                               \
+	do {                                                                  \
+		static const char *const want_[] = { __VA_ARGS__ };           \
+		assert_lines(text, want_, sizeof(want_) / sizeof(want_[0]));  \
+	} while (0)
+
 Test(metrics, histograms_are_cumulative_with_inf_sum_count)
 {
 	struct kpx_agent a;
@@ -186,16 +201,17 @@ Test(metrics, histograms_are_cumulative_with_inf_sum_count)
 	kpx_histogram_observe(&a.stats.sync_duration, 0.003);
 	kpx_histogram_observe(&a.stats.sync_duration, 100);
 	m = render(&a, NULL, NULL);
-	cr_assert(has_line(m, "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\"} 1"), "%s", m);
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 1"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 2"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} 3"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_count 3"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_duration_seconds_sum 100.0035"));
-	cr_assert(has_line(m, "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0"));
-	cr_assert(has_line(m, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0"));
-	cr_assert(has_line(m, "kubeproxy_network_programming_duration_seconds_count 0"));
+	ASSERT_LINES(m,
+		     "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\"} 1",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 1",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 2",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} 3",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_count 3",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_sum 100.0035",
+		     "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0",
+		     "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0",
+		     "kubeproxy_network_programming_duration_seconds_count 0");
 	free(m);
 }
 
@@ -212,15 +228,16 @@ Test(metrics, kube_proxy_gauges_and_counters)
 	a.stats.livez_total[0] = 3;
 	a.stats.sync_errors_total = 4;
 	m = render(&a, NULL, NULL);
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1700000001.5"), "%s", m);
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds 1700000002"));
-	cr_assert(has_line(m, "kubeproxy_proxy_healthz_total{code=\"200\"} 7"));
-	cr_assert(has_line(m, "kubeproxy_proxy_healthz_total{code=\"503\"} 2"));
-	cr_assert(has_line(m, "kubeproxy_proxy_livez_total{code=\"200\"} 3"));
-	cr_assert(has_line(m, "kubeproxy_proxy_livez_total{code=\"503\"} 0"));
-	cr_assert(has_line(m, "kpx_sync_errors_total 4"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0"));
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_service_changes_total 0"));
+	ASSERT_LINES(m,
+		     "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1700000001.5",
+		     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds 1700000002",
+		     "kubeproxy_proxy_healthz_total{code=\"200\"} 7",
+		     "kubeproxy_proxy_healthz_total{code=\"503\"} 2",
+		     "kubeproxy_proxy_livez_total{code=\"200\"} 3",
+		     "kubeproxy_proxy_livez_total{code=\"503\"} 0",
+		     "kpx_sync_errors_total 4",
+		     "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0",
+		     "kubeproxy_sync_proxy_rules_service_changes_total 0");
 	/* The version string is the build's; only its presence matters. */
 	cr_assert(strstr(m, "\nkpx_build_info{version=\""));
 	cr_assert(strstr(m, "\",backend=\"fake\"} 1\n"));
@@ -291,11 +308,10 @@ Test(metrics, no_local_endpoints_by_traffic_policy)
 	fake_agent(&a);
 	a.plan = test_plan();
 	m = render(&a, NULL, NULL);
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"external\"} 1"), "%s", m);
-	cr_assert(has_line(m, "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"} 0"));
-	cr_assert(has_line(m, "kpx_frontends 2"));
-	cr_assert(has_line(m, "kpx_endpoints 3"));
-	cr_assert(has_line(m, "kpx_svcports 2"));
+	ASSERT_LINES(m,
+		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"external\"} 1",
+		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"} 0",
+		     "kpx_frontends 2", "kpx_endpoints 3", "kpx_svcports 2");
 	free(m);
 }
 
@@ -316,12 +332,12 @@ Test(metrics, datapath_counters_and_traffic)
 		   "{\"address\":\"198.18.1.2\",\"port\":8080,\"packets\":5}]},"
 		   "{\"address\":\"198.18.100.2\",\"port\":53,\"protocol\":\"UDP\","
 		   "\"service\":\"default/dns\",\"backends\":[]}]");
-	cr_assert(has_line(m, "kpx_datapath_drops_total{reason=\"no_backend\"} 3"), "%s", m);
-	cr_assert(has_line(m, "kpx_datapath_drops_total{reason=\"policy\"} 0"));
-	cr_assert(has_line(m, "kpx_map_entries{map=\"kpx_services\"} 5"));
-	cr_assert(has_line(m, "kpx_map_capacity{map=\"kpx_ct\"} 1024"));
-	cr_assert(has_line(m, "kpx_conntrack_entries 9"));
-	cr_assert(has_line(m, "kpx_service_packets_total{service=\"default/web\",frontend=\"198.18.100.1:80/TCP\"} 15"));
+	ASSERT_LINES(m, "kpx_datapath_drops_total{reason=\"no_backend\"} 3",
+		     "kpx_datapath_drops_total{reason=\"policy\"} 0",
+		     "kpx_map_entries{map=\"kpx_services\"} 5",
+		     "kpx_map_capacity{map=\"kpx_ct\"} 1024",
+		     "kpx_conntrack_entries 9",
+		     "kpx_service_packets_total{service=\"default/web\",frontend=\"198.18.100.1:80/TCP\"} 15");
 	cr_assert_null(strstr(m, "default/dns"), "no counters, no series");
 	cr_assert_null(strstr(m, "kpx_service_bytes_total"));
 	free(m);
@@ -389,28 +405,24 @@ Test(metrics, exposition_format_is_well_formed)
 Test(verify, expected_frontends_use_the_set_of_the_frontend_kind)
 {
 	struct json_object *arr = kpx_plan_expected_frontends(test_plan());
-	struct json_object *fe, *v, *bs;
+	struct json_object *fe, *bs;
 
 	cr_assert_eq(json_object_array_length(arr), 2);
 	fe = json_object_array_get_idx(arr, 0);
-	json_object_object_get_ex(fe, "address", &v);
-	cr_assert_str_eq(json_object_get_string(v), "198.18.100.1");
-	json_object_object_get_ex(fe, "protocol", &v);
-	cr_assert_str_eq(json_object_get_string(v), "TCP");
-	json_object_object_get_ex(fe, "service", &v);
-	cr_assert_str_eq(json_object_get_string(v), "default/web");
-	json_object_object_get_ex(fe, "type", &v);
-	cr_assert_str_eq(json_object_get_string(v), "ClusterIP");
-	json_object_object_get_ex(fe, "backends", &bs);
+	cr_assert_str_eq(kpx_jstr(fe, "address", "-"), "198.18.100.1");
+	cr_assert_str_eq(kpx_jstr(fe, "protocol", "-"), "TCP");
+	cr_assert_str_eq(kpx_jstr(fe, "service", "-"), "default/web");
+	cr_assert_str_eq(kpx_jstr(fe, "type", "-"), "ClusterIP");
+	bs = kpx_jget(fe, "backends");
 	cr_assert_eq(json_object_array_length(bs), 1);
-	json_object_object_get_ex(json_object_array_get_idx(bs, 0), "address",
-				  &v);
-	cr_assert_str_eq(json_object_get_string(v), "198.18.1.1");
+	cr_assert_str_eq(kpx_jstr(json_object_array_get_idx(bs, 0), "address",
+				  "-"),
+			 "198.18.1.1");
 	/* The LB frontend of the eTP=Local service has no local endpoint. */
 	fe = json_object_array_get_idx(arr, 1);
-	json_object_object_get_ex(fe, "type", &v);
-	cr_assert_str_eq(json_object_get_string(v), "LoadBalancer");
-	json_object_object_get_ex(fe, "backends", &bs);
+	cr_assert_str_eq(kpx_jstr(fe, "type", "-"), "LoadBalancer");
+	bs = kpx_jget(fe, "backends");
+	cr_assert_not_null(bs);
 	cr_assert_eq(json_object_array_length(bs), 0);
 	json_object_put(arr);
 }
