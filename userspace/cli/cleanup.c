@@ -590,25 +590,23 @@ out:
 static int clean_kube_proxy_iptables(void)
 {
 	static const char *const fams[] = { "iptables", "ip6tables" };
+	/* kube-proxy used whichever flavour the node's iptables is; look
+	 * at both, since a node may have rules in either. */
+	static const char *const flavours[] = { "-legacy", "-nft" };
 	char path[PATH_MAX], name[64];
 	int ret = 0, r;
-	size_t i;
+	size_t i, j;
 
 	for (i = 0; i < 2; i++) {
 		bool any = false;
 
-		/* kube-proxy used whichever flavour the node's iptables is;
-		 * look at both, since a node may have rules in either. */
-		snprintf(name, sizeof(name), "%s-legacy-save", fams[i]);
-		if (find_exe(name, path, sizeof(path))) {
-			snprintf(name, sizeof(name), "%s-legacy", fams[i]);
-			r = clean_ipt_variant(name);
-			ret = ret ?: r;
-			any = true;
-		}
-		snprintf(name, sizeof(name), "%s-nft-save", fams[i]);
-		if (find_exe(name, path, sizeof(path))) {
-			snprintf(name, sizeof(name), "%s-nft", fams[i]);
+		for (j = 0; j < 2; j++) {
+			snprintf(name, sizeof(name), "%s%s-save", fams[i],
+				 flavours[j]);
+			if (!find_exe(name, path, sizeof(path)))
+				continue;
+			snprintf(name, sizeof(name), "%s%s", fams[i],
+				 flavours[j]);
 			r = clean_ipt_variant(name);
 			ret = ret ?: r;
 			any = true;

@@ -9,16 +9,6 @@
 
 #include <json-c/json.h>
 
-static int copy(char *dst, size_t len, const char *src, const char *flag)
-{
-	if (strlen(src) >= len) {
-		fprintf(stderr, "kpx: %s: value too long\n", flag);
-		return -EINVAL;
-	}
-	strcpy(dst, src);
-	return 0;
-}
-
 int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 		      const char *usage, struct kpx_inspect_opts *o)
 {
@@ -35,13 +25,16 @@ int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, ret;
+	int c, idx = 0;
+	size_t len = 0;
+	char *dst;
 
 	memset(o, 0, sizeof(*o));
 	kpx_config_defaults(&o->cfg);
 	optind = 1;
 	opterr = 1;
-	while ((c = getopt_long(argc, argv, "o:n:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:n:h", longopts, &idx)) != -1) {
+		dst = NULL;
 		switch (c) {
 		case 'o':
 			if (strcmp(optarg, "json") && strcmp(optarg, "wide") &&
@@ -59,24 +52,16 @@ int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 			o->ns = optarg;
 			break;
 		case O_SOCK:
-			ret = copy(o->cfg.state_socket,
-				   sizeof(o->cfg.state_socket), optarg,
-				   "--state-socket");
-			if (ret)
-				return ret;
+			dst = o->cfg.state_socket;
+			len = sizeof(o->cfg.state_socket);
 			break;
 		case O_ROOT:
-			ret = copy(o->cfg.bpf_root, sizeof(o->cfg.bpf_root),
-				   optarg, "--bpf-root");
-			if (ret)
-				return ret;
+			dst = o->cfg.bpf_root;
+			len = sizeof(o->cfg.bpf_root);
 			break;
 		case O_CGROUP:
-			ret = copy(o->cfg.cgroup_path,
-				   sizeof(o->cfg.cgroup_path), optarg,
-				   "--cgroup-path");
-			if (ret)
-				return ret;
+			dst = o->cfg.cgroup_path;
+			len = sizeof(o->cfg.cgroup_path);
 			break;
 		case O_BACKEND:
 			if (kpx_backend_parse(optarg, &o->cfg.backend)) {
@@ -96,6 +81,12 @@ int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 			return 1;
 		default:
 			goto bad;
+		}
+		/* The path flags: only the long form exists, so idx is set. */
+		if (dst && snprintf(dst, len, "%s", optarg) >= (int)len) {
+			fprintf(stderr, "kpx: --%s: value too long\n",
+				longopts[idx].name);
+			return -EINVAL;
 		}
 	}
 	if (optind < argc) {
