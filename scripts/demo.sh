@@ -21,74 +21,42 @@ fi
 rig_up || { echo "demo: could not build the namespaces" >&2; exit 1; }
 
 say "manifests: the embedded default (no cluster): $RIG_MANIFESTS"
-rig_manifest_write demo.yaml <<'YAML'
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: demo}
-spec:
-  type: ClusterIP
-  clusterIP: 198.18.100.10
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: demo
-  labels: {kubernetes.io/service-name: web}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- {addresses: [198.19.1.11], nodeName: n1, conditions: {ready: true}}
-- {addresses: [198.19.1.12], nodeName: n1, conditions: {ready: true}}
-- {addresses: [198.19.2.11], nodeName: n2, conditions: {ready: true}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: dns, namespace: demo}
-spec:
-  clusterIP: 198.18.100.53
-  ports: [{name: dns, port: 53, targetPort: 5353, protocol: UDP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: dns-1
-  namespace: demo
-  labels: {kubernetes.io/service-name: dns}
-addressType: IPv4
-ports: [{name: dns, port: 5353, protocol: UDP}]
-endpoints:
-- {addresses: [198.19.1.13], nodeName: n1}
-- {addresses: [198.19.2.13], nodeName: n2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: demo}
-spec:
-  type: NodePort
-  clusterIP: 198.18.100.20
-  ports: [{name: http, port: 8080, nodePort: 30080, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: api-1
-  namespace: demo
-  labels: {kubernetes.io/service-name: api}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- {addresses: [198.19.1.11], nodeName: n1}
-- {addresses: [198.19.2.12], nodeName: n2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: demo}
-spec:
-  clusterIP: 198.18.100.50
-  ports: [{name: http, port: 80, protocol: TCP}]
-YAML
+# svc NAME CLUSTERIP TYPE|- PORT: a Service in namespace demo.
+svc() {
+	printf -- '---\napiVersion: v1\nkind: Service\n'
+	printf 'metadata: {name: %s, namespace: demo}\nspec:\n' "$1"
+	[ "$3" = - ] || printf '  type: %s\n' "$3"
+	printf '  clusterIP: %s\n  ports: [%s]\n' "$2" "$4"
+}
+# slice SERVICE PORT ENDPOINT...: its IPv4 EndpointSlice.
+slice() {
+	local name=$1 port=$2
+	shift 2
+	printf -- '---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n'
+	printf 'metadata:\n  name: %s-1\n  namespace: demo\n' "$name"
+	printf '  labels: {kubernetes.io/service-name: %s}\n' "$name"
+	printf 'addressType: IPv4\nports: [%s]\nendpoints:\n' "$port"
+	printf -- '- %s\n' "$@"
+}
+{
+	svc web 198.18.100.10 ClusterIP \
+		'{name: http, port: 80, targetPort: 8080, protocol: TCP}'
+	slice web '{name: http, port: 8080, protocol: TCP}' \
+		'{addresses: [198.19.1.11], nodeName: n1, conditions: {ready: true}}' \
+		'{addresses: [198.19.1.12], nodeName: n1, conditions: {ready: true}}' \
+		'{addresses: [198.19.2.11], nodeName: n2, conditions: {ready: true}}'
+	svc dns 198.18.100.53 - \
+		'{name: dns, port: 53, targetPort: 5353, protocol: UDP}'
+	slice dns '{name: dns, port: 5353, protocol: UDP}' \
+		'{addresses: [198.19.1.13], nodeName: n1}' \
+		'{addresses: [198.19.2.13], nodeName: n2}'
+	svc api 198.18.100.20 NodePort \
+		'{name: http, port: 8080, nodePort: 30080, protocol: TCP}'
+	slice api '{name: http, port: 8080, protocol: TCP}' \
+		'{addresses: [198.19.1.11], nodeName: n1}' \
+		'{addresses: [198.19.2.12], nodeName: n2}'
+	svc empty 198.18.100.50 - '{name: http, port: 80, protocol: TCP}'
+} | rig_manifest_write demo.yaml
 cat "$RIG_MANIFESTS/demo.yaml" | grep -E '^  (name|clusterIP|type):' | sed 's/^/   /'
 
 say "pods: kpx_echo servers answer '<pod> <source address they saw>'"
