@@ -1,6 +1,7 @@
 #!/bin/bash
 # Control-plane scale: time of `kpx plan` (load manifests + decode + store +
-# plan + JSON) on generated clusters; no kernel access.
+# plan + JSON) on generated clusters, and the plan alone for a one-endpoint
+# change (full build vs incremental update); no kernel access.
 # Records perf/results/plan-<date>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,5 +36,27 @@ for n in 1000 10000; do
 	done
 	echo "| $n | 10 | $((n * 2)) | $best | $rss |" >>"$out"
 	echo "plan: $n services x 10 endpoints: ${best}s"
+done
+
+# The plan alone, in process: a full build vs the incremental update after
+# a one-endpoint change (build/kpx_plan_bench; also checks they agree).
+make -s build/kpx_plan_bench >/dev/null || exit 1
+{
+	echo
+	echo "One-endpoint change, plan only (\`build/kpx_plan_bench DIR --changes 20\`:"
+	echo "kpx_plan_update + commit vs kpx_plan_build, min / median / max ms of 20):"
+	echo
+	echo "| services | endpoints/service | full build ms | incremental update ms |"
+	echo "|---:|---:|---:|---:|"
+} >>"$out"
+for n in ${PLAN_BENCH_INC_SIZES:-1000 10000 30000}; do
+	dir="$TMP/i$n"
+	python3 perf/tools/gen_manifests.py --services "$n" --endpoints 10 --out "$dir" >/dev/null
+	build/kpx_plan_bench "$dir" --changes 20 >"$TMP/pb" || exit 1
+	full=$(awk '$1 == "full_build" { printf "%s / %s / %s", $2, $3, $4 }' "$TMP/pb")
+	inc=$(awk '$1 == "incremental_update" { printf "%s / %s / %s", $2, $3, $4 }' "$TMP/pb")
+	echo "| $n | 10 | $full | $inc |" >>"$out"
+	echo "plan: $n services x 10 endpoints: full $full ms, incremental $inc ms"
+	rm -rf "$dir"
 done
 echo "recorded in $out"
