@@ -39,7 +39,7 @@ void kpx_http_close(struct kpx_http *http);
  * never take each other's socket. A client asking for the default gets
  * the twin of its own netns when one exists, else the default.
  */
-void kpx_state_socket_resolve(const char *path, char *buf, size_t len);
+void kpx_state_socket_resolve(char *path, size_t len);
 
 /* Unix socket at path (parent directory created; the default as above); one JSON request line
  * in ({"cmd":"status"|"services"|"plan"}), one JSON document out. */

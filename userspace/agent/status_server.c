@@ -392,12 +392,13 @@ static bool netns_socket_path(char *buf, size_t len)
 	return true;
 }
 
-void kpx_state_socket_resolve(const char *path, char *buf, size_t len)
+void kpx_state_socket_resolve(char *path, size_t len)
 {
+	char own[PATH_MAX];
+
 	if (!strcmp(path, KPX_STATE_SOCKET_DEFAULT) &&
-	    netns_socket_path(buf, len) && !access(buf, F_OK))
-		return;
-	snprintf(buf, len, "%s", path);
+	    netns_socket_path(own, sizeof(own)) && !access(own, F_OK))
+		snprintf(path, len, "%s", own);
 }
 
 /* Someone accepts on path: a live agent, whose socket must not be taken. */
@@ -563,7 +564,8 @@ int kpx_status_request(const char *path, const char *cmd,
 	ssize_t r;
 
 	*reply = NULL;
-	kpx_state_socket_resolve(path, own, sizeof(own));
+	snprintf(own, sizeof(own), "%s", path);
+	kpx_state_socket_resolve(own, sizeof(own));
 	if (strlen(own) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, own);

@@ -35,6 +35,7 @@
 /* Before the linux/ headers: glibc's netinet/in.h must come first. */
 #include "agent/backend.h"
 #include "agent/config.h"
+#include "agent/serve.h"
 #include "cli/cli.h"
 #include "common/log.h"
 
@@ -721,6 +722,7 @@ int kpx_cmd_cleanup(int argc, char **argv)
 		return 2;
 	}
 
+	kpx_state_socket_resolve(cfg.state_socket, sizeof(cfg.state_socket));
 	if (!force && agent_running(cfg.state_socket)) {
 		printf("kpx: an agent is running (%s); its state is left in "
 		       "place (stop it first, or pass --force)\n",

@@ -9,6 +9,8 @@
 
 #include <json-c/json.h>
 
+#include "agent/serve.h"
+
 int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 		      const char *usage, struct kpx_inspect_opts *o)
 {
@@ -97,6 +99,8 @@ int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 		}
 		o->name = argv[optind];
 	}
+	kpx_state_socket_resolve(o->cfg.state_socket,
+				 sizeof(o->cfg.state_socket));
 	return 0;
 bad:
 	fputs(usage, stderr);
