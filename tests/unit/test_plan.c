@@ -889,6 +889,43 @@ Test(plan, rollback_restores_the_previous_plan_exactly)
 	assert_same_as_full("after rollbacks");
 }
 
+Test(plan, update_with_separator_in_names_recomputes_everything)
+{
+	struct kpx_plan_update_stats us;
+	struct kpx_service *s;
+
+	two_services(true);
+	build();
+	kpx_store_clear_dirty(st);
+	/* Unvalidated manifests: "ns/a:b:" ids sort inside "ns/a:"'s. */
+	s = b_svc("ns", "a:b", KPX_SVC_CLUSTER_IP, "198.18.100.60");
+	b_svc_port(s, "", KPX_PROTO_TCP, 80, 0);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	us = update_commit();
+	cr_assert(us.all);
+	assert_same_as_full("odd name added");
+	s = b_svc("ns", "a", KPX_SVC_CLUSTER_IP, "198.18.100.20");
+	snprintf(s->resource_version, sizeof(s->resource_version), "2");
+	b_svc_port(s, "b:x", KPX_PROTO_TCP, 80, 0);
+	b_svc_port(s, "", KPX_PROTO_UDP, 53, 0);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	us = update_commit();
+	cr_assert(us.all, "the plan still has odd ids");
+	assert_same_as_full("odd port name");
+	kpx_store_delete(st, KPX_KIND_SERVICE, "ns", "a:b");
+	s = b_svc("ns", "a", KPX_SVC_CLUSTER_IP, "198.18.100.20");
+	snprintf(s->resource_version, sizeof(s->resource_version), "3");
+	b_svc_port(s, "", KPX_PROTO_UDP, 53, 0);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	update_commit();
+	assert_same_as_full("odd ids gone");
+	cr_assert_eq(plan->n_odd_ids, 0);
+	web_slice("5", false);
+	us = update_commit();
+	cr_assert_not(us.all, "back to incremental");
+	assert_same_as_full("incremental again");
+}
+
 /* ---- property: incremental == full after random changes ----------------- */
 
 struct rng {

@@ -526,6 +526,15 @@ static bool has_family(const struct kpx_service *svc, uint8_t fam)
 	return false;
 }
 
+/* The id "ns/name:port/..." starts with "ns/name:" for this service only
+ * when none of these parts has a separator (the API validates names, a
+ * manifests file need not). */
+static bool odd_id(const struct kpx_plan_svcport *sp)
+{
+	return strpbrk(sp->ns, ":/") || strpbrk(sp->name, ":/") ||
+	       strpbrk(sp->port_name, ":/");
+}
+
 static int build_svcport(struct build_ctx *c, const struct kpx_service *svc,
 			 const struct kpx_svc_port *port, uint8_t fam)
 {
@@ -572,6 +581,8 @@ static int build_svcport(struct build_ctx *c, const struct kpx_service *svc,
 		return r;
 	}
 	sp->hash = kpx_plan_svcport_hash(sp);
+	if (odd_id(sp))
+		plan->n_odd_ids++;
 	plan->n_svcports++;
 	plan->n_frontends += sp->n_frontends;
 	plan->n_endpoints += sp->n_endpoints;
@@ -775,7 +786,7 @@ struct span {
 struct kpx_plan_undo {
 	bool in_place;
 	struct kpx_plan_svcport *old_svcports;
-	size_t old_n, old_n_frontends, old_n_endpoints;
+	size_t old_n, old_n_frontends, old_n_endpoints, old_n_odd_ids;
 	struct kpx_plan_input old_input;
 	struct span *before, *after;
 	size_t n_spans;
@@ -875,6 +886,7 @@ static int update_all(struct kpx_plan *plan, const struct kpx_store *store,
 	plan->n_svcports = fresh->n_svcports;
 	plan->n_frontends = fresh->n_frontends;
 	plan->n_endpoints = fresh->n_endpoints;
+	plan->n_odd_ids = fresh->n_odd_ids;
 	plan->input = *input;
 	fresh->svcports = NULL;
 	fresh->n_svcports = 0;
@@ -937,6 +949,7 @@ static int splice(struct kpx_plan *plan, struct kpx_plan *fresh,
 		plan->svcports = v;
 		plan->n_svcports = n2;
 	}
+	/* n_odd_ids stays 0: update_all handles every plan that has one. */
 	plan->n_frontends = plan->n_frontends - old_fe + fresh->n_frontends;
 	plan->n_endpoints = plan->n_endpoints - old_ep + fresh->n_endpoints;
 	u->in_place = in_place;
@@ -969,9 +982,10 @@ int kpx_plan_update(struct kpx_plan *plan, const struct kpx_store *store,
 	u->old_n = plan->n_svcports;
 	u->old_n_frontends = plan->n_frontends;
 	u->old_n_endpoints = plan->n_endpoints;
+	u->old_n_odd_ids = plan->n_odd_ids;
 	u->old_input = plan->input;
 	if (!kpx_plan_input_equal(&plan->input, input) ||
-	    kpx_store_dirty_overflow(store)) {
+	    kpx_store_dirty_overflow(store) || plan->n_odd_ids) {
 		r = update_all(plan, store, input, u);
 		goto out;
 	}
@@ -1031,6 +1045,16 @@ int kpx_plan_update(struct kpx_plan *plan, const struct kpx_store *store,
 	}
 	u->n_spans = dl.n;
 	u->stats.services = dl.n;
+	if (fresh->n_odd_ids) {
+		/* A new odd id could fall inside another service's span. */
+		free(u->before);
+		free(u->after);
+		u->before = u->after = NULL;
+		u->n_spans = 0;
+		u->stats = (struct kpx_plan_update_stats){ 0 };
+		r = update_all(plan, store, input, u);
+		goto out;
+	}
 	r = splice(plan, fresh, u, in_place, n_old);
 	if (!r)
 		fresh = NULL;
@@ -1086,6 +1110,7 @@ void kpx_plan_rollback(struct kpx_plan *plan, struct kpx_plan_undo *u)
 	plan->n_svcports = u->old_n;
 	plan->n_frontends = u->old_n_frontends;
 	plan->n_endpoints = u->old_n_endpoints;
+	plan->n_odd_ids = u->old_n_odd_ids;
 	plan->input = u->old_input;
 	undo_free(u);
 }

@@ -134,6 +134,10 @@ struct kpx_plan {
 	size_t n_svcports;
 	size_t n_frontends;
 	size_t n_endpoints;
+	/* svcports whose namespace, name or port name has ':' or '/' (only
+	 * from unvalidated manifests): their ids do not group by service,
+	 * so kpx_plan_update recomputes everything while any exist. */
+	size_t n_odd_ids;
 };
 
 /* Pure: computes the plan from the store. Returns 0 or -ENOMEM. */
