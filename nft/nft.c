@@ -54,6 +54,7 @@
 #include "agent/backend.h"
 #include "common/log.h"
 #include "nft/nft_batch.h"
+#include "nft/nft_dump.h"
 
 #define TABLE "kpx"
 #define MASQ_MARK 0x4000u
@@ -172,11 +173,13 @@ struct kpx_backend {
 	struct mnl_socket *nl;
 	uint32_t seq;
 	bool full_next;
+	bool no_carry; /* a rebuild with carried affinity entries failed */
 	struct kpx_plan_input input;
 	struct spstate *st;    /* programmed svcports, sorted by id */
 	size_t n_st;
 	size_t cnt[NSETS];     /* size_counts() of st */
 	struct ref **refs;     /* HSIZE buckets */
+	size_t nref[NSETS];    /* refs per set: the elements the kernel holds */
 	uint32_t next_num;
 	/* per-sync diff */
 	struct todo *todo;     /* new and changed svcports, plan order */
@@ -273,6 +276,7 @@ static void state_clear(struct kpx_backend *b)
 		}
 		b->refs[i] = NULL;
 	}
+	memset(b->nref, 0, sizeof(b->nref));
 	b->next_num = 1;
 	b->n_disp = 0;
 	memset(b->selref, 0, sizeof(b->selref));
@@ -311,10 +315,10 @@ static void acc_flush_all(struct kpx_backend *b, int add)
 		acc_flush(b, add, i);
 }
 
-/* Queues one element; verdict maps take chain (goto) or verdict (drop). */
-static void elem(struct kpx_backend *b, int add, int set, const void *key,
-		 size_t klen, const char *chain, int verdict, const void *data,
-		 size_t dlen, const void *ud, size_t udlen)
+/* A new element for the message being accumulated for (add, set); the
+ * caller fills it in and hands it to elem_queue(). */
+static struct nftnl_set_elem *elem_new(struct kpx_backend *b, int add,
+				       int set, const void *key, size_t klen)
 {
 	struct nftnl_set *s = b->acc[add][set];
 	struct nftnl_set_elem *e;
@@ -323,7 +327,7 @@ static void elem(struct kpx_backend *b, int add, int set, const void *key,
 		s = nftnl_set_alloc();
 		if (!s) {
 			b->err = -ENOMEM;
-			return;
+			return NULL;
 		}
 		nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
 		nftnl_set_set_str(s, NFTNL_SET_NAME, setspecs[set].name);
@@ -333,9 +337,29 @@ static void elem(struct kpx_backend *b, int add, int set, const void *key,
 	e = nftnl_set_elem_alloc();
 	if (!e) {
 		b->err = -ENOMEM;
-		return;
+		return NULL;
 	}
 	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+	return e;
+}
+
+static void elem_queue(struct kpx_backend *b, int add, int set,
+		       struct nftnl_set_elem *e)
+{
+	nftnl_set_elem_add(b->acc[add][set], e);
+	if (++b->accn[add][set] >= ELEMS_PER_MSG)
+		acc_flush(b, add, set);
+}
+
+/* Queues one element; verdict maps take chain (goto) or verdict (drop). */
+static void elem(struct kpx_backend *b, int add, int set, const void *key,
+		 size_t klen, const char *chain, int verdict, const void *data,
+		 size_t dlen, const void *ud, size_t udlen)
+{
+	struct nftnl_set_elem *e = elem_new(b, add, set, key, klen);
+
+	if (!e)
+		return;
 	if (add) {
 		if (chain) {
 			nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
@@ -351,9 +375,7 @@ static void elem(struct kpx_backend *b, int add, int set, const void *key,
 			nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, ud,
 					   (uint32_t)udlen);
 	}
-	nftnl_set_elem_add(s, e);
-	if (++b->accn[add][set] >= ELEMS_PER_MSG)
-		acc_flush(b, add, set);
+	elem_queue(b, add, set, e);
 }
 
 /* Owned (shared=false) or reference-counted (shared=true) element. */
@@ -411,6 +433,7 @@ static void elem_refd(struct kpx_backend *b, int add, int set, bool shared,
 		r->refs = 1;
 		r->next = b->refs[h];
 		b->refs[h] = r;
+		b->nref[set]++;
 		elem(b, 1, set, key, klen, chain, verdict, data, dlen, ud, udlen);
 		return;
 	}
@@ -420,6 +443,7 @@ static void elem_refd(struct kpx_backend *b, int add, int set, bool shared,
 		return;
 	*pp = r->next;
 	free(r);
+	b->nref[set]--;
 	elem(b, 0, set, key, klen, NULL, 0, NULL, 0, NULL, 0);
 }
 
@@ -507,6 +531,21 @@ static size_t group_n(const struct kpx_plan_svcport *sp, size_t n)
 	return n;
 }
 
+/* Affinity entries name the endpoint by an id that stays the same while
+ * the endpoint exists (slots shift): a hash of address . port, probed
+ * past the ids of the endpoints before it in the group (ids[0..i-1]). */
+static uint32_t ep_id(const uint8_t *data, size_t dl, const uint32_t *ids,
+		      size_t i)
+{
+	uint32_t id = fnv(data, dl, 2166136261u);
+	for (size_t j = 0; j < i; j++)
+		if (ids[j] == id) {
+			id++;
+			j = (size_t)-1;
+		}
+	return id;
+}
+
 static void emit_group_elems(struct kpx_backend *b, int add,
 			     const struct kpx_plan_svcport *sp, uint32_t g,
 			     const uint32_t *idx, size_t n)
@@ -547,15 +586,7 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 		     &ep->flags, 1);
 		if (!ids)
 			continue;
-		/* Affinity entries name the endpoint by an id that stays
-		 * the same while the endpoint exists (slots shift): a hash
-		 * of address . port, probed past earlier ones in the group. */
-		uint32_t id = fnv(data, dl, 2166136261u);
-		for (size_t j = 0; j < i; j++)
-			if (ids[j] == id) {
-				id++;
-				j = (size_t)-1;
-			}
+		uint32_t id = ep_id(data, dl, ids, i);
 		ids[i] = id;
 		elem(b, add, SET(S_SID, v6), k2, 8, NULL, 0, &id, 4, NULL, 0);
 		k2[1] = id;
@@ -1455,6 +1486,222 @@ out:
 	b->n_ctdels = 0;
 }
 
+/* ------------------------------------------------------------- affinity */
+
+/* Open-addressing map uint64 -> size_t for the carry-over lookups. */
+struct u64map {
+	uint64_t *k;
+	size_t *v;
+	size_t mask;
+};
+
+#define U64_EMPTY UINT64_MAX
+
+static int u64map_init(struct u64map *m, size_t n)
+{
+	size_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	m->k = malloc(cap * sizeof(*m->k));
+	m->v = malloc(cap * sizeof(*m->v));
+	m->mask = cap - 1;
+	if (!m->k || !m->v)
+		return -ENOMEM;
+	memset(m->k, 0xff, cap * sizeof(*m->k));
+	return 0;
+}
+
+static size_t u64map_slot(const struct u64map *m, uint64_t k)
+{
+	size_t i = (size_t)((k * 0x9e3779b97f4a7c15ull) >> 20) & m->mask;
+	while (m->k[i] != U64_EMPTY && m->k[i] != k)
+		i = (i + 1) & m->mask;
+	return i;
+}
+
+static void u64map_put(struct u64map *m, uint64_t k, size_t v)
+{
+	size_t i = u64map_slot(m, k);
+	m->k[i] = k;
+	m->v[i] = v;
+}
+
+static bool u64map_get(const struct u64map *m, uint64_t k, size_t *v)
+{
+	size_t i = u64map_slot(m, k);
+	if (m->k[i] == U64_EMPTY)
+		return false;
+	*v = m->v[i];
+	return true;
+}
+
+static void u64map_free(struct u64map *m)
+{
+	free(m->k);
+	free(m->v);
+}
+
+static const struct kpx_plan_svcport *plan_find(const struct kpx_plan *plan,
+						const char *id, size_t *at)
+{
+	size_t lo = 0, hi = plan->n_svcports;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(plan->svcports[mid].id, id);
+		if (!c) {
+			*at = mid;
+			return &plan->svcports[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The new id of the endpoint with address . port `data` in group `kind`
+ * of sp; false when it is no longer in that group. */
+static bool aff_new_id(const struct kpx_plan_svcport *sp, int kind,
+		       const uint8_t *data, size_t dl, uint32_t *ids,
+		       uint32_t *id)
+{
+	const uint32_t *idx = kind == G_INT ? sp->internal :
+			      kind == G_EXT ? sp->external : sp->cluster;
+	size_t n = kind == G_INT ? sp->n_internal :
+		   kind == G_EXT ? sp->n_external : sp->n_cluster;
+	uint8_t d[32];
+
+	if (n > SEL_M)
+		n = SEL_M;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = ep_data(d, &sp->endpoints[idx[i]]);
+		ids[i] = ep_id(d, l, ids, i);
+		if (l == dl && !memcmp(d, data, l)) {
+			*id = ids[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * A rebuild of the table (the first sync after a start, a repair after
+ * drift) must not forget ClientIP affinity, or a restart of the agent
+ * re-balances every client. The affinity entries of the table being
+ * replaced are read back right before the transaction is sent and added
+ * to the new table in it, with the time they had left, translated to the
+ * new numbering: the old group names its svcport through the userdata of
+ * the chain that owned it, the old endpoint id its address . port through
+ * the old @epv; the new group is the svcport's new number, the new id the
+ * one the new @epv gives that address . port. Entries whose svcport lost
+ * affinity or whose endpoint left the group are dropped (a packet would
+ * find them stale). Traffic uses the old table until the commit, so only
+ * entries made between this read and the commit are lost.
+ * Runs only at a full sync: svcport plan index i gets number next_num + i.
+ */
+static size_t carry_affinity(struct kpx_backend *b, const struct kpx_plan *plan)
+{
+	struct kpx_nft_aff_snap snap;
+	struct u64map gm = { 0 }, em = { 0 };
+	size_t *gplan = NULL, kept = 0, total, gone_sp = 0, gone_ep = 0;
+	uint32_t *ids = NULL;
+	int err = kpx_nft_read_affinity(&snap);
+
+	if (err) {
+		if (err != -ENOENT)
+			kpx_warn("nft: reading the affinity entries of the old "
+				 "table: %s; clients will be re-balanced",
+				 strerror(-err));
+		return 0;
+	}
+	total = snap.n_aff[0] + snap.n_aff[1];
+	if (!total)
+		goto out;
+	/* old group -> plan index of its svcport (SIZE_MAX: gone) */
+	gplan = malloc((snap.n_groups + 1) * sizeof(*gplan));
+	ids = malloc(SEL_M * sizeof(*ids));
+	if (!gplan || !ids || u64map_init(&gm, snap.n_groups)) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < snap.n_groups; i++) {
+		if (!plan_find(plan, snap.groups[i].id, &gplan[i]))
+			gplan[i] = SIZE_MAX;
+		u64map_put(&gm, snap.groups[i].group, i);
+	}
+	for (int f = 0; f < 2 && !err; f++) {
+		size_t l = f ? 16 : 4;
+		u64map_free(&em);
+		if ((err = u64map_init(&em, snap.n_epv[f])))
+			break;
+		for (size_t i = 0; i < snap.n_epv[f]; i++) {
+			const struct kpx_nft_epv_elem *v = &snap.epv[f][i];
+			u64map_put(&em, (uint64_t)v->group << 32 | v->id, i);
+		}
+		for (size_t i = 0; i < snap.n_aff[f]; i++) {
+			const struct kpx_nft_aff_elem *a = &snap.aff[f][i];
+			const struct kpx_plan_svcport *sp;
+			size_t gi, vi;
+			int kind = (int)(a->group % 4);
+			uint32_t id;
+
+			if (!u64map_get(&gm, a->group, &gi) || gplan[gi] == SIZE_MAX) {
+				gone_sp++;
+				continue;
+			}
+			sp = &plan->svcports[gplan[gi]];
+			if (sp->family != (f ? AF_INET6 : AF_INET) ||
+			    !sp->affinity_timeout || kind > G_CLU)
+				continue;
+			struct needs nd = sp_needs(sp);
+			if ((kind == G_INT && !nd.svc) || (kind == G_EXT && !nd.ext) ||
+			    (kind == G_CLU && !nd.clu)) {
+				gone_sp++;
+				continue;
+			}
+			if (!u64map_get(&em, (uint64_t)a->group << 32 | a->id, &vi) ||
+			    !aff_new_id(sp, kind, snap.epv[f][vi].data,
+					snap.epv[f][vi].dlen, ids, &id)) {
+				gone_ep++;
+				continue;
+			}
+			uint64_t t = (uint64_t)sp->affinity_timeout * 1000;
+			uint64_t left = a->expires_ms && a->expires_ms < t ?
+						a->expires_ms : t;
+			uint32_t g = (b->next_num + (uint32_t)gplan[gi]) * 4 +
+				     (uint32_t)kind;
+			uint8_t key[20];
+			memcpy(key, a->saddr, l);
+			memcpy(key + l, &g, 4);
+			struct nftnl_set_elem *e =
+				elem_new(b, 1, SET(S_AFF, f), key, l + 4);
+			if (!e)
+				break;
+			nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &id, 4);
+			nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, t);
+			nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_EXPIRATION, left);
+			elem_queue(b, 1, SET(S_AFF, f), e);
+			kept++;
+		}
+	}
+	acc_flush_all(b, 1);
+out:
+	if (err)
+		kpx_warn("nft: carrying affinity entries over: %s", strerror(-err));
+	else if (total)
+		kpx_info("nft: %zu of %zu ClientIP affinity entries carried over "
+			 "to the new table (%zu dropped: service port or its "
+			 "affinity gone; %zu: endpoint gone)", kept, total,
+			 gone_sp, gone_ep);
+	u64map_free(&gm);
+	u64map_free(&em);
+	free(gplan);
+	free(ids);
+	kpx_nft_aff_snap_free(&snap);
+	return kept;
+}
+
 /* ---------------------------------------------------------------- sync */
 
 static int nft_probe(const struct kpx_config *cfg)
@@ -1768,6 +2015,12 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		struct needs old = sp_needs(s->sp);
 		delete_chains(b, s->num, &old, NULL);
 	}
+	/* Should the kernel refuse the carried entries, the retry goes
+	 * without them: a lost affinity is better than no services. */
+	size_t carried = 0;
+	if (full && !b->no_carry)
+		carried = carry_affinity(b, plan);
+	b->no_carry = false;
 
 	err = b->err;
 	size_t bytes = b->batch.len;
@@ -1777,8 +2030,10 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	b->seq = b->batch.seq;
 	scratch_free(b);
 	if (err) {
-		kpx_err("nft: sync transaction (%u messages, %zu bytes) failed: %s",
-			msgs, bytes, strerror(-err));
+		kpx_err("nft: sync transaction (%u messages, %zu bytes) failed: %s%s",
+			msgs, bytes, strerror(-err), carried ?
+			"; the next rebuild goes without the affinity entries" : "");
+		b->no_carry = carried > 0;
 		/* The kernel kept the old ruleset; our bookkeeping may not
 		 * match it any more, so rebuild everything next time. */
 		b->full_next = true;
@@ -1802,36 +2057,45 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	return 0;
 }
 
-int kpx_nft_count_chains(size_t *n);
-int kpx_nft_count_elems(const char *set, size_t *n);
-
 /* Frontend maps compared at resync: the ones every packet starts from. */
 static const int drift_sets[] = { SET(S_FE, 0), SET(S_FE, 1), SET(S_NP, 0),
 				  SET(S_NP, 1), SET(S_NOEP, 0), SET(S_NOEP, 1),
 				  SET(S_GINT, 0), SET(S_GINT, 1) };
+#define N_DRIFT (sizeof(drift_sets) / sizeof(drift_sets[0]))
 
+/* Element counts of the frontend maps against the owned elements kpx
+ * programmed (one counting dump per map, no element copied): an element
+ * deleted or added behind kpx's back shows as a count mismatch. */
 static bool elems_drifted(struct kpx_backend *b)
 {
-	for (size_t k = 0; k < sizeof(drift_sets) / sizeof(drift_sets[0]); k++) {
-		size_t want = 0, have = 0;
-		for (uint32_t i = 0; i < HSIZE; i++)
-			for (struct ref *r = b->refs[i]; r; r = r->next)
-				want += r->set == drift_sets[k];
-		if (kpx_nft_count_elems(setspecs[drift_sets[k]].name, &have) ||
-		    have != want) {
-			kpx_warn("nft: resync: set %s has %zu elements, %zu expected",
-				 setspecs[drift_sets[k]].name, have, want);
-			return true;
-		}
+	const char *names[N_DRIFT];
+	size_t have[N_DRIFT];
+	int err;
+
+	for (size_t k = 0; k < N_DRIFT; k++)
+		names[k] = setspecs[drift_sets[k]].name;
+	if ((err = kpx_nft_count_elems(names, N_DRIFT, have))) {
+		kpx_warn("nft: resync: reading the frontend maps: %s", strerror(-err));
+		return true;
+	}
+	for (size_t k = 0; k < N_DRIFT; k++) {
+		if (have[k] == b->nref[drift_sets[k]])
+			continue;
+		kpx_warn("nft: resync: map %s has %zu elements, %zu expected: "
+			 "rebuilding the table", names[k], have[k],
+			 b->nref[drift_sets[k]]);
+		return true;
 	}
 	return false;
 }
 
 /*
- * Periodic resync: when the kernel's table no longer has the chains kpx
- * programmed (deleted or edited behind kpx's back), rebuild it in one
- * transaction as the first sync after start does. Otherwise a normal
- * sync: a rebuild would also empty the affinity maps every sync period.
+ * Periodic resync: when the kernel's table no longer has the chains or
+ * frontend-map elements kpx programmed (deleted or edited behind kpx's
+ * back), rebuild it in one transaction as the first sync after start does
+ * (affinity entries carried over). Otherwise a normal sync: a rebuild
+ * every sync period would cost a full sync and lose the affinity entries
+ * made while it is built.
  */
 static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 {

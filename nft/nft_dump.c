@@ -23,6 +23,7 @@
 #include "agent/backend.h"
 #include "common/log.h"
 #include "k8s/objects.h"
+#include "nft/nft_dump.h"
 
 #define TABLE "kpx"
 
@@ -413,36 +414,282 @@ out:
 }
 
 /* Chains of table inet kpx in the kernel; -ENOENT when there is none. */
+static int chain_count_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nlattr *a;
+	size_t *n = data;
+
+	/* only the table name is looked at: no chain object per chain */
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) != NFTA_CHAIN_TABLE)
+			continue;
+		if (mnl_attr_get_payload_len(a) == sizeof(TABLE) &&
+		    !memcmp(mnl_attr_get_payload(a), TABLE, sizeof(TABLE)))
+			(*n)++;
+		break;
+	}
+	return MNL_CB_OK;
+}
+
 int kpx_nft_count_chains(size_t *n)
 {
 	struct mnl_socket *nl = sock();
-	struct chains ch = { 0 };
+	char buf[4096];
+	struct nlmsghdr *nlh;
 	int err;
 
+	*n = 0;
 	if (!nl)
 		return -errno;
-	err = list_chains(nl, &ch);
-	if (!err && !ch.n)
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_INET,
+				    NLM_F_DUMP | NLM_F_ACK, (uint32_t)time(NULL));
+	err = dump(nl, nlh, chain_count_cb, n);
+	if (!err && !*n)
 		err = -ENOENT;
-	*n = ch.n;
-	free(ch.v);
 	mnl_socket_close(nl);
 	return err;
 }
 
-/* Elements of one set of table inet kpx in the kernel. */
-int kpx_nft_count_elems(const char *set, size_t *n)
+static int count_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nlattr *a, *e;
+	size_t *n = data;
+
+	/* NFTA_SET_ELEM_LIST_ELEMENTS holds one nested attribute per
+	 * element: counted without parsing them. */
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) != NFTA_SET_ELEM_LIST_ELEMENTS)
+			continue;
+		mnl_attr_for_each_nested(e, a)
+			(*n)++;
+	}
+	return MNL_CB_OK;
+}
+
+static int set_dump(struct mnl_socket *nl, const char *set, mnl_cb_t cb,
+		    void *data)
+{
+	char buf[4096];
+	struct nftnl_set *s = nftnl_set_alloc();
+	struct nlmsghdr *nlh;
+
+	if (!s)
+		return -ENOMEM;
+	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, set);
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET,
+				    NLM_F_DUMP | NLM_F_ACK, (uint32_t)time(NULL));
+	nftnl_set_elems_nlmsg_build_payload(nlh, s);
+	nftnl_set_free(s);
+	return dump(nl, nlh, cb, data);
+}
+
+int kpx_nft_count_elems(const char *const *sets, size_t n, size_t *counts)
 {
 	struct mnl_socket *nl = sock();
-	struct elist l = { 0 };
-	int err;
+	int err = 0;
 
 	if (!nl)
 		return -errno;
-	err = list_elems(nl, set, &l);
-	*n = l.n;
-	free_el(&l);
+	for (size_t i = 0; i < n && !err; i++) {
+		counts[i] = 0;
+		err = set_dump(nl, sets[i], count_cb, &counts[i]);
+	}
 	mnl_socket_close(nl);
+	return err;
+}
+
+/* ------------------------------------------------------------ affinity */
+
+struct affread {
+	struct kpx_nft_aff_elem *v;
+	size_t n, cap;
+	size_t alen;
+	int err;
+};
+
+static bool grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	size_t nc;
+	void *p;
+
+	if (n < *cap)
+		return true;
+	nc = *cap ? *cap * 2 : 256;
+	p = realloc(*v, nc * size);
+	if (!p)
+		return false;
+	*v = p;
+	*cap = nc;
+	return true;
+}
+
+static int aff_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct affread *r = data;
+	struct nftnl_set *s = nftnl_set_alloc();
+	struct nftnl_set_elems_iter *it = NULL;
+	struct nftnl_set_elem *e;
+
+	if (!s || nftnl_set_elems_nlmsg_parse(nlh, s) < 0)
+		goto out;
+	it = nftnl_set_elems_iter_create(s);
+	while (it && (e = nftnl_set_elems_iter_next(it))) {
+		uint32_t kl = 0, dl = 0;
+		const uint8_t *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &kl);
+		const void *d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dl);
+		if (!k || !d || kl != r->alen + 4 || dl != 4)
+			continue;
+		if (!grow((void **)&r->v, &r->cap, r->n, sizeof(*r->v))) {
+			r->err = -ENOMEM;
+			break;
+		}
+		struct kpx_nft_aff_elem *x = &r->v[r->n++];
+		memset(x, 0, sizeof(*x));
+		memcpy(x->saddr, k, r->alen);
+		memcpy(&x->group, k + r->alen, 4);
+		memcpy(&x->id, d, 4);
+		if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_EXPIRATION))
+			x->expires_ms = nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_EXPIRATION);
+	}
+out:
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+	nftnl_set_free(s);
+	return MNL_CB_OK;
+}
+
+struct epvread {
+	struct kpx_nft_epv_elem *v;
+	size_t n, cap;
+	int err;
+};
+
+static int epv_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct epvread *r = data;
+	struct nftnl_set *s = nftnl_set_alloc();
+	struct nftnl_set_elems_iter *it = NULL;
+	struct nftnl_set_elem *e;
+
+	if (!s || nftnl_set_elems_nlmsg_parse(nlh, s) < 0)
+		goto out;
+	it = nftnl_set_elems_iter_create(s);
+	while (it && (e = nftnl_set_elems_iter_next(it))) {
+		uint32_t kl = 0, dl = 0;
+		const uint8_t *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &kl);
+		const void *d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dl);
+		if (!k || !d || kl != 8 || dl > sizeof(r->v->data))
+			continue;
+		if (!grow((void **)&r->v, &r->cap, r->n, sizeof(*r->v))) {
+			r->err = -ENOMEM;
+			break;
+		}
+		struct kpx_nft_epv_elem *x = &r->v[r->n++];
+		memset(x, 0, sizeof(*x));
+		memcpy(&x->group, k, 4);
+		memcpy(&x->id, k + 4, 4);
+		memcpy(x->data, d, dl);
+		x->dlen = (uint8_t)dl;
+	}
+out:
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+	nftnl_set_free(s);
+	return MNL_CB_OK;
+}
+
+struct grpread {
+	struct kpx_nft_aff_group *v;
+	size_t n, cap;
+	int err;
+};
+
+/* ud: kind \t id \t ns \t name \t port \t affinity \t group \t etp_local */
+static int grp_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct grpread *r = data;
+	struct nftnl_chain *ch = nftnl_chain_alloc();
+	char ud[512], tmp[32];
+	uint32_t len = 0;
+	const void *p;
+
+	if (!ch || nftnl_chain_nlmsg_parse(nlh, ch) < 0)
+		goto out;
+	if (strcmp(nftnl_chain_get_str(ch, NFTNL_CHAIN_TABLE), TABLE))
+		goto out;
+	p = nftnl_chain_get_data(ch, NFTNL_CHAIN_USERDATA, &len);
+	if (!p || !len || len >= sizeof(ud))
+		goto out;
+	memcpy(ud, p, len);
+	ud[len] = 0;
+	if (strncmp(ud, "svc\t", 4) && strncmp(ud, "ext\t", 4) &&
+	    strncmp(ud, "clu\t", 4))
+		goto out;
+	if (ud_field(ud, 5, tmp, sizeof(tmp)) || !strtoul(tmp, NULL, 10) ||
+	    ud_field(ud, 6, tmp, sizeof(tmp)))
+		goto out;
+	if (!grow((void **)&r->v, &r->cap, r->n, sizeof(*r->v))) {
+		r->err = -ENOMEM;
+		goto out;
+	}
+	struct kpx_nft_aff_group *g = &r->v[r->n];
+	g->group = (uint32_t)strtoul(tmp, NULL, 10);
+	if (!ud_field(ud, 1, g->id, sizeof(g->id)))
+		r->n++;
+out:
+	nftnl_chain_free(ch);
+	return MNL_CB_OK;
+}
+
+void kpx_nft_aff_snap_free(struct kpx_nft_aff_snap *s)
+{
+	for (int f = 0; f < 2; f++) {
+		free(s->aff[f]);
+		free(s->epv[f]);
+	}
+	free(s->groups);
+	memset(s, 0, sizeof(*s));
+}
+
+int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s)
+{
+	struct mnl_socket *nl = sock();
+	int err = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (!nl)
+		return -errno;
+	for (int f = 0; f < 2 && !err; f++) {
+		struct affread r = { .alen = f ? 16 : 4 };
+		err = set_dump(nl, f ? "aff6" : "aff4", aff_cb, &r);
+		err = err ? err : r.err;
+		s->aff[f] = r.v;
+		s->n_aff[f] = r.n;
+	}
+	for (int f = 0; f < 2 && !err; f++) {
+		struct epvread r = { 0 };
+		if (!s->n_aff[f])
+			continue;
+		err = set_dump(nl, f ? "epv6" : "epv4", epv_cb, &r);
+		err = err ? err : r.err;
+		s->epv[f] = r.v;
+		s->n_epv[f] = r.n;
+	}
+	if (!err && (s->n_aff[0] || s->n_aff[1])) {
+		char buf[4096];
+		struct grpread r = { 0 };
+		struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(
+			buf, NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK,
+			(uint32_t)time(NULL));
+		err = dump(nl, nlh, grp_cb, &r);
+		err = err ? err : r.err;
+		s->groups = r.v;
+		s->n_groups = r.n;
+	}
+	mnl_socket_close(nl);
+	if (err)
+		kpx_nft_aff_snap_free(s);
 	return err;
 }
 
