@@ -33,6 +33,7 @@
 #include "bpf/nodeport.h"
 #include "bpf/sock_lb.skel.h"
 #include "common/log.h"
+#include "common/loop.h"
 
 /* Pin paths are built from --bpf-root (< PATH_MAX, checked by the loader's
  * mkdir) plus short fixed names; truncation cannot reach a valid path. */
@@ -431,19 +432,30 @@ static int bpf_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	int err = kpx_map_writer_sync(b->w, plan);
 
 	udp_destroy_run(b);
-	return err;
+	/* A full hash map fails with E2BIG ("Argument list too long"), which
+	 * would be the agent's last_error in kpx status and the logs; say
+	 * "No space left on device" instead (the writer logged which map). */
+	return err == -E2BIG ? -ENOSPC : err;
 }
 
 /*
  * Periodic full reconcile: the writer's cache may no longer match the maps
- * (an entry changed or deleted behind kpx's back), so re-read the kernel
- * state exactly as after a restart and let the first sync repair it.
+ * (an entry changed or deleted behind kpx's back). The writer compares
+ * every pinned map with its cache (batched reads) and the sync repairs
+ * what differs; only when the maps cannot be read that way is the writer
+ * re-opened from the pins, as after a restart.
  */
 static int bpf_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 {
 	struct kpx_map_writer *w;
-	int err = writer_open(b, &w);
+	uint64_t t0 = kpx_now_ms();
+	int err = kpx_map_writer_verify(b->w);
 
+	kpx_dbg(1, "bpf: full resync compared the pinned maps in %llu ms",
+		(unsigned long long)(kpx_now_ms() - t0));
+	if (!err)
+		return bpf_sync(b, plan);
+	err = writer_open(b, &w);
 	if (err) {
 		kpx_warn("bpf: re-reading maps for a full resync: %s; partial sync",
 			 strerror(-err));

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -105,15 +106,21 @@ static int map_size(const struct kpx_config *cfg, const char *name,
 	uint32_t aff = or_default(cfg->bpf_affinity_max, KPX_DEF_AFFINITY_MAX);
 
 	if (!strcmp(name, "kpx_svc") || !strcmp(name, "kpx_svc_meta") ||
-	    !strcmp(name, "kpx_svc_stats") || !strcmp(name, "kpx_src_range"))
+	    !strcmp(name, "kpx_src_range"))
 		*out = svcs;
+	else if (!strcmp(name, "kpx_svc_stats"))
+		*out = kpx_map_writer_stats_capacity(svcs);
 	else if (!strcmp(name, "kpx_slots"))
 		*out = kpx_map_writer_slots_capacity(svcs, bes);
 	else if (!strcmp(name, "kpx_maglev"))
-		*out = 2 * svcs;
-	else if (!strcmp(name, "kpx_backends") ||
-		 !strcmp(name, "kpx_backend_stats"))
+		/* Two generations per entry with maglev; a token size
+		 * otherwise (its bucket array would cost 16 B x 2 x svcs). A
+		 * later switch to maglev resizes it (see migrate_pin). */
+		*out = cfg->lb_algorithm == KPX_LB_MAGLEV ? 2 * svcs : 64;
+	else if (!strcmp(name, "kpx_backends"))
 		*out = bes;
+	else if (!strcmp(name, "kpx_backend_stats"))
+		*out = kpx_map_writer_stats_capacity(bes);
 	else if (!strcmp(name, "kpx_revnat") || !strcmp(name, "kpx_ct"))
 		*out = ct;
 	else if (!strcmp(name, "kpx_affinity"))
@@ -121,6 +128,20 @@ static int map_size(const struct kpx_config *cfg, const char *name,
 	else
 		return -ENOENT;
 	return 0;
+}
+
+/*
+ * Hash maps written only by userspace and read by the programs: no
+ * preallocation, so memory follows the entries in use instead of the
+ * capacity (which can then be generous). Maps the datapath inserts into
+ * stay preallocated: LRU maps must be, and an allocation per new flow is
+ * what they avoid.
+ */
+static bool no_prealloc(const char *name)
+{
+	return !strcmp(name, "kpx_svc") || !strcmp(name, "kpx_backends") ||
+	       !strcmp(name, "kpx_slots") || !strcmp(name, "kpx_svc_meta") ||
+	       !strcmp(name, "kpx_maglev");
 }
 
 /* Sets a `const volatile` global in .rodata by name (before load). */
@@ -167,38 +188,218 @@ static int set_rodata_u32(struct bpf_object *obj, const char *var, uint32_t v)
 	return -ENOENT;
 }
 
-/*
- * A pin whose type/size/flags differ from what we are about to create
- * (capacity flags changed, or a layout change) cannot be reused: libbpf
- * would fail the load. Such a pin is removed, so the map is recreated
- * empty; this loses its state, which is logged.
- */
-static void drop_incompatible_pin(struct bpf_map *map)
+static void drop_pin(struct bpf_map *map, const char *path, const char *why)
 {
+	kpx_warn("map %s: pinned map at %s %s; recreating it empty (the first "
+		 "sync rewrites services; its other state is lost)",
+		 bpf_map__name(map), path, why);
+	unlink(path);
+}
+
+static bool is_percpu(__u32 type)
+{
+	return type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	       type == BPF_MAP_TYPE_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+}
+
+/* Key by key, for maps without batch operations (LPM trie). */
+static int copy_by_key(int ofd, int nfd, const struct bpf_map_info *oi,
+		       size_t vsz, __u32 *copied)
+{
+	uint8_t *k = malloc(oi->key_size), *nk = malloc(oi->key_size);
+	uint8_t *v = malloc(vsz);
+	const void *prev = NULL;
+	int err = 0;
+
+	if (!k || !nk || !v) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (bpf_map_get_next_key(ofd, prev, nk) == 0) {
+		memcpy(k, nk, oi->key_size);
+		prev = k;
+		if (bpf_map_lookup_elem(ofd, k, v))
+			continue;
+		if (bpf_map_update_elem(nfd, k, v, BPF_ANY)) {
+			err = -errno;
+			break;
+		}
+		(*copied)++;
+	}
+out:
+	free(k);
+	free(nk);
+	free(v);
+	return err;
+}
+
+/* Copies every entry of ofd into nfd (arrays: the indices nfd has). */
+static int copy_entries(int ofd, int nfd, const struct bpf_map_info *oi,
+			__u32 new_max, __u32 *copied)
+{
+	bool array = oi->type == BPF_MAP_TYPE_ARRAY ||
+		     oi->type == BPF_MAP_TYPE_PERCPU_ARRAY;
+	int ncpu = libbpf_num_possible_cpus();
+	size_t vsz = oi->value_size;
+	uint8_t in[64], out[64], *keys = NULL, *vals = NULL;
+	__u32 chunk = 1024;
+	bool first = true;
+	int err = 0;
+
+	if (is_percpu(oi->type))
+		vsz = ((vsz + 7) & ~(size_t)7) * (size_t)(ncpu > 0 ? ncpu : 1);
+	if (oi->key_size > sizeof(in))
+		return -EINVAL;
+	for (;;) {
+		__u32 n = chunk;
+
+		if (!keys) {
+			keys = malloc((size_t)chunk * oi->key_size);
+			vals = malloc((size_t)chunk * vsz);
+			if (!keys || !vals) {
+				err = -ENOMEM;
+				break;
+			}
+		}
+		err = bpf_map_lookup_batch(ofd, first ? NULL : in, out, keys,
+					   vals, &n, NULL) ? -errno : 0;
+		if (err == -ENOSPC && n == 0 && chunk < (1u << 20)) {
+			chunk *= 2;
+			free(keys);
+			free(vals);
+			keys = vals = NULL;
+			continue;
+		}
+		if (err && err != -ENOENT) {
+			if (first && (err == -EINVAL || err == -EOPNOTSUPP ||
+				      err == -524 /* ENOTSUPP */)) {
+				free(keys);
+				free(vals);
+				return copy_by_key(ofd, nfd, oi, vsz, copied);
+			}
+			break;
+		}
+		if (array) {
+			/* Ascending indices: keep the ones below new_max. */
+			__u32 m = 0;
+
+			while (m < n && *(__u32 *)(keys + (size_t)m * 4) < new_max)
+				m++;
+			if (m < n)
+				err = -ENOENT; /* nothing further fits */
+			n = m;
+		}
+		if (n) {
+			__u32 u = n;
+
+			if (bpf_map_update_batch(nfd, keys, vals, &u, NULL)) {
+				err = -errno;
+				break;
+			}
+			*copied += n;
+		}
+		if (err == -ENOENT) {
+			err = 0;
+			break;
+		}
+		memcpy(in, out, sizeof(in));
+		first = false;
+	}
+	free(keys);
+	free(vals);
+	return err;
+}
+
+/*
+ * A pinned map is reused as is when it has exactly the shape this config
+ * creates. When only its capacity or flags differ (an upgrade that changed
+ * the defaults or BPF_F_NO_PREALLOC, or new capacity flags), libbpf could
+ * not reuse it, and recreating it empty would cost every service entry,
+ * conntrack entry and affinity until the first sync. Instead its entries
+ * are copied into a new map of the wanted shape, which is pinned in its
+ * place: programs still attached keep the old
+ * map until this agent swaps them, established flows and affinities
+ * carry over. Another type, key or value size (another ABI, another maglev
+ * table size) cannot be copied, nor entries that do not fit a smaller
+ * capacity: then the map is recreated empty, which is logged.
+ */
+static void migrate_pin(struct bpf_map *map)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, co);
 	const char *path = bpf_map__pin_path(map);
+	const char *name = bpf_map__name(map);
 	struct bpf_map_info info = {};
-	__u32 len = sizeof(info);
-	int fd;
+	__u32 len = sizeof(info), copied = 0;
+	__u32 max = bpf_map__max_entries(map);
+	int fd, nfd = -1, err;
 
 	if (!path)
 		return;
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
-	    info.type == bpf_map__type(map) &&
+	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		close(fd);
+		drop_pin(map, path, "cannot be inspected");
+		return;
+	}
+	if (info.type == bpf_map__type(map) &&
 	    info.key_size == bpf_map__key_size(map) &&
 	    info.value_size == bpf_map__value_size(map) &&
-	    info.max_entries == bpf_map__max_entries(map) &&
+	    info.max_entries == max &&
 	    info.map_flags == bpf_map__map_flags(map)) {
 		close(fd);
 		return;
 	}
+	if (info.type != bpf_map__type(map) ||
+	    info.key_size != bpf_map__key_size(map) ||
+	    info.value_size != bpf_map__value_size(map)) {
+		close(fd);
+		drop_pin(map, path, "has another type or layout");
+		return;
+	}
+	co.map_flags = bpf_map__map_flags(map);
+	nfd = bpf_map_create(bpf_map__type(map), name, info.key_size,
+			     info.value_size, max, &co);
+	if (nfd < 0) {
+		err = -errno;
+		kpx_err("map %s: creating it with capacity %u: %s", name, max,
+			strerror(-err));
+		close(fd);
+		drop_pin(map, path, "cannot be resized");
+		return;
+	}
+	err = copy_entries(fd, nfd, &info, max, &copied);
 	close(fd);
-	kpx_warn("map %s: pinned map at %s has another layout or capacity; "
-		 "recreating it (its entries are lost)",
-		 bpf_map__name(map), path);
-	unlink(path);
+	if (err) {
+		char why[128];
+
+		snprintf(why, sizeof(why),
+			 "cannot be copied into capacity %u (%s after %u "
+			 "entries)", max,
+			 err == -E2BIG || err == -ENOSPC ? "map full"
+							 : strerror(-err),
+			 copied);
+		close(nfd);
+		drop_pin(map, path, why);
+		return;
+	}
+	/* bpffs has no rename: unlink and pin again. Only another process
+	 * opening the pin in between could miss it; attached programs hold
+	 * the old map. */
+	if (unlink(path) || bpf_obj_pin(nfd, path)) {
+		err = -errno;
+		close(nfd);
+		kpx_err("map %s: replacing pin %s: %s", name, path,
+			strerror(-err));
+		drop_pin(map, path, "cannot be replaced");
+		return;
+	}
+	close(nfd);
+	kpx_info("map %s: capacity %u -> %u, flags %#x -> %#x; %u entries "
+		 "carried over", name, info.max_entries, max, info.map_flags,
+		 bpf_map__map_flags(map), copied);
 }
 
 int kpx_bpf_size_maps(struct bpf_object *obj, const struct kpx_config *cfg)
@@ -228,8 +429,16 @@ int kpx_bpf_size_maps(struct bpf_object *obj, const struct kpx_config *cfg)
 				return err;
 			}
 		}
+		if (no_prealloc(name)) {
+			err = bpf_map__set_map_flags(
+				map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC);
+			if (err) {
+				kpx_err("map %s: flags: %s", name, strerror(-err));
+				return err;
+			}
+		}
 		if (bpf_map__pin_path(map))
-			drop_incompatible_pin(map);
+			migrate_pin(map);
 	}
 	err = set_rodata_u32(obj, "kpx_maglev_size", msize);
 	if (err && err != -ENOENT) {

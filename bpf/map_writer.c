@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "bpf/maglev.h"
 #include "bpf/map_writer.h"
@@ -33,10 +34,28 @@ const char *const kpx_map_names[KPX_MAP_N] = {
 uint32_t kpx_map_writer_slots_capacity(uint32_t services_max,
 				       uint32_t backends_max)
 {
-	uint64_t n = 4ull * (services_max > backends_max ? services_max
-							  : backends_max);
+	/* One slot per backend of every entry, plus the inactive generation
+	 * of the one service being rewritten: 8 per entry covers services
+	 * of 10 endpoints at 80 % of the entries, 2 per backend a backend
+	 * shared by both scopes of its frontend. kpx_slots preallocates
+	 * nothing, but its bucket array (16 bytes per power-of-two entry)
+	 * exists from creation on, so no more than that. */
+	uint64_t a = 8ull * services_max, b = 2ull * backends_max;
+	uint64_t n = a > b ? a : b;
 
 	return n > (1u << 24) ? (1u << 24) : (uint32_t)n;
+}
+
+uint32_t kpx_map_writer_stats_capacity(uint32_t ids)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t cap;
+
+	if (ncpu < 1)
+		ncpu = 1;
+	cap = KPX_STATS_BYTES_MAX /
+	      ((uint64_t)sizeof(struct kpx_counter) * (uint64_t)ncpu);
+	return ids < cap ? ids : (uint32_t)cap;
 }
 
 void kpx_map_writer_opts_from_config(const struct kpx_config *cfg,
@@ -53,6 +72,8 @@ void kpx_map_writer_opts_from_config(const struct kpx_config *cfg,
 						: KPX_MAGLEV_DEFAULT_SIZE;
 	o->maglev_seed = cfg->maglev_seed;
 	o->alg = cfg->lb_algorithm;
+	o->svc_ids_soft = kpx_map_writer_stats_capacity(o->services_max);
+	o->be_ids_soft = kpx_map_writer_stats_capacity(o->backends_max);
 }
 
 /* ---- map ops over fds ---- */
@@ -86,11 +107,23 @@ static int fd_next(void *ctx, enum kpx_map_id m, const void *k, void *n)
 	return r < 0 ? -errno : 0;
 }
 
+static int fd_lookup_batch(void *ctx, enum kpx_map_id m, void *in, void *out,
+			   void *keys, void *vals, uint32_t *count)
+{
+	__u32 n = *count;
+	int r = bpf_map_lookup_batch(((int *)ctx)[m], in, out, keys, vals, &n,
+				     NULL);
+
+	*count = n;
+	return r < 0 ? -errno : 0;
+}
+
 const struct kpx_map_ops kpx_map_fd_ops = {
 	.lookup = fd_lookup,
 	.update = fd_update,
 	.del = fd_del,
 	.next_key = fd_next,
+	.lookup_batch = fd_lookup_batch,
 };
 
 /* ---- state ---- */
@@ -108,6 +141,7 @@ struct be_node {
 	struct kpx_backend_value val;
 	uint32_t id;
 	uint32_t refs;
+	bool seen; /* kpx_map_writer_verify() */
 };
 
 struct svc_entry {
@@ -118,6 +152,11 @@ struct svc_entry {
 	struct kpx_src_range_key *ranges;
 	size_t n_ranges;
 	uint64_t epoch; /* last sync that wanted it */
+	/* The kernel differs from this mirror: rewrite at the next sync. */
+	bool dirty;
+	/* what kpx_map_writer_verify() found of it in the kernel */
+	bool seen, seen_meta, seen_maglev;
+	uint32_t seen_slots, seen_ranges;
 };
 
 /* One desired kpx_svc entry, pointing into the plan. */
@@ -131,6 +170,22 @@ struct want {
 	struct kpx_svc_meta meta;
 };
 
+/* Keys found stale while reading the pins, deleted by the first sync if
+ * still stale then (that sync may have rewritten some of them). */
+struct keyvec {
+	uint8_t *v;
+	size_t n, cap;
+};
+
+/* Id allocation: a cursor in each of the two ranges [1, soft) and
+ * [soft, max), and whether a range was found full (reset when one of its
+ * ids is freed), so that allocating stays O(1) once a range is full. */
+struct id_alloc {
+	uint32_t soft, max;
+	uint32_t cur[2];
+	bool full[2];
+};
+
 struct kpx_map_writer {
 	struct kpx_map_ops ops;
 	struct kpx_map_writer_opts o;
@@ -142,11 +197,43 @@ struct kpx_map_writer {
 	 * sync (backends removed, or the entry deleted) */
 	uint8_t *prune;
 	size_t n_prune;
-	uint32_t next_svc, next_be;
+	struct id_alloc svc_ids, be_ids;
 	uint64_t epoch;
 	bool reconciled;
+	struct keyvec stale[KPX_MAP_N];
+	int load_err;
+	/* kept up to date on every change, so a sync costs nothing per id */
+	uint32_t n_entries, n_backends, n_slots;
 	struct kpx_map_writer_stats st;
 };
+
+static void ids_init(struct id_alloc *a, uint32_t soft, uint32_t max)
+{
+	memset(a, 0, sizeof(*a));
+	a->max = max;
+	a->soft = soft && soft < max ? soft : max;
+	a->cur[0] = 1;
+	a->cur[1] = a->soft;
+}
+
+static int id_range(const struct id_alloc *a, uint32_t id)
+{
+	return id >= a->soft;
+}
+
+/* An id found in the pins: the cursor of its range continues after it. */
+static void id_taken(struct id_alloc *a, uint32_t id)
+{
+	int r = id_range(a, id);
+
+	if (id >= a->cur[r])
+		a->cur[r] = id + 1;
+}
+
+static void id_freed(struct id_alloc *a, uint32_t id)
+{
+	a->full[id_range(a, id)] = false;
+}
 
 static int entry_cmp(const void *a, const void *b)
 {
@@ -190,6 +277,7 @@ static int be_insert(struct kpx_map_writer *w, struct be_node *n)
 	if (!tsearch(n, &w->backends, be_cmp))
 		return -ENOMEM;
 	w->be_by_id[n->id] = n;
+	w->n_backends++;
 	return 0;
 }
 
@@ -197,6 +285,8 @@ static void be_forget(struct kpx_map_writer *w, struct be_node *n)
 {
 	tdelete(n, &w->backends, be_cmp);
 	w->be_by_id[n->id] = NULL;
+	w->n_backends--;
+	id_freed(&w->be_ids, n->id);
 	free(n);
 }
 
@@ -233,18 +323,32 @@ static void notify_removed(struct kpx_map_writer *w, const struct kpx_svc_key *k
 	w->ops.udp_backend_removed(w->ops.ctx, k, &b->val);
 }
 
-static uint32_t alloc_id(void **by_id, uint32_t max, uint32_t *cursor)
+static uint32_t alloc_id(void **by_id, struct id_alloc *a)
 {
 	/* Monotonic cursor with wrap-around: an id is reused only after
 	 * every other one was handed out, so stale references (affinity
-	 * entries, counters) rarely meet a recycled id. */
-	for (uint32_t i = 0; i < max; i++) {
-		uint32_t id = (*cursor + i) % max;
+	 * entries, counters) rarely meet a recycled id. Ids below soft
+	 * (the ones the per-CPU counter arrays cover) come first; ids above
+	 * it only when every one below is taken. */
+	uint32_t lo[2] = { 1, a->soft }, hi[2] = { a->soft, a->max };
 
-		if (id == 0 || by_id[id])
+	for (int r = 0; r < 2; r++) {
+		uint32_t n = hi[r] > lo[r] ? hi[r] - lo[r] : 0;
+		uint32_t start = a->cur[r] >= lo[r] && a->cur[r] < hi[r]
+					 ? a->cur[r]
+					 : lo[r];
+
+		if (a->full[r])
 			continue;
-		*cursor = id + 1;
-		return id;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t id = lo[r] + (start - lo[r] + i) % n;
+
+			if (by_id[id])
+				continue;
+			a->cur[r] = id + 1;
+			return id;
+		}
+		a->full[r] = true;
 	}
 	return 0;
 }
@@ -278,7 +382,7 @@ static int be_get(struct kpx_map_writer *w, const struct kpx_backend_value *v,
 		return -ENOMEM;
 	n->ident = ident;
 	n->val = *v;
-	n->id = alloc_id((void **)w->be_by_id, w->o.backends_max, &w->next_be);
+	n->id = alloc_id((void **)w->be_by_id, &w->be_ids);
 	if (!n->id) {
 		free(n);
 		return -ENOSPC;
@@ -436,6 +540,8 @@ static bool entry_matches(struct kpx_map_writer *w, const struct svc_entry *e,
 	size_t nr;
 	bool ok;
 
+	if (e->dirty)
+		return false;
 	if (e->val.flags != x->flags || e->val.kind != x->kind ||
 	    e->val.affinity_timeout != x->affinity_timeout ||
 	    e->val.count != x->n || memcmp(&e->meta, &x->meta, sizeof(e->meta)))
@@ -451,6 +557,8 @@ static bool entry_matches(struct kpx_map_writer *w, const struct svc_entry *e,
 		if (!n || n->id != e->ids[i] || n->val.flags != v.flags)
 			return false;
 	}
+	if (!e->n_ranges && !(x->flags & KPX_SVC_F_SOURCE_RANGES))
+		return true;
 	r = calloc(x->sp->n_source_ranges + 1, sizeof(*r));
 	if (!r)
 		return false;
@@ -533,44 +641,143 @@ static void affinity_mark(struct kpx_map_writer *w, uint32_t svc_id)
 	}
 }
 
+/* ---- reading whole maps ---- */
+
+typedef void (*dump_fn)(struct kpx_map_writer *w, const void *k,
+			const void *v, void *arg);
+
+static int keyvec_add(struct keyvec *kv, const void *k, size_t ksz)
+{
+	if (kv->n == kv->cap) {
+		size_t cap = kv->cap ? 2 * kv->cap : 64;
+		void *p = realloc(kv->v, cap * ksz);
+
+		if (!p)
+			return -ENOMEM;
+		kv->v = p;
+		kv->cap = cap;
+	}
+	memcpy(kv->v + kv->n++ * ksz, k, ksz);
+	return 0;
+}
+
+/* Key by key: next_key, and lookup when the values are wanted. */
+static int dump_keys(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
+		     size_t vsz, dump_fn fn, void *arg)
+{
+	uint8_t k[64], nk[64], *v = vsz ? malloc(vsz) : NULL;
+	const void *prev = NULL;
+
+	if (ksz > sizeof(k) || (vsz && !v)) {
+		free(v);
+		return -ENOMEM;
+	}
+	while (w->ops.next_key(w->ops.ctx, m, prev, nk) == 0) {
+		memcpy(k, nk, ksz);
+		prev = k;
+		if (vsz && w->ops.lookup(w->ops.ctx, m, k, v))
+			continue; /* deleted meanwhile */
+		fn(w, k, v, arg);
+	}
+	free(v);
+	return 0;
+}
+
+/*
+ * Calls fn for every entry of map m. Batched (bpf_map_lookup_batch: a few
+ * thousand entries per syscall instead of two syscalls per entry) where
+ * ops and map support it, which is what makes re-reading the pins for a
+ * full resync cheap. fn must not change map m.
+ */
+static int map_dump(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
+		    size_t vsz, dump_fn fn, void *arg)
+{
+	uint32_t chunk = 4096;
+	uint8_t in[64], out[64], *keys = NULL, *vals = NULL;
+	bool first = true;
+	int err = 0;
+
+	if (!w->ops.lookup_batch || !vsz)
+		return dump_keys(w, m, ksz, vsz, fn, arg);
+	for (;;) {
+		uint32_t n = chunk;
+
+		if (!keys) {
+			keys = malloc((size_t)chunk * ksz);
+			vals = malloc((size_t)chunk * vsz);
+			if (!keys || !vals) {
+				err = -ENOMEM;
+				break;
+			}
+		}
+		err = w->ops.lookup_batch(w->ops.ctx, m, first ? NULL : in,
+					  out, keys, vals, &n);
+		if (err == -ENOSPC && n == 0 && chunk < (1u << 20)) {
+			/* One hash bucket holds more than chunk entries. */
+			chunk *= 2;
+			free(keys);
+			free(vals);
+			keys = vals = NULL;
+			continue;
+		}
+		if (err && err != -ENOENT) {
+			if (first && (err == -EINVAL || err == -EOPNOTSUPP ||
+				      err == -524 /* ENOTSUPP: no batch ops */)) {
+				free(keys);
+				free(vals);
+				return dump_keys(w, m, ksz, vsz, fn, arg);
+			}
+			break;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			fn(w, keys + (size_t)i * ksz, vals + (size_t)i * vsz,
+			   arg);
+		if (err == -ENOENT) {
+			err = 0;
+			break;
+		}
+		memcpy(in, out, sizeof(in));
+		first = false;
+	}
+	free(keys);
+	free(vals);
+	if (err)
+		kpx_warn("bpf: reading map %s: %s", kpx_map_names[m],
+			 strerror(-err));
+	return err;
+}
+
 /* Affinity entries of a marked svc id that point at a backend its entry no
  * longer has (all of them when the entry is gone). One walk of kpx_affinity
  * per sync, however many services changed. */
+static void affinity_stale(struct kpx_map_writer *w, const void *key,
+			   const void *val, void *arg)
+{
+	const struct kpx_affinity_key *k = key;
+	const struct kpx_affinity_value *v = val;
+	const struct svc_entry *e;
+
+	if (k->svc_id >= w->o.services_max || !w->prune[k->svc_id])
+		return;
+	e = w->svc_by_id[k->svc_id];
+	for (size_t i = 0; e && i < e->val.count; i++)
+		if (e->ids[i] == v->backend_id)
+			return;
+	keyvec_add(arg, k, sizeof(*k));
+}
+
 static void affinity_prune(struct kpx_map_writer *w)
 {
-	struct kpx_affinity_key k, next, *del = NULL;
-	size_t n_del = 0, cap = 0;
-	const void *prev = NULL;
+	struct keyvec del = {};
 
 	if (!w->n_prune)
 		return;
-	while (w->ops.next_key(w->ops.ctx, KPX_MAP_AFFINITY, prev, &next) == 0) {
-		struct kpx_affinity_value v;
-		const struct svc_entry *e;
-		bool kept = false;
-
-		k = next;
-		prev = &k;
-		if (k.svc_id >= w->o.services_max || !w->prune[k.svc_id] ||
-		    w->ops.lookup(w->ops.ctx, KPX_MAP_AFFINITY, &k, &v))
-			continue;
-		e = w->svc_by_id[k.svc_id];
-		for (size_t i = 0; e && i < e->val.count && !kept; i++)
-			kept = e->ids[i] == v.backend_id;
-		if (kept)
-			continue;
-		if (n_del == cap) {
-			void *p = realloc(del, (cap = cap ? 2 * cap : 64) *
-						       sizeof(*del));
-			if (!p)
-				break;
-			del = p;
-		}
-		del[n_del++] = k;
-	}
-	for (size_t i = 0; i < n_del; i++)
-		w->ops.del(w->ops.ctx, KPX_MAP_AFFINITY, &del[i]);
-	free(del);
+	map_dump(w, KPX_MAP_AFFINITY, sizeof(struct kpx_affinity_key),
+		 sizeof(struct kpx_affinity_value), affinity_stale, &del);
+	for (size_t i = 0; i < del.n; i++)
+		w->ops.del(w->ops.ctx, KPX_MAP_AFFINITY,
+			   del.v + i * sizeof(struct kpx_affinity_key));
+	free(del.v);
 	memset(w->prune, 0, w->o.services_max);
 	w->n_prune = 0;
 }
@@ -607,8 +814,7 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 		if (!e)
 			goto fail;
 		e->key = x->key;
-		e->val.svc_id = alloc_id((void **)w->svc_by_id,
-					 w->o.services_max, &w->next_svc);
+		e->val.svc_id = alloc_id((void **)w->svc_by_id, &w->svc_ids);
 		if (!e->val.svc_id) {
 			err = -ENOSPC;
 			step = "service id";
@@ -658,7 +864,7 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 			goto fail;
 	}
 	step = "kpx_svc_meta";
-	if (is_new || memcmp(&e->meta, &x->meta, sizeof(x->meta))) {
+	if (is_new || e->dirty || memcmp(&e->meta, &x->meta, sizeof(x->meta))) {
 		err = w->ops.update(w->ops.ctx, KPX_MAP_SVC_META, &val.svc_id,
 				    &x->meta);
 		if (err)
@@ -692,7 +898,11 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 			kpx_err("map writer: out of memory");
 		}
 		w->svc_by_id[val.svc_id] = e;
+		w->n_entries++;
 	}
+	w->n_slots += val.count;
+	w->n_slots -= is_new ? 0 : e->val.count;
+	e->dirty = false;
 	e->val = val;
 	e->ids = ids;
 	e->ranges = ranges;
@@ -761,6 +971,9 @@ static void entry_delete(struct kpx_map_writer *w, struct svc_entry *e)
 	}
 	tdelete(e, &w->entries, entry_cmp);
 	w->svc_by_id[e->val.svc_id] = NULL;
+	w->n_entries--;
+	id_freed(&w->svc_ids, e->val.svc_id);
+	w->n_slots -= e->val.count;
 	free(e->ids);
 	free(e->ranges);
 	free(e);
@@ -768,152 +981,210 @@ static void entry_delete(struct kpx_map_writer *w, struct svc_entry *e)
 
 /* ---- reading the pinned state ---- */
 
+static void load_backend(struct kpx_map_writer *w, const void *key,
+			 const void *val, void *arg)
+{
+	uint32_t id = *(const uint32_t *)key;
+	struct be_node *n;
+
+	(void)arg;
+	if (id == 0 || id >= w->o.backends_max)
+		goto stale;
+	n = calloc(1, sizeof(*n));
+	if (!n) {
+		w->load_err = -ENOMEM;
+		return;
+	}
+	memcpy(&n->val, val, sizeof(n->val));
+	n->id = id;
+	be_ident_of(&n->ident, &n->val);
+	if (be_find(w, &n->ident) || be_insert(w, n)) {
+		free(n); /* duplicate identity: an orphan */
+		goto stale;
+	}
+	id_taken(&w->be_ids, id);
+	return;
+stale:
+	if (keyvec_add(&w->stale[KPX_MAP_BACKENDS], &id, sizeof(id)))
+		w->load_err = -ENOMEM;
+}
+
+static void load_svc(struct kpx_map_writer *w, const void *key,
+		     const void *val, void *arg)
+{
+	struct svc_entry *e = calloc(1, sizeof(*e));
+
+	(void)arg;
+	if (!e) {
+		w->load_err = -ENOMEM;
+		return;
+	}
+	memcpy(&e->key, key, sizeof(e->key));
+	memcpy(&e->val, val, sizeof(e->val));
+	if (e->val.svc_id == 0 || e->val.svc_id >= w->o.services_max ||
+	    w->svc_by_id[e->val.svc_id]) {
+		/* Unusable: its key is deleted once the walk is done. */
+		if (keyvec_add(&w->stale[KPX_MAP_SVC], key, sizeof(e->key)))
+			w->load_err = -ENOMEM;
+		free(e);
+		return;
+	}
+	/* Slots are filled from the kpx_slots walk; 0 (none) forces a
+	 * rewrite of the entry. */
+	e->ids = calloc(e->val.count + 1, sizeof(*e->ids));
+	if (!e->ids || !tsearch(e, &w->entries, entry_cmp)) {
+		free(e->ids);
+		free(e);
+		w->load_err = -ENOMEM;
+		return;
+	}
+	w->svc_by_id[e->val.svc_id] = e;
+	w->n_entries++;
+	id_taken(&w->svc_ids, e->val.svc_id);
+}
+
+static struct svc_entry *entry_by_id(struct kpx_map_writer *w, uint32_t id)
+{
+	return id < w->o.services_max ? w->svc_by_id[id] : NULL;
+}
+
+static void load_slot(struct kpx_map_writer *w, const void *key,
+		      const void *val, void *arg)
+{
+	const struct kpx_slot_key *k = key;
+	struct svc_entry *e = entry_by_id(w, k->svc_id);
+
+	(void)arg;
+	if (e && k->gen == e->val.gen && k->slot < e->val.count) {
+		memcpy(&e->ids[k->slot], val, sizeof(uint32_t));
+		return;
+	}
+	if (keyvec_add(&w->stale[KPX_MAP_SLOTS], k, sizeof(*k)))
+		w->load_err = -ENOMEM;
+}
+
+static void load_meta(struct kpx_map_writer *w, const void *key,
+		      const void *val, void *arg)
+{
+	struct svc_entry *e = entry_by_id(w, *(const uint32_t *)key);
+
+	(void)arg;
+	if (e)
+		memcpy(&e->meta, val, sizeof(e->meta));
+	else if (keyvec_add(&w->stale[KPX_MAP_SVC_META], key, sizeof(uint32_t)))
+		w->load_err = -ENOMEM;
+}
+
+static void load_range(struct kpx_map_writer *w, const void *key,
+		       const void *val, void *arg)
+{
+	const struct kpx_src_range_key *rk = key;
+	struct svc_entry *e = entry_by_id(w, rk->svc_id);
+	void *p;
+
+	(void)val;
+	(void)arg;
+	if (!e) {
+		if (keyvec_add(&w->stale[KPX_MAP_SRC_RANGE], rk, sizeof(*rk)))
+			w->load_err = -ENOMEM;
+		return;
+	}
+	p = realloc(e->ranges, (e->n_ranges + 1) * sizeof(*e->ranges));
+	if (!p) {
+		w->load_err = -ENOMEM;
+		return;
+	}
+	e->ranges = p;
+	e->ranges[e->n_ranges++] = *rk;
+}
+
+static bool keep_maglev(struct kpx_map_writer *w, const void *key);
+
+static void load_maglev(struct kpx_map_writer *w, const void *key,
+			const void *val, void *arg)
+{
+	(void)val;
+	(void)arg;
+	if (!keep_maglev(w, key) &&
+	    keyvec_add(&w->stale[KPX_MAP_MAGLEV], key,
+		       sizeof(struct kpx_maglev_key)))
+		w->load_err = -ENOMEM;
+}
+
+/*
+ * One pass over each pinned map (batched): backends, entries, their
+ * slots and names, source ranges, maglev keys (keys only: values are
+ * whole tables). What belongs to nothing is remembered for the first
+ * sync's reconcile instead of a second walk then.
+ */
 static int load_state(struct kpx_map_writer *w)
 {
-	struct kpx_svc_key k, nk;
-	const void *prev = NULL;
-	uint32_t id, nid;
+	struct keyvec *bad = &w->stale[KPX_MAP_SVC];
 	int err;
 
 	/* Backends first: entries take references on them. */
-	for (prev = NULL; w->ops.next_key(w->ops.ctx, KPX_MAP_BACKENDS, prev,
-					  &nid) == 0;
-	     prev = &id) {
-		struct be_node *n;
+	err = map_dump(w, KPX_MAP_BACKENDS, sizeof(uint32_t),
+		       sizeof(struct kpx_backend_value), load_backend, NULL);
+	if (!err)
+		err = map_dump(w, KPX_MAP_SVC, sizeof(struct kpx_svc_key),
+			       sizeof(struct kpx_svc_value), load_svc, NULL);
+	for (size_t i = 0; i < bad->n; i++)
+		w->ops.del(w->ops.ctx, KPX_MAP_SVC,
+			   bad->v + i * sizeof(struct kpx_svc_key));
+	bad->n = 0;
+	if (!err)
+		err = map_dump(w, KPX_MAP_SLOTS, sizeof(struct kpx_slot_key),
+			       sizeof(uint32_t), load_slot, NULL);
+	for (uint32_t id = 1; !err && id < w->o.services_max; id++) {
+		struct svc_entry *e = w->svc_by_id[id];
 
-		id = nid;
-		if (id == 0 || id >= w->o.backends_max)
-			continue; /* removed by the reconcile sweep */
-		n = calloc(1, sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		if (w->ops.lookup(w->ops.ctx, KPX_MAP_BACKENDS, &id, &n->val)) {
-			free(n);
-			continue;
-		}
-		n->id = id;
-		be_ident_of(&n->ident, &n->val);
-		if (be_find(w, &n->ident)) {
-			free(n); /* duplicate identity: swept as orphan */
-			continue;
-		}
-		err = be_insert(w, n);
-		if (err) {
-			free(n);
-			return err;
-		}
-		if (id >= w->next_be)
-			w->next_be = id + 1;
-	}
-	for (prev = NULL;
-	     w->ops.next_key(w->ops.ctx, KPX_MAP_SVC, prev, &nk) == 0;
-	     prev = &k) {
-		struct svc_entry *e;
+		for (uint32_t i = 0; e && i < e->val.count; i++) {
+			struct be_node *n = e->ids[i] < w->o.backends_max
+						    ? w->be_by_id[e->ids[i]]
+						    : NULL;
 
-		k = nk;
-		e = calloc(1, sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		e->key = k;
-		if (w->ops.lookup(w->ops.ctx, KPX_MAP_SVC, &k, &e->val) ||
-		    e->val.svc_id == 0 || e->val.svc_id >= w->o.services_max ||
-		    w->svc_by_id[e->val.svc_id]) {
-			/* Unusable: dropped, its key deleted in the sweep. */
-			e->val.count = 0;
-			e->epoch = UINT64_MAX;
-			free(e);
-			w->ops.del(w->ops.ctx, KPX_MAP_SVC, &k);
-			continue;
-		}
-		e->ids = calloc(e->val.count + 1, sizeof(*e->ids));
-		if (!e->ids) {
-			free(e);
-			return -ENOMEM;
-		}
-		for (uint32_t i = 0; i < e->val.count; i++) {
-			struct kpx_slot_key sk = { e->val.svc_id, e->val.gen,
-						   (uint16_t)i };
-			struct be_node *n;
-
-			if (w->ops.lookup(w->ops.ctx, KPX_MAP_SLOTS, &sk,
-					  &e->ids[i]))
-				e->ids[i] = 0;
-			n = e->ids[i] < w->o.backends_max
-				    ? w->be_by_id[e->ids[i]]
-				    : NULL;
 			if (n)
 				n->refs++;
 			else
 				e->ids[i] = 0; /* forces a rewrite */
 		}
-		w->ops.lookup(w->ops.ctx, KPX_MAP_SVC_META, &e->val.svc_id,
-			      &e->meta);
-		if (!tsearch(e, &w->entries, entry_cmp)) {
-			free(e->ids);
-			free(e);
-			return -ENOMEM;
-		}
-		w->svc_by_id[e->val.svc_id] = e;
-		if (e->val.svc_id >= w->next_svc)
-			w->next_svc = e->val.svc_id + 1;
+		if (e)
+			w->n_slots += e->val.count;
 	}
+	if (!err)
+		err = map_dump(w, KPX_MAP_SVC_META, sizeof(uint32_t),
+			       sizeof(struct kpx_svc_meta), load_meta, NULL);
 	/* Source ranges belong to their entry by svc id. */
-	{
-		struct kpx_src_range_key rk, nrk;
-
-		for (prev = NULL; w->ops.next_key(w->ops.ctx, KPX_MAP_SRC_RANGE,
-						  prev, &nrk) == 0;
-		     prev = &rk) {
-			struct svc_entry *e;
-			void *p;
-
-			rk = nrk;
-			e = rk.svc_id < w->o.services_max
-				    ? w->svc_by_id[rk.svc_id]
-				    : NULL;
-			if (!e)
-				continue;
-			p = realloc(e->ranges,
-				    (e->n_ranges + 1) * sizeof(*e->ranges));
-			if (!p)
-				return -ENOMEM;
-			e->ranges = p;
-			e->ranges[e->n_ranges++] = rk;
-		}
-	}
-	return 0;
+	if (!err)
+		err = map_dump(w, KPX_MAP_SRC_RANGE,
+			       sizeof(struct kpx_src_range_key), 1, load_range,
+			       NULL);
+	if (!err)
+		err = map_dump(w, KPX_MAP_MAGLEV, sizeof(struct kpx_maglev_key),
+			       0, load_maglev, NULL);
+	return err ? err : w->load_err;
 }
 
-/* Generic sweep: deletes every key of map m for which keep() is false. */
-static void sweep(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
-		  bool (*keep)(struct kpx_map_writer *, const void *))
+/* Deletes the remembered stale keys of map m that keep() still rejects. */
+static void reconcile(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
+		      bool (*keep)(struct kpx_map_writer *, const void *))
 {
-	uint8_t k[64], nk[64];
-	uint8_t *del = NULL;
-	size_t n = 0, cap = 0;
-	const void *prev = NULL;
+	struct keyvec *kv = &w->stale[m];
+	size_t n = 0;
 
-	while (w->ops.next_key(w->ops.ctx, m, prev, nk) == 0) {
-		memcpy(k, nk, ksz);
-		prev = k;
+	for (size_t i = 0; i < kv->n; i++) {
+		const void *k = kv->v + i * ksz;
+
 		if (keep(w, k))
 			continue;
-		if (n == cap) {
-			void *p = realloc(del, (cap = cap ? 2 * cap : 64) * ksz);
-
-			if (!p)
-				break;
-			del = p;
-		}
-		memcpy(del + n * ksz, k, ksz);
-		n++;
+		if (w->ops.del(w->ops.ctx, m, k) == 0)
+			n++;
 	}
-	for (size_t i = 0; i < n; i++)
-		w->ops.del(w->ops.ctx, m, del + i * ksz);
 	if (n)
 		kpx_info("bpf: reconcile removed %zu stale %s entries", n,
 			 kpx_map_names[m]);
-	free(del);
+	free(kv->v);
+	memset(kv, 0, sizeof(*kv));
 }
 
 static bool keep_slot(struct kpx_map_writer *w, const void *key)
@@ -961,6 +1232,186 @@ static bool keep_backend(struct kpx_map_writer *w, const void *key)
 	       w->be_by_id[id]->id == id;
 }
 
+/* ---- verifying the maps against the mirror (periodic resync) ---- */
+
+static void ver_svc(struct kpx_map_writer *w, const void *key, const void *val,
+		    void *arg)
+{
+	struct svc_entry q, *e;
+	void *p;
+
+	(void)arg;
+	/* By the id in the value first: no tree search when it is right. */
+	e = entry_by_id(w, ((const struct kpx_svc_value *)val)->svc_id);
+	if (!e || memcmp(&e->key, key, sizeof(e->key))) {
+		memcpy(&q.key, key, sizeof(q.key));
+		p = tfind(&q, &w->entries, entry_cmp);
+		e = p ? *(struct svc_entry **)p : NULL;
+	}
+	if (!e) {
+		if (keyvec_add(&w->stale[KPX_MAP_SVC], key, sizeof(q.key)))
+			w->load_err = -ENOMEM;
+		return;
+	}
+	e->seen = true;
+	if (memcmp(val, &e->val, sizeof(e->val)))
+		e->dirty = true;
+}
+
+static void ver_slot(struct kpx_map_writer *w, const void *key,
+		     const void *val, void *arg)
+{
+	const struct kpx_slot_key *k = key;
+	struct svc_entry *e = entry_by_id(w, k->svc_id);
+
+	(void)arg;
+	if (e && k->gen == e->val.gen && k->slot < e->val.count) {
+		if (memcmp(&e->ids[k->slot], val, sizeof(uint32_t)))
+			e->dirty = true;
+		e->seen_slots++;
+		return;
+	}
+	if (keyvec_add(&w->stale[KPX_MAP_SLOTS], k, sizeof(*k)))
+		w->load_err = -ENOMEM;
+}
+
+static void ver_backend(struct kpx_map_writer *w, const void *key,
+			const void *val, void *arg)
+{
+	uint32_t id = *(const uint32_t *)key;
+	struct be_node *b = id < w->o.backends_max ? w->be_by_id[id] : NULL;
+
+	if (!b) {
+		if (keyvec_add(&w->stale[KPX_MAP_BACKENDS], &id, sizeof(id)))
+			w->load_err = -ENOMEM;
+		return;
+	}
+	b->seen = true;
+	if (memcmp(val, &b->val, sizeof(b->val))) {
+		/* In place: every slot that names id means this backend. */
+		w->ops.update(w->ops.ctx, KPX_MAP_BACKENDS, &id, &b->val);
+		(*(size_t *)arg)++;
+	}
+}
+
+static void ver_meta(struct kpx_map_writer *w, const void *key,
+		     const void *val, void *arg)
+{
+	struct svc_entry *e = entry_by_id(w, *(const uint32_t *)key);
+
+	(void)arg;
+	if (!e) {
+		if (keyvec_add(&w->stale[KPX_MAP_SVC_META], key,
+			       sizeof(uint32_t)))
+			w->load_err = -ENOMEM;
+		return;
+	}
+	e->seen_meta = true;
+	if (memcmp(val, &e->meta, sizeof(e->meta)))
+		e->dirty = true;
+}
+
+static void ver_range(struct kpx_map_writer *w, const void *key,
+		      const void *val, void *arg)
+{
+	const struct kpx_src_range_key *rk = key;
+	struct svc_entry *e = entry_by_id(w, rk->svc_id);
+
+	(void)val;
+	(void)arg;
+	if (e && range_in(rk, e->ranges, e->n_ranges)) {
+		e->seen_ranges++;
+		return;
+	}
+	if (keyvec_add(&w->stale[KPX_MAP_SRC_RANGE], rk, sizeof(*rk)))
+		w->load_err = -ENOMEM;
+}
+
+static void ver_maglev(struct kpx_map_writer *w, const void *key,
+		       const void *val, void *arg)
+{
+	const struct kpx_maglev_key *k = key;
+
+	(void)val;
+	(void)arg;
+	if (keep_maglev(w, key))
+		entry_by_id(w, k->svc_id)->seen_maglev = true;
+	else if (keyvec_add(&w->stale[KPX_MAP_MAGLEV], key, sizeof(*k)))
+		w->load_err = -ENOMEM;
+}
+
+int kpx_map_writer_verify(struct kpx_map_writer *w)
+{
+	struct keyvec *bad = &w->stale[KPX_MAP_SVC];
+	size_t be_fixed = 0, dirty = 0;
+	int err;
+
+	w->load_err = 0;
+	err = map_dump(w, KPX_MAP_SVC, sizeof(struct kpx_svc_key),
+		       sizeof(struct kpx_svc_value), ver_svc, NULL);
+	if (!err)
+		err = map_dump(w, KPX_MAP_SLOTS, sizeof(struct kpx_slot_key),
+			       sizeof(uint32_t), ver_slot, NULL);
+	if (!err)
+		err = map_dump(w, KPX_MAP_BACKENDS, sizeof(uint32_t),
+			       sizeof(struct kpx_backend_value), ver_backend,
+			       &be_fixed);
+	if (!err)
+		err = map_dump(w, KPX_MAP_SVC_META, sizeof(uint32_t),
+			       sizeof(struct kpx_svc_meta), ver_meta, NULL);
+	if (!err)
+		err = map_dump(w, KPX_MAP_SRC_RANGE,
+			       sizeof(struct kpx_src_range_key), 1, ver_range,
+			       NULL);
+	if (!err)
+		err = map_dump(w, KPX_MAP_MAGLEV, sizeof(struct kpx_maglev_key),
+			       0, ver_maglev, NULL);
+	if (!err)
+		err = w->load_err;
+	/* Keys no entry of the mirror has: deleted now, before the sync
+	 * that may write the same frontend again under a fresh id. */
+	for (size_t i = 0; !err && i < bad->n; i++)
+		w->ops.del(w->ops.ctx, KPX_MAP_SVC,
+			   bad->v + i * sizeof(struct kpx_svc_key));
+	bad->n = 0;
+	for (uint32_t id = 1; id < w->o.services_max; id++) {
+		struct svc_entry *e = w->svc_by_id[id];
+
+		if (!e)
+			continue;
+		if (!err && (!e->seen || e->seen_slots != e->val.count ||
+			     !e->seen_meta || e->seen_ranges != e->n_ranges ||
+			     ((e->val.flags & KPX_SVC_F_MAGLEV) && e->val.count &&
+			      !e->seen_maglev)))
+			e->dirty = true;
+		dirty += e->dirty;
+		e->seen = e->seen_meta = e->seen_maglev = false;
+		e->seen_slots = e->seen_ranges = 0;
+	}
+	for (uint32_t id = 1; id < w->o.backends_max; id++) {
+		struct be_node *b = w->be_by_id[id];
+
+		if (!b)
+			continue;
+		if (!err && !b->seen) {
+			w->ops.update(w->ops.ctx, KPX_MAP_BACKENDS, &id, &b->val);
+			be_fixed++;
+		}
+		b->seen = false;
+	}
+	if (err) {
+		kpx_warn("bpf: verifying the maps: %s", strerror(-err));
+		return err;
+	}
+	if (dirty || be_fixed)
+		kpx_warn("bpf: resync: %zu service entries and %zu backends "
+			 "differed from what kpx programmed; repairing",
+			 dirty, be_fixed);
+	/* The next sync rewrites dirty entries and deletes stale keys. */
+	w->reconciled = false;
+	return 0;
+}
+
 /* ---- public ---- */
 
 int kpx_map_writer_new(const struct kpx_map_ops *ops,
@@ -983,7 +1434,8 @@ int kpx_map_writer_new(const struct kpx_map_ops *ops,
 	w->be_by_id = calloc(w->o.backends_max, sizeof(*w->be_by_id));
 	w->svc_by_id = calloc(w->o.services_max, sizeof(*w->svc_by_id));
 	w->prune = calloc(w->o.services_max, 1);
-	w->next_svc = w->next_be = 1;
+	ids_init(&w->svc_ids, w->o.svc_ids_soft, w->o.services_max);
+	ids_init(&w->be_ids, w->o.be_ids_soft, w->o.backends_max);
 	if (!w->be_by_id || !w->svc_by_id || !w->prune) {
 		kpx_map_writer_free(w);
 		return -ENOMEM;
@@ -1049,7 +1501,7 @@ static void collect_stale(const void *node, VISIT which, void *arg)
 
 int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 {
-	size_t n = 0, n_entries = 0;
+	size_t n = 0;
 	struct want *v = wants_build(w, plan, &n);
 	struct stale stale = {};
 	int first_err = 0;
@@ -1084,9 +1536,7 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 	}
 	/* Deletes after writes: a frontend moving between services never
 	 * disappears in between. */
-	for (uint32_t id = 1; id < w->o.services_max; id++)
-		n_entries += w->svc_by_id[id] != NULL;
-	stale.v = calloc(n_entries + 1, sizeof(*stale.v));
+	stale.v = calloc(w->n_entries + 1, sizeof(*stale.v));
 	stale.epoch = w->epoch;
 	if (stale.v) {
 		twalk_r(w->entries, collect_stale, &stale);
@@ -1099,33 +1549,28 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 	affinity_prune(w);
 	if (!w->reconciled) {
 		/* First sync after (re)start: remove what no entry uses. */
-		sweep(w, KPX_MAP_SLOTS, sizeof(struct kpx_slot_key), keep_slot);
-		sweep(w, KPX_MAP_MAGLEV, sizeof(struct kpx_maglev_key),
-		      keep_maglev);
-		sweep(w, KPX_MAP_SVC_META, sizeof(uint32_t), keep_meta);
-		sweep(w, KPX_MAP_SRC_RANGE, sizeof(struct kpx_src_range_key),
-		      keep_range);
+		reconcile(w, KPX_MAP_SLOTS, sizeof(struct kpx_slot_key),
+			  keep_slot);
+		reconcile(w, KPX_MAP_MAGLEV, sizeof(struct kpx_maglev_key),
+			  keep_maglev);
+		reconcile(w, KPX_MAP_SVC_META, sizeof(uint32_t), keep_meta);
+		reconcile(w, KPX_MAP_SRC_RANGE,
+			  sizeof(struct kpx_src_range_key), keep_range);
 		for (uint32_t id = 1; id < w->o.backends_max; id++) {
 			struct be_node *b = w->be_by_id[id];
 
-			if (b && b->refs == 0)
+			if (b && b->refs == 0) {
+				w->ops.del(w->ops.ctx, KPX_MAP_BACKENDS, &id);
 				be_forget(w, b);
+			}
 		}
-		sweep(w, KPX_MAP_BACKENDS, sizeof(uint32_t), keep_backend);
+		reconcile(w, KPX_MAP_BACKENDS, sizeof(uint32_t), keep_backend);
 		w->reconciled = true;
 	}
 	free(v);
-	w->st.entries = 0;
-	w->st.backends = 0;
-	w->st.slots = 0;
-	for (uint32_t id = 1; id < w->o.services_max; id++) {
-		if (w->svc_by_id[id]) {
-			w->st.entries++;
-			w->st.slots += w->svc_by_id[id]->val.count;
-		}
-	}
-	for (uint32_t id = 1; id < w->o.backends_max; id++)
-		w->st.backends += w->be_by_id[id] != NULL;
+	w->st.entries = w->n_entries;
+	w->st.backends = w->n_backends;
+	w->st.slots = w->n_slots;
 	if (!first_err)
 		w->st.last_error[0] = '\0';
 	return first_err;
@@ -1155,5 +1600,7 @@ void kpx_map_writer_free(struct kpx_map_writer *w)
 	free(w->be_by_id);
 	free(w->svc_by_id);
 	free(w->prune);
+	for (int m = 0; m < KPX_MAP_N; m++)
+		free(w->stale[m].v);
 	free(w);
 }

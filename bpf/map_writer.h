@@ -20,11 +20,21 @@
 #include "bpf/kpx_abi.h"
 #include "plan/plan.h"
 
-/* Capacities used when the config leaves them at 0. */
-#define KPX_DEF_SERVICES_MAX 65536
-#define KPX_DEF_BACKENDS_MAX 65536
+/* Capacities used when the config leaves them at 0 (and by config.c's
+ * defaults). Sized for 30,000 dual-stack services x 10 endpoints x 2
+ * ports: a service entry per frontend and scope (30k x 2 families x 2
+ * ports x 2 scopes = 240k < 256k), a backend per endpoint address, port
+ * and protocol (600k-1.2M < 1M + the ports that repeat). The LRU maps
+ * (conntrack, affinity) keep their earlier sizes: a pinned LRU map of the
+ * same size is reused as is across an upgrade. */
+#define KPX_DEF_SERVICES_MAX 262144
+#define KPX_DEF_BACKENDS_MAX 1048576
 #define KPX_DEF_CT_MAX 262144
 #define KPX_DEF_AFFINITY_MAX 65536
+/* Per-CPU counter arrays (kpx_svc_stats, kpx_backend_stats) cost
+ * ids x 24 bytes x CPUs each; they are capped at this many bytes, and the
+ * writer hands out ids below that cap first (see stats_ids). */
+#define KPX_STATS_BYTES_MAX (8u << 20)
 
 enum kpx_map_id {
 	KPX_MAP_SVC,
@@ -58,6 +68,12 @@ struct kpx_map_ops {
 	 * it: connected sockets of fe toward be are stale. May be NULL. */
 	void (*udp_backend_removed)(void *ctx, const struct kpx_svc_key *fe,
 				    const struct kpx_backend_value *be);
+	/* Optional (NULL: next_key + lookup): bpf_map_lookup_batch()
+	 * semantics. in == NULL starts; *count is in/out; -ENOENT ends the
+	 * walk (with *count entries still returned); -ENOSPC with
+	 * *count == 0: buffers too small for one bucket. */
+	int (*lookup_batch)(void *ctx, enum kpx_map_id m, void *in, void *out,
+			    void *keys, void *vals, uint32_t *count);
 };
 
 /* kpx_map_ops over map fds (index enum kpx_map_id); ctx is the fd array,
@@ -71,6 +87,10 @@ struct kpx_map_writer_opts {
 	uint32_t maglev_size;  /* prime */
 	uint32_t maglev_seed;
 	enum kpx_lb_alg alg;
+	/* Ids below these are handed out first (the counter arrays cover
+	 * them); 0: the whole range. */
+	uint32_t svc_ids_soft;
+	uint32_t be_ids_soft;
 };
 
 struct kpx_map_writer_stats {
@@ -86,6 +106,9 @@ struct kpx_map_writer_stats {
 /* Capacity of kpx_slots for the given service/backend capacities. */
 uint32_t kpx_map_writer_slots_capacity(uint32_t services_max,
 				       uint32_t backends_max);
+/* Entries of a per-CPU counter array for ids < ids: all of them, or as
+ * many as KPX_STATS_BYTES_MAX holds on this machine's possible CPUs. */
+uint32_t kpx_map_writer_stats_capacity(uint32_t ids);
 void kpx_map_writer_opts_from_config(const struct kpx_config *cfg,
 				     struct kpx_map_writer_opts *o);
 
@@ -99,6 +122,12 @@ int kpx_map_writer_new(const struct kpx_map_ops *ops,
 /* 0, or the first negative errno of a service that could not be written
  * (every other service is still written; failed ones keep old state). */
 int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan);
+/* Periodic resync: compares every pinned map with what the writer
+ * programmed (batched reads, no re-allocation of its state), repairs
+ * backends at once and marks differing service entries so that the next
+ * sync rewrites them and removes keys nobody owns. 0, or a negative errno
+ * when the maps could not be read (then re-open the writer instead). */
+int kpx_map_writer_verify(struct kpx_map_writer *w);
 void kpx_map_writer_get_stats(const struct kpx_map_writer *w,
 			      struct kpx_map_writer_stats *out);
 void kpx_map_writer_free(struct kpx_map_writer *w);

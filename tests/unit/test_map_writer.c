@@ -150,9 +150,32 @@ static void f_removed(void *ctx, const struct kpx_svc_key *fe,
 static struct kpx_map_ops fake_ops(struct fake *f)
 {
 	struct kpx_map_ops o = { f_lookup, f_update, f_del, f_next, f_gone, f,
-				 f_removed };
+				 f_removed, NULL };
 
 	return o;
+}
+
+/* bpf_map_lookup_batch() over the fake: at most 3 entries per call (the
+ * kernel returns short batches too, bucket by bucket), -ENOENT at the end;
+ * the batch token is the next index. */
+static size_t batch_calls;
+
+static int f_batch(void *ctx, enum kpx_map_id id, void *in, void *out,
+		   void *keys, void *vals, uint32_t *count)
+{
+	struct fmap *m = &((struct fake *)ctx)->m[id];
+	uint32_t i = in ? *(uint32_t *)in : 0, n = 0;
+
+	batch_calls++;
+	while (n < *count && n < 3 && i < m->n) {
+		memcpy((uint8_t *)keys + n * m->ksz, m->keys + i * m->ksz, m->ksz);
+		memcpy((uint8_t *)vals + n * m->vsz, m->vals + i * m->vsz, m->vsz);
+		n++;
+		i++;
+	}
+	*count = n;
+	*(uint32_t *)out = i;
+	return i >= m->n ? -ENOENT : 0;
 }
 
 static struct kpx_map_writer_opts opts(enum kpx_lb_alg alg)
@@ -477,6 +500,185 @@ Test(map_writer, affinity_entries_of_removed_backends_are_pruned)
 	cr_assert_not(affinity_has(&f, ex.svc_id, 2));
 	cr_assert(affinity_has(&f, other, 1), "other services untouched");
 	cr_assert_eq(f.m[KPX_MAP_AFFINITY].n, 1);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* The restart read through batches: same result as key by key. */
+Test(map_writer, restart_reads_the_pins_in_batches)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value before, after;
+	struct kpx_slot_key stray = { 77, 0, 0 };
+	uint32_t stray_be = 99, v = 99;
+	struct kpx_backend_value bv = { .port = htons(1), .proto = 6, .family = 2 };
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	ops.lookup_batch = f_batch;
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2, 3, 4, 5 }, 5, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	before = svc_get(&f, KPX_SCOPE_INTERNAL);
+	kpx_map_writer_free(w);
+
+	f_update(&f, KPX_MAP_SLOTS, &stray, &v);
+	f_update(&f, KPX_MAP_BACKENDS, &stray_be, &bv);
+	f.updates = f.deletes = 0;
+	batch_calls = 0;
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	cr_assert_gt(batch_calls, 4, "the pins were not read in batches");
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(f.updates, 0, "a restart must not rewrite live entries");
+	cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
+	after = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(slot_octet(&f, &after, i), i + 1);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* A slot left stale at restart (inactive generation written, agent killed
+ * before the flip) that the first sync writes again is not swept. */
+Test(map_writer, stale_slot_rewritten_by_the_first_sync_is_kept)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value v0, v1;
+	struct kpx_slot_key half;
+	uint32_t junk = 1;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	v0 = svc_get(&f, KPX_SCOPE_INTERNAL);
+	kpx_map_writer_free(w);
+
+	half = (struct kpx_slot_key){ v0.svc_id, (uint16_t)(v0.gen ^ 1), 0 };
+	f_update(&f, KPX_MAP_SLOTS, &half, &junk);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 3, 1, 2 }, 3, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	v1 = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_assert_eq(v1.gen, v0.gen ^ 1);
+	cr_assert_eq(v1.count, 3);
+	cr_assert_eq(slot_octet(&f, &v1, 0), 3, "rewritten slot was swept");
+	cr_assert_eq(slot_octet(&f, &v1, 2), 2);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+static uint32_t backend_id_of(struct fake *f, int octet)
+{
+	struct fmap *m = &f->m[KPX_MAP_BACKENDS];
+
+	for (size_t i = 0; i < m->n; i++) {
+		struct kpx_backend_value *b =
+			(void *)(m->vals + i * m->vsz);
+
+		if (b->addr[3] == octet)
+			return *(uint32_t *)(m->keys + i * m->ksz);
+	}
+	cr_assert_fail("no backend 198.18.1.%d", octet);
+	return 0;
+}
+
+/* Ids below the soft limit (what the per-CPU counter arrays cover) are
+ * handed out first, a freed one before any id above the limit. */
+Test(map_writer, backend_ids_below_the_counter_capacity_come_first)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+
+	o.be_ids_soft = 4; /* ids 1..3 counted */
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_lt(backend_id_of(&f, 3), 4);
+	tplan_init(&t, (int[]){ 2, 3 }, 2, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	tplan_init(&t, (int[]){ 2, 3, 4, 5 }, 4, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_lt(backend_id_of(&f, 4), 4, "a counted id was free");
+	cr_assert_geq(backend_id_of(&f, 5), 4);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* The periodic resync: changes made behind the writer's back (a slot and
+ * a backend rewritten, a service entry deleted, a stray entry added) are
+ * found by comparing the maps with the writer's state and repaired by the
+ * next sync; unchanged maps cost no write. */
+Test(map_writer, verify_repairs_drift_and_writes_nothing_without_it)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct fake f;
+	struct tplan t;
+	struct kpx_svc_value vi, ve;
+	struct kpx_svc_key stray = { .port = htons(81), .proto = IPPROTO_TCP,
+				     .family = KPX_AF_INET };
+	struct kpx_svc_key ek = { .port = htons(80), .proto = IPPROTO_TCP,
+				  .scope = KPX_SCOPE_EXTERNAL,
+				  .family = KPX_AF_INET };
+	struct kpx_backend_value junk = { .port = htons(1), .proto = 6,
+					  .family = 2 };
+	struct kpx_slot_key sk;
+	uint32_t id, other;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	ops.lookup_batch = f_batch;
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+
+	f.updates = f.deletes = 0;
+	cr_assert_eq(kpx_map_writer_verify(w), 0);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(f.updates + f.deletes, 0, "no drift, no write");
+
+	vi = svc_get(&f, KPX_SCOPE_INTERNAL);
+	sk = (struct kpx_slot_key){ vi.svc_id, vi.gen, 1 };
+	cr_assert_eq(f_lookup(&f, KPX_MAP_SLOTS, &sk, &id), 0);
+	other = backend_id_of(&f, 3);
+	f_update(&f, KPX_MAP_SLOTS, &sk, &other);	/* slot 1 -> .3 */
+	id = backend_id_of(&f, 1);
+	f_update(&f, KPX_MAP_BACKENDS, &id, &junk);	/* .1 rewritten */
+	memcpy(ek.addr, (uint8_t[]){ 198, 18, 100, 1 }, 4);
+	cr_assert_eq(f_del(&f, KPX_MAP_SVC, &ek), 0);	/* external gone */
+	memcpy(stray.addr, ek.addr, 4);
+	f_update(&f, KPX_MAP_SVC, &stray, &vi);		/* nobody's entry */
+
+	cr_assert_eq(kpx_map_writer_verify(w), 0);
+	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	vi = svc_get(&f, KPX_SCOPE_INTERNAL);
+	ve = svc_get(&f, KPX_SCOPE_EXTERNAL);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(slot_octet(&f, &vi, i), i + 1);
+		cr_assert_eq(slot_octet(&f, &ve, i), i + 1);
+	}
+	cr_assert_neq(f_lookup(&f, KPX_MAP_SVC, &stray, &vi), 0,
+		      "stray entry kept");
+	cr_assert_eq(f.m[KPX_MAP_SVC].n, 2);
+	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 6, "old generation left behind");
+	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 3);
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }

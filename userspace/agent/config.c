@@ -23,8 +23,11 @@ void kpx_config_defaults(struct kpx_config *cfg)
 	strcpy(cfg->metrics_addr, "127.0.0.1:10249");
 	strcpy(cfg->bpf_root, "/sys/fs/bpf/kpx");
 	strcpy(cfg->state_socket, "/run/kpx/kpx.sock");
-	cfg->bpf_services_max = 65536;
-	cfg->bpf_backends_max = 65536;
+	/* Same values as KPX_DEF_* in bpf/map_writer.h: 30,000 dual-stack
+	 * services x 10 endpoints x 2 ports fit (service maps preallocate
+	 * nothing, so unused capacity costs only hash buckets). */
+	cfg->bpf_services_max = 262144;
+	cfg->bpf_backends_max = 1048576;
 	cfg->bpf_ct_max = 262144;
 	cfg->bpf_affinity_max = 65536;
 	cfg->maglev_table_size = 16381;
@@ -231,8 +234,12 @@ static void run_usage(FILE *f)
 		"  --maglev-table-size N        prime, default 16381\n"
 		"  --maglev-seed N              same seed on every node\n"
 		"  --snat-port-range MIN-MAX    bpf: SNAT source ports (32768-60999)\n"
-		"  --bpf-services-max N, --bpf-backends-max N, --bpf-ct-max N,\n"
-		"  --bpf-affinity-max N         bpf map capacities\n"
+		"  --bpf-services-max N         bpf: service entries, one per frontend\n"
+		"                               and scope (262144)\n"
+		"  --bpf-backends-max N         bpf: distinct endpoint addr:port/proto\n"
+		"                               (1048576)\n"
+		"  --bpf-ct-max N               bpf: NodePort conntrack entries (262144)\n"
+		"  --bpf-affinity-max N         bpf: ClientIP affinity entries (65536)\n"
 		"  --cgroup-path PATH           bpf: cgroup v2 dir for socket hooks\n"
 		"  --bpf-root PATH              bpf: pin directory (/sys/fs/bpf/kpx)\n"
 		"Sync:\n"
