@@ -8,7 +8,7 @@
 # KPX_SUITE_TIMEOUT seconds (default 900), each integration file by
 # KPX_TEST_TIMEOUT (tests/integration/run.sh); a timeout is a FAIL.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 SUITES=${KPX_SUITES:-"unit bpf integration"}
 passed=0 failed=0 skipped=0
 LOG_DIR=${KPX_TEST_LOGS:-build/test-logs}

@@ -13,7 +13,7 @@
 # (its trap missed it). KPX_KEEP_RIG / KPX_TEST_KEEP keep state on purpose
 # and turn that check off.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=lib/check.sh
 . tests/integration/lib/check.sh
 if [ "$(id -u)" -ne 0 ]; then

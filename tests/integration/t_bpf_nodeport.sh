@@ -156,7 +156,7 @@ run_mode() {
 		rig_agent_start n1 "${extra[@]}"
 		rig_agent_wait_synced n1 10 || why="$why agent did not come back;"
 		for l in "${logs[@]}"; do
-			rig_wait_until 8 grep -q '^hold \(ok\|fail\)' "$l"
+			wait_until 8 grep -q '^hold \(ok\|fail\)' "$l"
 			grep -q '^hold ok' "$l" || why="$why $(basename "$l"): $(tr '\n' ' ' <"$l");"
 		done
 		out=$(cl --addr 198.18.0.11 --port 30090 -n 10 --timeout-ms 1000)

@@ -131,9 +131,7 @@ EOF
 	done | rig_manifest_write extra.yaml
 }
 
-# ---- helpers ----
-
-wait_for() { wait_until "$@"; }
+# ---- helpers (wait_until, pass/fail/skip: lib/check.sh) ----
 
 in_n1() { rig_exec n1 "$@"; }
 
@@ -243,11 +241,13 @@ stall_nft() {
 	rm -f "$RIG_DIR/holder"
 	mkfifo "$RIG_DIR/holder"
 	rig_node_bg n1 n1 "$RIG_DIR/holder.log" sh -c 'exec nft -i <"$0"' "$RIG_DIR/holder"
-	exec 4>"$RIG_DIR/holder"
+	# read-write: opening a FIFO write-only blocks until a reader comes,
+	# and would hang here if the holder failed to start
+	exec 4<>"$RIG_DIR/holder"
 	HOLDER_FD_OPEN=1
 	echo "delete table $fam $name" >&4
 	echo "add table $fam $name { flags owner; }" >&4
-	wait_for 3 owned "$fam" "$name" || {
+	wait_until 3 owned "$fam" "$name" || {
 		echo "the owned table did not appear: $(cat "$RIG_DIR/holder.log")"
 		return 1
 	}
@@ -268,7 +268,7 @@ resync_by_restart() {
 	echo "# $B: restarting the agent to undo the drift" >&2
 	rig_agent_stop n1
 	rig_agent_start n1 "${AGENT_FLAGS[@]}"
-	wait_for 15 agent_synced && wait_for 10 verify_ok
+	wait_until 15 agent_synced && wait_until 10 verify_ok
 }
 
 # ---- scenario ----
@@ -295,7 +295,7 @@ run_backend() {
 	AGENT_FLAGS=(--sync-period ${SYNC_PERIOD}s)
 	[ "$B" = bpf ] && AGENT_FLAGS+=(--bpf-services-max $BPF_SERVICES_MAX)
 	rig_agent_start n1 "${AGENT_FLAGS[@]}"
-	if ! wait_for 15 agent_synced; then
+	if ! wait_until 15 agent_synced; then
 		fail agent "no successful sync within 15 s: $(grep -m3 '^E' "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"
 		teardown
 		return 0
@@ -325,7 +325,8 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 
 	# kpx status text: 80 columns, no colour into a pipe.
 	out=$(kpx status $(kflags))
-	if ! grep -q "Datapath ($B)" <<<"$out" || ! grep -q 'running' <<<"$out"; then
+	# "Agent: running", not the "Agent: not running" of a dead agent
+	if ! grep -q "Datapath ($B)" <<<"$out" || ! grep -q 'Agent: running' <<<"$out"; then
 		fail status-text "no agent/datapath sections: $(head -2 <<<"$out" | tr '\n' ' ')"
 	elif awk 'length > 80 { exit 1 }' <<<"$out" && ! grep -q $'\e\[' <<<"$out"; then
 		pass status-text
@@ -366,7 +367,7 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 	v0=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
 	e0=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)
 	write_web 2 n1:1 n1:3
-	if wait_for 10 backends_are 198.18.100.1 80 "198.19.1.11:8080 198.19.1.13:8080"; then
+	if wait_until 10 backends_are 198.18.100.1 80 "198.19.1.11:8080 198.19.1.13:8080"; then
 		v1=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
 		e1=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)
 		if is_uint "${v0%.*}" "${v1%.*}" "${e0%.*}" "${e1%.*}" &&
@@ -430,7 +431,7 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 		fail hcnp-200 "$(head -1 <<<"$hdr" | tr -d '\r') $(tail -1 "$RIG_DIR/err")"
 	fi
 	write_lb 2 n2
-	if wait_for 10 hc_is 503; then
+	if wait_until 10 hc_is 503; then
 		hdr=$(rig_ext_exec curl -s -D - -o /dev/null -m 2 "$HCNP")
 		if grep -qi '^X-Load-Balancing-Endpoint-Weight: 0' <<<"$hdr"; then
 			pass hcnp-503
@@ -443,7 +444,7 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 	# kube-proxy's gauge of Local-policy services without a local endpoint.
 	v1=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}')
 	write_lb 3 n1
-	if wait_for 10 hc_is 200; then
+	if wait_until 10 hc_is 200; then
 		v0=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}')
 		if [ "$v1" = 1 ] && [ "$v0" = 0 ]; then
 			pass metrics-no-local-endpoints
@@ -477,7 +478,7 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 	fi
 	# kube-proxy's periodic full resync rewrites everything; kpx's must
 	# repair the drift within a sync period too.
-	if wait_for $((3 * SYNC_PERIOD)) verify_ok; then
+	if wait_until $((3 * SYNC_PERIOD)) verify_ok; then
 		pass verify-repaired
 	else
 		fail verify-repaired "kpx services --verify still non-zero $((3 * SYNC_PERIOD)) s after the drift (the periodic resync does not rewrite what was changed behind the agent)"
@@ -515,7 +516,7 @@ metadata: {name: n1, resourceVersion: "1"}
 spec:
   taints: [{key: ToBeDeletedByClusterAutoscaler, value: "1", effect: NoSchedule}]
 EOF
-	if wait_for 5 code_is "$HEALTHZ/healthz" 503; then
+	if wait_until 5 code_is "$HEALTHZ/healthz" 503; then
 		out=$(in_n1 curl -s -m 2 "$HEALTHZ/healthz")
 		if code_is "$HEALTHZ/livez" 200 && grep -q '"nodeEligible": false' <<<"$out"; then
 			pass healthz-node-tainted
@@ -526,7 +527,7 @@ EOF
 		fail healthz-node-tainted "healthz $(http_code "$HEALTHZ/healthz") 5 s after the own Node got the autoscaler taint"
 	fi
 	rig_manifest_rm node.yaml
-	if wait_for 5 code_is "$HEALTHZ/healthz" 200; then
+	if wait_until 5 code_is "$HEALTHZ/healthz" 200; then
 		pass healthz-node-untainted
 	else
 		fail healthz-node-untainted "healthz $(http_code "$HEALTHZ/healthz") after the Node object went away"
@@ -534,7 +535,7 @@ EOF
 
 	e0=$(metric kpx_sync_errors_total)
 	if stall_$B >"$RIG_DIR/stall.log" 2>&1; then
-		if wait_for $((3 * SYNC_PERIOD + 3)) code_is "$HEALTHZ/healthz" 503; then
+		if wait_until $((3 * SYNC_PERIOD + 3)) code_is "$HEALTHZ/healthz" 503; then
 			e1=$(metric kpx_sync_errors_total)
 			code=$(http_code "$HEALTHZ/livez")
 			v1=$(metric 'kubeproxy_proxy_healthz_total{code="503"}')
@@ -559,7 +560,7 @@ EOF
 			fail healthz-stall "healthz $(http_code "$HEALTHZ/healthz") $((3 * SYNC_PERIOD + 3)) s after the stall; sync errors $e0 -> $(metric kpx_sync_errors_total)"
 		fi
 		unstall_$B
-		if wait_for $((3 * SYNC_PERIOD + 5)) code_is "$HEALTHZ/healthz" 200; then
+		if wait_until $((3 * SYNC_PERIOD + 5)) code_is "$HEALTHZ/healthz" 200; then
 			pass healthz-recovers
 		else
 			fail healthz-recovers "healthz $(http_code "$HEALTHZ/healthz") after the kernel accepts syncs again; last error: $(grep '^E' "$RIG_DIR/agent-n1.log" | tail -1)"

@@ -195,6 +195,7 @@ kpx_sweep_stale() {
 			owner=$(_sweep_owner netns "$ns") || continue
 			_sweep_stale_owner "$owner" "$only" || continue
 			ns_list+=("$ns")
+			# shellcheck disable=SC2207 # PIDs: one word each
 			kill_pids+=($(ip netns pids "$ns" 2>/dev/null))
 		done
 		for d in /sys/fs/bpf/*/; do
@@ -211,6 +212,7 @@ kpx_sweep_stale() {
 			owner=$(_sweep_owner cgroup "$name") || continue
 			_sweep_stale_owner "$owner" "$only" || continue
 			cg_list+=("${d%/}")
+			# shellcheck disable=SC2207 # PIDs: one word each
 			kill_pids+=($(_sweep_cg_procs "$d"))
 		done
 	fi
@@ -252,7 +254,7 @@ kpx_sweep_stale() {
 	done
 	for d in "${pin_list[@]}"; do rm -rf "$d" 2>/dev/null && SWEPT+=" pins:$d"; done
 	for d in "${tmp_list[@]}"; do rm -rf "$d" 2>/dev/null && SWEPT+=" tmp:$d"; done
-	[ ${#kill_pids[@]} -gt 0 ] && SWEPT+=" killed:${#kill_pids[@]}"
+	[ ${#kill_pids[@]} -gt 0 ] && SWEPT+=" killed:$(printf "%s\n" "${kill_pids[@]}" | sort -u | wc -l)"
 	[ -n "$SWEPT" ] && echo "# sweep: leftovers of dead test runs removed:$SWEPT" >&2
 	return 0
 }

@@ -30,6 +30,10 @@
 #
 # Environment: KPX_BACKEND=nft|bpf (default nft), KPX_BIN (build/kpx),
 # KPX_ECHO (build/kpx_echo). State: $RIG_DIR (logs, manifests, sockets).
+# rig_up snapshots KPX_BIN and KPX_ECHO into $RIG_DIR (use those variables,
+# not build/, after it) and first sweeps what killed runs left (every name
+# above carries the owner's PID: lib/check.sh kpx_sweep_stale). Sourcing
+# this file sources lib/check.sh (wait_until, stop_pid, pass/fail/skip).
 
 RIG_ROOT=${RIG_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
 # shellcheck source=check.sh
