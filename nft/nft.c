@@ -1560,29 +1560,31 @@ static const struct kpx_plan_svcport *plan_find(const struct kpx_plan *plan,
 	return NULL;
 }
 
-/* The new id of the endpoint with address . port `data` in group `kind`
- * of sp; false when it is no longer in that group. */
-static bool aff_new_id(const struct kpx_plan_svcport *sp, int kind,
-		       const uint8_t *data, size_t dl, uint32_t *ids,
-		       uint32_t *id)
+/* The endpoints of group `kind` of sp (indices into sp->endpoints). */
+static const uint32_t *group_idx(const struct kpx_plan_svcport *sp, int kind,
+				 size_t *n)
 {
-	const uint32_t *idx = kind == G_INT ? sp->internal :
-			      kind == G_EXT ? sp->external : sp->cluster;
-	size_t n = kind == G_INT ? sp->n_internal :
-		   kind == G_EXT ? sp->n_external : sp->n_cluster;
-	uint8_t d[32];
+	const struct needs nd = sp_needs(sp);
+	bool has = kind == G_INT ? nd.svc : kind == G_EXT ? nd.ext :
+		   kind == G_CLU ? nd.clu : false;
 
-	if (n > SEL_M)
-		n = SEL_M;
-	for (size_t i = 0; i < n; i++) {
-		size_t l = ep_data(d, &sp->endpoints[idx[i]]);
-		ids[i] = ep_id(d, l, ids, i);
-		if (l == dl && !memcmp(d, data, l)) {
-			*id = ids[i];
-			return true;
-		}
-	}
-	return false;
+	*n = 0;
+	if (!has)
+		return NULL;
+	*n = kind == G_INT ? sp->n_internal :
+	     kind == G_EXT ? sp->n_external : sp->n_cluster;
+	if (*n > SEL_M)
+		*n = SEL_M;
+	return kind == G_INT ? sp->internal :
+	       kind == G_EXT ? sp->external : sp->cluster;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 /*
@@ -1591,23 +1593,34 @@ static bool aff_new_id(const struct kpx_plan_svcport *sp, int kind,
  * re-balances every client. The affinity entries of the table being
  * replaced are read back right before the transaction is sent and added
  * to the new table in it, with the time they had left, translated to the
- * new numbering: the old group names its svcport through the userdata of
- * the chain that owned it, the old endpoint id its address . port through
- * the old @epv; the new group is the svcport's new number, the new id the
- * one the new @epv gives that address . port. Entries whose svcport lost
- * affinity or whose endpoint left the group are dropped (a packet would
- * find them stale). Traffic uses the old table until the commit, so only
- * entries made between this read and the commit are lost.
+ * new numbering: the old group (4 * svcport number + kind) names its
+ * svcport through the userdata of the chain that owned it, and becomes
+ * that svcport's group in the new table. The endpoint id is a hash of
+ * the endpoint's address . port (ep_id), so an endpoint keeps its id in
+ * the new group; an entry whose id no endpoint of the new group has is
+ * dropped (endpoint gone), as are entries of svcports that are gone or
+ * lost affinity. (Ids differ between old and new group only after a
+ * 32-bit hash collision inside a group: such an entry is dropped or
+ * lands on another live endpoint, a re-balance as without carry-over.)
+ * The old @epv is not read: a set dump costs the kernel quadratic time
+ * in the set size (300k elements at 30k services x 10: seconds).
+ * Traffic uses the old table until the commit, so only entries made
+ * between this read and the commit are lost.
  * Runs only at a full sync: svcport plan index i gets number next_num + i.
  */
 static size_t carry_affinity(struct kpx_backend *b, const struct kpx_plan *plan)
 {
 	struct kpx_nft_aff_snap snap;
 	struct u64map gm = { 0 }, em = { 0 };
-	size_t *gplan = NULL, kept = 0, total, gone_sp = 0, gone_ep = 0;
+	size_t *gplan = NULL, kept = 0, total, gone_sp = 0, gone_ep = 0, neps = 0;
 	uint32_t *ids = NULL;
-	int err = kpx_nft_read_affinity(&snap);
+	struct timespec t0;
+	double read_ms = 0;
+	int err;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	err = kpx_nft_read_affinity(&snap);
+	read_ms = ms_since(&t0);
 	if (err) {
 		if (err != -ENOENT)
 			kpx_warn("nft: reading the affinity entries of the old "
@@ -1618,67 +1631,74 @@ static size_t carry_affinity(struct kpx_backend *b, const struct kpx_plan *plan)
 	total = snap.n_aff[0] + snap.n_aff[1];
 	if (!total)
 		goto out;
-	/* old group -> plan index of its svcport (SIZE_MAX: gone) */
+	/* old group -> index g in snap.groups -> plan index of its svcport
+	 * (SIZE_MAX: gone, or without that group or affinity now) */
 	gplan = malloc((snap.n_groups + 1) * sizeof(*gplan));
 	ids = malloc(SEL_M * sizeof(*ids));
 	if (!gplan || !ids || u64map_init(&gm, snap.n_groups)) {
 		err = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < snap.n_groups; i++) {
-		if (!plan_find(plan, snap.groups[i].id, &gplan[i]))
-			gplan[i] = SIZE_MAX;
-		u64map_put(&gm, snap.groups[i].group, i);
+	for (size_t g = 0; g < snap.n_groups; g++) {
+		const struct kpx_plan_svcport *sp =
+			plan_find(plan, snap.groups[g].id, &gplan[g]);
+		size_t n = 0;
+		if (!sp || !sp->affinity_timeout ||
+		    !group_idx(sp, (int)(snap.groups[g].group % 4), &n) || !n)
+			gplan[g] = SIZE_MAX;
+		neps += n;
+		u64map_put(&gm, snap.groups[g].group, g);
 	}
-	for (int f = 0; f < 2 && !err; f++) {
-		size_t l = f ? 16 : 4;
-		u64map_free(&em);
-		if ((err = u64map_init(&em, snap.n_epv[f])))
-			break;
-		for (size_t i = 0; i < snap.n_epv[f]; i++) {
-			const struct kpx_nft_epv_elem *v = &snap.epv[f][i];
-			u64map_put(&em, (uint64_t)v->group << 32 | v->id, i);
+	/* (g, endpoint id) of every endpoint of those groups now */
+	if ((err = u64map_init(&em, neps)))
+		goto out;
+	for (size_t g = 0; g < snap.n_groups; g++) {
+		const struct kpx_plan_svcport *sp;
+		const uint32_t *idx;
+		uint8_t d[32];
+		size_t n;
+
+		if (gplan[g] == SIZE_MAX)
+			continue;
+		sp = &plan->svcports[gplan[g]];
+		idx = group_idx(sp, (int)(snap.groups[g].group % 4), &n);
+		for (size_t i = 0; i < n; i++) {
+			size_t l = ep_data(d, &sp->endpoints[idx[i]]);
+			ids[i] = ep_id(d, l, ids, i);
+			u64map_put(&em, (uint64_t)g << 32 | ids[i], 0);
 		}
+	}
+	for (int f = 0; f < 2; f++) {
+		size_t l = f ? 16 : 4, g, unused;
 		for (size_t i = 0; i < snap.n_aff[f]; i++) {
 			const struct kpx_nft_aff_elem *a = &snap.aff[f][i];
 			const struct kpx_plan_svcport *sp;
-			size_t gi, vi;
-			int kind = (int)(a->group % 4);
-			uint32_t id;
 
-			if (!u64map_get(&gm, a->group, &gi) || gplan[gi] == SIZE_MAX) {
+			if (!u64map_get(&gm, a->group, &g) || gplan[g] == SIZE_MAX ||
+			    plan->svcports[gplan[g]].family != (f ? AF_INET6 : AF_INET)) {
 				gone_sp++;
 				continue;
 			}
-			sp = &plan->svcports[gplan[gi]];
-			if (sp->family != (f ? AF_INET6 : AF_INET) ||
-			    !sp->affinity_timeout || kind > G_CLU)
-				continue;
-			struct needs nd = sp_needs(sp);
-			if ((kind == G_INT && !nd.svc) || (kind == G_EXT && !nd.ext) ||
-			    (kind == G_CLU && !nd.clu)) {
-				gone_sp++;
-				continue;
-			}
-			if (!u64map_get(&em, (uint64_t)a->group << 32 | a->id, &vi) ||
-			    !aff_new_id(sp, kind, snap.epv[f][vi].data,
-					snap.epv[f][vi].dlen, ids, &id)) {
+			if (!u64map_get(&em, (uint64_t)g << 32 | a->id, &unused)) {
 				gone_ep++;
 				continue;
 			}
+			sp = &plan->svcports[gplan[g]];
 			uint64_t t = (uint64_t)sp->affinity_timeout * 1000;
 			uint64_t left = a->expires_ms && a->expires_ms < t ?
 						a->expires_ms : t;
-			uint32_t g = (b->next_num + (uint32_t)gplan[gi]) * 4 +
-				     (uint32_t)kind;
+			uint32_t ng = (b->next_num + (uint32_t)gplan[g]) * 4 +
+				      a->group % 4;
 			uint8_t key[20];
 			memcpy(key, a->saddr, l);
-			memcpy(key + l, &g, 4);
+			memcpy(key + l, &ng, 4);
 			struct nftnl_set_elem *e =
 				elem_new(b, 1, SET(S_AFF, f), key, l + 4);
-			if (!e)
-				break;
-			nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &id, 4);
+			if (!e) {
+				err = -ENOMEM;
+				goto out;
+			}
+			nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &a->id, 4);
 			nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, t);
 			nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_EXPIRATION, left);
 			elem_queue(b, 1, SET(S_AFF, f), e);
@@ -1692,8 +1712,9 @@ out:
 	else if (total)
 		kpx_info("nft: %zu of %zu ClientIP affinity entries carried over "
 			 "to the new table (%zu dropped: service port or its "
-			 "affinity gone; %zu: endpoint gone)", kept, total,
-			 gone_sp, gone_ep);
+			 "affinity gone; %zu: endpoint gone); read %.1f ms, "
+			 "total %.1f ms", kept, total, gone_sp, gone_ep, read_ms,
+			 ms_since(&t0));
 	u64map_free(&gm);
 	u64map_free(&em);
 	free(gplan);

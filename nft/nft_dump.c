@@ -559,46 +559,6 @@ out:
 	return MNL_CB_OK;
 }
 
-struct epvread {
-	struct kpx_nft_epv_elem *v;
-	size_t n, cap;
-	int err;
-};
-
-static int epv_cb(const struct nlmsghdr *nlh, void *data)
-{
-	struct epvread *r = data;
-	struct nftnl_set *s = nftnl_set_alloc();
-	struct nftnl_set_elems_iter *it = NULL;
-	struct nftnl_set_elem *e;
-
-	if (!s || nftnl_set_elems_nlmsg_parse(nlh, s) < 0)
-		goto out;
-	it = nftnl_set_elems_iter_create(s);
-	while (it && (e = nftnl_set_elems_iter_next(it))) {
-		uint32_t kl = 0, dl = 0;
-		const uint8_t *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &kl);
-		const void *d = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &dl);
-		if (!k || !d || kl != 8 || dl > sizeof(r->v->data))
-			continue;
-		if (!grow((void **)&r->v, &r->cap, r->n, sizeof(*r->v))) {
-			r->err = -ENOMEM;
-			break;
-		}
-		struct kpx_nft_epv_elem *x = &r->v[r->n++];
-		memset(x, 0, sizeof(*x));
-		memcpy(&x->group, k, 4);
-		memcpy(&x->id, k + 4, 4);
-		memcpy(x->data, d, dl);
-		x->dlen = (uint8_t)dl;
-	}
-out:
-	if (it)
-		nftnl_set_elems_iter_destroy(it);
-	nftnl_set_free(s);
-	return MNL_CB_OK;
-}
-
 struct grpread {
 	struct kpx_nft_aff_group *v;
 	size_t n, cap;
@@ -644,12 +604,79 @@ out:
 
 void kpx_nft_aff_snap_free(struct kpx_nft_aff_snap *s)
 {
-	for (int f = 0; f < 2; f++) {
+	for (int f = 0; f < 2; f++)
 		free(s->aff[f]);
-		free(s->epv[f]);
-	}
 	free(s->groups);
 	memset(s, 0, sizeof(*s));
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The chains owning the groups the entries name. A set or chain dump
+ * costs the kernel a walk from the start per reply message (quadratic in
+ * the size), a GET of one chain a round trip: few groups are fetched by
+ * chain name (svc-N, ext-N, clu-N for group 4N+0/1/2), many by one dump.
+ */
+#define GROUP_GETS_MAX 512
+
+static int read_groups(struct mnl_socket *nl, struct kpx_nft_aff_snap *s)
+{
+	struct grpread r = { 0 };
+	size_t n = s->n_aff[0] + s->n_aff[1], u = 0;
+	uint32_t *g = malloc(n * sizeof(*g));
+	char buf[4096];
+	struct nlmsghdr *nlh;
+	int err = 0;
+
+	if (!g)
+		return -ENOMEM;
+	for (int f = 0; f < 2; f++)
+		for (size_t i = 0; i < s->n_aff[f]; i++)
+			g[u++] = s->aff[f][i].group;
+	qsort(g, n, sizeof(*g), cmp_u32);
+	u = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!u || g[u - 1] != g[i])
+			g[u++] = g[i];
+	if (u > GROUP_GETS_MAX) {
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_INET,
+					    NLM_F_DUMP | NLM_F_ACK,
+					    (uint32_t)time(NULL));
+		err = dump(nl, nlh, grp_cb, &r);
+	}
+	for (size_t i = 0; u <= GROUP_GETS_MAX && i < u && !err; i++) {
+		static const char *const kind[] = { "svc", "ext", "clu" };
+		struct nftnl_chain *c;
+		char name[32];
+		int e;
+
+		if (g[i] % 4 > 2)
+			continue;
+		snprintf(name, sizeof(name), "%s-%u", kind[g[i] % 4], g[i] / 4);
+		if (!(c = nftnl_chain_alloc())) {
+			err = -ENOMEM;
+			break;
+		}
+		nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, TABLE);
+		nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+		nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_INET,
+					    NLM_F_ACK, (uint32_t)time(NULL) + (uint32_t)i);
+		nftnl_chain_nlmsg_build_payload(nlh, c);
+		nftnl_chain_free(c);
+		e = dump(nl, nlh, grp_cb, &r);
+		if (e && e != -ENOENT) /* a chain gone: its entries are stale */
+			err = e;
+	}
+	free(g);
+	err = err ? err : r.err;
+	s->groups = r.v;
+	s->n_groups = r.n;
+	return err;
 }
 
 int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s)
@@ -667,26 +694,8 @@ int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s)
 		s->aff[f] = r.v;
 		s->n_aff[f] = r.n;
 	}
-	for (int f = 0; f < 2 && !err; f++) {
-		struct epvread r = { 0 };
-		if (!s->n_aff[f])
-			continue;
-		err = set_dump(nl, f ? "epv6" : "epv4", epv_cb, &r);
-		err = err ? err : r.err;
-		s->epv[f] = r.v;
-		s->n_epv[f] = r.n;
-	}
-	if (!err && (s->n_aff[0] || s->n_aff[1])) {
-		char buf[4096];
-		struct grpread r = { 0 };
-		struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(
-			buf, NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK,
-			(uint32_t)time(NULL));
-		err = dump(nl, nlh, grp_cb, &r);
-		err = err ? err : r.err;
-		s->groups = r.v;
-		s->n_groups = r.n;
-	}
+	if (!err && (s->n_aff[0] || s->n_aff[1]))
+		err = read_groups(nl, s);
 	mnl_socket_close(nl);
 	if (err)
 		kpx_nft_aff_snap_free(s);

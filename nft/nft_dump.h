@@ -21,13 +21,6 @@ struct kpx_nft_aff_elem {
 	uint64_t expires_ms; /* remaining; 0: no timeout */
 };
 
-/* epv4/epv6: group . endpoint id -> address . port (as programmed). */
-struct kpx_nft_epv_elem {
-	uint32_t group, id;
-	uint8_t data[20];
-	uint8_t dlen;
-};
-
 /* An affinity group and the svcport that owns it, from the userdata of
  * the svc-/ext-/clu- chains (affinity timeout non-zero only). */
 struct kpx_nft_aff_group {
@@ -38,8 +31,6 @@ struct kpx_nft_aff_group {
 struct kpx_nft_aff_snap {
 	struct kpx_nft_aff_elem *aff[2]; /* [0] v4, [1] v6 */
 	size_t n_aff[2];
-	struct kpx_nft_epv_elem *epv[2];
-	size_t n_epv[2];
 	struct kpx_nft_aff_group *groups;
 	size_t n_groups;
 };
@@ -49,9 +40,10 @@ int kpx_nft_count_chains(size_t *n);
 /* Elements of each of n sets (counted, not stored), on one socket. */
 int kpx_nft_count_elems(const char *const *sets, size_t n, size_t *counts);
 /*
- * The affinity entries of table inet kpx with what they need to be
- * translated (epv elements and affinity groups; read only when there is
- * at least one entry). -ENOENT when there is no table.
+ * The affinity entries of table inet kpx and the svcports of the groups
+ * they name (read only when there is at least one entry: the chains of
+ * those groups one by one when they are few, else one chain dump).
+ * -ENOENT when there is no table.
  */
 int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s);
 void kpx_nft_aff_snap_free(struct kpx_nft_aff_snap *s);
