@@ -174,6 +174,11 @@ struct kpx_backend {
 	uint32_t seq;
 	bool full_next;
 	bool no_carry; /* a rebuild with carried affinity entries failed */
+	/* ruleset generation right after kpx's last commit, when no one
+	 * else committed in between (gen_ok): a resync that finds it
+	 * unchanged knows the table is as programmed, without reading it */
+	uint32_t gen;
+	bool gen_ok;
 	struct kpx_plan_input input;
 	struct spstate *st;    /* programmed svcports, sorted by id */
 	size_t n_st;
@@ -2046,8 +2051,20 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	err = b->err;
 	size_t bytes = b->batch.len;
 	unsigned msgs = b->batch.n_msgs;
+	uint32_t g0 = 0, g1 = 0;
+	bool sent = !err && msgs;
+	if (sent && kpx_nft_gen(b->nl, &g0))
+		b->gen_ok = false;
+	else if (sent)
+		b->gen_ok = true;
 	if (!err)
 		err = kpx_nft_batch_send(&b->batch, b->nl);
+	/* ours was the only transaction in between: g1 is our commit */
+	if (sent) {
+		b->gen_ok = b->gen_ok && !err && !kpx_nft_gen(b->nl, &g1) &&
+			    g1 == g0 + 1;
+		b->gen = g1;
+	}
 	b->seq = b->batch.seq;
 	scratch_free(b);
 	if (err) {
@@ -2121,7 +2138,18 @@ static bool elems_drifted(struct kpx_backend *b)
 static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 {
 	size_t have = 0, want = 15 + b->n_disp; /* static + dispatch chains */
-	int err = kpx_nft_count_chains(&have);
+	uint32_t gen = 0;
+	int err;
+
+	/* Nobody committed anything since kpx did: nothing to compare. */
+	if (!b->full_next && !kpx_nft_gen(b->nl, &gen) && b->gen_ok &&
+	    gen == b->gen)
+		return nft_sync(b, plan);
+	if (!b->full_next)
+		kpx_dbg(1, "nft: resync: ruleset generation %u (kpx committed %u%s): "
+			"comparing table inet kpx with what was programmed",
+			gen, b->gen, b->gen_ok ? "" : ", not known");
+	err = kpx_nft_count_chains(&have);
 
 	for (size_t k = 0; k < b->n_st; k++) {
 		struct needs nd = sp_needs(b->st[k].sp);
@@ -2133,6 +2161,10 @@ static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 		b->full_next = true;
 	} else if (!b->full_next && elems_drifted(b)) {
 		b->full_next = true;
+	} else if (!b->full_next && gen) {
+		/* as programmed at generation gen (read before comparing) */
+		b->gen = gen;
+		b->gen_ok = true;
 	}
 	return nft_sync(b, plan);
 }

@@ -414,6 +414,28 @@ out:
 }
 
 /* Chains of table inet kpx in the kernel; -ENOENT when there is none. */
+static int gen_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nlattr *a;
+
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+		if (mnl_attr_get_type(a) == NFTA_GEN_ID &&
+		    mnl_attr_get_payload_len(a) == 4)
+			*(uint32_t *)data = ntohl(mnl_attr_get_u32(a));
+	return MNL_CB_OK;
+}
+
+int kpx_nft_gen(struct mnl_socket *nl, uint32_t *gen)
+{
+	char buf[256];
+	static uint32_t seq;
+	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN,
+						     AF_UNSPEC, NLM_F_ACK,
+						     (uint32_t)time(NULL) ^ ++seq);
+	*gen = 0;
+	return dump(nl, nlh, gen_cb, gen);
+}
+
 static int chain_count_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct nlattr *a;

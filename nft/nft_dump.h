@@ -14,6 +14,8 @@
 
 #include "plan/plan.h"
 
+struct mnl_socket;
+
 /* aff4/aff6: saddr . group -> endpoint id, with the time left. */
 struct kpx_nft_aff_elem {
 	uint8_t saddr[16];
@@ -35,6 +37,9 @@ struct kpx_nft_aff_snap {
 	size_t n_groups;
 };
 
+/* The nftables ruleset generation of the netns: every committed
+ * transaction, by anyone, moves it; packets adding set elements do not. */
+int kpx_nft_gen(struct mnl_socket *nl, uint32_t *gen);
 /* Chains of table inet kpx in the kernel; -ENOENT when there is none. */
 int kpx_nft_count_chains(size_t *n);
 /* Elements of each of n sets (counted, not stored), on one socket. */

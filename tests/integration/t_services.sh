@@ -447,9 +447,16 @@ s13() {
 	rig_sync_all
 	out=$(cl n1p3 --addr 198.18.100.130 --port 80 -n 5 --timeout-ms 1000)
 	ok_all "$out" 5 || why="$why before: $(brief "$out");"
-	sleep 2.5 # two resyncs without drift
+	# resyncs without drift: first nobody else commits, then another
+	# nftables user does (the table is compared then, and matches)
+	sleep 2.5
+	rig_exec n1 nft add table inet other-user
+	sleep 1.5
+	grep -q "resync:.*comparing table" "$RIG_DIR/agent-n1.log" ||
+		why="$why the table was not compared after another nftables user committed;"
 	grep -q "resync:.*rebuilding" "$RIG_DIR/agent-n1.log" &&
 		why="$why rebuilt without drift: $(grep -m1 "resync:" "$RIG_DIR/agent-n1.log");"
+	rig_exec n1 nft delete table inet other-user
 	if ! rig_exec n1 nft delete element inet kpx fe4 "{ $key }"; then
 		why="$why could not delete the fe4 element;"
 	else
