@@ -28,6 +28,10 @@
  *                (loadBalancerSourceRanges: return or drop)
  * Chains carry the svcport id in userdata, slot elements the endpoint
  * flags, so `kpx services` can be answered from the kernel alone.
+ * A full sync (first after start, drift repair) replaces the table in one
+ * transaction and carries the @aff entries over (carry_affinity); the
+ * periodic resync compares the table only when the ruleset generation
+ * moved since kpx's last commit (nft_resync).
  * Owns: table inet kpx and conntrack entries of removed UDP endpoints.
  * Must not: touch any other table.
  */
