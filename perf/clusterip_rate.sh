@@ -68,6 +68,11 @@ ROUNDS=${KPX_CR_ROUNDS:-11}
 CONNS=${KPX_CR_CONNS:-5000}
 BACKENDS=${KPX_CR_BACKENDS:-nft bpf}
 PODCLIENT=${KPX_CR_POD:-1}
+# The client pods are in the cluster CIDR (not masqueraded); the node
+# clients are not, so nft masquerades their ClusterIP connections as
+# kube-proxy does. KPX_CR_CLUSTER_CIDR=198.19.150.0/23 also covers the node
+# addresses (diagnostic: nft without the masquerade).
+CLUSTER_CIDR=${KPX_CR_CLUSTER_CIDR:-198.19.151.0/24}
 SYNC_TIMEOUT=${KPX_CR_SYNC_TIMEOUT:-600}
 # CLIENT_CPU,SERVER_CPU: pins the client and the 10 servers to fixed CPUs, so
 # every configuration gets the same placement (unpinned, the scheduler's
@@ -263,7 +268,7 @@ agent_start() {	# NS BACKEND SOCK BPFROOT CGROUP MANIFESTS LOG -> pid in AGENT_P
 	nsenter --net=/run/netns/$1 "$KPX" run --manifests "$6" --backend "$2" \
 		--hostname-override node-0 --state-socket "$3" --bpf-root "$4" \
 		--cgroup-path "$5" --healthz-bind-address '' --metrics-bind-address '' \
-		--cluster-cidr 198.19.151.0/24 \
+		--cluster-cidr "$CLUSTER_CIDR" \
 		--bpf-services-max 131072 --bpf-backends-max 524288 \
 		--sync-period 1h -v 1 >>"$7" 2>&1 &
 	AGENT_PID=$!
@@ -416,6 +421,8 @@ has bpf && { hdr+=" | bpf conn/s | bpf % of direct (medians / paired) | bpf % of
 	echo "  min - max per configuration; \"paired\" = median of the per-round ratios."
 	echo "- sync: seconds from both agents' start until \`kpx status\` showed a sync with"
 	echo "  nothing pending (both agents syncing at once on 2 cores)."
+	echo "- agents: --cluster-cidr $CLUSTER_CIDR (the client pods are inside, the node clients"
+	echo "  outside: nft masquerades a node client's ClusterIP connection, as kube-proxy does)."
 	echo "- manifests: perf/tools/gen_manifests.py --services N --endpoints 10; above"
 	echo "  10,000 the 10,000 set plus copies on service ports 81, 82."
 	echo
