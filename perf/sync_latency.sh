@@ -7,10 +7,12 @@
 #   source  the manifests re-read (inotify -> "manifests: DIR: ..." line;
 #           the source re-reads the whole directory, after a 100 ms
 #           coalescing delay that is not counted here),
-#   sync    "sync: partial ... in X ms (plan Y ms ...)": plan + backend,
-#   plan    the plan part of it.
+#   sync    "sync: partial ... in X ms (plan Y ms ...)": node input
+#           (interface addresses) + plan + backend,
+#   plan    the plan part of it (kpx_plan_update).
 # Backends: ${BACKENDS:-nft bpf} (bpf: socket LB hooks on a child cgroup
 # under the cgroup2 mount, pins under a private --bpf-root).
+# KEEP_LOGS=DIR keeps the agent logs there.
 # KPX=path picks another binary (e.g. a build of an older commit, for a
 # before/after table); LABEL names it in the results.
 # Appends to perf/results/sync-latency-DATE.md (date, CPU, commit, command).
@@ -121,8 +123,9 @@ if [ ! -s "$out" ]; then
 		echo "Per change (one endpoint's readiness in one manifest file):"
 		echo "source = manifests directory re-read (the source re-reads every"
 		echo "file, after 100 ms of inotify coalescing not counted), sync = the"
-		echo "agent's sync (plan + backend) from its -v 1 log line, plan = the"
-		echo "plan part. min / median / max over N changes; 2 shared cores, noisy."
+		echo "agent's sync (node input + plan + backend) from its -v 1 log line,"
+		echo "plan = the plan part (older binaries do not log it). min / median /"
+		echo "max over N changes; 2 shared cores, noisy."
 	} >"$out"
 fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
@@ -189,6 +192,7 @@ for n in $SIZES; do
 			plans+=("$pms")
 		done
 		stop_agent
+		[ -n "${KEEP_LOGS:-}" ] && cp "$LOG" "$KEEP_LOGS/"
 		[ "$be" = bpf ] && timeout -k 2 60 "$KPX" cleanup --backend bpf --bpf-root "$BR" >/dev/null 2>&1
 		# shellcheck disable=SC2016
 		row="| $be | $n | $cold | $(stats "${srcs[@]}") | $(stats "${syncs[@]}") | $(stats "${plans[@]}") | ${#syncs[@]} |"

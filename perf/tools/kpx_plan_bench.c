@@ -5,10 +5,13 @@
  * readiness of one endpoint of one service flips), each followed by an
  * incremental update (kpx_plan_update + commit) and, for comparison, a
  * full kpx_plan_build; checks that both agree on every svcport hash.
- * Usage: kpx_plan_bench DIR [--changes N] [--node NAME]
+ * --reload re-reads the whole directory before each change, as the
+ * manifests source does, so the update runs after that allocation churn.
+ * Usage: kpx_plan_bench DIR [--changes N] [--node NAME] [--reload]
  * Prints one line per measure: "name min median max" in milliseconds.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,28 +81,32 @@ int main(int argc, char **argv)
 	struct kpx_plan *plan = NULL, *full = NULL;
 	const char *dir = NULL, *node = "node-1";
 	int n = 20, rc = 1;
-	double t, *inc, *fb;
+	bool reload = false;
+	double t, *inc, *fb, *rl;
 	size_t errs = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--changes") && i + 1 < argc)
 			n = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--reload"))
+			reload = true;
 		else if (!strcmp(argv[i], "--node") && i + 1 < argc)
 			node = argv[++i];
 		else
 			dir = argv[i];
 	}
 	if (!dir || n < 1) {
-		fprintf(stderr, "usage: kpx_plan_bench DIR [--changes N] [--node NAME]\n");
+		fprintf(stderr, "usage: kpx_plan_bench DIR [--changes N] [--node NAME] [--reload]\n");
 		return 2;
 	}
 	inc = calloc(n, sizeof(*inc));
 	fb = calloc(n, sizeof(*fb));
+	rl = calloc(n, sizeof(*rl));
 	snprintf(in.node_name, sizeof(in.node_name), "%s", node);
 	kpx_addr_parse("198.18.0.11", &in.node_ips[0]);
 	in.n_node_ips = 1;
 	kpx_manifests_set_node(node);
-	if (!inc || !fb || kpx_store_new(&st) ||
+	if (!inc || !fb || !rl || kpx_store_new(&st) ||
 	    kpx_manifests_load(dir, st, &errs)) {
 		fprintf(stderr, "loading %s failed\n", dir);
 		goto out;
@@ -112,8 +119,20 @@ int main(int argc, char **argv)
 	kpx_store_clear_dirty(st);
 	for (int k = 0; k < n; k++) {
 		struct kpx_plan_undo *undo = NULL;
-		struct kpx_endpoint_slice *sl = flipped_slice(k + 1);
+		struct kpx_endpoint_slice *sl;
 
+		if (reload) {
+			/* Back to the files' state, then the flip. */
+			kpx_manifests_load(dir, st, &errs);
+			t = now_ms();
+			if (kpx_plan_update(plan, st, &in, &undo))
+				goto out;
+			kpx_plan_commit(undo);
+			rl[k] = now_ms() - t;
+			undo = NULL;
+			kpx_store_clear_dirty(st);
+		}
+		sl = flipped_slice(k + 1);
 		if (!sl)
 			goto out;
 		kpx_store_upsert(st, KPX_KIND_SLICE, sl);
@@ -142,6 +161,8 @@ int main(int argc, char **argv)
 	}
 	report("incremental_update", inc, n);
 	report("full_build", fb, n);
+	if (reload)
+		report("update_after_reload", rl, n);
 	rc = 0;
 out:
 	kpx_plan_free(full);
@@ -149,5 +170,6 @@ out:
 	kpx_store_free(st);
 	free(inc);
 	free(fb);
+	free(rl);
 	return rc;
 }

@@ -108,7 +108,7 @@ static void do_sync(struct kpx_agent *agent)
 	struct kpx_plan *plan = NULL;
 	const struct kpx_node *node;
 	bool full = agent->full_sync_pending || !agent->plan;
-	double t0, t_plan, elapsed;
+	double t0, t_in, t_plan, elapsed;
 	int err;
 
 	agent->sync_pending = false;
@@ -124,6 +124,7 @@ static void do_sync(struct kpx_agent *agent)
 
 	node = kpx_store_node(agent->store);
 	err = kpx_plan_input_from_config(&agent->cfg, node, &agent->plan_input);
+	t_in = kpx_wall_seconds() - t0;
 	if (!err && full) {
 		err = kpx_plan_build(agent->store, &agent->plan_input, &plan);
 	} else if (!err) {
@@ -183,12 +184,12 @@ static void do_sync(struct kpx_agent *agent)
 	agent->stats.last_queued_wall = 0;
 	if (agent->hcnp)
 		kpx_hcnp_update(agent->hcnp, plan);
-	kpx_dbg(1, "sync: %s, %zu service ports, %zu frontends, %zu endpoints in %.3f ms (plan %.3f ms%s, %zu services recomputed)",
+	kpx_dbg(1, "sync: %s, %zu service ports, %zu frontends, %zu endpoints in %.3f ms (plan %.3f ms%s, %zu services recomputed; node input %.3f ms)",
 		full ? "full" : "partial", plan->n_svcports, plan->n_frontends,
-		plan->n_endpoints, elapsed * 1000, t_plan * 1000,
+		plan->n_endpoints, elapsed * 1000, (t_plan - t_in) * 1000,
 		full ? ", full build" : us.all ? ", input changed: all"
 		       : us.merged ? ", merged" : ", in place",
-		full ? ss.n_services : us.services);
+		full ? ss.n_services : us.services, t_in * 1000);
 }
 
 static void on_sync_timer(void *arg)
