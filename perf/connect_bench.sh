@@ -63,6 +63,8 @@ for n in $SIZES; do
 	}
 	echo "$load"
 	sync_ms=$(echo "$load" | field sync_ms)
+	idle_ms=$(echo "$load" | field idle_cpu_ms)
+	resync_ms=$(echo "$load" | field resync_cpu_ms)
 	: >"$LOG.r"
 	for r in $(seq "$REPEAT"); do
 		# Interleaved so that drift hits every variant alike.
@@ -85,7 +87,7 @@ for n in $SIZES; do
 	rate_f=$(awk -v x="$tf" 'BEGIN { printf "%.0f", 1e9 / x }')
 	rate_h=$(awk -v x="$th" 'BEGIN { printf "%.0f", 1e9 / x }')
 	pct=$(awk -v f="$tf" -v h="$th" 'BEGIN { printf "%.1f", 100 * f / h }')
-	rows+="| $n | $sync_ms | $uf | $uh | $pu | $tf | $th | $pt | $rate_f | $rate_h | $pct % |"$'\n'
+	rows+="| $n | $sync_ms | $idle_ms | $resync_ms | $uf | $uh | $pu | $tf | $th | $pt | $rate_f | $rate_h | $pct % |"$'\n'
 	rm -f "$LOG.r"
 done
 
@@ -101,9 +103,10 @@ cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
 	echo "  hook: from the attached cgroup to ClusterIP 198.18.0.1:80 (rewritten by connect4)."
 	echo "- prog ns/run: connect4's own run time per call (bpf_stats run_time_ns / run_cnt)."
 	echo "- TCP = socket + connect (handshake over lo, accept in the same process) + RST close."
+	echo "- sync ms: first sync (wall); unchanged sync and full resync (compares every pinned map with the writer): CPU ms of the agent's process."
 	echo
-	echo "| services | sync ms | UDP floor ns/op | UDP hook ns/op | prog ns/run (UDP) | TCP floor ns/op | TCP hook ns/op | prog ns/run (TCP) | conn/s floor | conn/s hook | hook rate vs floor |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| services | sync ms | unchanged sync CPU ms | full resync CPU ms | UDP floor ns/op | UDP hook ns/op | prog ns/run (UDP) | TCP floor ns/op | TCP hook ns/op | prog ns/run (TCP) | conn/s floor | conn/s hook | hook rate vs floor |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	printf "%s" "$rows"
 } >"$OUT"
 cat "$OUT"
