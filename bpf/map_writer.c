@@ -553,8 +553,12 @@ static bool entry_matches(struct kpx_map_writer *w, const struct svc_entry *e,
 
 		backend_value_of(&v, x->sp, &x->sp->endpoints[x->set[i]]);
 		be_ident_of(&ident, &v);
-		n = be_find(w, &ident);
-		if (!n || n->id != e->ids[i] || n->val.flags != v.flags)
+		/* The backend the slot names must be this endpoint: by id,
+		 * not a tree search (identities are unique in the tree). */
+		n = e->ids[i] < w->o.backends_max ? w->be_by_id[e->ids[i]]
+						   : NULL;
+		if (!n || memcmp(&n->ident, &ident, sizeof(ident)) ||
+		    n->val.flags != v.flags)
 			return false;
 	}
 	if (!e->n_ranges && !(x->flags & KPX_SVC_F_SOURCE_RANGES))
