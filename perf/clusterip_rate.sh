@@ -59,7 +59,7 @@
 # 300 ms; rounds that started without that are counted in the report.
 # Writes perf/results/clusterip-rate-<date>.md.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 KPX=$ROOT/build/kpx
 ECHO=$ROOT/build/kpx_echo

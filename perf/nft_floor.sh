@@ -16,7 +16,7 @@
 # quiet gate as clusterip_rate.sh (perf/lib/rate.sh).
 # Writes perf/results/nft-floor-<date>.md.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 [ "$(id -u)" -eq 0 ] || { echo "SKIP nft_floor: needs root"; exit 0; }
 # (make may fail on someone else's half-written file: use what is built)
 make -s build/kpx_echo build/kpx_nft_bench >/dev/null 2>&1

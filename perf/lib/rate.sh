@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the connection-rate benchmarks (perf/clusterip_rate.sh,
 # perf/nft_bench.sh): sourced, not run. Owns only these functions and the
 # QUIET_WAIT / QUIET_PCT settings.
