@@ -320,9 +320,10 @@ static int copy_entries(int ofd, int nfd, const struct bpf_map_info *oi,
  * are copied into a new map of the wanted shape, which is pinned in its
  * place: programs still attached keep the old
  * map until this agent swaps them, established flows and affinities
- * carry over. Another type, key or value size (another ABI, another maglev
- * table size) cannot be copied, nor entries that do not fit a smaller
- * capacity: then the map is recreated empty, which is logged.
+ * carry over. A pin bigger than asked (same flags) is kept as it is.
+ * Another type, key or value size (another ABI, another maglev table size)
+ * cannot be copied, nor entries that do not fit a smaller capacity (flags
+ * changed too): then the map is recreated empty, which is logged.
  */
 static void migrate_pin(struct bpf_map *map)
 {
@@ -357,6 +358,18 @@ static void migrate_pin(struct bpf_map *map)
 	    info.value_size != bpf_map__value_size(map)) {
 		close(fd);
 		drop_pin(map, path, "has another type or layout");
+		return;
+	}
+	if (info.max_entries > max &&
+	    info.map_flags == bpf_map__map_flags(map) &&
+	    bpf_map__set_max_entries(map, info.max_entries) == 0) {
+		/* Bigger than asked (capacity flags lowered, or maglev
+		 * turned off): reused as is, nothing is lost; ids stay
+		 * below the configured capacity. */
+		close(fd);
+		kpx_info("map %s: pinned capacity %u is above the configured "
+			 "%u; kept (kpx cleanup removes it)", name,
+			 info.max_entries, max);
 		return;
 	}
 	co.map_flags = bpf_map__map_flags(map);

@@ -1002,9 +1002,14 @@ static void load_backend(struct kpx_map_writer *w, const void *key,
 	memcpy(&n->val, val, sizeof(n->val));
 	n->id = id;
 	be_ident_of(&n->ident, &n->val);
-	if (be_find(w, &n->ident) || be_insert(w, n)) {
+	if (be_find(w, &n->ident)) {
 		free(n); /* duplicate identity: an orphan */
 		goto stale;
+	}
+	if (be_insert(w, n)) {
+		free(n);
+		w->load_err = -ENOMEM;
+		return;
 	}
 	id_taken(&w->be_ids, id);
 	return;
