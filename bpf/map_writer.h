@@ -21,12 +21,14 @@
 #include "plan/plan.h"
 
 /* Capacities used when the config leaves them at 0 (and by config.c's
- * defaults). Sized for 30,000 dual-stack services x 10 endpoints x 2
- * ports: a service entry per frontend and scope (30k x 2 families x 2
- * ports x 2 scopes = 240k < 256k), a backend per endpoint address, port
- * and protocol (600k-1.2M < 1M + the ports that repeat). The LRU maps
- * (conntrack, affinity) keep their earlier sizes: a pinned LRU map of the
- * same size is reused as is across an upgrade. */
+ * defaults). Sized for 30,000 dual-stack services x 10 endpoints (or
+ * single-stack with 2 ports): a service entry per frontend and scope
+ * (30k x 2 families x 2 scopes = 120k of 256k, room for NodePorts and
+ * external IPs), a backend per endpoint address, port and protocol (600k
+ * of 1M), a slot per backend of every entry (1.2M of 2M, see
+ * kpx_map_writer_slots_capacity). The LRU maps (conntrack, reverse NAT,
+ * affinity) keep their earlier sizes: the pinned ones are reused as they
+ * are across an upgrade. */
 #define KPX_DEF_SERVICES_MAX 262144
 #define KPX_DEF_BACKENDS_MAX 1048576
 #define KPX_DEF_CT_MAX 262144

@@ -24,8 +24,8 @@ void kpx_config_defaults(struct kpx_config *cfg)
 	strcpy(cfg->bpf_root, "/sys/fs/bpf/kpx");
 	strcpy(cfg->state_socket, "/run/kpx/kpx.sock");
 	/* Same values as KPX_DEF_* in bpf/map_writer.h: 30,000 dual-stack
-	 * services x 10 endpoints x 2 ports fit (service maps preallocate
-	 * nothing, so unused capacity costs only hash buckets). */
+	 * services x 10 endpoints fit (service maps preallocate nothing, so
+	 * unused capacity costs only hash buckets). */
 	cfg->bpf_services_max = 262144;
 	cfg->bpf_backends_max = 1048576;
 	cfg->bpf_ct_max = 262144;
