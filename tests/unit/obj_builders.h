@@ -114,7 +114,8 @@ static inline void b_slice_port(struct kpx_endpoint_slice *sl,
 	p->port = port;
 }
 
-/* hints: NULL = no hints field; "" = hints with no zones; "a,b" zones. */
+/* hints: NULL = no hints field; "" = hints with no zones; "a,b" zones,
+ * "@n" a node hint (forNodes). */
 static inline struct kpx_endpoint *
 b_ep(struct kpx_endpoint_slice *sl, const char *ip, bool ready, bool serving,
      bool terminating, const char *node, const char *zone, const char *hints)
@@ -132,14 +133,20 @@ b_ep(struct kpx_endpoint_slice *sl, const char *ip, bool ready, bool serving,
 	if (hints) {
 		char buf[256], *save = NULL, *tok;
 
-		e->has_hints = true;
 		snprintf(buf, sizeof(buf), "%s", hints);
 		for (tok = strtok_r(buf, ",", &save); tok;
 		     tok = strtok_r(NULL, ",", &save)) {
+			if (tok[0] == '@') {
+				B_GROW(e->hint_nodes, e->n_hint_nodes);
+				snprintf(e->hint_nodes[e->n_hint_nodes++],
+					 KPX_NAME_MAX, "%s", tok + 1);
+				continue;
+			}
 			B_GROW(e->hint_zones, e->n_hint_zones);
 			snprintf(e->hint_zones[e->n_hint_zones++],
 				 KPX_ZONE_MAX, "%s", tok);
 		}
+		e->has_hints = e->n_hint_zones > 0;
 	}
 	return e;
 }

@@ -76,7 +76,8 @@ Test(objects, service_all_fields)
 		"'healthCheckNodePort':32000,'sessionAffinity':'ClientIP',"
 		"'sessionAffinityConfig':{'clientIP':{'timeoutSeconds':60}}},"
 		"'status':{'loadBalancer':{'ingress':[{'ip':'198.18.200.10'},"
-		"{'hostname':'lb.example.com'},{'ip':'fd00::200'}]}}}");
+		"{'hostname':'lb.example.com'},{'ip':'fd00::200','ipMode':'VIP'},"
+		"{'ip':'198.18.200.11','ipMode':'Proxy'}]}}}");
 
 	cr_assert_str_eq(svc->ns, "shop");
 	cr_assert_str_eq(svc->name, "web");
@@ -98,7 +99,7 @@ Test(objects, service_all_fields)
 	cr_assert_eq(svc->ports[2].node_port, 0);
 	cr_assert_eq(svc->n_external_ips, 1);
 	cr_assert_str_eq(ip(&svc->external_ips[0]), "198.18.200.5");
-	/* the hostname-only ingress entry is skipped */
+	/* the hostname-only and the ipMode Proxy entries are skipped */
 	cr_assert_eq(svc->n_lb_ips, 2);
 	cr_assert_str_eq(ip(&svc->lb_ips[0]), "198.18.200.10");
 	cr_assert_str_eq(ip(&svc->lb_ips[1]), "fd00::200");
@@ -405,7 +406,8 @@ Test(objects, slice_all_fields)
 		"'endpoints':[{'addresses':['198.19.1.10','198.19.1.11'],"
 		"'conditions':{'ready':true,'serving':true,'terminating':false},"
 		"'nodeName':'node-a','zone':'z1',"
-		"'hints':{'forZones':[{'name':'z1'},{'name':'z2'}]}},"
+		"'hints':{'forZones':[{'name':'z1'},{'name':'z2'}],"
+		"'forNodes':[{'name':'node-a'}]}},"
 		"{'addresses':['198.19.2.10'],'nodeName':'node-b'}]}");
 
 	cr_assert_str_eq(sl->ns, "shop");
@@ -425,6 +427,9 @@ Test(objects, slice_all_fields)
 	cr_assert(sl->endpoints[0].has_hints);
 	cr_assert_eq(sl->endpoints[0].n_hint_zones, 2);
 	cr_assert_str_eq(sl->endpoints[0].hint_zones[1], "z2");
+	cr_assert_eq(sl->endpoints[0].n_hint_nodes, 1);
+	cr_assert_str_eq(sl->endpoints[0].hint_nodes[0], "node-a");
+	cr_assert_eq(sl->endpoints[1].n_hint_nodes, 0);
 	cr_assert_not(sl->endpoints[1].has_hints);
 	cr_assert_str_eq(sl->endpoints[1].node_name, "node-b");
 	kpx_slice_free(sl);

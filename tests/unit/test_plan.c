@@ -111,7 +111,8 @@ struct pcase {
 	char zone[8]; /* this node's zone */
 	/* "IP FLAGS NODE HINTS;...": FLAGS of R(eady) S(erving)
 	 * T(erminating) or "-", NODE "me" for this node, HINTS "-" for none,
-	 * "~" for a hints field with no zones, else "z1,z2". */
+	 * "~" for a hints field with no zones, else "z1,z2"; "@node-me" a
+	 * node hint (forNodes). */
 	char eps[160];
 	char endpoints[128], internal[128], external[128], cluster[128];
 	enum kpx_empty_action iempty, eempty;
@@ -195,6 +196,26 @@ static struct pcase pcases[] = {
 	  false, "z1", "198.18.1.1 RS n1 z1;198.18.1.2 ST n2 -;198.18.1.3 RS n3 z2",
 	  "198.18.1.1:8080,198.18.1.2:8080,198.18.1.3:8080", "198.18.1.1:8080",
 	  "198.18.1.1:8080", "198.18.1.1:8080", D, D, 0 },
+	{ "node hints used", KPX_SVC_NODE_PORT, false, false, "z1",
+	  "198.18.1.1 RS me z1,@node-me;198.18.1.2 RS n2 z1,@n2;198.18.1.3 RS n3 z1,@n3,@node-me",
+	  "198.18.1.1:8080,198.18.1.2:8080,198.18.1.3:8080",
+	  "198.18.1.1:8080,198.18.1.3:8080", "198.18.1.1:8080,198.18.1.3:8080",
+	  "198.18.1.1:8080,198.18.1.3:8080", D, D, 1 },
+	{ "node hints for other nodes fall back to zone hints",
+	  KPX_SVC_NODE_PORT, false, false, "z1",
+	  "198.18.1.1 RS n1 z1,@n1;198.18.1.2 RS n2 z2,@n2",
+	  "198.18.1.1:8080,198.18.1.2:8080", "198.18.1.1:8080",
+	  "198.18.1.1:8080", "198.18.1.1:8080", D, D, 0 },
+	{ "node hints unused when a ready endpoint lacks them",
+	  KPX_SVC_NODE_PORT, false, false, "",
+	  "198.18.1.1 RS me @node-me;198.18.1.2 RS n2 -",
+	  "198.18.1.1:8080,198.18.1.2:8080", "198.18.1.1:8080,198.18.1.2:8080",
+	  "198.18.1.1:8080,198.18.1.2:8080", "198.18.1.1:8080,198.18.1.2:8080",
+	  D, D, 1 },
+	{ "node hints used without a node zone", KPX_SVC_CLUSTER_IP, false,
+	  false, "", "198.18.1.1 RS me @node-me;198.18.1.2 RS n2 @n2",
+	  "198.18.1.1:8080,198.18.1.2:8080", "198.18.1.1:8080",
+	  "198.18.1.1:8080", "198.18.1.1:8080", D, D, 1 },
 	{ "topology does not filter the local set", KPX_SVC_NODE_PORT, true,
 	  true, "z1", "198.18.1.1 RS me z2;198.18.1.2 RS n2 z1",
 	  "198.18.1.1:8080,198.18.1.2:8080", "198.18.1.1:8080",

@@ -24,8 +24,9 @@
 
 #define AFFINITY_DEFAULT_S 10800
 #define AFFINITY_MAX_S 86400
-/* The API caps hints.forZones at 8; leave room, reject nonsense. */
-#define MAX_HINT_ZONES 64
+/* The API caps hints.forZones and forNodes at 8; leave room, reject
+ * nonsense. */
+#define MAX_HINTS 64
 
 struct dec {
 	char *err;
@@ -418,7 +419,7 @@ static int svc_ports(struct dec *d, struct json_object *spec,
 static int svc_lb_ingress(struct dec *d, struct json_object *obj,
 			  struct kpx_service *svc)
 {
-	struct json_object *status, *lb = NULL, *arr, *ing, *ip;
+	struct json_object *status, *lb = NULL, *arr, *ing, *ip, *mode;
 	char path[64];
 	size_t n = 0;
 	int rc;
@@ -441,10 +442,17 @@ static int svc_lb_ingress(struct dec *d, struct json_object *obj,
 		if (!rc)
 			rc = get_typed(d, ing, path, "ip", json_type_string,
 				       &ip);
+		if (!rc)
+			rc = get_typed(d, ing, path, "ipMode", json_type_string,
+				       &mode);
 		if (rc)
 			return rc;
 		/* Hostname-only ingress (e.g. AWS ELB): nothing to program. */
 		if (!ip || !json_object_get_string_len(ip))
+			continue;
+		/* ipMode Proxy: the load balancer proxies to the nodes
+		 * itself; like kube-proxy, do not short-circuit its IP. */
+		if (mode && strcmp(json_object_get_string(mode), "VIP"))
 			continue;
 		if (kpx_addr_parse(json_object_get_string(ip),
 				   &svc->lb_ips[svc->n_lb_ips]))
@@ -679,12 +687,41 @@ static int slice_ports(struct dec *d, struct json_object *obj,
 	return 0;
 }
 
+/* hints.KEY[].name into a calloc'd array of n fixed-width names. */
+static int hint_names(struct dec *d, struct json_object *hints,
+		      const char *hpath, const char *key, size_t width,
+		      char **names, size_t *n_names)
+{
+	struct json_object *arr, *h;
+	char apath[112], epath[128];
+	size_t n;
+	int rc;
+
+	rc = get_array(d, hints, hpath, key, MAX_HINTS, &arr, &n);
+	if (rc || !n)
+		return rc;
+	*names = calloc(n, width);
+	if (!*names)
+		return fail(d, -ENOMEM, "out of memory");
+	snprintf(apath, sizeof(apath), "%s.%s", hpath, key);
+	for (size_t i = 0; i < n; i++) {
+		rc = get_obj_elem(d, arr, i, apath, epath, sizeof(epath), &h);
+		if (!rc)
+			rc = get_str(d, h, epath, "name", *names + i * width,
+				     width, true);
+		if (rc)
+			return rc;
+		*n_names = i + 1;
+	}
+	return 0;
+}
+
 static int endpoint_decode(struct dec *d, struct json_object *e,
 			   const char *path, uint8_t family,
 			   struct kpx_endpoint *ep)
 {
-	struct json_object *addrs, *cond, *hints, *zones, *z;
-	char zpath[96], fzpath[80];
+	struct json_object *addrs, *cond, *hints;
+	char hpath[80];
 	bool serving_set = false;
 	const char *a0;
 	size_t n;
@@ -744,27 +781,15 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 		rc = get_typed(d, e, path, "hints", json_type_object, &hints);
 	if (rc || !hints)
 		return rc;
-	snprintf(zpath, sizeof(zpath), "%s.hints", path);
-	rc = get_array(d, hints, zpath, "forZones", MAX_HINT_ZONES, &zones, &n);
-	if (rc || !n)
-		return rc;
-	ep->hint_zones = calloc(n, sizeof(*ep->hint_zones));
-	if (!ep->hint_zones)
-		return fail(d, -ENOMEM, "out of memory");
-	snprintf(fzpath, sizeof(fzpath), "%s.hints.forZones", path);
-	for (size_t i = 0; i < n; i++) {
-		rc = get_obj_elem(d, zones, i, fzpath, zpath, sizeof(zpath),
-				  &z);
-		if (!rc)
-			rc = get_str(d, z, zpath, "name", ep->hint_zones[i],
-				     KPX_ZONE_MAX, true);
-		if (rc)
-			return rc;
-		ep->n_hint_zones = i + 1;
-	}
+	snprintf(hpath, sizeof(hpath), "%s.hints", path);
+	rc = hint_names(d, hints, hpath, "forZones", KPX_ZONE_MAX,
+			(char **)&ep->hint_zones, &ep->n_hint_zones);
+	if (!rc)
+		rc = hint_names(d, hints, hpath, "forNodes", KPX_NAME_MAX,
+				(char **)&ep->hint_nodes, &ep->n_hint_nodes);
 	/* kube-proxy treats an empty forZones list as "no hints". */
 	ep->has_hints = ep->n_hint_zones > 0;
-	return 0;
+	return rc;
 }
 
 int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
@@ -999,8 +1024,10 @@ void kpx_slice_free(struct kpx_endpoint_slice *slice)
 {
 	if (!slice)
 		return;
-	for (size_t i = 0; i < slice->n_endpoints; i++)
+	for (size_t i = 0; i < slice->n_endpoints; i++) {
 		free(slice->endpoints[i].hint_zones);
+		free(slice->endpoints[i].hint_nodes);
+	}
 	free(slice->endpoints);
 	free(slice->ports);
 	free(slice);

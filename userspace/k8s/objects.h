@@ -69,7 +69,7 @@ struct kpx_service {
 	size_t n_cluster_ips;
 	struct kpx_addr *external_ips;
 	size_t n_external_ips;
-	struct kpx_addr *lb_ips; /* status.loadBalancer.ingress[].ip */
+	struct kpx_addr *lb_ips; /* status.loadBalancer.ingress[].ip, ipMode VIP */
 	size_t n_lb_ips;
 	struct kpx_cidr *lb_source_ranges;
 	size_t n_lb_source_ranges;
@@ -91,6 +91,8 @@ struct kpx_endpoint {
 	bool has_hints; /* hints.forZones present */
 	char (*hint_zones)[KPX_ZONE_MAX];
 	size_t n_hint_zones;
+	char (*hint_nodes)[KPX_NAME_MAX]; /* hints.forNodes (PreferSameNode) */
+	size_t n_hint_nodes;
 };
 
 struct kpx_slice_port {

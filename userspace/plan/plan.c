@@ -203,39 +203,79 @@ static bool serving_terminating(uint8_t f)
 	return (f & KPX_EP_SERVING) && (f & KPX_EP_TERMINATING);
 }
 
-static bool hinted_for(const struct kpx_endpoint *ep, const char *zone)
+/* Which hints pick the cluster endpoints (topology.go topologyModeFromHints). */
+enum topo_mode { TOPO_NONE, TOPO_NODE, TOPO_ZONE };
+
+static bool named_in(const char *names, size_t n, size_t width,
+		     const char *name)
 {
-	for (size_t i = 0; i < ep->n_hint_zones; i++)
-		if (!strcmp(ep->hint_zones[i], zone))
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(names + i * width, name))
 			return true;
 	return false;
 }
 
-/* topology.go topologyModeFromHints, PreferSameZone part: every ready
- * endpoint carries zone hints and at least one names this node's zone. */
-static bool use_zone_hints(const struct cand *cd, size_t n, const char *zone)
+static bool for_node(const struct kpx_endpoint *ep, const char *node)
 {
-	bool any_ready = false, for_zone = false;
+	return named_in((const char *)ep->hint_nodes, ep->n_hint_nodes, KPX_NAME_MAX,
+			node);
+}
 
-	if (!zone[0])
-		return false;
+static bool for_zone(const struct kpx_endpoint *ep, const char *zone)
+{
+	return named_in((const char *)ep->hint_zones, ep->n_hint_zones, KPX_ZONE_MAX,
+			zone);
+}
+
+/*
+ * PreferSameNode first: every ready endpoint carries node hints and one
+ * names this node; else PreferSameZone: every ready endpoint carries zone
+ * hints and one names this node's zone (a node without a zone label
+ * ignores them).
+ */
+static enum topo_mode topology_mode(const struct cand *cd, size_t n,
+				    const char *node, const char *zone)
+{
+	bool all_node = true, all_zone = true, node_hit = false,
+	     zone_hit = false, any_ready = false;
+
 	for (size_t i = 0; i < n; i++) {
+		const struct kpx_endpoint *ep = cd[i].ep;
+
 		if (!(cd[i].flags & KPX_EP_READY))
 			continue;
 		any_ready = true;
-		if (!cd[i].ep->n_hint_zones)
-			return false;
-		if (hinted_for(cd[i].ep, zone))
-			for_zone = true;
+		if (!ep->n_hint_nodes)
+			all_node = false;
+		else if (node[0] && for_node(ep, node))
+			node_hit = true;
+		if (!ep->n_hint_zones)
+			all_zone = false;
+		else if (zone[0] && for_zone(ep, zone))
+			zone_hit = true;
 	}
-	return any_ready && for_zone;
+	if (!any_ready)
+		return TOPO_NONE;
+	if (all_node && node_hit)
+		return TOPO_NODE;
+	if (all_zone && zone_hit)
+		return TOPO_ZONE;
+	return TOPO_NONE;
+}
+
+static bool topology_allows(const struct kpx_endpoint *ep, enum topo_mode m,
+			    const struct kpx_plan_input *in)
+{
+	return m == TOPO_NONE || (m == TOPO_NODE && for_node(ep, in->node_name)) ||
+	       (m == TOPO_ZONE && for_zone(ep, in->node_zone));
 }
 
 static int build_sets(struct build_ctx *c, struct kpx_plan_svcport *sp)
 {
 	const struct cand *cd = c->cands;
 	size_t n = 0, nc = 0, nl = 0;
-	bool topo, local_ready = false;
+	enum topo_mode topo;
+	bool local_ready = false;
 	uint32_t *cluster = NULL, *local = NULL;
 
 	/* endpoints: the usable ones, in (address, port) order already. */
@@ -265,10 +305,10 @@ static int build_sets(struct build_ctx *c, struct kpx_plan_svcport *sp)
 	c->n_cands = n;
 
 	/* Cluster: ready (topology-filtered), else serving+terminating. */
-	topo = use_zone_hints(cd, n, c->in->node_zone);
+	topo = topology_mode(cd, n, c->in->node_name, c->in->node_zone);
 	for (size_t i = 0; i < n; i++)
 		if ((cd[i].flags & KPX_EP_READY) &&
-		    (!topo || hinted_for(cd[i].ep, c->in->node_zone)))
+		    topology_allows(cd[i].ep, topo, c->in))
 			cluster[nc++] = i;
 	if (!nc)
 		for (size_t i = 0; i < n; i++)
