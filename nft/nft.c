@@ -16,8 +16,11 @@
  *   dispatch (shared disp{4,6}-KIND-aTIMEOUT chains): frontend key ->
  *                @g* -> group g; [affinity hit: saddr . g -> @aff -> id,
  *                g . id -> @epv -> (addr . port) -> dnat]; g -> @gn -> n,
- *                n . numgen random -> @sel -> slot, g . slot -> @slots ->
- *                (addr . port) -> dnat [and @sid -> id into @aff]; the
+ *                n . numgen random -> @sel -> slot, then without affinity
+ *                g . slot -> @slots -> (addr . port) -> dnat; with
+ *                affinity g . slot -> @sid -> id (into @aff), g . id ->
+ *                @epv -> (addr . port) -> dnat (an affinity group has no
+ *                @slots elements: one map fewer of 10 per service); the
  *                packet mark carries each step (see x_launder).
  *   nat-post -> masquerading: mark 0x4000, or hairpin (@hp: saddr . daddr
  *                of a local endpoint after DNAT) -> masquerade
@@ -26,8 +29,8 @@
  *                or drop; what got DNATed no longer matches.
  *   filter (pre-DNAT, ct new) firewall-check: vmap @fw -> fw-N
  *                (loadBalancerSourceRanges: return or drop)
- * Chains carry the svcport id in userdata, slot elements the endpoint
- * flags, so `kpx services` can be answered from the kernel alone.
+ * Chains carry the svcport id in userdata, slot elements (@slots, or
+ * @sid for affinity groups) the endpoint flags, so `kpx services` can be answered from the kernel alone.
  * A full sync (first after start, drift repair) replaces the table in one
  * transaction and carries the @aff entries over (carry_affinity); the
  * periodic resync compares the table only when the ruleset generation
@@ -121,7 +124,7 @@ static const struct setspec setspecs[NSETS] = {
 	/* group -> endpoint count */
 	[SET(S_GN, 0)] = { "gn4", NFT_SET_MAP, T_MARK, 4, T_MARK, 4 },
 	[SET(S_GN, 1)] = { "gn6", NFT_SET_MAP, T_MARK, 4, T_MARK, 4 },
-	/* affinity groups: group . slot -> endpoint id */
+	/* affinity groups: group . slot -> endpoint id (their @slots) */
 	[SET(S_SID, 0)] = { "sid4", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
 	[SET(S_SID, 1)] = { "sid6", NFT_SET_MAP, C2(T_MARK, T_MARK), 8, T_MARK, 4 },
 };
@@ -591,13 +594,15 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 		const struct kpx_plan_endpoint *ep = &sp->endpoints[idx[i]];
 		uint32_t k2[2] = { g, (uint32_t)i };
 		size_t dl = ep_data(data, ep);
-		elem(b, add, SET(S_SLOTS, v6), k2, 8, NULL, 0, data, dl,
-		     &ep->flags, 1);
-		if (!ids)
+		if (!ids) {
+			elem(b, add, SET(S_SLOTS, v6), k2, 8, NULL, 0, data, dl,
+			     &ep->flags, 1);
 			continue;
+		}
+		/* affinity: slot -> id -> address, no @slots element */
 		uint32_t id = ep_id(data, dl, ids, i);
 		ids[i] = id;
-		elem(b, add, SET(S_SID, v6), k2, 8, NULL, 0, &id, 4, NULL, 0);
+		elem(b, add, SET(S_SID, v6), k2, 8, NULL, 0, &id, 4, &ep->flags, 1);
 		k2[1] = id;
 		elem(b, add, SET(S_EPV, v6), k2, 8, NULL, 0, data, dl, NULL, 0);
 	}
@@ -923,8 +928,8 @@ static void x_launder(struct nftnl_rule *r, uint32_t reg)
  *   G           group   <- frontend key map @g*
  *   G+1         n       <- group map @gn; slot <- n . random map @sel;
  *               endpoint id <- saddr . group map @aff (affinity hit)
+ *               or <- group . slot map @sid (new affinity)
  *   G+2..       frontend key, then random, then address . port
- *   G+3+a       endpoint id <- group . slot map @sid (new affinity)
  */
 static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 		       const char *gmap, bool np, uint32_t t_s)
@@ -968,17 +973,21 @@ static void disp_rules(struct kpx_backend *b, const char *chain, bool v6,
 	kpx_nft_e_numgen(r, g + 2, SEL_M);		  /* random */
 	kpx_nft_e_lookup(r, sel, g + 1, (int)(g + 1), 0); /* slot */
 	x_launder(r, g + 1);
-	kpx_nft_e_lookup(r, slots, g, (int)(g + 2), 0);	  /* address . port */
 	if (t_s) {
+		/* endpoint id, then its address . port as in the hit rule */
 		kpx_nft_e_lookup(r, setspecs[SET(S_SID, v6)].name, g,
-				 (int)(g + 3 + a), 0);
-		x_launder(r, g + 3 + a);
+				 (int)(g + 1), 0);
+		x_launder(r, g + 1);
+		kpx_nft_e_lookup(r, setspecs[SET(S_EPV, v6)].name, g,
+				 (int)(g + 2), 0);
 		x_saddr(r, v6, R(0));
 		/* the kernel wants a data register for any dynset on a map */
 		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_DELETE, R(0),
-				 (int)(g + 3 + a), 0);
+				 (int)(g + 1), 0);
 		kpx_nft_e_dynset(r, aff, NFT_DYNSET_OP_ADD, R(0),
-				 (int)(g + 3 + a), t);
+				 (int)(g + 1), t);
+	} else {
+		kpx_nft_e_lookup(r, slots, g, (int)(g + 2), 0); /* address . port */
 	}
 	kpx_nft_e_dnat(r, fam, g + 2, g + 2 + a);
 	rule_emit(b, r);
@@ -1222,7 +1231,15 @@ static void size_count(size_t *cnt, const struct kpx_plan_svcport *sp, int sign)
 {
 	bool v6 = sp->family == AF_INET6;
 	size_t d = sp->n_internal + sp->n_external + sp->n_cluster;
-	cnt[SET(S_SLOTS, v6)] += sign > 0 ? d : -d;
+	/* groups with endpoints: @gn elements (an upper bound) */
+	size_t ng = !!sp->n_internal + !!sp->n_external + !!sp->n_cluster;
+	cnt[SET(S_GN, v6)] += sign > 0 ? ng : -ng;
+	if (!sp->affinity_timeout) {
+		cnt[SET(S_SLOTS, v6)] += sign > 0 ? d : -d;
+	} else {
+		cnt[SET(S_SID, v6)] += sign > 0 ? d : -d;
+		cnt[SET(S_EPV, v6)] += sign > 0 ? d : -d;
+	}
 	cnt[SET(S_GINT, v6)] += sign > 0 ? sp->n_frontends : -sp->n_frontends;
 	cnt[SET(S_FE, v6)] += sign > 0 ? sp->n_frontends : -sp->n_frontends;
 }
@@ -2061,8 +2078,12 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		b->gen_ok = false;
 	else if (sent)
 		b->gen_ok = true;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double build_ms = ms_since(&t0);
 	if (!err)
 		err = kpx_nft_batch_send(&b->batch, b->nl);
+	double send_ms = ms_since(&ts);
 	/* ours was the only transaction in between: g1 is our commit */
 	if (sent) {
 		b->gen_ok = b->gen_ok && !err && !kpx_nft_gen(b->nl, &g1) &&
@@ -2092,10 +2113,11 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	kpx_dbg(full ? 0 : 1,
 		"nft: %s sync: %zu svcports (%zu new, %zu removed), %u messages, "
-		"%zu bytes, %.1f ms",
+		"%zu bytes, %.1f ms (build %.1f, commit %.1f)",
 		full ? "full" : "partial", plan->n_svcports, fresh, b->n_gone, msgs,
 		bytes, (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+		build_ms, send_ms);
 	return 0;
 }
 

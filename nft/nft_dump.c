@@ -221,13 +221,19 @@ static const char *kind_str(uint8_t k)
 	return "?";
 }
 
+static int chain_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct chaininfo *)a)->name,
+		      ((const struct chaininfo *)b)->name);
+}
+
+/* c sorted by name (chain_cmp). */
 static const struct chaininfo *find_chain(const struct chains *c,
 					  const char *name)
 {
-	for (size_t i = 0; i < c->n; i++)
-		if (!strcmp(c->v[i].name, name))
-			return &c->v[i];
-	return NULL;
+	struct chaininfo want;
+	snprintf(want.name, sizeof(want.name), "%s", name);
+	return c->n ? bsearch(&want, c->v, c->n, sizeof(*c->v), chain_cmp) : NULL;
 }
 
 /* ud: kind \t id \t ns \t name \t port \t affinity \t group \t etp_local */
@@ -257,45 +263,73 @@ static const char *noep_action(const struct elist *noep, const uint8_t *key,
 	return NULL;
 }
 
-static struct json_object *backends(const struct elist *slots, uint32_t g,
+static int elem_cmp(const void *a, const void *b)
+{
+	const struct elem *x = a, *y = b;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return memcmp(x->key, y->key, x->klen);
+}
+
+/* Lists searched by key (group . slot, group . id): sorted once, so that
+ * listing every frontend's backends is not quadratic in the set size. */
+static void sort_el(struct elist *l)
+{
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), elem_cmp);
+}
+
+static const struct elem *find_g2(const struct elist *l, uint32_t g,
+				  uint32_t k)
+{
+	struct elem want;
+	want.klen = 8;
+	memcpy(want.key, &g, 4);
+	memcpy(want.key + 4, &k, 4);
+	return l->n ? bsearch(&want, l->v, l->n, sizeof(*l->v), elem_cmp) : NULL;
+}
+
+/* The slot maps of a family: @slots (group . slot -> address . port), and
+ * for affinity groups @sid (group . slot -> id) with @epv (group . id ->
+ * address . port). Each sorted by key. */
+struct slotmaps {
+	struct elist slots, sid, epv;
+};
+
+static struct json_object *backends(const struct slotmaps *m, uint32_t g,
 				    int family)
 {
 	struct json_object *arr = json_object_new_array();
 	size_t l = family == AF_INET6 ? 16 : 4;
 	/* Slot order is the selection order; list by slot index. */
 	for (uint32_t want = 0; want < 100000; want++) {
-		bool found = false;
-		for (size_t i = 0; i < slots->n; i++) {
-			const struct elem *e = &slots->v[i];
-			uint32_t kg, ki;
-			memcpy(&kg, e->key, 4);
-			memcpy(&ki, e->key + 4, 4);
-			if (kg != g || ki != want)
-				continue;
-			char abuf[INET6_ADDRSTRLEN];
-			uint16_t port;
-			memcpy(&port, e->data + l, 2);
-			inet_ntop(family, e->data, abuf, sizeof(abuf));
-			uint8_t fl = e->udlen ? e->ud[0] : 0;
-			struct json_object *o = json_object_new_object();
-			json_object_object_add(o, "address", json_object_new_string(abuf));
-			json_object_object_add(o, "port", json_object_new_int(ntohs(port)));
-			json_object_object_add(o, "state", json_object_new_string(
-				(fl & KPX_EP_TERMINATING) ? "terminating" : "active"));
-			json_object_object_add(o, "local",
-					       json_object_new_boolean(fl & KPX_EP_LOCAL));
-			json_object_array_add(arr, o);
-			found = true;
-			break;
+		const struct elem *e = find_g2(&m->slots, g, want), *d = e;
+		if (!e && (e = find_g2(&m->sid, g, want)) && e->dlen >= 4) {
+			uint32_t id;
+			memcpy(&id, e->data, 4);
+			d = find_g2(&m->epv, g, id);
 		}
-		if (!found)
+		if (!e || !d || d->dlen < l + 2)
 			break;
+		char abuf[INET6_ADDRSTRLEN];
+		uint16_t port;
+		memcpy(&port, d->data + l, 2);
+		inet_ntop(family, d->data, abuf, sizeof(abuf));
+		uint8_t fl = e->udlen ? e->ud[0] : 0;
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "address", json_object_new_string(abuf));
+		json_object_object_add(o, "port", json_object_new_int(ntohs(port)));
+		json_object_object_add(o, "state", json_object_new_string(
+			(fl & KPX_EP_TERMINATING) ? "terminating" : "active"));
+		json_object_object_add(o, "local",
+				       json_object_new_boolean(fl & KPX_EP_LOCAL));
+		json_object_array_add(arr, o);
 	}
 	return arr;
 }
 
 static struct json_object *frontend(const struct chains *ch,
-				    const struct elist *slots,
+				    const struct slotmaps *slots,
 				    const struct elist *noep, const struct elem *e,
 				    int family, const uint8_t *addr,
 				    uint8_t proto, uint16_t port, uint8_t kind)
@@ -361,16 +395,23 @@ int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **ou
 		err = -ENOENT;
 		goto out;
 	}
+	qsort(ch.v, ch.n, sizeof(*ch.v), chain_cmp);
 	arr = json_object_new_array();
 	for (int v6 = 0; v6 <= 1 && !err; v6++) {
-		struct elist fe = { 0 }, np = { 0 }, npa = { 0 }, slots = { 0 },
-			     noep = { 0 }, noepnp = { 0 };
+		struct elist fe = { 0 }, np = { 0 }, npa = { 0 }, noep = { 0 },
+			     noepnp = { 0 };
+		struct slotmaps slots = { 0 };
 		int fam = v6 ? AF_INET6 : AF_INET;
 		size_t l = v6 ? 16 : 4;
 		err = list_elems(nl, v6 ? "fe6" : "fe4", &fe);
 		err = err ? err : list_elems(nl, v6 ? "np6" : "np4", &np);
 		err = err ? err : list_elems(nl, v6 ? "npaddr6" : "npaddr4", &npa);
-		err = err ? err : list_elems(nl, v6 ? "slots6" : "slots4", &slots);
+		err = err ? err : list_elems(nl, v6 ? "slots6" : "slots4", &slots.slots);
+		err = err ? err : list_elems(nl, v6 ? "sid6" : "sid4", &slots.sid);
+		err = err ? err : list_elems(nl, v6 ? "epv6" : "epv4", &slots.epv);
+		sort_el(&slots.slots);
+		sort_el(&slots.sid);
+		sort_el(&slots.epv);
 		err = err ? err : list_elems(nl, v6 ? "noep6" : "noep4", &noep);
 		err = err ? err : list_elems(nl, v6 ? "noepnp6" : "noepnp4", &noepnp);
 		for (size_t i = 0; !err && i < fe.n; i++) {
@@ -393,7 +434,9 @@ int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **ou
 		free_el(&fe);
 		free_el(&np);
 		free_el(&npa);
-		free_el(&slots);
+		free_el(&slots.slots);
+		free_el(&slots.sid);
+		free_el(&slots.epv);
 		free_el(&noep);
 		free_el(&noepnp);
 	}
@@ -729,7 +772,8 @@ int kpx_nft_dump_datapath(const struct kpx_config *cfg, struct json_object **out
 	static const char *sets[] = { "fe4", "fe6", "np4", "np6", "npaddr4",
 				      "npaddr6", "noep4", "noep6", "noepnp4",
 				      "noepnp6", "fw4", "fw6", "slots4", "slots6",
-				      "epv4", "epv6", "aff4", "aff6", "hp4", "hp6" };
+				      "sid4", "sid6", "epv4", "epv6", "aff4", "aff6",
+				      "hp4", "hp6" };
 	struct mnl_socket *nl = sock();
 	struct chains ch = { 0 };
 	int err;
