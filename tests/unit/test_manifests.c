@@ -571,3 +571,576 @@ Test(manifests, inotify_rereads, .init = mk_tmpdir, .fini = rm_tmpdir)
 	kpx_loop_free(loop);
 	kpx_store_free(s);
 }
+
+/*
+ * Per-file re-reads. The source re-reads only the files inotify names;
+ * what a user observes is which services the store reports as changed
+ * (the dirty set the sync consumes) and the store's content, which must
+ * always equal a full listing of the directory.
+ */
+struct watched {
+	struct kpx_store *s;
+	struct kpx_loop *loop;
+	struct kpx_manifests_source *src;
+	int calls;
+};
+
+static void watch_open(struct watched *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->s = new_store();
+	cr_assert_eq(kpx_loop_new(&w->loop), 0);
+	cr_assert_eq(kpx_manifests_open(w->loop, tmpdir, w->s, on_change,
+					&w->calls, &w->src),
+		     0);
+	kpx_store_clear_dirty(w->s);
+}
+
+static void watch_close(struct watched *w)
+{
+	kpx_manifests_close(w->src);
+	kpx_loop_free(w->loop);
+	kpx_store_free(w->s);
+}
+
+static int64_t status_int(struct watched *w, const char *key)
+{
+	struct json_object *st = kpx_manifests_status(w->src);
+	int64_t v;
+
+	cr_assert(st);
+	v = json_object_get_int64(field(st, key));
+	json_object_put(st);
+	return v;
+}
+
+static bool status_bool(struct watched *w, const char *key)
+{
+	struct json_object *st = kpx_manifests_status(w->src);
+	bool v;
+
+	cr_assert(st);
+	v = json_object_get_boolean(field(st, key));
+	json_object_put(st);
+	return v;
+}
+
+/* Runs the loop until the source re-read once more (3 s at most). */
+static void wait_reload(struct watched *w)
+{
+	int64_t loads = status_int(w, "loads");
+	uint64_t end = kpx_now_ms() + 3000;
+
+	while (status_int(w, "loads") == loads && kpx_now_ms() < end)
+		kpx_loop_run_once(w->loop, 50);
+	cr_assert_gt(status_int(w, "loads"), loads, "no re-read");
+}
+
+struct dirty_set {
+	char names[32][KPX_NS_MAX + KPX_NAME_MAX];
+	int n;
+};
+
+static void add_dirty(const char *ns, const char *name, void *arg)
+{
+	struct dirty_set *d = arg;
+
+	if (d->n < 32)
+		snprintf(d->names[d->n], sizeof(d->names[0]), "%s/%s", ns, name);
+	d->n++;
+}
+
+/* The dirty services, as "ns/name,..." sorted, then cleared. */
+static char *take_dirty(struct kpx_store *s)
+{
+	static char out[1024];
+	struct dirty_set d = { .n = 0 };
+
+	kpx_store_for_each_dirty(s, add_dirty, &d);
+	cr_assert_leq(d.n, 32);
+	qsort(d.names, (size_t)d.n, sizeof(d.names[0]),
+	      (int (*)(const void *, const void *))strcmp);
+	out[0] = '\0';
+	for (int i = 0; i < d.n; i++) {
+		strcat(out, i ? "," : "");
+		strcat(out, d.names[i]);
+	}
+	kpx_store_clear_dirty(s);
+	return out;
+}
+
+static int port_of(struct kpx_store *s, const char *name)
+{
+	const struct kpx_service *svc = kpx_store_service(s, "t", name);
+
+	return svc ? svc->ports[0].port : -1;
+}
+
+struct svc_list {
+	struct kpx_store *s;
+	char buf[4096];
+};
+
+static void list_slice(const struct kpx_endpoint_slice *sl, void *arg)
+{
+	struct svc_list *l = arg;
+	char one[600];
+
+	snprintf(one, sizeof(one), " slice %s:%zu:%s", sl->name,
+		 sl->n_endpoints, sl->resource_version);
+	strncat(l->buf, one, sizeof(l->buf) - strlen(l->buf) - 1);
+}
+
+static void list_svc(const struct kpx_service *svc, void *arg)
+{
+	struct svc_list *l = arg;
+	char one[600];
+
+	snprintf(one, sizeof(one), "%s/%s:%d:%s", svc->ns, svc->name,
+		 svc->ports[0].port, svc->resource_version);
+	strncat(l->buf, one, sizeof(l->buf) - strlen(l->buf) - 1);
+	kpx_store_for_each_slice_of(l->s, svc->ns, svc->name, list_slice, l);
+	strncat(l->buf, ";", sizeof(l->buf) - strlen(l->buf) - 1);
+}
+
+/* Every service with its port, content version and slices. */
+static void snapshot(struct kpx_store *s, struct svc_list *l)
+{
+	struct kpx_store_stats st;
+	char tail[64];
+
+	memset(l, 0, sizeof(*l));
+	l->s = s;
+	kpx_store_for_each_service(s, list_svc, l);
+	kpx_store_get_stats(s, &st);
+	snprintf(tail, sizeof(tail), "services=%zu slices=%zu", st.n_services,
+		 st.n_slices);
+	strncat(l->buf, tail, sizeof(l->buf) - strlen(l->buf) - 1);
+}
+
+/* The incrementally maintained store equals a full listing of the dir. */
+static void assert_same_as_full_listing(struct watched *w)
+{
+	struct kpx_store *fresh = new_store();
+	struct svc_list a, b;
+
+	cr_assert_eq(kpx_manifests_load(tmpdir, fresh, NULL), 0);
+	snapshot(w->s, &a);
+	snapshot(fresh, &b);
+	cr_assert_str_eq(a.buf, b.buf, "incremental:\n%s\nfull listing:\n%s",
+			 a.buf, b.buf);
+	kpx_store_free(fresh);
+}
+
+/* Two services (with their slices) in one file. */
+static char *two_svc_yaml(const char *a, int pa, const char *b, int pb)
+{
+	static char buf[1200];
+	char first[512];
+
+	snprintf(first, sizeof(first), "%s", svc_yaml(a, "198.18.101.1", pa));
+	snprintf(buf, sizeof(buf), "%s---\n%s", first,
+		 svc_yaml(b, "198.18.101.2", pb));
+	return buf;
+}
+
+Test(manifests_incremental, edit_one_file_changes_only_its_objects,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	struct watched w;
+
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", two_svc_yaml("b1", 80, "b2", 80));
+	write_file("c.yaml", svc_yaml("c", "198.18.100.3", 80));
+	watch_open(&w);
+	cr_assert_eq(status_int(&w, "files"), 3);
+	cr_assert_eq(status_int(&w, "objects"), 8);
+
+	/* b2's port changes: only b.yaml is read, only b2 is changed */
+	write_file("b.yaml", two_svc_yaml("b1", 80, "b2", 81));
+	wait_reload(&w);
+	cr_assert_eq(status_int(&w, "last_files_read"), 1);
+	cr_assert_not(status_bool(&w, "last_full_listing"));
+	cr_assert_str_eq(take_dirty(w.s), "t/b2");
+	cr_assert_eq(port_of(w.s, "b2"), 81);
+	cr_assert_eq(status_int(&w, "files"), 3);
+	cr_assert_eq(status_int(&w, "objects"), 8);
+	assert_same_as_full_listing(&w);
+
+	/* rewriting a file with the same content is no change at all */
+	write_file("c.yaml", svc_yaml("c", "198.18.100.3", 80));
+	wait_reload(&w);
+	cr_assert_str_eq(take_dirty(w.s), "");
+	watch_close(&w);
+}
+
+Test(manifests_incremental, object_removed_from_a_file,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	struct watched w;
+
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", two_svc_yaml("b1", 80, "b2", 80));
+	watch_open(&w);
+
+	write_file("b.yaml", svc_yaml("b1", "198.18.101.1", 80));
+	wait_reload(&w);
+	cr_assert_str_eq(take_dirty(w.s), "t/b2");
+	cr_assert_null(kpx_store_service(w.s, "t", "b2"));
+	cr_assert_eq(slices_of(w.s, "t", "b2").n, 0);
+	cr_assert(kpx_store_service(w.s, "t", "b1"));
+	cr_assert(kpx_store_service(w.s, "t", "a"));
+	cr_assert_eq(status_int(&w, "objects"), 4);
+	assert_same_as_full_listing(&w);
+	watch_close(&w);
+}
+
+Test(manifests_incremental, deleted_file_deletes_its_objects,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	struct watched w;
+
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", two_svc_yaml("b1", 80, "b2", 80));
+	watch_open(&w);
+
+	rm_file("b.yaml");
+	wait_change(w.loop, &w.calls, 1);
+	cr_assert_str_eq(take_dirty(w.s), "t/b1,t/b2");
+	cr_assert_null(kpx_store_service(w.s, "t", "b1"));
+	cr_assert_null(kpx_store_service(w.s, "t", "b2"));
+	cr_assert(kpx_store_service(w.s, "t", "a"));
+	cr_assert_eq(slices_of(w.s, "t", "a").n, 1);
+	cr_assert_eq(status_int(&w, "files"), 1);
+	cr_assert_eq(status_int(&w, "objects"), 2);
+	assert_same_as_full_listing(&w);
+
+	/* renamed away to a name that is not a manifest: gone as well */
+	{
+		char from[256], to[256];
+
+		snprintf(from, sizeof(from), "%s/a.yaml", tmpdir);
+		snprintf(to, sizeof(to), "%s/a.yaml.disabled", tmpdir);
+		cr_assert_eq(rename(from, to), 0);
+	}
+	wait_change(w.loop, &w.calls, 2);
+	cr_assert_str_eq(take_dirty(w.s), "t/a");
+	cr_assert_null(kpx_store_service(w.s, "t", "a"));
+	cr_assert_eq(status_int(&w, "files"), 0);
+	cr_assert_eq(status_int(&w, "objects"), 0);
+	watch_close(&w);
+}
+
+Test(manifests_incremental, editor_renames_temp_over_file,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	char path[256], tmp[256], bak[256];
+	struct watched w;
+	FILE *f;
+
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", svc_yaml("b", "198.18.100.2", 80));
+	watch_open(&w);
+
+	/* vim-like: the old file moved to a backup name, the new one
+	 * written under a visible non-manifest name and renamed in, the
+	 * backup removed; all in one burst */
+	snprintf(path, sizeof(path), "%s/a.yaml", tmpdir);
+	snprintf(bak, sizeof(bak), "%s/a.yaml~", tmpdir);
+	snprintf(tmp, sizeof(tmp), "%s/a.yaml.swx", tmpdir);
+	cr_assert_eq(rename(path, bak), 0);
+	f = fopen(tmp, "w");
+	cr_assert(f);
+	fputs(svc_yaml("a", "198.18.100.1", 90), f);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(rename(tmp, path), 0);
+	cr_assert_eq(unlink(bak), 0);
+	wait_change(w.loop, &w.calls, 1);
+	cr_assert_eq(w.calls, 1);
+	cr_assert_eq(port_of(w.s, "a"), 90);
+	cr_assert_str_eq(take_dirty(w.s), "t/a");
+	cr_assert_eq(status_int(&w, "last_files_read"), 1);
+	cr_assert_not(status_bool(&w, "last_full_listing"));
+
+	/* a file renamed to another manifest name: same objects, no change */
+	{
+		char to[256];
+
+		snprintf(to, sizeof(to), "%s/c.yaml", tmpdir);
+		cr_assert_eq(rename(path, to), 0);
+	}
+	wait_reload(&w);
+	cr_assert_str_eq(take_dirty(w.s), "");
+	cr_assert_eq(port_of(w.s, "a"), 90);
+	cr_assert_eq(status_int(&w, "files"), 2);
+	assert_same_as_full_listing(&w);
+	watch_close(&w);
+}
+
+Test(manifests_incremental, object_in_two_files_last_name_wins,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	struct watched w;
+	struct kpx_store *s = new_store();
+
+	/* A full listing: b.yaml is read after a.yaml and wins. */
+	write_file("a.yaml", two_svc_yaml("only-a", 80, "dup", 81));
+	write_file("b.yaml", two_svc_yaml("only-b", 80, "dup", 82));
+	cr_assert_eq(kpx_manifests_load(tmpdir, s, NULL), 0);
+	cr_assert_eq(port_of(s, "dup"), 82);
+	kpx_store_free(s);
+
+	watch_open(&w);
+	cr_assert_eq(port_of(w.s, "dup"), 82);
+	/* both files count it, as a full listing always did */
+	cr_assert_eq(status_int(&w, "objects"), 8);
+
+	/* editing the losing copy changes nothing */
+	write_file("a.yaml", two_svc_yaml("only-a", 80, "dup", 83));
+	wait_reload(&w);
+	cr_assert_str_eq(take_dirty(w.s), "");
+	cr_assert_eq(port_of(w.s, "dup"), 82);
+	assert_same_as_full_listing(&w);
+
+	/* the winning copy removed: a.yaml's (current) copy applies */
+	write_file("b.yaml", svc_yaml("only-b", "198.18.101.1", 80));
+	wait_change(w.loop, &w.calls, 1);
+	cr_assert_eq(port_of(w.s, "dup"), 83);
+	cr_assert_eq(slices_of(w.s, "t", "dup").n, 1);
+	cr_assert_str_eq(take_dirty(w.s), "t/dup");
+	assert_same_as_full_listing(&w);
+
+	/* back in b.yaml: wins again */
+	write_file("b.yaml", two_svc_yaml("only-b", 80, "dup", 84));
+	wait_change(w.loop, &w.calls, 2);
+	cr_assert_eq(port_of(w.s, "dup"), 84);
+	take_dirty(w.s);
+
+	/* removed from the losing file: still there, unchanged */
+	write_file("a.yaml", svc_yaml("only-a", "198.18.101.1", 80));
+	wait_reload(&w);
+	cr_assert_eq(port_of(w.s, "dup"), 84);
+	cr_assert_str_eq(take_dirty(w.s), "");
+	assert_same_as_full_listing(&w);
+
+	/* the last copy's file deleted: gone */
+	rm_file("b.yaml");
+	wait_change(w.loop, &w.calls, 3);
+	cr_assert_null(kpx_store_service(w.s, "t", "dup"));
+	cr_assert_eq(slices_of(w.s, "t", "dup").n, 0);
+	cr_assert_str_eq(take_dirty(w.s), "t/dup,t/only-b");
+	assert_same_as_full_listing(&w);
+	watch_close(&w);
+}
+
+/* What was logged into fd (static buffer). */
+static const char *captured_log(int fd)
+{
+	static char buf[8192];
+	ssize_t n;
+
+	cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_geq(n, 0);
+	buf[n] = '\0';
+	return buf;
+}
+
+Test(manifests_incremental, unparsable_file_keeps_its_last_good_objects,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	char logpath[128];
+	struct watched w;
+	int logfd, saved;
+	const char *log;
+
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", two_svc_yaml("b1", 80, "b2", 80));
+	watch_open(&w);
+
+	snprintf(logpath, sizeof(logpath), "%s/.log", tmpdir);
+	logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert(logfd >= 0);
+	fflush(stderr);
+	saved = dup(2);
+	cr_assert(saved >= 0);
+	dup2(logfd, 2);
+	/* a typo in b.yaml: nothing of it (or of a.yaml) is withdrawn */
+	write_file("b.yaml", "kind: Service\nmetadata:\n  name: b1\n bad: [\n");
+	wait_reload(&w);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	log = captured_log(logfd);
+	close(logfd);
+	cr_assert(strstr(log, "manifests: b.yaml: line "),
+		  "the error names the file and line: %s", log);
+	cr_assert(strstr(log, "keeping its 4 objects from the last good read"),
+		  "the error says what is kept: %s", log);
+	cr_assert_str_eq(take_dirty(w.s), "");
+	cr_assert(kpx_store_service(w.s, "t", "a"));
+	cr_assert_eq(port_of(w.s, "b1"), 80);
+	cr_assert_eq(port_of(w.s, "b2"), 80);
+	cr_assert_eq(slices_of(w.s, "t", "b2").n, 1);
+	cr_assert_eq(status_int(&w, "files"), 2);
+	cr_assert_eq(status_int(&w, "objects"), 6);
+	cr_assert_eq(status_int(&w, "errors"), 1);
+
+	/* another file's edit meanwhile still applies */
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 81));
+	wait_change(w.loop, &w.calls, 1);
+	cr_assert_str_eq(take_dirty(w.s), "t/a");
+	cr_assert_eq(port_of(w.s, "b2"), 80);
+
+	/* fixed: its new content applies, the error is gone */
+	write_file("b.yaml", svc_yaml("b1", "198.18.101.1", 85));
+	wait_change(w.loop, &w.calls, 2);
+	cr_assert_str_eq(take_dirty(w.s), "t/b1,t/b2");
+	cr_assert_eq(port_of(w.s, "b1"), 85);
+	cr_assert_null(kpx_store_service(w.s, "t", "b2"));
+	cr_assert_eq(status_int(&w, "errors"), 0);
+	cr_assert_eq(status_int(&w, "objects"), 4);
+	assert_same_as_full_listing(&w);
+
+	/* an invalid object in a file that parses is skipped, as a full
+	 * listing skips it: its old version goes */
+	write_file("b.yaml", svc_yaml("b1", "198.18.101.1", 70000));
+	wait_change(w.loop, &w.calls, 3);
+	cr_assert_null(kpx_store_service(w.s, "t", "b1"));
+	cr_assert_eq(status_int(&w, "errors"), 1);
+	assert_same_as_full_listing(&w);
+	watch_close(&w);
+}
+
+Test(manifests_incremental, queue_overflow_lists_the_whole_directory,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	char sub[256];
+	long max_events = 0;
+	struct watched w;
+	FILE *f;
+
+	f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &max_events) != 1)
+			max_events = 0;
+		fclose(f);
+	}
+	if (max_events <= 0 || max_events > 1000000)
+		cr_skip_test("max_queued_events %ld: overflow too costly to provoke",
+			     max_events);
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", svc_yaml("b", "198.18.100.2", 80));
+	watch_open(&w);
+
+	/* fill the queue (the loop is not reading): two events a round */
+	snprintf(sub, sizeof(sub), "%s/.flood", tmpdir);
+	for (long i = 0; i < max_events / 2 + 16; i++) {
+		cr_assert_eq(mkdir(sub, 0700), 0);
+		cr_assert_eq(rmdir(sub), 0);
+	}
+	/* these events are lost in the overflow: only a full listing
+	 * sees the edit and the deletion */
+	write_file("b.yaml", svc_yaml("b", "198.18.100.2", 81));
+	rm_file("a.yaml");
+	wait_change(w.loop, &w.calls, 1);
+	cr_assert(status_bool(&w, "last_full_listing"));
+	cr_assert_eq(port_of(w.s, "b"), 81);
+	cr_assert_null(kpx_store_service(w.s, "t", "a"));
+	cr_assert_str_eq(take_dirty(w.s), "t/a,t/b");
+	cr_assert_eq(status_int(&w, "files"), 1);
+	assert_same_as_full_listing(&w);
+
+	/* and per-file re-reads resume after it */
+	write_file("b.yaml", svc_yaml("b", "198.18.100.2", 82));
+	wait_change(w.loop, &w.calls, 2);
+	cr_assert_not(status_bool(&w, "last_full_listing"));
+	cr_assert_eq(port_of(w.s, "b"), 82);
+	watch_close(&w);
+}
+
+Test(manifests_incremental, replaced_directory_is_listed_again,
+     .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+	struct watched w;
+	char old[128];
+
+	write_file("a.yaml", svc_yaml("a", "198.18.100.1", 80));
+	write_file("b.yaml", svc_yaml("b", "198.18.100.2", 80));
+	watch_open(&w);
+
+	/* the directory moved away and a new one put in its place */
+	snprintf(old, sizeof(old), "%s.old", tmpdir);
+	cr_assert_eq(rename(tmpdir, old), 0);
+	cr_assert_eq(mkdir(tmpdir, 0700), 0);
+	write_file("b.yaml", svc_yaml("b", "198.18.100.2", 81));
+	wait_change(w.loop, &w.calls, 1);
+	cr_assert(status_bool(&w, "last_full_listing"));
+	cr_assert_null(kpx_store_service(w.s, "t", "a"));
+	cr_assert_eq(port_of(w.s, "b"), 81);
+	take_dirty(w.s);
+
+	/* the new directory is the one watched now */
+	write_file("c.yaml", svc_yaml("c", "198.18.100.3", 80));
+	wait_change(w.loop, &w.calls, 2);
+	cr_assert(kpx_store_service(w.s, "t", "c"));
+	cr_assert_str_eq(take_dirty(w.s), "t/c");
+	/* the old directory's edits are not ours any more */
+	assert_same_as_full_listing(&w);
+	cr_assert_eq(nftw(old, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+	watch_close(&w);
+}
+
+/* Two calls in one expression need their own buffers: 4 rotate. */
+static char *node_yaml(const char *name, const char *zone)
+{
+	static char bufs[4][256];
+	static int i;
+	char *buf = bufs[i++ % 4];
+
+	snprintf(buf, sizeof(bufs[0]),
+		 "apiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n"
+		 "  labels:\n    topology.kubernetes.io/zone: %s\n",
+		 name, zone);
+	return buf;
+}
+
+Test(manifests_incremental, own_node_per_file, .init = mk_tmpdir,
+     .fini = rm_tmpdir)
+{
+	char two[1024];
+	struct watched w;
+
+	kpx_manifests_set_node("node-1");
+	write_file("svc.yaml", svc_yaml("a", "198.18.100.1", 80));
+	snprintf(two, sizeof(two), "%s---\n%s", node_yaml("node-2", "zone-b"),
+		 node_yaml("node-1", "zone-a"));
+	write_file("nodes.yaml", two);
+	watch_open(&w);
+	cr_assert(kpx_store_node(w.s));
+	cr_assert_str_eq(kpx_store_node(w.s)->zone, "zone-a");
+	cr_assert_eq(status_int(&w, "objects"), 3);
+
+	/* the own node's zone changes in its file */
+	snprintf(two, sizeof(two), "%s---\n%s", node_yaml("node-2", "zone-b"),
+		 node_yaml("node-1", "zone-c"));
+	write_file("nodes.yaml", two);
+	wait_reload(&w);
+	cr_assert_eq(status_int(&w, "last_files_read"), 1);
+	cr_assert_str_eq(kpx_store_node(w.s)->zone, "zone-c");
+	cr_assert_eq(port_of(w.s, "a"), 80);
+
+	/* another node's change is nothing to us */
+	kpx_store_clear_dirty(w.s);
+	write_file("nodes.yaml", node_yaml("node-1", "zone-c"));
+	wait_reload(&w);
+	cr_assert_not(kpx_store_dirty(w.s));
+
+	/* its file deleted: no own Node any more */
+	rm_file("nodes.yaml");
+	wait_reload(&w);
+	cr_assert_null(kpx_store_node(w.s));
+	cr_assert(kpx_store_service(w.s, "t", "a"));
+	watch_close(&w);
+	kpx_manifests_set_node("");
+}

@@ -2,9 +2,13 @@
 /*
  * The manifests source: every *.yaml, *.yml, *.json in a directory
  * (multi-document YAML, `kind: List`), decoded with the same validators
- * as the API source, re-read on change through inotify. YAML is parsed with
- * libyaml into json-c objects.
- * Owns: the inotify fd. Must not: interpret objects beyond decoding.
+ * as the API source, re-read on change through inotify: only the files
+ * that changed, a full listing when the events are unclear. An object in
+ * several files: the file last in name order wins. A file that fails to
+ * read or parse keeps the objects of its last good read (manifests.c has
+ * the rules). YAML is parsed with libyaml into json-c objects.
+ * Owns: the inotify fd, the per-file index of provided objects.
+ * Must not: interpret objects beyond decoding.
  */
 #ifndef KPX_MANIFESTS_H
 #define KPX_MANIFESTS_H
@@ -30,13 +34,15 @@ int kpx_manifests_load(const char *dir, struct kpx_store *store,
  * label enables topology hints); other Nodes are ignored. */
 void kpx_manifests_set_node(const char *name);
 /* Loads, then watches DIR; on_change runs after each re-read changed the
- * store. */
+ * store. Re-reads are per changed file (a full listing on inotify
+ * overflow or when the directory itself is replaced). */
 int kpx_manifests_open(struct kpx_loop *loop, const char *dir,
 		       struct kpx_store *store, kpx_change_fn on_change,
 		       void *arg, struct kpx_manifests_source **out);
 void kpx_manifests_close(struct kpx_manifests_source *src);
 /* {"kind":"manifests","dir":...,"files":N,"objects":N,"errors":N,
- *  "last_load":...} */
+ *  "loads":N,"last_load":...,"last_files_read":N,"last_full_listing":B}
+ * (files, objects, errors: totals over the directory) */
 struct json_object *kpx_manifests_status(const struct kpx_manifests_source *src);
 
 /*
