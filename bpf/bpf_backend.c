@@ -43,6 +43,7 @@
 
 struct kpx_backend {
 	struct kpx_config cfg;
+	int root_lock; /* fd holding the --bpf-root lock; -1: none */
 	struct sock_lb *skel;
 	int fds[KPX_MAP_N];
 	struct kpx_map_writer *w;
@@ -351,6 +352,9 @@ static void bpf_close(struct kpx_backend *b)
 		kpx_nodeport_close(b->np);
 	/* Links and maps are pinned: destroying the skeleton keeps them. */
 	sock_lb__destroy(b->skel);
+	/* Last: the next agent may start once everything above is done. */
+	if (b->root_lock >= 0)
+		close(b->root_lock);
 	free(b->gone);
 	free(b);
 }
@@ -367,6 +371,50 @@ static int writer_open(struct kpx_backend *b, struct kpx_map_writer **out)
 	return kpx_map_writer_new(&ops, &wo, out);
 }
 
+/*
+ * One agent per --bpf-root: two would fight over every map entry and
+ * the links. An agent that is just exiting (a restart right after
+ * SIGKILL/SIGTERM) gets a second to release it.
+ */
+static int lock_root(struct kpx_backend *b)
+{
+	pid_t holder = 0;
+	int err;
+
+	for (int i = 0; i < 10; i++) {
+		err = kpx_bpf_lock_root(&b->cfg, &b->root_lock, &holder);
+		if (err != -EBUSY)
+			break;
+		usleep(100 * 1000);
+	}
+	if (err == -EBUSY) {
+		char comm[64] = "";
+		char path[64];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)holder);
+		if (holder > 0 && (f = fopen(path, "re"))) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = '\0';
+			fclose(f);
+		}
+		if (holder > 0)
+			kpx_err("bpf root %s is in use by another process "
+				"(pid %d%s%s): one agent per --bpf-root; give "
+				"each agent its own",
+				root_of(&b->cfg), (int)holder,
+				comm[0] ? ", " : "", comm);
+		else
+			kpx_err("bpf root %s is in use by another process: one "
+				"agent per --bpf-root; give each agent its own",
+				root_of(&b->cfg));
+	} else if (err) {
+		kpx_err("bpf root %s: lock: %s", root_of(&b->cfg),
+			strerror(-err));
+	}
+	return err;
+}
+
 static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
@@ -378,7 +426,11 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	if (!b)
 		return -ENOMEM;
 	b->cfg = *cfg;
+	b->root_lock = -1;
 	err = kpx_bpf_prepare_root(cfg);
+	if (err)
+		goto fail;
+	err = lock_root(b);
 	if (err)
 		goto fail;
 	oo.pin_root_path = root_of(cfg);
@@ -429,8 +481,13 @@ fail:
 
 static int bpf_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 {
+	struct kpx_map_writer_stats st;
 	int err = kpx_map_writer_sync(b->w, plan);
 
+	kpx_map_writer_get_stats(b->w, &st);
+	kpx_dbg(2, "bpf: %s sync processed %u of %zu service ports",
+		st.last_sync_full ? "full" : "incremental", st.last_svcports,
+		plan->n_svcports);
 	udp_destroy_run(b);
 	/* A full hash map fails with E2BIG ("Argument list too long"), which
 	 * would be the agent's last_error in kpx status and the logs; say

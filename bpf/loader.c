@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -89,6 +91,57 @@ int kpx_bpf_prepare_root(const struct kpx_config *cfg)
 		return -ENOTSUP;
 	}
 	return 0;
+}
+
+/* The pid holding a flock on the inode of st, from /proc/locks; 0 if not
+ * found. Lines look like "1: FLOCK  ADVISORY  WRITE 1234 00:27:4711 0 EOF"
+ * (device numbers in hex); a waiter's line has "->" before FLOCK. */
+static pid_t flock_holder(const struct stat *st)
+{
+	FILE *f = fopen("/proc/locks", "re");
+	char line[256];
+	pid_t found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char type[16];
+		unsigned int maj, min;
+		unsigned long ino;
+		int pid;
+
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%lu", type, &pid,
+			   &maj, &min, &ino) != 5 ||
+		    strcmp(type, "FLOCK"))
+			continue;
+		if (maj == major(st->st_dev) && min == minor(st->st_dev) &&
+		    ino == st->st_ino && pid > 0 && pid != getpid())
+			found = pid;
+	}
+	fclose(f);
+	return found;
+}
+
+int kpx_bpf_lock_root(const struct kpx_config *cfg, int *fd, pid_t *holder)
+{
+	const char *root = cfg->bpf_root[0] ? cfg->bpf_root : "/sys/fs/bpf/kpx";
+	struct stat st;
+	int d, err;
+
+	*fd = -1;
+	*holder = 0;
+	d = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d < 0)
+		return -errno;
+	if (flock(d, LOCK_EX | LOCK_NB) == 0) {
+		*fd = d;
+		return 0;
+	}
+	err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (err == -EBUSY && fstat(d, &st) == 0)
+		*holder = flock_holder(&st);
+	close(d);
+	return err;
 }
 
 static uint32_t or_default(uint32_t v, uint32_t def)

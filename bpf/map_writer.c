@@ -6,6 +6,14 @@
  * atomically: backends, slots (and maglev table) of the inactive
  * generation, flip of the kpx_svc value, then removal of what the old
  * generation used.
+ *
+ * Incremental: the writer remembers, per plan svcport (by id), the hash it
+ * programmed and the kpx_svc entries it owns. A sync merges the plan with
+ * that record (both sorted by id) and computes entries only for new,
+ * changed or failed svcports, and deletes only entries of changed or
+ * removed ones; an unchanged svcport costs one id and hash compare. The
+ * first sync after a (re)start and the one after kpx_map_writer_verify()
+ * go over every svcport and every entry (the full reconcile).
  */
 #include <errno.h>
 #include <search.h>
@@ -144,8 +152,14 @@ struct be_node {
 	bool seen; /* kpx_map_writer_verify() */
 };
 
+struct sp_rec;
+
 struct svc_entry {
 	struct kpx_svc_key key;
+	/* The svcport that wants it (NULL: nobody yet, read from the pins),
+	 * and the list of that svcport's entries. */
+	struct sp_rec *owner;
+	struct svc_entry *onext, **oprev;
 	struct kpx_svc_value val; /* as programmed */
 	uint32_t *ids;		  /* val.count backend ids, slot order */
 	struct kpx_svc_meta meta;
@@ -159,9 +173,26 @@ struct svc_entry {
 	uint32_t seen_slots, seen_ranges;
 };
 
+/*
+ * What the writer programmed for one plan svcport: the plan's hash of it
+ * and the kpx_svc entries it owns. An entry has one owner; a frontend two
+ * svcports claim stays with its owner while that one wants it.
+ */
+struct sp_rec {
+	uint64_t hash;
+	uint64_t epoch; /* last sync that processed or removed it */
+	/* A write failed or a frontend was taken by another svcport: the
+	 * next sync processes it again even if its hash is unchanged. */
+	bool retry, failed;
+	struct svc_entry *ents;
+	char id[];
+};
+
 /* One desired kpx_svc entry, pointing into the plan. */
 struct want {
 	struct kpx_svc_key key;
+	struct sp_rec *rec;
+	size_t ord; /* plan order: ties between svcports break the same way */
 	uint8_t flags, kind;
 	uint32_t affinity_timeout;
 	const struct kpx_plan_svcport *sp;
@@ -200,6 +231,9 @@ struct kpx_map_writer {
 	struct id_alloc svc_ids, be_ids;
 	uint64_t epoch;
 	bool reconciled;
+	/* Sorted by id (the plan's order): what each svcport got. */
+	struct sp_rec **recs;
+	size_t n_recs;
 	struct keyvec stale[KPX_MAP_N];
 	int load_err;
 	/* kept up to date on every change, so a sync costs nothing per id */
@@ -247,6 +281,27 @@ static int be_cmp(const void *a, const void *b)
 	return memcmp(&((const struct be_node *)a)->ident,
 		      &((const struct be_node *)b)->ident,
 		      sizeof(struct be_ident));
+}
+
+static void owner_set(struct svc_entry *e, struct sp_rec *r)
+{
+	if (e->owner == r)
+		return;
+	if (e->owner) {
+		*e->oprev = e->onext;
+		if (e->onext)
+			e->onext->oprev = e->oprev;
+	}
+	e->owner = r;
+	e->onext = NULL;
+	e->oprev = NULL;
+	if (r) {
+		e->onext = r->ents;
+		if (r->ents)
+			r->ents->oprev = &e->onext;
+		r->ents = e;
+		e->oprev = &r->ents;
+	}
 }
 
 static bool is_full(int err)
@@ -501,6 +556,17 @@ static int want_cmp(const void *a, const void *b)
 	return memcmp(&((const struct want *)a)->key,
 		      &((const struct want *)b)->key,
 		      sizeof(struct kpx_svc_key));
+}
+
+/* By key, then plan order (qsort is not stable). */
+static int want_sort_cmp(const void *a, const void *b)
+{
+	const struct want *x = a, *y = b;
+	int c = want_cmp(a, b);
+
+	if (c)
+		return c;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
 }
 
 static size_t want_ranges(const struct want *x, uint32_t svc_id,
@@ -906,6 +972,7 @@ static int entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 	}
 	w->n_slots += val.count;
 	w->n_slots -= is_new ? 0 : e->val.count;
+	owner_set(e, x->rec);
 	e->dirty = false;
 	e->val = val;
 	e->ids = ids;
@@ -933,10 +1000,13 @@ fail:
 	}
 	for (size_t i = 0; i < got; i++)
 		be_put(w, ids[i]);
-	if (is_new && e)
+	if (is_new && e) {
 		free(e);
-	else if (e)
-		e->epoch = w->epoch; /* keep the old state */
+	} else if (e) {
+		/* Keep the old state, owned by the svcport that retries. */
+		e->epoch = w->epoch;
+		owner_set(e, x->rec);
+	}
 	free(ids);
 	free(ranges);
 	{
@@ -973,6 +1043,7 @@ static void entry_delete(struct kpx_map_writer *w, struct svc_entry *e)
 		notify_removed(w, &e->key, e->ids[i], NULL, 0);
 		be_put(w, e->ids[i]);
 	}
+	owner_set(e, NULL);
 	tdelete(e, &w->entries, entry_cmp);
 	w->svc_by_id[e->val.svc_id] = NULL;
 	w->n_entries--;
@@ -1459,14 +1530,95 @@ int kpx_map_writer_new(const struct kpx_map_ops *ops,
 	return 0;
 }
 
+/* A svcport this sync processes: new, changed, failed last time, or
+ * every one in a full sync. */
+struct todo {
+	const struct kpx_plan_svcport *sp;
+	struct sp_rec *rec;
+	bool fresh; /* rec allocated by this sync */
+};
+
+struct diff {
+	struct todo *todo;
+	size_t n_todo;
+	struct sp_rec **next; /* the records after this sync, by id */
+	size_t n_next;
+	struct sp_rec **gone; /* svcports the plan no longer has */
+	size_t n_gone;
+};
+
+static void diff_free(struct diff *d, bool undo)
+{
+	for (size_t i = 0; undo && i < d->n_todo; i++)
+		if (d->todo[i].fresh)
+			free(d->todo[i].rec);
+	free(d->todo);
+	free(d->next);
+	free(d->gone);
+}
+
+static struct sp_rec *rec_new(const char *id)
+{
+	size_t len = strlen(id);
+	struct sp_rec *r = calloc(1, sizeof(*r) + len + 1);
+
+	if (r)
+		memcpy(r->id, id, len + 1);
+	return r;
+}
+
+/*
+ * One merge walk of the plan and the records, both sorted by id. A plan
+ * out of order (kpx_plan_build never gives one) costs work, not
+ * correctness: its svcports look new, their records removed, and a
+ * processed svcport takes over the entries of a removed one.
+ */
+static int diff_plan(struct kpx_map_writer *w, const struct kpx_plan *plan,
+		     bool full, struct diff *d)
+{
+	size_t i = 0, j = 0, n = plan->n_svcports;
+
+	memset(d, 0, sizeof(*d));
+	d->next = malloc((n + 1) * sizeof(*d->next));
+	d->gone = malloc((w->n_recs + 1) * sizeof(*d->gone));
+	d->todo = malloc((n + 1) * sizeof(*d->todo));
+	if (!d->next || !d->gone || !d->todo)
+		return -ENOMEM;
+	while (i < n || j < w->n_recs) {
+		const struct kpx_plan_svcport *sp =
+			i < n ? &plan->svcports[i] : NULL;
+		struct sp_rec *r = j < w->n_recs ? w->recs[j] : NULL;
+		int c = !sp ? -1 : !r ? 1 : strcmp(r->id, sp->id);
+
+		if (c < 0) {
+			d->gone[d->n_gone++] = r;
+			j++;
+			continue;
+		}
+		if (c > 0) {
+			r = rec_new(sp->id);
+			if (!r)
+				return -ENOMEM;
+			d->todo[d->n_todo++] = (struct todo){ sp, r, true };
+		} else if (full || r->retry || r->hash != sp->hash) {
+			d->todo[d->n_todo++] = (struct todo){ sp, r, false };
+		}
+		d->next[d->n_next++] = r;
+		i++;
+		j += c == 0;
+	}
+	return 0;
+}
+
+/* The kpx_svc entries the svcports to process want, by key. */
 static struct want *wants_build(struct kpx_map_writer *w,
-				const struct kpx_plan *plan, size_t *n_out)
+				const struct diff *d, size_t *n_out)
 {
 	size_t n = 0, cap = 0;
 	struct want *v = NULL;
 
-	for (size_t i = 0; i < plan->n_svcports; i++) {
-		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+	for (size_t t = 0; t < d->n_todo; t++) {
+		const struct kpx_plan_svcport *sp = d->todo[t].sp;
 
 		for (size_t f = 0; f < sp->n_frontends; f++) {
 			for (uint8_t scope = 0; scope < 2; scope++) {
@@ -1480,15 +1632,47 @@ static struct want *wants_build(struct kpx_map_writer *w,
 					}
 					v = p;
 				}
-				want_fill(w, &v[n++], sp, &sp->frontends[f],
+				want_fill(w, &v[n], sp, &sp->frontends[f],
 					  scope);
+				v[n].rec = d->todo[t].rec;
+				v[n].ord = t;
+				n++;
 			}
 		}
 	}
 	if (n)
-		qsort(v, n, sizeof(*v), want_cmp);
+		qsort(v, n, sizeof(*v), want_sort_cmp);
 	*n_out = n;
 	return v ? v : calloc(1, sizeof(*v));
+}
+
+/* x lost its frontend to another svcport's entry. */
+static void want_conflict(struct want *x)
+{
+	char ks[96];
+
+	svc_key_str(&x->key, ks, sizeof(ks));
+	/* Retried every sync until the frontend is free: said once. */
+	if (x->rec->retry)
+		kpx_dbg(2, "bpf: frontend %s of %s still taken by another "
+			   "service", ks, x->meta.name);
+	else
+		kpx_warn("bpf: frontend %s of %s duplicates one of another "
+			 "service; ignored",
+			 ks, x->meta.name);
+	x->rec->failed = true;
+}
+
+/* Entries of r that no svcport wanted in this sync. */
+static void delete_unwanted(struct kpx_map_writer *w, struct sp_rec *r)
+{
+	struct svc_entry *e, *next;
+
+	for (e = r->ents; e; e = next) {
+		next = e->onext;
+		if (e->epoch != w->epoch)
+			entry_delete(w, e);
+	}
 }
 
 struct stale {
@@ -1508,53 +1692,112 @@ static void collect_stale(const void *node, VISIT which, void *arg)
 		st->v[st->n++] = e;
 }
 
+/* Full sync: every entry no svcport wanted, including the ones read from
+ * the pins that nobody owns. */
+static int delete_stale(struct kpx_map_writer *w)
+{
+	struct stale stale = { .epoch = w->epoch };
+
+	stale.v = calloc(w->n_entries + 1, sizeof(*stale.v));
+	if (!stale.v)
+		return -ENOMEM;
+	twalk_r(w->entries, collect_stale, &stale);
+	for (size_t i = 0; i < stale.n; i++)
+		entry_delete(w, stale.v[i]);
+	free(stale.v);
+	return 0;
+}
+
 int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 {
+	bool full = !w->reconciled;
+	struct want *v = NULL;
+	struct diff d;
 	size_t n = 0;
-	struct want *v = wants_build(w, plan, &n);
-	struct stale stale = {};
-	int first_err = 0;
+	int first_err = 0, err;
 
-	if (!v)
-		return -ENOMEM;
+	err = diff_plan(w, plan, full, &d);
+	if (!err && !(v = wants_build(w, &d, &n)))
+		err = -ENOMEM;
+	if (err) {
+		diff_free(&d, true);
+		kpx_err("bpf: map writer: out of memory computing the sync");
+		return err;
+	}
 	w->epoch++;
 	w->st.syncs++;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t t = 0; t < d.n_todo; t++) {
+		d.todo[t].rec->epoch = w->epoch;
+		d.todo[t].rec->failed = false;
+	}
+	for (size_t g = 0; g < d.n_gone; g++)
+		d.gone[g]->epoch = w->epoch;
+	for (size_t i = 0, j; i < n; i = j) {
 		struct svc_entry q = { .key = v[i].key }, *e;
+		size_t win = SIZE_MAX;
 		void *p;
-		int err;
 
-		if (i > 0 && !want_cmp(&v[i - 1], &v[i])) {
-			char ks[96];
-
-			svc_key_str(&v[i].key, ks, sizeof(ks));
-			kpx_warn("bpf: frontend %s of %s duplicates one of "
-				 "another service; ignored",
-				 ks, v[i].meta.name);
-			continue;
-		}
+		for (j = i + 1; j < n && !want_cmp(&v[i], &v[j]); j++)
+			;
 		p = tfind(&q, &w->entries, entry_cmp);
 		e = p ? *(struct svc_entry **)p : NULL;
-		if (e && entry_matches(w, e, &v[i])) {
+		/* The entry of a svcport this sync leaves alone stays its
+		 * own; else its owner (if it still wants it) keeps it, or
+		 * the first svcport in plan order gets it. */
+		if (!e || !e->owner || e->owner->epoch == w->epoch) {
+			win = i;
+			for (size_t k = i; e && k < j; k++)
+				if (v[k].rec == e->owner) {
+					win = k;
+					break;
+				}
+		}
+		for (size_t k = i; k < j; k++)
+			if (k != win)
+				want_conflict(&v[k]);
+		if (win == SIZE_MAX)
+			continue;
+		if (e && entry_matches(w, e, &v[win])) {
 			e->epoch = w->epoch;
+			owner_set(e, v[win].rec);
 			continue;
 		}
-		err = entry_write(w, e, &v[i]);
-		if (err && !first_err)
-			first_err = err;
+		err = entry_write(w, e, &v[win]);
+		if (err) {
+			v[win].rec->failed = true;
+			if (!first_err)
+				first_err = err;
+		}
 	}
 	/* Deletes after writes: a frontend moving between services never
 	 * disappears in between. */
-	stale.v = calloc(w->n_entries + 1, sizeof(*stale.v));
-	stale.epoch = w->epoch;
-	if (stale.v) {
-		twalk_r(w->entries, collect_stale, &stale);
-		for (size_t i = 0; i < stale.n; i++)
-			entry_delete(w, stale.v[i]);
-		free(stale.v);
-	} else if (!first_err) {
-		first_err = -ENOMEM;
+	if (full) {
+		err = delete_stale(w);
+		if (err && !first_err)
+			first_err = err;
+	} else {
+		for (size_t t = 0; t < d.n_todo; t++)
+			delete_unwanted(w, d.todo[t].rec);
+		for (size_t g = 0; g < d.n_gone; g++)
+			delete_unwanted(w, d.gone[g]);
 	}
+	for (size_t g = 0; g < d.n_gone; g++) {
+		/* Empty by now (taken over or deleted); never dangling. */
+		while (d.gone[g]->ents)
+			owner_set(d.gone[g]->ents, NULL);
+		free(d.gone[g]);
+	}
+	for (size_t t = 0; t < d.n_todo; t++) {
+		d.todo[t].rec->hash = d.todo[t].sp->hash;
+		d.todo[t].rec->retry = d.todo[t].rec->failed;
+	}
+	free(w->recs);
+	w->recs = d.next;
+	w->n_recs = d.n_next;
+	d.next = NULL;
+	w->st.last_svcports = (uint32_t)d.n_todo;
+	w->st.last_sync_full = full;
+	diff_free(&d, false);
 	affinity_prune(w);
 	if (!w->reconciled) {
 		/* First sync after (re)start: remove what no entry uses. */
@@ -1606,6 +1849,9 @@ void kpx_map_writer_free(struct kpx_map_writer *w)
 		return;
 	tdestroy(w->entries, free_entry);
 	tdestroy(w->backends, free);
+	for (size_t i = 0; i < w->n_recs; i++)
+		free(w->recs[i]);
+	free(w->recs);
 	free(w->be_by_id);
 	free(w->svc_by_id);
 	free(w->prune);

@@ -14,6 +14,7 @@
 #ifndef KPX_BPF_MAP_WRITER_H
 #define KPX_BPF_MAP_WRITER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agent/config.h"
@@ -102,6 +103,10 @@ struct kpx_map_writer_stats {
 	uint32_t entries;	 /* kpx_svc entries programmed */
 	uint32_t backends;	 /* kpx_backends entries programmed */
 	uint32_t slots;
+	/* svcports the last sync processed (new, changed, retried; all of
+	 * them when it was a full sync) */
+	uint32_t last_svcports;
+	bool last_sync_full;
 	char last_error[256];
 };
 

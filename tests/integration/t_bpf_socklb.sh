@@ -313,6 +313,35 @@ else
 	pass root_cgroup_untouched
 fi
 
+# ---- one agent per --bpf-root ----
+# A second agent on the same pin directory fails at start, naming the root
+# and the running agent; `kpx cleanup` (another state socket, so only the
+# lock can tell) refuses to remove a held root. The first agent goes on.
+t0=$(date +%s%N)
+out=$(nsenter --net=/run/netns/$NODE timeout -k 2 20 "$KPX" run --backend bpf --manifests "$M" \
+	--hostname-override node-a --cgroup-path "$CG" --bpf-root "$BR" \
+	--state-socket "$TMP/kpx2.sock" --healthz-bind-address "" \
+	--metrics-bind-address "" 2>&1)
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$ms" -lt 5000 ] &&
+	grep -q "$BR is in use by another process (pid $AGENT_PID" <<<"$out" &&
+	kill -0 "$AGENT_PID" 2>/dev/null; then
+	pass bpf_root_second_agent_refused "exit $rc after $ms ms"
+else
+	fail bpf_root_second_agent_refused "exit $rc after $ms ms: $(grep -m1 -i "bpf root\|error\|E[0-9]" <<<"$out" | cut -c1-200)"
+fi
+out=$(timeout -k 2 "$T_CALL" "$KPX" cleanup --backend bpf --bpf-root "$BR" \
+	--state-socket "$TMP/none.sock" 2>&1)
+rc=$?
+n_att=$(bpftool cgroup show "$CG" 2>/dev/null | grep -c ' kpx_')
+if [ "$rc" -ne 0 ] && grep -q "held by a running agent (pid $AGENT_PID)" <<<"$out" &&
+	[ -e "$BR/kpx_svc" ] && [ "$n_att" = 9 ]; then
+	pass bpf_root_cleanup_refused_while_held
+else
+	fail bpf_root_cleanup_refused_while_held "exit $rc, pins $(ls "$BR" 2>/dev/null | wc -l), attached $n_att: $(head -1 <<<"$out")"
+fi
+
 # ---- ClusterIP TCP/UDP, node and pod netns ----
 for w in node pod; do
 	out=$(cli $w tcp 198.18.100.10 80 30)
@@ -471,9 +500,12 @@ sed -i '/^apiVersion: v1$/,$d' "$M/more.yaml" # drops every service of more.yaml
 } >"$M/more.yaml"
 if ! agent_start; then
 	fail agent_restart "agent did not sync after restart"
+	fail bpf_root_free_after_agent_exit "$(grep -m1 'bpf root' "$TMP/agent.log")"
 	wait $hold
 	exit 0
 fi
+# the first agent exited: its lock went with it
+pass bpf_root_free_after_agent_exit
 wait $hold
 links_after=$(for l in "$BR"/links/*; do bpftool link show pinned "$l" 2>/dev/null | head -1 | cut -d: -f1; done | sort | tr '\n' ' ')
 n_att=$(bpftool cgroup show "$CG" | grep -c ' kpx_')

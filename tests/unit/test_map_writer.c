@@ -2,7 +2,11 @@
 /*
  * Map writer (bpf/map_writer.c) against an in-memory fake of the maps:
  * slot layout, generation flips, stable ids, restart reconcile, map-full
- * handling, Maglev tables. No root needed.
+ * handling, Maglev tables, incremental syncs (only changed svcports are
+ * written, removals in reverse order, a random sequence of changes keeps
+ * the maps equal to the plan). The fake checks the writer's ordering on
+ * every operation: no kpx_svc value names a slot or backend that is not
+ * there, no slot names a missing backend. No root needed.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -12,6 +16,7 @@
 #include <string.h>
 
 #include "bpf/map_writer.h"
+#include "plan/plan_internal.h"
 
 #define MSIZE 31 /* small prime maglev table */
 
@@ -20,10 +25,23 @@ struct fmap {
 	uint8_t *keys, *vals;
 };
 
+/* One map operation, for order checks: map, delete?, and the svc id (svc,
+ * slots, meta, maglev) or backend id (backends) it concerns. */
+struct fop {
+	enum kpx_map_id m;
+	bool del;
+	uint32_t id;
+	uint8_t octet; /* kpx_svc: last octet of the frontend */
+};
+
 struct fake {
 	struct fmap m[KPX_MAP_N];
 	size_t updates, deletes, udp_gone, udp_removed;
 	uint8_t removed_fe_proto, removed_fe_scope;
+	size_t violations; /* ordering rules broken (see check_*) */
+	char violation[160];
+	struct fop log[4096];
+	size_t n_log;
 };
 
 static const size_t ksz[KPX_MAP_N] = {
@@ -52,8 +70,9 @@ static void fake_init(struct fake *f, size_t backends_cap)
 		f->m[i].ksz = ksz[i];
 		f->m[i].vsz = vsz[i];
 		f->m[i].cap = i == KPX_MAP_BACKENDS ? backends_cap : 4096;
-		f->m[i].keys = calloc(f->m[i].cap, ksz[i]);
-		f->m[i].vals = calloc(f->m[i].cap, vsz[i]);
+		/* Room for 4096 whatever the capacity: tests raise it. */
+		f->m[i].keys = calloc(4096, ksz[i]);
+		f->m[i].vals = calloc(4096, vsz[i]);
 	}
 }
 
@@ -84,12 +103,111 @@ static int f_lookup(void *ctx, enum kpx_map_id id, const void *k, void *v)
 	return 0;
 }
 
+static void violation(struct fake *f, const char *what)
+{
+	if (!f->violations++)
+		snprintf(f->violation, sizeof(f->violation), "%s", what);
+}
+
+static void log_op(struct fake *f, enum kpx_map_id m, bool del, const void *k,
+		   const void *v)
+{
+	struct fop *o;
+
+	if (f->n_log == sizeof(f->log) / sizeof(f->log[0]))
+		return;
+	o = &f->log[f->n_log++];
+	memset(o, 0, sizeof(*o));
+	o->m = m;
+	o->del = del;
+	if (m == KPX_MAP_SVC) {
+		o->id = v ? ((const struct kpx_svc_value *)v)->svc_id : 0;
+		o->octet = ((const struct kpx_svc_key *)k)->addr[3];
+	} else if (m == KPX_MAP_BACKENDS || m == KPX_MAP_SVC_META ||
+		   m == KPX_MAP_SLOTS || m == KPX_MAP_MAGLEV) {
+		memcpy(&o->id, k, 4); /* svc_id leads the slot/maglev keys */
+	}
+}
+
+static bool slot_exists(struct fake *f, uint32_t svc, uint16_t gen,
+			uint16_t slot, uint32_t *be)
+{
+	struct fmap *m = &f->m[KPX_MAP_SLOTS];
+	struct kpx_slot_key k = { svc, gen, slot };
+	long i = find(m, &k);
+
+	if (i >= 0 && be)
+		memcpy(be, m->vals + i * m->vsz, 4);
+	return i >= 0;
+}
+
+/* Before kpx_svc (key k) takes value v: its whole generation is there. */
+static void check_svc_update(struct fake *f, const struct kpx_svc_value *v)
+{
+	for (uint16_t i = 0; i < v->count; i++) {
+		uint32_t be;
+
+		if (!slot_exists(f, v->svc_id, v->gen, i, &be))
+			violation(f, "kpx_svc flipped to a missing slot");
+		else if (find(&f->m[KPX_MAP_BACKENDS], &be) < 0)
+			violation(f, "kpx_svc flipped to a missing backend");
+	}
+	if ((v->flags & KPX_SVC_F_MAGLEV) && v->count) {
+		struct kpx_maglev_key mk = { v->svc_id, v->gen };
+
+		if (find(&f->m[KPX_MAP_MAGLEV], &mk) < 0)
+			violation(f, "kpx_svc flipped to a missing maglev table");
+	}
+}
+
+/* Whether a kpx_svc value uses (svc, gen[, slot]). */
+static bool svc_uses(struct fake *f, uint32_t svc, uint16_t gen, long slot)
+{
+	struct fmap *m = &f->m[KPX_MAP_SVC];
+
+	for (size_t i = 0; i < m->n; i++) {
+		const struct kpx_svc_value *v = (void *)(m->vals + i * m->vsz);
+
+		if (v->svc_id == svc && v->gen == gen &&
+		    (slot < 0 || slot < v->count))
+			return true;
+	}
+	return false;
+}
+
+static void check_delete(struct fake *f, enum kpx_map_id id, const void *k)
+{
+	if (id == KPX_MAP_SLOTS) {
+		const struct kpx_slot_key *sk = k;
+
+		if (svc_uses(f, sk->svc_id, sk->gen, sk->slot))
+			violation(f, "slot deleted while kpx_svc uses it");
+	} else if (id == KPX_MAP_MAGLEV) {
+		const struct kpx_maglev_key *mk = k;
+
+		if (svc_uses(f, mk->svc_id, (uint16_t)mk->gen, -1))
+			violation(f, "maglev table deleted while in use");
+	} else if (id == KPX_MAP_BACKENDS) {
+		struct fmap *m = &f->m[KPX_MAP_SLOTS];
+
+		for (size_t i = 0; i < m->n; i++)
+			if (!memcmp(m->vals + i * m->vsz, k, 4))
+				violation(f, "backend deleted while a slot "
+					     "names it");
+	}
+}
+
 static int f_update(void *ctx, enum kpx_map_id id, const void *k,
 		    const void *v)
 {
 	struct fake *f = ctx;
 	struct fmap *m = &f->m[id];
 	long i = find(m, k);
+
+	if (id == KPX_MAP_SVC)
+		check_svc_update(f, v);
+	if (id == KPX_MAP_SLOTS && find(&f->m[KPX_MAP_BACKENDS], v) < 0)
+		violation(f, "slot written before its backend");
 
 	if (i < 0) {
 		if (m->n == m->cap)
@@ -99,6 +217,7 @@ static int f_update(void *ctx, enum kpx_map_id id, const void *k,
 	}
 	memcpy(m->vals + i * m->vsz, v, m->vsz);
 	f->updates++;
+	log_op(f, id, false, k, v);
 	return 0;
 }
 
@@ -110,6 +229,10 @@ static int f_del(void *ctx, enum kpx_map_id id, const void *k)
 
 	if (i < 0)
 		return -ENOENT;
+	/* Checked before the delete: the entry itself may be the user. */
+	if (id != KPX_MAP_SVC)
+		check_delete(f, id, k);
+	log_op(f, id, true, k, id == KPX_MAP_SVC ? m->vals + i * m->vsz : NULL);
 	m->n--;
 	memmove(m->keys + i * m->ksz, m->keys + m->n * m->ksz, m->ksz);
 	memmove(m->vals + i * m->vsz, m->vals + m->n * m->vsz, m->vsz);
@@ -185,6 +308,16 @@ static struct kpx_map_writer_opts opts(enum kpx_lb_alg alg)
 		.maglev_size = MSIZE, .maglev_seed = 1, .alg = alg,
 	};
 	return o;
+}
+
+/* The plan's hash of every svcport, then a sync (the writer skips a
+ * svcport whose hash it already programmed). */
+static int wsync(struct kpx_map_writer *w, struct kpx_plan *plan)
+{
+	for (size_t i = 0; i < plan->n_svcports; i++)
+		plan->svcports[i].hash =
+			kpx_plan_svcport_hash(&plan->svcports[i]);
+	return kpx_map_writer_sync(w, plan);
 }
 
 /* One ClusterIP svcport 198.18.100.1:80 with endpoints 198.18.1.{eps}:8080. */
@@ -269,7 +402,7 @@ Test(map_writer, slot_layout_and_generation_flip)
 	ops = fake_ops(&f);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 
 	cr_assert_eq(f.m[KPX_MAP_SVC].n, 2, "internal + external entry");
 	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 3, "backends shared by scopes");
@@ -284,7 +417,7 @@ Test(map_writer, slot_layout_and_generation_flip)
 
 	/* 1 goes, 4 comes: new generation, old slots and backend gone. */
 	tplan_init(&t, (int[]){ 2, 3, 4 }, 3, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	v2 = svc_get(&f, KPX_SCOPE_INTERNAL);
 	cr_assert_eq(v2.svc_id, v1.svc_id, "svc id must be stable");
 	cr_assert_eq(v2.gen, 1);
@@ -301,14 +434,15 @@ Test(map_writer, slot_layout_and_generation_flip)
 
 	/* Unchanged plan: nothing written. */
 	f.updates = f.deletes = 0;
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_eq(f.updates + f.deletes, 0);
 
 	/* Service gone: everything removed. */
 	t.plan.n_svcports = 0;
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	for (int m = 0; m < KPX_MAP_N; m++)
 		cr_assert_eq(f.m[m].n, 0, "map %s not empty", kpx_map_names[m]);
+	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }
@@ -329,7 +463,7 @@ Test(map_writer, restart_reuses_ids_writes_nothing_and_sweeps_orphans)
 	ops = fake_ops(&f);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	before = svc_get(&f, KPX_SCOPE_INTERNAL);
 	kpx_map_writer_free(w); /* agent exits; maps stay */
 
@@ -337,7 +471,7 @@ Test(map_writer, restart_reuses_ids_writes_nothing_and_sweeps_orphans)
 	f_update(&f, KPX_MAP_BACKENDS, &stray_be, &bv);
 	f.updates = f.deletes = 0;
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_eq(f.updates, 0, "a restart must not rewrite live entries");
 	cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
 	after = svc_get(&f, KPX_SCOPE_INTERNAL);
@@ -361,11 +495,11 @@ Test(map_writer, full_backend_map_keeps_previous_state)
 	ops = fake_ops(&f);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 
 	/* Needs 4 backends with room for 3: the update must fail whole. */
 	tplan_init(&t, (int[]){ 1, 2, 3, 4 }, 4, IPPROTO_TCP);
-	cr_assert_lt(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_lt(wsync(w, &t.plan), 0);
 	kpx_map_writer_get_stats(w, &st);
 	cr_assert_gt(st.full, 0);
 	cr_assert(strstr(st.last_error, "map full"), "%s", st.last_error);
@@ -375,6 +509,7 @@ Test(map_writer, full_backend_map_keeps_previous_state)
 	cr_assert_eq(slot_octet(&f, &v, 1), 2);
 	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 2, "no half-written backends");
 	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 4, "no half-written slots");
+	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }
@@ -395,7 +530,7 @@ Test(map_writer, maglev_table_and_udp_backend_removal)
 	ops = fake_ops(&f);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_UDP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	{
 		struct kpx_svc_key k = { .port = htons(80), .proto = IPPROTO_UDP,
 					 .scope = KPX_SCOPE_INTERNAL,
@@ -416,13 +551,14 @@ Test(map_writer, maglev_table_and_udp_backend_removal)
 		cr_assert_gt(seen[i], MSIZE / 3 - 4, "backend %d: %d", i, seen[i]);
 
 	tplan_init(&t, (int[]){ 1, 3 }, 2, IPPROTO_UDP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_eq(f.udp_gone, 1, "removed UDP backend reported once");
 	cr_assert_eq(f.udp_removed, 1,
 		     "one (local-client frontend, backend) pair reported");
 	cr_assert_eq(f.removed_fe_proto, IPPROTO_UDP);
 	cr_assert_eq(f.removed_fe_scope, KPX_SCOPE_INTERNAL);
 	cr_assert_eq(f.m[KPX_MAP_MAGLEV].n, 2, "one table per scope entry");
+	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }
@@ -472,7 +608,7 @@ Test(map_writer, affinity_entries_of_removed_backends_are_pruned)
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
 	t.sp.affinity_timeout = 60;
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	in = svc_get(&f, KPX_SCOPE_INTERNAL);
 	ex = svc_get(&f, KPX_SCOPE_EXTERNAL);
 	cr_assert(in.flags & KPX_SVC_F_AFFINITY);
@@ -486,7 +622,7 @@ Test(map_writer, affinity_entries_of_removed_backends_are_pruned)
 	/* .1 goes: clients stuck to it are re-balanced, the rest stay. */
 	tplan_init(&t, (int[]){ 2, 3 }, 2, IPPROTO_TCP);
 	t.sp.affinity_timeout = 60;
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_not(affinity_has(&f, in.svc_id, 1));
 	cr_assert_not(affinity_has(&f, ex.svc_id, 1));
 	cr_assert(affinity_has(&f, in.svc_id, 2));
@@ -495,11 +631,12 @@ Test(map_writer, affinity_entries_of_removed_backends_are_pruned)
 
 	/* Service gone: all its affinity entries go with it. */
 	t.plan.n_svcports = 0;
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_not(affinity_has(&f, in.svc_id, 2));
 	cr_assert_not(affinity_has(&f, ex.svc_id, 2));
 	cr_assert(affinity_has(&f, other, 1), "other services untouched");
 	cr_assert_eq(f.m[KPX_MAP_AFFINITY].n, 1);
+	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }
@@ -522,7 +659,7 @@ Test(map_writer, restart_reads_the_pins_in_batches)
 	ops.lookup_batch = f_batch;
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3, 4, 5 }, 5, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	before = svc_get(&f, KPX_SCOPE_INTERNAL);
 	kpx_map_writer_free(w);
 
@@ -532,7 +669,7 @@ Test(map_writer, restart_reads_the_pins_in_batches)
 	batch_calls = 0;
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	cr_assert_gt(batch_calls, 4, "the pins were not read in batches");
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_eq(f.updates, 0, "a restart must not rewrite live entries");
 	cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
 	after = svc_get(&f, KPX_SCOPE_INTERNAL);
@@ -560,7 +697,7 @@ Test(map_writer, stale_slot_rewritten_by_the_first_sync_is_kept)
 	ops = fake_ops(&f);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	v0 = svc_get(&f, KPX_SCOPE_INTERNAL);
 	kpx_map_writer_free(w);
 
@@ -568,7 +705,7 @@ Test(map_writer, stale_slot_rewritten_by_the_first_sync_is_kept)
 	f_update(&f, KPX_MAP_SLOTS, &half, &junk);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 3, 1, 2 }, 3, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	v1 = svc_get(&f, KPX_SCOPE_INTERNAL);
 	cr_assert_eq(v1.gen, v0.gen ^ 1);
 	cr_assert_eq(v1.count, 3);
@@ -608,12 +745,12 @@ Test(map_writer, backend_ids_below_the_counter_capacity_come_first)
 	ops = fake_ops(&f);
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_lt(backend_id_of(&f, 3), 4);
 	tplan_init(&t, (int[]){ 2, 3 }, 2, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	tplan_init(&t, (int[]){ 2, 3, 4, 5 }, 4, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_lt(backend_id_of(&f, 4), 4, "a counted id was free");
 	cr_assert_geq(backend_id_of(&f, 5), 4);
 	kpx_map_writer_free(w);
@@ -647,11 +784,11 @@ Test(map_writer, verify_repairs_drift_and_writes_nothing_without_it)
 	ops.lookup_batch = f_batch;
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3 }, 3, IPPROTO_TCP);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 
 	f.updates = f.deletes = 0;
 	cr_assert_eq(kpx_map_writer_verify(w), 0);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	cr_assert_eq(f.updates + f.deletes, 0, "no drift, no write");
 
 	vi = svc_get(&f, KPX_SCOPE_INTERNAL);
@@ -667,7 +804,7 @@ Test(map_writer, verify_repairs_drift_and_writes_nothing_without_it)
 	f_update(&f, KPX_MAP_SVC, &stray, &vi);		/* nobody's entry */
 
 	cr_assert_eq(kpx_map_writer_verify(w), 0);
-	cr_assert_eq(kpx_map_writer_sync(w, &t.plan), 0);
+	cr_assert_eq(wsync(w, &t.plan), 0);
 	vi = svc_get(&f, KPX_SCOPE_INTERNAL);
 	ve = svc_get(&f, KPX_SCOPE_EXTERNAL);
 	for (int i = 0; i < 3; i++) {
@@ -679,6 +816,415 @@ Test(map_writer, verify_repairs_drift_and_writes_nothing_without_it)
 	cr_assert_eq(f.m[KPX_MAP_SVC].n, 2);
 	cr_assert_eq(f.m[KPX_MAP_SLOTS].n, 6, "old generation left behind");
 	cr_assert_eq(f.m[KPX_MAP_BACKENDS].n, 3);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* ---- incremental syncs ---- */
+
+#define MP_N 12
+
+/* Up to MP_N ClusterIP svcports "default/sNN:http/TCP/v4" with frontend
+ * 198.18.100.NN:80 (fe_octet overrides NN) and endpoints 198.18.NET.E:8080. */
+struct mplan {
+	struct kpx_plan plan;
+	struct kpx_plan_svcport arr[MP_N];
+	struct kpx_plan_frontend fe[MP_N];
+	struct kpx_plan_endpoint ep[MP_N][8];
+	uint32_t set[MP_N][8];
+	bool present[MP_N];
+	int eps[MP_N][8], n_eps[MP_N], net[MP_N], fe_octet[MP_N];
+	uint32_t aff[MP_N];
+};
+
+static void mp_init(struct mplan *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (int k = 0; k < MP_N; k++) {
+		m->net[k] = 1;
+		m->fe_octet[k] = k + 1;
+	}
+}
+
+static void mp_set(struct mplan *m, int k, const int *eps, int n)
+{
+	m->present[k] = true;
+	m->n_eps[k] = n;
+	memcpy(m->eps[k], eps, (size_t)n * sizeof(int));
+}
+
+/* Builds the plan from the description (sorted by id, hashed). */
+static struct kpx_plan *mp_plan(struct mplan *m)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < MP_N; k++) {
+		struct kpx_plan_svcport *sp = &m->arr[n];
+		char s[32];
+
+		if (!m->present[k])
+			continue;
+		memset(sp, 0, sizeof(*sp));
+		snprintf(sp->id, sizeof(sp->id), "default/s%02d:http/TCP/v4", k);
+		strcpy(sp->ns, "default");
+		snprintf(sp->name, sizeof(sp->name), "s%02d", k);
+		strcpy(sp->port_name, "http");
+		sp->family = AF_INET;
+		sp->proto = IPPROTO_TCP;
+		sp->port = 80;
+		sp->affinity_timeout = m->aff[k];
+		m->fe[k].kind = KPX_FE_CLUSTER_IP;
+		snprintf(s, sizeof(s), "198.18.100.%d", m->fe_octet[k]);
+		kpx_addr_parse(s, &m->fe[k].addr);
+		m->fe[k].port = 80;
+		sp->frontends = &m->fe[k];
+		sp->n_frontends = 1;
+		for (int i = 0; i < m->n_eps[k]; i++) {
+			snprintf(s, sizeof(s), "198.18.%d.%d", m->net[k],
+				 m->eps[k][i]);
+			kpx_addr_parse(s, &m->ep[k][i].addr);
+			m->ep[k][i].port = 8080;
+			m->ep[k][i].flags = KPX_EP_READY | KPX_EP_SERVING;
+			m->set[k][i] = (uint32_t)i;
+		}
+		sp->endpoints = m->ep[k];
+		sp->n_endpoints = (size_t)m->n_eps[k];
+		sp->internal = sp->external = sp->cluster = m->set[k];
+		sp->n_internal = sp->n_external = sp->n_cluster =
+			(size_t)m->n_eps[k];
+		sp->hash = kpx_plan_svcport_hash(sp);
+		n++;
+	}
+	m->plan.svcports = m->arr;
+	m->plan.n_svcports = n;
+	return &m->plan;
+}
+
+static bool svc_lookup(struct fake *f, int octet, uint8_t scope,
+		       struct kpx_svc_value *v)
+{
+	struct kpx_svc_key k = { .port = htons(80), .proto = IPPROTO_TCP,
+				 .scope = scope, .family = KPX_AF_INET };
+
+	memcpy(k.addr, (uint8_t[]){ 198, 18, 100, (uint8_t)octet }, 4);
+	return f_lookup(f, KPX_MAP_SVC, &k, v) == 0;
+}
+
+/* The maps hold exactly the plan: every frontend of a present svcport on
+ * both scopes with its endpoints in slot order, nothing else (no entry,
+ * slot, backend or name left over). owner[o] (0: lowest present k) names
+ * the svcport a shared frontend octet o belongs to. */
+static void assert_maps_are(struct fake *f, const struct mplan *m,
+			    const int *owner)
+{
+	size_t entries = 0, slots = 0, backends = 0;
+	bool be_seen[256][256] = { { false } };
+
+	cr_assert_eq(f->violations, 0, "ordering: %s", f->violation);
+	for (int k = 0; k < MP_N; k++) {
+		int o = m->fe_octet[k];
+
+		if (!m->present[k] || (owner && owner[o] >= 0 && owner[o] != k))
+			continue;
+		for (uint8_t scope = 0; scope < 2; scope++) {
+			struct kpx_svc_value v;
+			struct kpx_svc_meta meta;
+
+			cr_assert(svc_lookup(f, o, scope, &v),
+				  "s%02d scope %u missing", k, scope);
+			cr_assert_eq(v.count, m->n_eps[k], "s%02d count", k);
+			cr_assert_eq(f_lookup(f, KPX_MAP_SVC_META, &v.svc_id,
+					      &meta), 0);
+			cr_assert(strstr(meta.name, m->arr[0].ns));
+			for (int i = 0; i < v.count; i++) {
+				struct kpx_backend_value be;
+				uint32_t id;
+
+				cr_assert(slot_exists(f, v.svc_id, v.gen,
+						      (uint16_t)i, &id));
+				cr_assert_eq(f_lookup(f, KPX_MAP_BACKENDS, &id,
+						      &be), 0);
+				cr_assert_eq(be.addr[2], m->net[k]);
+				cr_assert_eq(be.addr[3], m->eps[k][i],
+					     "s%02d slot %d", k, i);
+				if (!be_seen[be.addr[2]][be.addr[3]]) {
+					be_seen[be.addr[2]][be.addr[3]] = true;
+					backends++;
+				}
+			}
+			entries++;
+			slots += v.count;
+		}
+	}
+	cr_assert_eq(f->m[KPX_MAP_SVC].n, entries, "stray kpx_svc entries");
+	cr_assert_eq(f->m[KPX_MAP_SVC_META].n, entries, "stray names");
+	cr_assert_eq(f->m[KPX_MAP_SLOTS].n, slots, "stray slots");
+	cr_assert_eq(f->m[KPX_MAP_BACKENDS].n, backends, "stray backends");
+}
+
+Test(map_writer, change_to_one_svcport_writes_only_its_entries)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer_stats st;
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct kpx_svc_value before[MP_N][2], after;
+	struct mplan m;
+	struct fake f;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	mp_init(&m);
+	for (int k = 0; k < 5; k++) {
+		m.net[k] = 10 + k; /* no backend shared between svcports */
+		mp_set(&m, k, (int[]){ 1, 2, 3 }, 3);
+	}
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	kpx_map_writer_get_stats(w, &st);
+	cr_assert(st.last_sync_full, "the first sync is the full reconcile");
+	cr_assert_eq(st.last_svcports, 5);
+	for (int k = 0; k < 5; k++)
+		for (uint8_t s = 0; s < 2; s++)
+			cr_assert(svc_lookup(&f, k + 1, s, &before[k][s]));
+
+	/* Identical plan: nothing written, nothing even computed. */
+	f.updates = f.deletes = f.n_log = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	kpx_map_writer_get_stats(w, &st);
+	cr_assert_eq(f.updates + f.deletes, 0);
+	cr_assert_not(st.last_sync_full);
+	cr_assert_eq(st.last_svcports, 0);
+
+	/* s02: .3 goes, .4 comes. Its two entries flip, nothing else. */
+	mp_set(&m, 2, (int[]){ 1, 2, 4 }, 3);
+	f.updates = f.deletes = f.n_log = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	kpx_map_writer_get_stats(w, &st);
+	cr_assert_eq(st.last_svcports, 1);
+	cr_assert_eq(f.updates, 1 + 2 * 3 + 2,
+		     "one backend, 3 slots per scope, 2 flips: %zu", f.updates);
+	cr_assert_eq(f.deletes, 2 * 3 + 1, "old slots and .3: %zu", f.deletes);
+	for (size_t i = 0; i < f.n_log; i++)
+		if (f.log[i].m == KPX_MAP_SVC)
+			cr_assert_eq(f.log[i].octet, 3, "another frontend written");
+	for (int k = 0; k < 5; k++)
+		for (uint8_t s = 0; s < 2; s++) {
+			cr_assert(svc_lookup(&f, k + 1, s, &after));
+			if (k != 2)
+				cr_assert_eq(memcmp(&after, &before[k][s],
+						    sizeof(after)), 0,
+					     "s%02d touched", k);
+			else
+				cr_assert_neq(after.gen, before[k][s].gen);
+		}
+	assert_maps_are(&f, &m, NULL);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* A removed svcport: entries first, then their slots, then the backends
+ * only they used; backends another svcport still uses stay. */
+Test(map_writer, removed_svcport_deleted_in_reverse_order)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_MAGLEV);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct kpx_svc_value v[2];
+	struct mplan m;
+	struct fake f;
+	size_t last_svc = 0, first_slot = SIZE_MAX, last_slot = 0;
+	size_t first_be = SIZE_MAX, n_be = 0;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	mp_init(&m);
+	mp_set(&m, 0, (int[]){ 1, 2 }, 2);
+	mp_set(&m, 1, (int[]){ 2, 3, 4 }, 3); /* shares .2 with s00 */
+	mp_set(&m, 2, (int[]){ 5 }, 1);
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	cr_assert(svc_lookup(&f, 2, 0, &v[0]));
+	cr_assert(svc_lookup(&f, 2, 1, &v[1]));
+
+	m.present[1] = false;
+	f.updates = f.deletes = f.n_log = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	cr_assert_eq(f.updates, 0, "a removal writes nothing");
+	for (size_t i = 0; i < f.n_log; i++) {
+		const struct fop *op = &f.log[i];
+
+		cr_assert(op->del);
+		if (op->m == KPX_MAP_SVC)
+			last_svc = i;
+		if (op->m == KPX_MAP_SLOTS || op->m == KPX_MAP_MAGLEV) {
+			cr_assert(op->id == v[0].svc_id || op->id == v[1].svc_id);
+			if (first_slot == SIZE_MAX)
+				first_slot = i;
+			last_slot = i;
+		}
+		if (op->m == KPX_MAP_BACKENDS) {
+			n_be++;
+			if (first_be == SIZE_MAX)
+				first_be = i;
+		}
+	}
+	/* Per entry: its kpx_svc key, then its slots and table. */
+	cr_assert_lt(f.log[0].m == KPX_MAP_SVC ? 0 : 1, 1,
+		     "the first delete is not a kpx_svc entry");
+	cr_assert_neq(first_slot, SIZE_MAX);
+	cr_assert_lt(first_be, SIZE_MAX);
+	cr_assert_gt(first_be, first_slot);
+	cr_assert_gt(last_slot, last_svc - 1);
+	cr_assert_eq(n_be, 2, ".3 and .4 deleted, .2 kept for s00: %zu", n_be);
+	assert_maps_are(&f, &m, NULL);
+	cr_assert_eq(f.m[KPX_MAP_MAGLEV].n, 4, "tables of s00 and s02");
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* A svcport whose write failed (map full) is written again by the next
+ * sync although its hash did not change. */
+Test(map_writer, failed_svcport_is_retried_with_an_unchanged_plan)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer_stats st;
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct mplan m;
+	struct fake f;
+
+	fake_init(&f, 3);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	mp_init(&m);
+	mp_set(&m, 0, (int[]){ 1, 2 }, 2);
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	mp_set(&m, 1, (int[]){ 3, 4 }, 2); /* needs 4 backends, room for 3 */
+	cr_assert_lt(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	cr_assert_eq(f.m[KPX_MAP_SVC].n, 2, "s01 not written");
+	f.m[KPX_MAP_BACKENDS].cap = 128;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	kpx_map_writer_get_stats(w, &st);
+	cr_assert_eq(st.last_svcports, 1, "only the failed svcport retried");
+	assert_maps_are(&f, &m, NULL);
+	f.updates = f.deletes = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	cr_assert_eq(f.updates + f.deletes, 0, "retried once, not forever");
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* Two svcports claim one frontend: the first keeps it while it wants it;
+ * when it lets go, the other one gets it in the same sync, without the
+ * frontend disappearing in between. */
+Test(map_writer, frontend_claimed_twice_moves_without_a_gap)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct mplan m;
+	struct fake f;
+	int owner[256];
+
+	memset(owner, -1, sizeof(owner));
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	mp_init(&m);
+	m.fe_octet[1] = 1; /* s01 claims s00's frontend */
+	mp_set(&m, 0, (int[]){ 1, 2 }, 2);
+	mp_set(&m, 1, (int[]){ 7 }, 1);
+	owner[1] = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	assert_maps_are(&f, &m, owner);
+
+	/* s01 changes: still s00's. */
+	mp_set(&m, 1, (int[]){ 7, 8 }, 2);
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	assert_maps_are(&f, &m, owner);
+
+	/* s00 moves to another frontend: s01 (unchanged) takes .1. */
+	m.fe_octet[0] = 9;
+	f.n_log = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	owner[1] = 1;
+	assert_maps_are(&f, &m, owner);
+	for (size_t i = 0; i < f.n_log; i++)
+		cr_assert(!(f.log[i].m == KPX_MAP_SVC && f.log[i].del &&
+			    f.log[i].octet == 1),
+			  "frontend .1 deleted while moving");
+
+	/* s00 comes back to .1: s01 keeps it now. */
+	m.fe_octet[0] = 1;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	assert_maps_are(&f, &m, owner);
+
+	/* s01 removed: s00 gets .1 in the same sync. */
+	m.present[1] = false;
+	f.n_log = 0;
+	cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+	assert_maps_are(&f, &m, NULL);
+	for (size_t i = 0; i < f.n_log; i++)
+		cr_assert(!(f.log[i].m == KPX_MAP_SVC && f.log[i].del),
+			  "frontend .1 deleted while moving");
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* A seeded random walk of plan changes (svcports added and removed,
+ * endpoint sets from a pool the svcports share, affinity on and off),
+ * with restarts and resyncs in between: after every sync the maps are
+ * exactly the plan and no operation broke the write order. */
+Test(map_writer, random_changes_keep_maps_equal_to_the_plan)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_MAGLEV);
+	struct kpx_map_writer_stats st;
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct mplan m;
+	struct fake f;
+	unsigned seed = 12345;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	ops.lookup_batch = f_batch;
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	mp_init(&m);
+	for (int round = 0; round < 300; round++) {
+		int changes = 1 + rand_r(&seed) % 3;
+
+		for (int c = 0; c < changes; c++) {
+			int k = rand_r(&seed) % MP_N, r = rand_r(&seed) % 10;
+
+			if (r < 2) {
+				m.present[k] = !m.present[k];
+			} else if (r < 3) {
+				m.aff[k] = m.aff[k] ? 0 : 60;
+			} else {
+				int eps[8], n = rand_r(&seed) % 6;
+
+				for (int i = 0; i < n; i++)
+					eps[i] = 1 + (i * 2 + rand_r(&seed) % 2);
+				mp_set(&m, k, eps, n);
+			}
+		}
+		if (round % 50 == 49) {
+			kpx_map_writer_free(w); /* agent restart */
+			cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+		}
+		if (round % 30 == 29)
+			cr_assert_eq(kpx_map_writer_verify(w), 0);
+		cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0,
+			     "round %d", round);
+		assert_maps_are(&f, &m, NULL);
+		f.updates = f.deletes = 0;
+		cr_assert_eq(kpx_map_writer_sync(w, mp_plan(&m)), 0);
+		kpx_map_writer_get_stats(w, &st);
+		cr_assert_eq(f.updates + f.deletes, 0,
+			     "round %d: unchanged plan wrote", round);
+		cr_assert_eq(st.last_svcports, 0);
+	}
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }

@@ -36,6 +36,7 @@
 #include "agent/backend.h"
 #include "agent/config.h"
 #include "agent/serve.h"
+#include "bpf/loader.h"
 #include "cli/cli.h"
 #include "common/log.h"
 
@@ -92,6 +93,20 @@ static bool agent_running(const char *sock_path)
 	up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 	close(fd);
 	return up;
+}
+
+/* An agent holds the lock of the bpf root (bpf/loader.c), whatever its
+ * state socket. When free, *fd keeps it so no agent starts mid-cleanup. */
+static bool bpf_root_busy(const struct kpx_config *cfg, int *fd)
+{
+	pid_t pid = 0;
+
+	if (kpx_bpf_lock_root(cfg, fd, &pid) != -EBUSY)
+		return false;
+	printf("kpx: bpf root %s is held by a running agent (pid %d); its "
+	       "state is left in place (stop it first, or pass --force)\n",
+	       cfg->bpf_root[0] ? cfg->bpf_root : "/sys/fs/bpf/kpx", (int)pid);
+	return true;
 }
 
 static int clean_backend(const struct kpx_backend_ops *ops,
@@ -654,7 +669,8 @@ int kpx_cmd_cleanup(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct kpx_config cfg;
-	bool kube_proxy = false, force = false;
+	bool kube_proxy = false, force = false, busy;
+	int root_fd = -1;
 	enum kpx_backend_kind only = KPX_BACKEND_AUTO;
 	char *dst;
 	size_t dlen;
@@ -723,12 +739,19 @@ int kpx_cmd_cleanup(int argc, char **argv)
 	}
 
 	kpx_state_socket_resolve(cfg.state_socket, sizeof(cfg.state_socket));
-	if (!force && agent_running(cfg.state_socket)) {
-		printf("kpx: an agent is running (%s); its state is left in "
-		       "place (stop it first, or pass --force)\n",
-		       cfg.state_socket);
-		if (!kube_proxy)
+	busy = !force && only != KPX_BACKEND_NFT &&
+	       bpf_root_busy(&cfg, &root_fd);
+	if (busy || (!force && agent_running(cfg.state_socket))) {
+		if (!busy)
+			printf("kpx: an agent is running (%s); its state is "
+			       "left in place (stop it first, or pass "
+			       "--force)\n",
+			       cfg.state_socket);
+		if (!kube_proxy) {
+			if (root_fd >= 0)
+				close(root_fd);
 			return 1;
+		}
 	} else {
 		if (only != KPX_BACKEND_NFT &&
 		    (r = clean_backend(&kpx_bpf_backend, &cfg)) < 0)
@@ -743,5 +766,7 @@ int kpx_cmd_cleanup(int argc, char **argv)
 		r = clean_kube_proxy_iptables();
 		ret = ret ?: r;
 	}
+	if (root_fd >= 0)
+		close(root_fd);
 	return ret ? 1 : 0;
 }
