@@ -1144,3 +1144,68 @@ Test(manifests_incremental, own_node_per_file, .init = mk_tmpdir,
 	watch_close(&w);
 	kpx_manifests_set_node("");
 }
+
+/*
+ * Random bursts of edits, deletions and renames over a few files that
+ * share objects: after every re-read the store equals a full listing of
+ * the directory (the rule for an object in several files included).
+ */
+Test(manifests_incremental, random_edits_match_full_listing,
+     .init = mk_tmpdir, .fini = rm_tmpdir, .timeout = 60)
+{
+	bool exists[5] = { false };
+	unsigned seed = 20261123;
+	struct watched w;
+	int full_reads = 0;
+
+	write_file("f0.yaml", two_svc_yaml("s0", 80, "s1", 80));
+	exists[0] = true;
+	watch_open(&w);
+	for (int step = 0; step < 30; step++) {
+		int ops = 1 + rand_r(&seed) % 3;
+
+		for (int op = 0; op < ops; op++) {
+			int f = rand_r(&seed) % 5, what = rand_r(&seed) % 6;
+			char name[32], path[256], to[256];
+
+			snprintf(name, sizeof(name), "f%d.yaml", f);
+			snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+			if (what < 4 || !exists[f]) {
+				char text[4096] = "";
+
+				for (int s = 0; s < 6; s++) {
+					char svc[8], ipb[32];
+
+					if (rand_r(&seed) % 2)
+						continue;
+					snprintf(svc, sizeof(svc), "s%d", s);
+					snprintf(ipb, sizeof(ipb),
+						 "198.18.102.%d", s + 1);
+					strcat(text, text[0] ? "---\n" : "");
+					strcat(text,
+					       svc_yaml(svc, ipb,
+							80 + rand_r(&seed) % 10));
+				}
+				write_file(name, text);
+				exists[f] = true;
+			} else if (what == 4) {
+				rm_file(name);
+				exists[f] = false;
+			} else {
+				int g = (f + 1 + rand_r(&seed) % 4) % 5;
+
+				snprintf(to, sizeof(to), "%s/f%d.yaml", tmpdir,
+					 g);
+				cr_assert_eq(rename(path, to), 0);
+				exists[f] = false;
+				exists[g] = true;
+			}
+		}
+		wait_reload(&w);
+		if (status_bool(&w, "last_full_listing"))
+			full_reads++;
+		assert_same_as_full_listing(&w);
+	}
+	cr_assert_eq(full_reads, 0, "per-file re-reads only");
+	watch_close(&w);
+}
