@@ -45,6 +45,7 @@ teardown() {
 		exec 4>&-
 		HOLDER_FD_OPEN=0
 	fi
+	dflt_cleanup
 	rig_down
 }
 
@@ -271,6 +272,123 @@ resync_by_restart() {
 	wait_until 15 agent_synced && wait_until 10 verify_ok
 }
 
+# ---- the default state socket, one agent per netns ----
+#
+# Agents started without --state-socket listen on a twin of the default
+# per network namespace, /run/kpx/kpx-netns-<netns inode>.sock, and on
+# the default itself only when no live agent answers there (another
+# person's agent may: /run/kpx is the host's). `kpx status` without
+# --state-socket asks the agent of its own netns.
+SOCK_DEFAULT=/run/kpx/kpx.sock
+DFLT_SOCKS=() # twins of this test's netns, removed on exit
+
+twin_of() { echo "/run/kpx/kpx-netns-$(stat -L -c %i "/run/netns/$(rig_ns "$1")").sock"; }
+# sock_live PATH: something accepts on the unix socket PATH
+sock_live() {
+	python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null
+}
+# dflags NODE: datapath flags of NODE's agent, no --state-socket
+dflags() {
+	echo --bpf-root "/sys/fs/bpf/$RIG_P-$1" --cgroup-path "$RIG_CG/$1" --backend "$B"
+}
+# dflt_status NODE: `kpx status -o json` in NODE's netns, default socket
+dflt_status() {
+	# shellcheck disable=SC2046
+	rig_exec "$1" timeout -k 2 "$T_CALL" "$KPX_BIN" status -o json $(dflags "$1")
+}
+# dflt_node NODE: the node name the agent answering in NODE's netns reports
+dflt_node() { dflt_status "$1" | jq -r 'if .agent_running then .agent.node else "down" end'; }
+dflt_node_is() { [ "$(dflt_node "$1")" = "$2" ]; }
+
+# dflt_start NODE: the rig's agent flags (rig_agent_start) without
+# --state-socket; rig_agent_pid/stop/kill9 work on it
+dflt_start() {
+	local node=$1
+	DFLT_SOCKS+=("$(twin_of "$node")")
+	rig_node_bg "$node" "$node" "$RIG_DIR/dflt-$node.log" \
+		"$KPX_BIN" run --manifests "$RIG_MANIFESTS" --backend "$B" \
+		--hostname-override "$node" \
+		--node-ip "$(rig_node_ip4 "$node"),$(rig_node_ip6 "$node")" \
+		--cluster-cidr 198.19.0.0/16,fd00:19::/32 \
+		--bpf-root "/sys/fs/bpf/$RIG_P-$node" \
+		--cgroup-path "$RIG_CG/$node" \
+		--devices eth0 \
+		--healthz-bind-address "$(rig_node_ip4 "$node"):10256" \
+		--metrics-bind-address "$(rig_node_ip4 "$node"):10249" \
+		--min-sync-period 100ms -v 1
+	echo "$RIG_LAST_PID" >"$RIG_DIR/agent-$node.pid"
+}
+
+# Stops this test's default-socket agents and removes their sockets:
+# the twins of our netns, and the default only when nobody answers on it
+# (ours was killed -9; a live one is someone else's).
+dflt_cleanup() {
+	local node f
+	for node in $RIG_NODES; do
+		[ -f "$RIG_DIR/dflt-$node.log" ] && rig_agent_stop "$node"
+	done
+	for f in "${DFLT_SOCKS[@]}"; do
+		[ -S "$f" ] && rm -f "$f"
+	done
+	DFLT_SOCKS=()
+	[ -S $SOCK_DEFAULT ] && ! sock_live $SOCK_DEFAULT && rm -f $SOCK_DEFAULT
+	return 0
+}
+
+state_socket_checks() {
+	local t1 t2 f why="" node out default_ours=0
+	t1=$(twin_of n1)
+	t2=$(twin_of n2)
+	dflt_start n1
+	if ! wait_until 15 dflt_node_is n1 n1; then
+		fail state-socket-netns "agent 1 (n1, no --state-socket) not reporting n1 in its netns within 15 s: $(dflt_status n1 2>&1 | jq -c '{agent_running, node: .agent.node}' 2>&1) $(grep -m3 'status socket\|^E' "$RIG_DIR/dflt-n1.log" | tr '\n' ' ')"
+		dflt_cleanup
+		return
+	fi
+	# agent 1 takes the default unless a live agent (not ours) has it
+	grep -q "status socket listening on $SOCK_DEFAULT\$" "$RIG_DIR/dflt-n1.log" && default_ours=1
+	dflt_start n2
+	wait_until 15 dflt_node_is n2 n2 || why="$why n2's netns reports '$(dflt_node n2)', not n2;"
+	for node in n1 n2; do
+		[ "$node" = n1 ] && f=$t1 || f=$t2
+		[ -S "$f" ] || why="$why no socket $f for $node's netns;"
+		grep -q "status socket listening on $f\$" "$RIG_DIR/dflt-$node.log" ||
+			why="$why $node's agent does not log listening on $f;"
+	done
+	out=$(dflt_node n1)
+	[ "$out" = n1 ] || why="$why n1's netns reports '$out' after agent 2 started;"
+	check_why state-socket-netns "$why"
+
+	why=""
+	grep -q "status socket $SOCK_DEFAULT belongs to another agent" "$RIG_DIR/dflt-n2.log" ||
+		why="$why agent 2's log does not say another agent serves $SOCK_DEFAULT: $(grep 'status socket' "$RIG_DIR/dflt-n2.log" | tr '\n' ' ');"
+	if [ $default_ours = 1 ]; then
+		# the default still answers for agent 1 (a link: the CLI resolves
+		# only the default path itself to its netns's twin)
+		ln -sf $SOCK_DEFAULT "$RIG_DIR/default.sock"
+		# shellcheck disable=SC2046 # flags, split on purpose
+		out=$(in_n1 timeout -k 2 "$T_CALL" "$KPX_BIN" status -o json --state-socket "$RIG_DIR/default.sock" $(dflags n1) | jq -r '.agent.node')
+		[ "$out" = n1 ] || why="$why $SOCK_DEFAULT answers for '$out', not agent 1 (n1);"
+	else
+		echo "# $B: $SOCK_DEFAULT is served by an agent outside this test; checked agent 2's log only" >&2
+	fi
+	check_why state-socket-no-takeover "$why"
+
+	why=""
+	rig_agent_kill9 n1
+	out=$(dflt_status n1)
+	if ! jq -e '.agent_running == false' <<<"$out" >/dev/null; then
+		why="$why n1's netns after kill -9 of its agent: $(jq -c '{agent_running, node: .agent.node}' <<<"$out" 2>&1);"
+	fi
+	# shellcheck disable=SC2046 # flags, split on purpose
+	out=$(in_n1 timeout -k 2 "$T_CALL" "$KPX_BIN" status $(dflags n1))
+	grep -q 'Agent: not running' <<<"$out" || why="$why text status in n1's netns: $(head -1 <<<"$out");"
+	out=$(dflt_node n2)
+	[ "$out" = n2 ] || why="$why n2's netns reports '$out' after agent 1 died;"
+	check_why state-socket-dead-agent "$why"
+	dflt_cleanup
+}
+
 # ---- scenario ----
 
 run_backend() {
@@ -289,6 +407,8 @@ run_backend() {
 		teardown
 		return 1
 	fi
+	# rig_up's trap, plus the sockets under /run/kpx the test creates
+	trap 'dflt_cleanup; rig_down' EXIT
 	rig_pod_servers 8080
 	write_web 1 n1:1
 	write_lb 1 n1
@@ -608,6 +728,8 @@ assert (c["services"], c["frontends"], c["endpoints"]) == (2, 4, 3), c
 	else
 		fail services-agent-down "kpx services without the agent: web=[$(backends_of 198.18.100.1 80)]"
 	fi
+
+	state_socket_checks
 
 	teardown
 }

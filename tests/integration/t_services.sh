@@ -1,28 +1,28 @@
 #!/bin/bash
-# Service behaviour as a client sees it (issue 3 scenarios 1-12), for each
+# Service behaviour as a client sees it (issue 3 scenarios 1-12; 13 nft
+# resync, 14 node topology hints, 15 LB ipMode), for each
 # backend in ${KPX_BACKENDS:-nft bpf}; one rig (tests/integration/lib/rig.sh)
 # per backend, reused across scenarios. Prints PASS/FAIL/SKIP
 # <backend>/<scenario>; exits non-zero only when the harness itself broke.
 # KPX_SCENARIOS="1 3 5" picks scenarios.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" -ne 0 ]; then
-	echo "SKIP services: needs root (network namespaces)"
-	exit 0
-fi
+cd "$(dirname "$0")/../.." || exit 1
+# pass/fail/skip, need_root: lib/check.sh; names are CHECK_PREFIX/name,
+# CHECK_PREFIX is the backend (set in run_backend), "services" before that.
+# shellcheck source=lib/check.sh
+. tests/integration/lib/check.sh
+CHECK_PREFIX=""
+need_root services
 for b in build/kpx build/kpx_echo; do
-	[ -x "$b" ] || { echo "SKIP services: $b not built"; exit 0; }
+	[ -x "$b" ] || { skip services "$b not built"; exit 0; }
 done
 
 # 12 (cleanup, stops n2's agent) runs last.
-SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 12}
+SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 12}
 
-pass() { echo "PASS $BK/$1"; }
-fail() { echo "FAIL $BK/$1: $2"; }
-skip() { echo "SKIP $BK/$1: $2"; }
-
-# eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@n[@zone]] (r ready,
-# t serving+terminating, n not ready; zone: topology hint forZones): an
+# eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@n[@zones[@nodes]]]
+# (r ready, t serving+terminating, n not ready; zones, nodes: topology
+# hints forZones and forNodes, names joined by "+", empty for none): an
 # EndpointSlice with TCP port "p" and UDP port "u" at 8080.
 eps() {
 	local name=$1 fam=$2 svc=$3 e ip node st
@@ -36,14 +36,16 @@ eps() {
 	if [ $# -eq 0 ]; then echo "endpoints: []"; return; fi
 	echo "endpoints:"
 	for e in "$@"; do
-		local hint=""
-		IFS=@ read -r ip node st hint <<<"$e"
+		local zones="" nodes="" hint=""
+		IFS=@ read -r ip node st zones nodes <<<"$e"
 		case ${st:-r} in
 		r) st="{ready: true, serving: true, terminating: false}" ;;
 		t) st="{ready: false, serving: true, terminating: true}" ;;
 		n) st="{ready: false, serving: false, terminating: false}" ;;
 		esac
-		[ -n "$hint" ] && hint=", hints: {forZones: [{name: $hint}]}"
+		[ -n "$zones" ] && hint="forZones: [{name: ${zones//+/\}, {name: }}]"
+		[ -n "$nodes" ] && hint="$hint${hint:+, }forNodes: [{name: ${nodes//+/\}, {name: }}]"
+		[ -n "$hint" ] && hint=", hints: {$hint}"
 		echo "- {addresses: [\"$ip\"], conditions: $st, nodeName: $node$hint}"
 	done
 }
@@ -87,7 +89,7 @@ cl() {
 	esac
 }
 
-# expect_all OUT N: N ok, 0 fail
+# ok_all OUT N: N ok, 0 fail
 ok_all() { [ "$(echo_get "$1" ok)" = "$2" ] && [ "$(echo_get "$1" fail)" = 0 ]; }
 ids() { echo_names id "$1"; }
 srcs() { echo_names src "$1"; }
@@ -135,7 +137,7 @@ s2() {
 	out=$(cl n2p2 --addr 198.18.100.2 --port 80 -n 60 --timeout-ms 1000)
 	ok_all "$out" 60 || why="$why new conns failed: $(brief "$out");"
 	local term_id
-	case $other in $P1) term_id=n1-p1 ;; *) term_id=n1-p2 ;; esac
+	case $other in "$P1") term_id=n1-p1 ;; *) term_id=n1-p2 ;; esac
 	[ "$(echo_get "$out" id $term_id)" = 0 ] || why="$why terminating endpoint $term_id still chosen;"
 	[ "$(echo_get "$out" id n2-p3)" -gt 0 ] || why="$why added endpoint n2-p3 never chosen;"
 	# removal: only n2-p3 left
@@ -152,8 +154,6 @@ s2() {
 	# the unrelated change, so judge the log up to here
 	rig_wait_until 6 grep -q "^hold \(ok\|fail\)" "$log"
 	if grep -q "^hold fail" "$log"; then
-		local after
-		after=$(sed -n 's/.*after_ms=\([0-9]*\).*/\1/p' "$log")
 		why="$why established connection to $held broke ($(cat "$log" | tr '\n' ' '));"
 	fi
 	kill "$hpid" 2>/dev/null
@@ -180,7 +180,7 @@ s3() {
 
 # ---------------------------------------------------------------- 4
 s4() {
-	local aff='sessionAffinity: ClientIP' why="" out n distinct
+	local aff='sessionAffinity: ClientIP' why="" out distinct
 	{ svc s4 198.18.100.4 "$aff" "sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}"
 	  eps s4-a IPv4 s4 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s4.yaml
 	rig_sync_all || { fail 4 "agents did not sync"; return; }
@@ -190,7 +190,7 @@ s4() {
 	done
 	# after the timeout the choice is random again
 	distinct=""
-	for n in 1 2 3 4 5 6; do
+	for _ in 1 2 3 4 5 6; do
 		sleep 1.3
 		out=$(cl n1p3 --addr 198.18.100.4 --port 80 -n 1 --timeout-ms 1000)
 		distinct="$distinct $(ids "$out")"
@@ -477,18 +477,98 @@ s13() {
 	[ -z "$why" ] && pass 13-resync || fail 13-resync "$why"
 }
 
+# ---------------------------------------------------------------- 14
+# Topology hints for nodes (PreferSameNode; n1 is in zone za, n2 in zb):
+# when every ready endpoint has hints.forNodes and one names this node,
+# the node uses only the endpoints hinted for it, wherever they run; else
+# zone hints when every ready endpoint has them and one names the node's
+# zone; else every ready endpoint.
+
+# id_set OUT: the ids that answered, sorted, space separated
+id_set() { ids "$1" | tr ' ' '\n' | sort | xargs; }
+
+# topo_case WHAT WANT_N1 WANT_N2 ENTRY...: s14's service with these
+# endpoints (eps ENTRY syntax); from a pod of n1 and one of n2, exactly
+# the WANT endpoints answer 30 connections. Adds to the caller's $why.
+topo_case() {
+	local what=$1 want1=$2 want2=$3 out from want
+	shift 3
+	{ svc s14 198.18.100.140; eps s14-a IPv4 s14 "$@"; } | rig_manifest_write s14.yaml
+	rig_sync_all || { why="$why $what: agents did not sync;"; return; }
+	for from in n1 n2; do
+		want=$want1
+		[ $from = n2 ] && want=$want2
+		out=$(cl ${from}p3 --addr 198.18.100.140 --port 80 -n 30 --timeout-ms 1000)
+		ok_all "$out" 30 && [ "$(id_set "$out")" = "$want" ] ||
+			why="$why $what from $from (want $want): $(brief "$out");"
+	done
+}
+
+s14() {
+	local why=""
+	# node hints win over zone hints (which would give n1 its own n1-p1),
+	# also toward another node; a not-ready endpoint without hints does
+	# not count
+	topo_case "node hints" "n2-p1" "n1-p1 n2-p2" \
+		$P1@n1@r@za@n2 $Q1@n2@r@zb@n1 $Q2@n2@r@zb@n2 $Q3@n2@n
+	[ -z "$why" ] && pass 14-node-hints || fail 14-node-hints "$why"
+	why=""
+	# one ready endpoint without node hints: zone hints decide
+	topo_case "node hints incomplete" "n2-p1" "n1-p1 n2-p2" \
+		$P1@n1@r@zb@n1 $Q1@n2@r@za $Q2@n2@r@zb@n1
+	# complete node hints, none for n1: n1 falls back to its zone za
+	topo_case "no node hint for n1" "n2-p1" "n1-p1 n2-p1" \
+		$P1@n1@r@zb@n2 $Q1@n2@r@za@n2 $Q2@n2@r@zb@n3
+	# ... and without complete zone hints to every endpoint
+	topo_case "no node hint for n1, zone hints incomplete" "n1-p1 n2-p1 n2-p2" "n1-p1 n2-p1" \
+		$P1@n1@r@zb@n2 $Q1@n2@r@@n2 $Q2@n2@r@zb@n3
+	[ -z "$why" ] && pass 14-node-hints-fallback || fail 14-node-hints-fallback "$why"
+}
+
+# ---------------------------------------------------------------- 15
+# LoadBalancer ingress with ipMode Proxy: the load balancer proxies to the
+# nodes itself, so kube-proxy programs nothing for that IP; the service's
+# VIP-mode (and mode-less) ingress IPs are served as usual.
+s15() {
+	local why="" out proto ip
+	{ SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.200.15, ipMode: VIP}, {ip: 198.18.200.16, ipMode: Proxy}, {ip: 198.18.200.17}]}" \
+		NP_TCP=30150 NP_UDP=30150 svc s15 198.18.100.150 "type: LoadBalancer"
+	  eps s15-a IPv4 s15 $P1@n1 $Q1@n2; } | rig_manifest_write s15.yaml
+	rig_sync_all || { fail 15-lb-ipmode "agents did not sync"; return; }
+	for proto in tcp udp; do
+		for ip in 198.18.200.15 198.18.200.17; do
+			out=$(cl x --addr $ip --port 80 --proto $proto -n 10 --timeout-ms 1000)
+			ok_all "$out" 10 || why="$why external client to VIP-mode $ip/$proto: $(brief "$out");"
+		done
+		# how it fails depends on the rig's routes (n1 forwards it
+		# on-link, nobody has the address): no endpoint may answer
+		out=$(cl x --addr 198.18.200.16 --port 80 --proto $proto -n 3 --timeout-ms 400)
+		[ "$(echo_get "$out" ok)" = 0 ] && [ -z "$(ids "$out")" ] ||
+			why="$why external client to Proxy-mode 198.18.200.16/$proto was served: $(brief "$out");"
+	done
+	# pods: the VIP is short-circuited in the node, the Proxy-mode IP not
+	out=$(cl n1p3 --addr 198.18.200.15 --port 80 -n 5 --timeout-ms 1000)
+	ok_all "$out" 5 || why="$why pod to VIP-mode 198.18.200.15: $(brief "$out");"
+	out=$(cl n1p3 --addr 198.18.200.16 --port 80 -n 3 --timeout-ms 400)
+	[ "$(echo_get "$out" ok)" = 0 ] && [ -z "$(ids "$out")" ] ||
+		why="$why pod to Proxy-mode 198.18.200.16 was served: $(brief "$out");"
+	[ -z "$why" ] && pass 15-lb-ipmode || fail 15-lb-ipmode "$why"
+}
+
 run_backend() {
 	BK=$1
 	(
+		# shellcheck disable=SC2034 # read by lib/check.sh pass/fail/skip
+		CHECK_PREFIX=$BK
 		export KPX_BACKEND=$BK
 		export RIG_P="k$$${BK:0:1}"
 		# shellcheck source=lib/rig.sh
 		source tests/integration/lib/rig.sh
 		if [ "$BK" = bpf ] && ! "$KPX_BIN" run --help >/dev/null 2>&1; then
-			echo "SKIP $BK/all: kpx not runnable"
+			skip all "kpx not runnable"
 			exit 0
 		fi
-		rig_up || { echo "FAIL $BK/rig: rig_up failed"; exit 1; }
+		rig_up || { fail rig "rig_up failed"; exit 1; }
 		E=$KPX_ECHO
 		rig_pod_servers 8080
 		rig_manifest_write nodes.yaml <<-EOF
@@ -503,16 +583,16 @@ run_backend() {
 		rig_agent_start n1
 		rig_agent_start n2
 		if ! rig_agent_wait_synced n1 15 || ! rig_agent_wait_synced n2 15; then
-			for s in $SCEN; do echo "FAIL $BK/$s: agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; done
+			for s in $SCEN; do fail "$s" "agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; done
 			exit 0
 		fi
 		for s in $SCEN; do
 			if ! rig_alive; then
-				echo "FAIL $BK/$s: the rig's namespaces or $RIG_DIR vanished (removed by another process?)"
+				fail "$s" "the rig's namespaces or $RIG_DIR vanished (removed by another process?)"
 				continue
 			fi
 			rig_agent_alive n1 && rig_agent_alive n2 || {
-				echo "FAIL $BK/$s: an agent died: $(tail -2 "$RIG_DIR"/agent-n*.log | tr '\n' ' ')"
+				fail "$s" "an agent died: $(tail -2 "$RIG_DIR"/agent-n*.log | tr '\n' ' ')"
 				rig_agent_alive n1 || rig_agent_start n1
 				rig_agent_alive n2 || rig_agent_start n2
 				rig_agent_wait_synced n1 10; rig_agent_wait_synced n2 10
@@ -527,9 +607,9 @@ run_backend() {
 			lr=$(rig_exec n1 nft list ruleset 2>&1)
 			lrc=$?
 			if [ $lrc -eq 0 ] && grep -q "^table inet kpx" <<<"$lr"; then
-				echo "PASS $BK/nft-list-ruleset"
+				pass nft-list-ruleset
 			else
-				echo "FAIL $BK/nft-list-ruleset: exit $lrc: $(tail -2 <<<"$lr" | tr '\n' ' ')"
+				fail nft-list-ruleset "exit $lrc: $(tail -2 <<<"$lr" | tr '\n' ' ')"
 			fi
 		fi
 		exit 0
