@@ -1576,20 +1576,27 @@ static struct sp_rec *rec_new(const char *id)
 static int diff_plan(struct kpx_map_writer *w, const struct kpx_plan *plan,
 		     bool full, struct diff *d)
 {
-	size_t i = 0, j = 0, n = plan->n_svcports;
+	size_t i = 0, j = 0, n = plan->n_svcports, cap = 0;
 
 	memset(d, 0, sizeof(*d));
-	d->next = malloc((n + 1) * sizeof(*d->next));
-	d->gone = malloc((w->n_recs + 1) * sizeof(*d->gone));
-	d->todo = malloc((n + 1) * sizeof(*d->todo));
-	if (!d->next || !d->gone || !d->todo)
-		return -ENOMEM;
 	while (i < n || j < w->n_recs) {
 		const struct kpx_plan_svcport *sp =
 			i < n ? &plan->svcports[i] : NULL;
 		struct sp_rec *r = j < w->n_recs ? w->recs[j] : NULL;
 		int c = !sp ? -1 : !r ? 1 : strcmp(r->id, sp->id);
+		bool fresh = false;
 
+		/* The records array is rebuilt only from the first svcport
+		 * added or removed on: a change in place allocates none. */
+		if (c && !d->next) {
+			d->next = malloc((n + 1) * sizeof(*d->next));
+			d->gone = malloc((w->n_recs + 1) * sizeof(*d->gone));
+			if (!d->next || !d->gone)
+				return -ENOMEM;
+			if (i)
+				memcpy(d->next, w->recs, i * sizeof(*d->next));
+			d->n_next = i;
+		}
 		if (c < 0) {
 			d->gone[d->n_gone++] = r;
 			j++;
@@ -1599,11 +1606,25 @@ static int diff_plan(struct kpx_map_writer *w, const struct kpx_plan *plan,
 			r = rec_new(sp->id);
 			if (!r)
 				return -ENOMEM;
-			d->todo[d->n_todo++] = (struct todo){ sp, r, true };
-		} else if (full || r->retry || r->hash != sp->hash) {
-			d->todo[d->n_todo++] = (struct todo){ sp, r, false };
+			fresh = true;
 		}
-		d->next[d->n_next++] = r;
+		if (fresh || full || r->retry || r->hash != sp->hash) {
+			if (d->n_todo == cap) {
+				size_t nc = cap ? 2 * cap : 64;
+				void *p = realloc(d->todo, nc * sizeof(*d->todo));
+
+				if (!p) {
+					if (fresh)
+						free(r);
+					return -ENOMEM;
+				}
+				d->todo = p;
+				cap = nc;
+			}
+			d->todo[d->n_todo++] = (struct todo){ sp, r, fresh };
+		}
+		if (d->next)
+			d->next[d->n_next++] = r;
 		i++;
 		j += c == 0;
 	}
@@ -1791,10 +1812,12 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 		d.todo[t].rec->hash = d.todo[t].sp->hash;
 		d.todo[t].rec->retry = d.todo[t].rec->failed;
 	}
-	free(w->recs);
-	w->recs = d.next;
-	w->n_recs = d.n_next;
-	d.next = NULL;
+	if (d.next) {
+		free(w->recs);
+		w->recs = d.next;
+		w->n_recs = d.n_next;
+		d.next = NULL;
+	}
 	w->st.last_svcports = (uint32_t)d.n_todo;
 	w->st.last_sync_full = full;
 	diff_free(&d, false);

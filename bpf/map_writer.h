@@ -4,7 +4,8 @@
  * Stable ids (backend per (family, addr, port, proto), service per frontend
  * key), reused from the pinned maps after a restart; atomic per-service
  * updates (backends, inactive-generation slots, flip kpx_svc, delete old
- * slots, then unused backends); deletes in reverse order. A service that
+ * slots, then unused backends); deletes in reverse order; a sync touches
+ * only svcports whose plan hash changed. A service that
  * cannot be written completely (map full) keeps its previous state.
  * Map access goes through struct kpx_map_ops, so the writer is testable
  * without root against a fake.
@@ -127,7 +128,13 @@ int kpx_map_writer_new(const struct kpx_map_ops *ops,
 		       const struct kpx_map_writer_opts *opts,
 		       struct kpx_map_writer **out);
 /* 0, or the first negative errno of a service that could not be written
- * (every other service is still written; failed ones keep old state). */
+ * (every other service is still written; failed ones keep old state and
+ * are retried by the next sync). Incremental: only svcports whose id is
+ * new, whose plan hash differs from the one last programmed, or whose
+ * last write failed are computed and written, and only entries of those
+ * and of removed svcports deleted; the first sync (and the one after
+ * kpx_map_writer_verify) reconciles every entry. So svcport hashes must
+ * change with their content (kpx_plan_build's do). */
 int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan);
 /* Periodic resync: compares every pinned map with what the writer
  * programmed (batched reads, no re-allocation of its state), repairs
