@@ -487,20 +487,26 @@ s13() {
 # id_set OUT: the ids that answered, sorted, space separated
 id_set() { ids "$1" | tr ' ' '\n' | sort | xargs; }
 
-# topo_case WHAT WANT_N1 WANT_N2 ENTRY...: s14's service with these
-# endpoints (eps ENTRY syntax); from a pod of n1 and one of n2, exactly
-# the WANT endpoints answer 30 connections. Adds to the caller's $why.
+# topo_case WHAT WANT_N1 WANT_N2 ENTRY...: s14's NodePort service with
+# these endpoints (eps ENTRY syntax); exactly the WANT endpoints of a node
+# answer 30 connections from a pod of that node to the ClusterIP and 30
+# from the external client to the node's NodePort (eTP=Cluster: topology
+# applies to external traffic too). Adds to the caller's $why.
 topo_case() {
 	local what=$1 want1=$2 want2=$3 out from want
 	shift 3
-	{ svc s14 198.18.100.140; eps s14-a IPv4 s14 "$@"; } | rig_manifest_write s14.yaml
+	{ NP_TCP=30140 NP_UDP=30140 svc s14 198.18.100.140 "type: NodePort"
+	  eps s14-a IPv4 s14 "$@"; } | rig_manifest_write s14.yaml
 	rig_sync_all || { why="$why $what: agents did not sync;"; return; }
 	for from in n1 n2; do
 		want=$want1
 		[ $from = n2 ] && want=$want2
 		out=$(cl ${from}p3 --addr 198.18.100.140 --port 80 -n 30 --timeout-ms 1000)
 		ok_all "$out" 30 && [ "$(id_set "$out")" = "$want" ] ||
-			why="$why $what from $from (want $want): $(brief "$out");"
+			why="$why $what, pod of $from (want $want): $(brief "$out");"
+		out=$(cl x --addr "$(rig_node_ip4 $from)" --port 30140 -n 30 --timeout-ms 1000)
+		ok_all "$out" 30 && [ "$(id_set "$out")" = "$want" ] ||
+			why="$why $what, external via $from's NodePort (want $want): $(brief "$out");"
 	done
 }
 
@@ -552,6 +558,17 @@ s15() {
 	out=$(cl n1p3 --addr 198.18.200.16 --port 80 -n 3 --timeout-ms 400)
 	[ "$(echo_get "$out" ok)" = 0 ] && [ -z "$(ids "$out")" ] ||
 		why="$why pod to Proxy-mode 198.18.200.16 was served: $(brief "$out");"
+	# the modes swap in the status of the running service: .15 goes
+	# unprogrammed, .16 gets served
+	{ SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.200.15, ipMode: Proxy}, {ip: 198.18.200.16, ipMode: VIP}, {ip: 198.18.200.17}]}" \
+		NP_TCP=30150 NP_UDP=30150 svc s15 198.18.100.150 "type: LoadBalancer"
+	  eps s15-a IPv4 s15 $P1@n1 $Q1@n2; } | rig_manifest_write s15.yaml
+	rig_sync_all || why="$why agents did not sync after the ipMode change;"
+	out=$(cl x --addr 198.18.200.16 --port 80 -n 10 --timeout-ms 1000)
+	ok_all "$out" 10 || why="$why external client to 198.18.200.16 after it became VIP-mode: $(brief "$out");"
+	out=$(cl x --addr 198.18.200.15 --port 80 -n 3 --timeout-ms 400)
+	[ "$(echo_get "$out" ok)" = 0 ] && [ -z "$(ids "$out")" ] ||
+		why="$why external client to 198.18.200.15 served after it became Proxy-mode: $(brief "$out");"
 	[ -z "$why" ] && pass 15-lb-ipmode || fail 15-lb-ipmode "$why"
 }
 
