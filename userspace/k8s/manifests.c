@@ -973,6 +973,8 @@ static int partial_reload(struct kpx_manifests_source *src, size_t *reread)
 	int rc;
 
 	*reread = 0;
+	if (!src->n_pending)
+		return 0;
 	if (!dir_exists(src->dir))
 		return -ENOENT;
 	qsort(names, src->n_pending, sizeof(*names), cmp_names_desc);
