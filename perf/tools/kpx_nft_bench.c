@@ -5,6 +5,7 @@
  * full sync, then one-endpoint changes (remove one, add it back).
  * Must run inside a throwaway network namespace (perf/nft_bench.sh).
  * Usage: kpx_nft_bench SERVICES ENDPOINTS [--keep] [--changes N]
+ *        [--affinity SECONDS]  (every service with ClientIP affinity)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
 	double t;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N]\n", argv[0]);
+		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S]\n", argv[0]);
 		return 2;
 	}
 	n = strtoul(argv[1], NULL, 10);
