@@ -5,7 +5,8 @@
  * full sync, then one-endpoint changes (remove one, add it back).
  * Must run inside a throwaway network namespace (perf/nft_bench.sh).
  * Usage: kpx_nft_bench SERVICES ENDPOINTS [--keep] [--changes N]
- *        [--affinity SECONDS]  (every service with ClientIP affinity)
+ *        [--affinity SECONDS] [-v N]  (affinity: every service with
+ *        ClientIP affinity; -v 1 logs each sync's build/commit split)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 
 #include "agent/backend.h"
 #include "agent/config.h"
+#include "common/log.h"
 #include "plan/plan.h"
 
 static double now_ms(void)
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
 	double t;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S]\n", argv[0]);
+		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S] [-v N]\n", argv[0]);
 		return 2;
 	}
 	n = strtoul(argv[1], NULL, 10);
@@ -91,6 +93,8 @@ int main(int argc, char **argv)
 			changes = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--affinity") && i + 1 < argc)
 			aff = (uint32_t)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-v") && i + 1 < argc)
+			kpx_log_verbosity = atoi(argv[++i]);
 	}
 	kpx_config_defaults(&cfg);
 	mkplan(&plan, n, e);
