@@ -7,6 +7,8 @@
 #   source  the manifests re-read (inotify -> "manifests: DIR: ..." line;
 #           the source re-reads the whole directory, after a 100 ms
 #           coalescing delay that is not counted here),
+#           (since the per-file manifests source, c020b92, only the
+#           changed file is re-read; the results header below predates it),
 #   sync    "sync: partial ... in X ms (plan Y ms ...)": node input
 #           (interface addresses) + plan + backend,
 #   plan    the plan part of it (kpx_plan_update).
