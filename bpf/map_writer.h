@@ -134,7 +134,8 @@ int kpx_map_writer_new(const struct kpx_map_ops *ops,
  * last write failed are computed and written, and only entries of those
  * and of removed svcports deleted; the first sync (and the one after
  * kpx_map_writer_verify) reconciles every entry. So svcport hashes must
- * change with their content (kpx_plan_build's do). */
+ * change with their content and cover the id (kpx_plan_build's do: an
+ * equal hash is taken as the same, unchanged svcport). */
 int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan);
 /* Periodic resync: compares every pinned map with what the writer
  * programmed (batched reads, no re-allocation of its state), repairs
