@@ -5,7 +5,9 @@
 #   turning 503 when syncs stall (made to fail for real in the kernel),
 #   healthCheckNodePort answering 200/503 as local endpoints come and go,
 #   `kpx services --verify` catching state changed behind the agent's back,
-#   and `kpx status` reporting the datapath with the agent stopped.
+#   `kpx status` reporting the datapath with the agent stopped, and
+#   agents without --state-socket in two node netns each answering
+#   `kpx status` of their own netns (/run/kpx/kpx-netns-<inode>.sock).
 # One line per check: PASS BACKEND/name | FAIL BACKEND/name: why | SKIP ...
 # KPX_BACKENDS="nft bpf" selects backends. Exits 0 unless the rig broke.
 set -uo pipefail
