@@ -388,6 +388,19 @@ state_socket_checks() {
 	out=$(dflt_node n2)
 	[ "$out" = n2 ] || why="$why n2's netns reports '$out' after agent 1 died;"
 	check_why state-socket-dead-agent "$why"
+
+	# A clean stop leaves the twin in place: the CLI in that netns must
+	# see "not running", not fall back to the default another netns's
+	# agent serves.
+	why=""
+	dflt_start n1
+	wait_until 15 dflt_node_is n1 n1 || why="$why restarted agent 1 not reporting n1;"
+	rig_agent_stop n2
+	out=$(dflt_status n2)
+	if ! jq -e '.agent_running == false' <<<"$out" >/dev/null; then
+		why="$why n2's netns after a clean stop of its agent: $(jq -c '{agent_running, node: .agent.node}' <<<"$out" 2>&1);"
+	fi
+	check_why state-socket-clean-stop "$why"
 	dflt_cleanup
 }
 

@@ -37,7 +37,8 @@ void kpx_http_close(struct kpx_http *http);
  * namespace, /run/kpx/kpx-netns-<inode>.sock, and on the default itself
  * unless a live agent has it: several agents on one host (one per netns)
  * never take each other's socket. A client asking for the default gets
- * the twin of its own netns when one exists, else the default.
+ * the twin of its own netns when one exists (also after its agent
+ * stopped: the twin is left in place), else the default.
  */
 void kpx_state_socket_resolve(char *path, size_t len);
 

@@ -51,6 +51,10 @@ struct kpx_status_server {
 	/* The agent of a non-host netns on the default path also serves
 	 * the host-wide default, when no live agent has it. */
 	struct kpx_status_server *alias;
+	/* The per-netns twin stays after a clean stop: a client in this
+	 * netns must find "nobody answers", not fall back to the default
+	 * that another netns's agent may serve. */
+	bool keep_path;
 };
 
 struct json_object *kpx_plan_expected_frontends(const struct kpx_plan *plan)
@@ -434,6 +438,7 @@ int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 	ret = status_server_listen(agent, own, out);
 	if (ret)
 		return ret;
+	(*out)->keep_path = true;
 	if (socket_live(path))
 		kpx_info("status socket %s belongs to another agent; this one "
 			 "answers on %s", path, own);
@@ -542,7 +547,8 @@ void kpx_status_server_close(struct kpx_status_server *s)
 			conn_close(s, &s->conns[i]);
 	kpx_loop_unwatch_fd(s->agent->loop, s->fd);
 	close(s->fd);
-	unlink(s->path);
+	if (!s->keep_path)
+		unlink(s->path);
 	kpx_timer_free(s->sweep);
 	free(s);
 }
