@@ -146,7 +146,6 @@ b_ep(struct kpx_endpoint_slice *sl, const char *ip, bool ready, bool serving,
 			snprintf(e->hint_zones[e->n_hint_zones++],
 				 KPX_ZONE_MAX, "%s", tok);
 		}
-		e->has_hints = e->n_hint_zones > 0;
 	}
 	return e;
 }

@@ -424,13 +424,12 @@ Test(objects, slice_all_fields)
 	cr_assert_str_eq(ip(&sl->endpoints[0].addr), "198.19.1.10");
 	cr_assert_str_eq(sl->endpoints[0].node_name, "node-a");
 	cr_assert_str_eq(sl->endpoints[0].zone, "z1");
-	cr_assert(sl->endpoints[0].has_hints);
 	cr_assert_eq(sl->endpoints[0].n_hint_zones, 2);
 	cr_assert_str_eq(sl->endpoints[0].hint_zones[1], "z2");
 	cr_assert_eq(sl->endpoints[0].n_hint_nodes, 1);
 	cr_assert_str_eq(sl->endpoints[0].hint_nodes[0], "node-a");
 	cr_assert_eq(sl->endpoints[1].n_hint_nodes, 0);
-	cr_assert_not(sl->endpoints[1].has_hints);
+	cr_assert_eq(sl->endpoints[1].n_hint_zones, 0);
 	cr_assert_str_eq(sl->endpoints[1].node_name, "node-b");
 	kpx_slice_free(sl);
 }

@@ -787,8 +787,6 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 	if (!rc)
 		rc = hint_names(d, hints, hpath, "forNodes", KPX_NAME_MAX,
 				(char **)&ep->hint_nodes, &ep->n_hint_nodes);
-	/* kube-proxy treats an empty forZones list as "no hints". */
-	ep->has_hints = ep->n_hint_zones > 0;
 	return rc;
 }
 

@@ -88,7 +88,6 @@ struct kpx_endpoint {
 	bool terminating;     /* nil -> false */
 	char node_name[KPX_NAME_MAX];
 	char zone[KPX_ZONE_MAX];
-	bool has_hints; /* hints.forZones present */
 	char (*hint_zones)[KPX_ZONE_MAX];
 	size_t n_hint_zones;
 	char (*hint_nodes)[KPX_NAME_MAX]; /* hints.forNodes (PreferSameNode) */
