@@ -390,9 +390,16 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
 static void rm_tmpdir(void)
 {
 	/* only ever our own mkdtemp directory */
+	char old[80];
+
 	if (strncmp(tmpdir, "/tmp/kpx-manifests-", 19))
 		return;
 	cr_expect_eq(nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
+	/* replaced_directory_is_listed_again's moved-away directory, when
+	 * it failed before removing it */
+	snprintf(old, sizeof(old), "%s.old", tmpdir);
+	if (!access(old, F_OK))
+		nftw(old, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static void write_file(const char *name, const char *text)
@@ -1087,7 +1094,6 @@ Test(manifests_incremental, replaced_directory_is_listed_again,
 	cr_assert_str_eq(take_dirty(w.s), "t/c");
 	/* the old directory's edits are not ours any more */
 	assert_same_as_full_listing(&w);
-	cr_assert_eq(nftw(old, rm_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
 	watch_close(&w);
 }
 
