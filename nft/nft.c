@@ -580,6 +580,52 @@ static uint32_t ep_id(const uint8_t *data, size_t dl, const uint32_t *ids,
 	return id;
 }
 
+/*
+ * Selection tables (@sel elements of one endpoint count n: SEL_M of them)
+ * are kept for counts no group uses, so that the first group to reach a
+ * count finds its table present: a missing table is SEL_M elements in
+ * that change's transaction (~20 messages, ~130 KB, ~10 ms at 30,000
+ * services, where the change itself is ~4 messages and 1-4 ms). Wanted
+ * in a family with groups: the counts next to one in use (one endpoint
+ * added or removed) and every count up to SEL_ALWAYS. A table costs the
+ * kernel ~5 ms to add whatever the table size, so a full sync adds only
+ * the neighbours of counts in use; tick adds the other wanted tables,
+ * one per tick, as does it for counts that came into use at partial
+ * syncs. A partial sync adds a missing table a group needs, not its
+ * neighbours (two more tables in that change; a service scaled up one
+ * endpoint at a time would still miss every other step).
+ */
+#define SEL_ALWAYS 16u
+/* Unwanted tables kept anyway (cleanup deletes the lowest counts first):
+ * a service scaled down and up again does not rewrite its tables. */
+#define SEL_SPARE 32u
+
+static void sel_emit(struct kpx_backend *b, int add, int f, uint32_t n)
+{
+	for (uint32_t r = 0; r < SEL_M; r++) {
+		uint32_t k2[2] = { n, r };
+		uint32_t slot = (uint32_t)(((uint64_t)r * n) / SEL_M);
+		elem(b, add, SET(S_SEL, f), k2, 8, NULL, 0, add ? &slot : NULL,
+		     add ? 4 : 0, NULL, 0);
+	}
+	b->selpresent[f][n] = add;
+}
+
+/* Count n in use or next to one in use in family f. */
+static bool sel_near(const struct kpx_backend *b, int f, uint32_t n)
+{
+	return b->selref[f][n] || b->selref[f][n - 1] ||
+	       (n < SEL_M && b->selref[f][n + 1]);
+}
+
+static bool sel_used(const struct kpx_backend *b, int f)
+{
+	for (uint32_t n = 1; n <= SEL_M; n++)
+		if (b->selref[f][n])
+			return true;
+	return false;
+}
+
 static void emit_group_elems(struct kpx_backend *b, int add,
 			     const struct kpx_plan_svcport *sp, uint32_t g,
 			     const uint32_t *idx, size_t n)
@@ -593,13 +639,7 @@ static void emit_group_elems(struct kpx_backend *b, int add,
 			if (*ref)
 				(*ref)--;
 		} else if ((*ref)++ == 0 && !b->selpresent[v6][n]) {
-			for (uint32_t r = 0; r < SEL_M; r++) {
-				uint32_t k2[2] = { (uint32_t)n, r };
-				uint32_t slot = (uint32_t)(((uint64_t)r * n) / SEL_M);
-				elem(b, 1, SET(S_SEL, v6), k2, 8, NULL, 0, &slot, 4,
-				     NULL, 0);
-			}
-			b->selpresent[v6][n] = true;
+			sel_emit(b, 1, v6, (uint32_t)n);
 		}
 		uint32_t n32 = (uint32_t)n;
 		elem(b, add, SET(S_GN, v6), &g, 4, NULL, 0, &n32, 4, NULL, 0);
@@ -2046,25 +2086,28 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 				      !same_frontends(b->st[td->st].sp, sp));
 	}
 	acc_flush_all(b, 1);
-	/* Selection tables of endpoint counts no group uses any more; a few
-	 * are kept so that scaling a service down and up again does not
-	 * rewrite SEL_M elements each time. */
+	/* Selection tables: the neighbours of counts in use at a full sync
+	 * (tick adds the others); at any sync, the unwanted ones beyond
+	 * SEL_SPARE go. */
 	for (int f = 0; f < 2; f++) {
-		uint32_t present = 0;
-		for (uint32_t n = 1; n <= SEL_M; n++)
-			present += b->selpresent[f][n];
-		for (uint32_t n = 1; n <= SEL_M && present > 64; n++) {
-			if (!b->selpresent[f][n] || b->selref[f][n])
+		bool used = sel_used(b, f);
+		uint32_t spare = 0;
+		for (uint32_t n = 1; n <= SEL_M; n++) {
+			bool near = sel_near(b, f, n);
+			if (full && near && !b->selpresent[f][n])
+				sel_emit(b, 1, f, n);
+			spare += b->selpresent[f][n] && !near &&
+				 !(used && n <= SEL_ALWAYS);
+		}
+		for (uint32_t n = 1; n <= SEL_M && spare > SEL_SPARE; n++) {
+			if (!b->selpresent[f][n] || sel_near(b, f, n) ||
+			    (used && n <= SEL_ALWAYS))
 				continue;
-			present--;
-			for (uint32_t r = 0; r < SEL_M; r++) {
-				uint32_t k2[2] = { n, r };
-				elem(b, 0, SET(S_SEL, f), k2, 8, NULL, 0, NULL, 0,
-				     NULL, 0);
-			}
-			b->selpresent[f][n] = false;
+			spare--;
+			sel_emit(b, 0, f, n);
 		}
 	}
+	acc_flush_all(b, 1);
 	acc_flush_all(b, 0);
 	/* Pass 4: chains nobody needs any more. */
 	for (size_t t = 0; t < b->n_todo; t++) {
@@ -2092,10 +2135,12 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	unsigned msgs = b->batch.n_msgs;
 	uint32_t g0 = 0, g1 = 0;
 	bool sent = !err && msgs;
+	/* A partial sync keeps the table as kpx knows it only when no one
+	 * committed since kpx's last commit; a full sync replaces it. */
 	if (sent && kpx_nft_gen(b->nl, &g0))
 		b->gen_ok = false;
 	else if (sent)
-		b->gen_ok = true;
+		b->gen_ok = full || (b->gen_ok && g0 == b->gen);
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	double build_ms = ms_since(&t0);
@@ -2213,6 +2258,60 @@ static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 	return nft_sync(b, plan);
 }
 
+/*
+ * Housekeeping: adds one wanted selection table that is missing (see
+ * SEL_ALWAYS), the neighbours of counts in use first, in a transaction of
+ * its own (~4096 elements, ~5 ms), so that the syncs that change
+ * endpoints do not pay for it.
+ */
+static void nft_tick(struct kpx_backend *b)
+{
+	uint32_t pick = 0, g0 = 0, g1 = 0;
+	int f, err;
+
+	if (b->full_next || !b->n_st)
+		return;
+	for (f = 0; f < 2 && !pick; f++) {
+		for (uint32_t n = 1; n <= SEL_M && !pick; n++)
+			if (!b->selpresent[f][n] && sel_near(b, f, n))
+				pick = n;
+		for (uint32_t n = 1; n <= SEL_ALWAYS && !pick; n++)
+			if (!b->selpresent[f][n] && !sel_used(b, f))
+				break;
+			else if (!b->selpresent[f][n])
+				pick = n;
+	}
+	if (!pick)
+		return;
+	f--;
+	b->err = 0;
+	if ((err = kpx_nft_batch_init(&b->batch, b->seq)))
+		return;
+	sel_emit(b, 1, f, pick);
+	acc_flush_all(b, 1);
+	err = b->err;
+	/* as sync: the generation still ours before, ours + 1 after */
+	if (!err && b->gen_ok && (kpx_nft_gen(b->nl, &g0) || g0 != b->gen))
+		b->gen_ok = false;
+	if (!err)
+		err = kpx_nft_batch_send(&b->batch, b->nl);
+	b->gen_ok = b->gen_ok && !err && !kpx_nft_gen(b->nl, &g1) &&
+		    g1 == g0 + 1;
+	if (b->gen_ok)
+		b->gen = g1;
+	b->seq = b->batch.seq;
+	scratch_free(b);
+	if (err) {
+		/* the kernel kept the table as it was */
+		b->selpresent[f][pick] = false;
+		kpx_warn("nft: adding the selection table of %u endpoints "
+			 "(IPv%d): %s", pick, f ? 6 : 4, strerror(-err));
+		return;
+	}
+	kpx_dbg(1, "nft: tick: selection table of %u endpoints (IPv%d) added",
+		pick, f ? 6 : 4);
+}
+
 /* -------------------------------------------------------------- cleanup */
 
 static int nft_cleanup(const struct kpx_config *cfg)
@@ -2244,7 +2343,7 @@ const struct kpx_backend_ops kpx_nft_backend = {
 	.open = nft_open,
 	.sync = nft_sync,
 	.resync = nft_resync,
-	.tick = NULL,
+	.tick = nft_tick,
 	.close = nft_close,
 	.dump_datapath = kpx_nft_dump_datapath,
 	.dump_frontends = kpx_nft_dump_frontends,

@@ -5,8 +5,11 @@
  * full sync, then one-endpoint changes (remove one, add it back).
  * Must run inside a throwaway network namespace (perf/nft_bench.sh).
  * Usage: kpx_nft_bench SERVICES ENDPOINTS [--keep] [--changes N]
- *        [--affinity SECONDS] [-v N]  (affinity: every service with
- *        ClientIP affinity; -v 1 logs each sync's build/commit split)
+ *        [--affinity SECONDS] [--gap MS] [--ticks N] [-v N]
+ *        (affinity: every service with ClientIP affinity; gap: idle time
+ *        before each change, as between an agent's syncs; ticks: backend
+ *        ticks after the changes, default 40, each timed; -v 1 logs each
+ *        sync's build/commit split)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +28,13 @@ static double now_ms(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	if (ms > 0)
+		nanosleep(&ts, NULL);
 }
 
 static void mkplan(struct kpx_plan *p, size_t n, size_t e)
@@ -76,12 +86,12 @@ int main(int argc, char **argv)
 	struct kpx_backend *b;
 	struct kpx_plan plan;
 	size_t n, e;
-	int changes = 5, keep = 0, err;
+	int changes = 5, keep = 0, gap = 0, ticks = 40, err;
 	uint32_t aff = 0;
 	double t;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S] [-v N]\n", argv[0]);
+		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S] [--gap MS] [--ticks N] [-v N]\n", argv[0]);
 		return 2;
 	}
 	n = strtoul(argv[1], NULL, 10);
@@ -93,6 +103,10 @@ int main(int argc, char **argv)
 			changes = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--affinity") && i + 1 < argc)
 			aff = (uint32_t)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--gap") && i + 1 < argc)
+			gap = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--ticks") && i + 1 < argc)
+			ticks = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "-v") && i + 1 < argc)
 			kpx_log_verbosity = atoi(argv[++i]);
 	}
@@ -118,6 +132,7 @@ int main(int argc, char **argv)
 		uint64_t h0 = sp->hash;
 		sp->n_internal = sp->n_endpoints = e - 1;
 		sp->hash = h0 ^ 0x9e3779b97f4a7c15ull;
+		sleep_ms(gap);
 		t = now_ms();
 		err = kpx_nft_backend.sync(b, &plan);
 		double d = now_ms() - t;
@@ -125,6 +140,7 @@ int main(int argc, char **argv)
 		max = d > max ? d : max;
 		sp->n_internal = sp->n_endpoints = e;
 		sp->hash = h0;
+		sleep_ms(gap);
 		t = now_ms();
 		err |= kpx_nft_backend.sync(b, &plan);
 		d = now_ms() - t;
@@ -145,6 +161,7 @@ int main(int argc, char **argv)
 		struct kpx_addr a0 = ep->addr;
 		ep->addr.v4.s_addr = htonl(0xc613fe00u + (uint32_t)c);
 		sp->hash = h0 ^ 0x51ed270b27a9c3f1ull;
+		sleep_ms(gap);
 		t = now_ms();
 		err = kpx_nft_backend.sync(b, &plan);
 		double d = now_ms() - t;
@@ -152,6 +169,7 @@ int main(int argc, char **argv)
 		max = d > max ? d : max;
 		ep->addr = a0;
 		sp->hash = h0;
+		sleep_ms(gap);
 		t = now_ms();
 		err |= kpx_nft_backend.sync(b, &plan);
 		d = now_ms() - t;
@@ -161,6 +179,20 @@ int main(int argc, char **argv)
 	if (changes)
 		printf("one_endpoint_replace services=%zu endpoints=%zu mean_ms=%.2f max_ms=%.2f n=%d err=%d\n",
 		       n, e, sum / (2 * changes), max, 2 * changes, err);
+	/* Housekeeping as the agent's tick timer runs it (the nft backend
+	 * adds the selection tables a full sync left out, one per tick). */
+	if (kpx_nft_backend.tick && ticks > 0 && !err) {
+		double tot = 0, tmax = 0;
+		for (int k = 0; k < ticks; k++) {
+			t = now_ms();
+			kpx_nft_backend.tick(b);
+			double d = now_ms() - t;
+			tot += d;
+			tmax = d > tmax ? d : tmax;
+		}
+		printf("ticks services=%zu endpoints=%zu n=%d total_ms=%.1f max_ms=%.2f\n",
+		       n, e, ticks, tot, tmax);
+	}
 	/* A second full sync (agent restart shape: open + first sync). */
 	kpx_nft_backend.close(b);
 	kpx_nft_backend.open(&cfg, &b);
