@@ -18,7 +18,7 @@ for b in build/kpx build/kpx_echo; do
 done
 
 # 12 (cleanup, stops n2's agent) runs last.
-SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 12}
+SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 12}
 
 # eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@n[@zones[@nodes]]]
 # (r ready, t serving+terminating, n not ready; zones, nodes: topology
@@ -570,6 +570,39 @@ s15() {
 	[ "$(echo_get "$out" ok)" = 0 ] && [ -z "$(ids "$out")" ] ||
 		why="$why external client to 198.18.200.15 served after it became Proxy-mode: $(brief "$out");"
 	[ -z "$why" ] && pass 15-lb-ipmode || fail 15-lb-ipmode "$why"
+}
+
+s16_served() { [ "$(echo_get "$(cl x --addr "$1" --port 30160 -n 1 --timeout-ms 300)" ok)" = 1 ]; }
+
+# 16: a node address added at run time serves NodePorts within the sync
+# period (rtnetlink tells the agent; no resync needed), and stops when
+# it is removed.
+s16() {
+	local why="" out addr=198.18.0.111
+	{ NP_TCP=30160 NP_UDP=30160 svc s16 198.18.100.160 "type: NodePort"
+	  eps s16-a IPv4 s16 $P1@n1 $Q1@n2; } | rig_manifest_write s16.yaml
+	rig_agent_stop n1
+	rig_agent_start n1 --nodeport-addresses 198.18.0.0/24 --sync-period 1h
+	rig_agent_wait_synced n1 10 || { fail 16-node-address "agent did not start: $(tail -2 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; return; }
+	rig_sync_all
+	out=$(cl x --addr 198.18.0.11 --port 30160 -n 5 --timeout-ms 1000)
+	ok_all "$out" 5 || why="$why NodePort on 198.18.0.11 before: $(brief "$out");"
+	out=$(cl x --addr $addr --port 30160 -n 2 --timeout-ms 300)
+	[ "$(echo_get "$out" ok)" = 0 ] || why="$why $addr answered before it existed: $(brief "$out");"
+	rig_exec n1 ip addr add $addr/24 dev eth0
+	# --sync-period 1h: only the address event can make it appear
+	if rig_wait_until 5 s16_served $addr; then
+		out=$(cl x --addr $addr --port 30160 -n 10 --timeout-ms 1000)
+		ok_all "$out" 10 || why="$why NodePort on the added $addr: $(brief "$out");"
+	else
+		why="$why NodePort on the added $addr not served within 5 s;"
+	fi
+	rig_exec n1 ip addr del $addr/24 dev eth0
+	rig_agent_stop n1
+	rig_agent_start n1
+	rig_agent_wait_synced n1 10 || why="$why agent did not restart with the default flags;"
+	rig_manifest_rm s16.yaml
+	[ -z "$why" ] && pass 16-node-address || fail 16-node-address "$why"
 }
 
 run_backend() {

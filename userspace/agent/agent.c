@@ -8,12 +8,16 @@
  * diffs against the kernel; on failure the update is rolled back, so the
  * old plan stays current, and the retry is a full rebuild. The periodic
  * resync and the first sync rebuild the whole plan, so a bug in the
- * incremental path heals within --sync-period.
+ * incremental path heals within --sync-period. Node addresses and default
+ * routes (NodePort addresses, node IPs) are read again when rtnetlink
+ * reports a change, not at every sync.
  */
 #include "agent/agent.h"
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <libmnl/libmnl.h>
+#include <linux/rtnetlink.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -116,14 +120,32 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_dbg(2, "sync: waiting for the source's first full listing");
 		return;
 	}
-	if (!full && !kpx_store_dirty(agent->store))
+	if (!full && !agent->node_input_stale && !kpx_store_dirty(agent->store))
 		return;
 	kpx_store_get_stats(agent->store, &ss);
 	t0 = kpx_wall_seconds();
-	agent->last_sync_ms = kpx_now_ms();
 
 	node = kpx_store_node(agent->store);
-	err = kpx_plan_input_from_config(&agent->cfg, node, &agent->plan_input);
+	err = 0;
+	if (full || agent->node_input_stale) {
+		struct kpx_plan_input in;
+
+		agent->node_input_stale = !agent->rtnl;
+		err = kpx_plan_input_from_config(&agent->cfg, node, &in);
+		/* an address or route change that moves nothing */
+		if (!err && !full && !kpx_store_dirty(agent->store) &&
+		    !memcmp(&in, &agent->plan_input, sizeof(in)))
+			return;
+		if (!err)
+			agent->plan_input = in;
+	} else if (strcmp(agent->plan_input.node_zone,
+			  node ? node->zone : "")) {
+		/* the own Node object is in the store: its zone is news */
+		snprintf(agent->plan_input.node_zone,
+			 sizeof(agent->plan_input.node_zone), "%s",
+			 node ? node->zone : "");
+	}
+	agent->last_sync_ms = kpx_now_ms();
 	t_in = kpx_wall_seconds() - t0;
 	if (!err && full) {
 		err = kpx_plan_build(agent->store, &agent->plan_input, &plan);
@@ -214,6 +236,40 @@ static void on_tick_timer(void *arg)
 	if (agent->ops->tick && agent->backend)
 		agent->ops->tick(agent->backend);
 	kpx_timer_arm(agent->tick_timer, KPX_TICK_MS);
+}
+
+/* Any address, route or link event: node input is re-read at the next
+ * sync. The messages themselves are not needed, only that they came. */
+static void on_rtnl(int fd, uint32_t events, void *arg)
+{
+	struct kpx_agent *agent = arg;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+
+	(void)events;
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0 || errno == ENOBUFS)
+		;
+	agent->node_input_stale = true;
+	schedule_sync(agent, 0);
+}
+
+static void open_rtnl(struct kpx_agent *agent)
+{
+	unsigned int groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR |
+			      RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE |
+			      RTMGRP_IPV6_ROUTE;
+	struct mnl_socket *nl;
+
+	nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (!nl || mnl_socket_bind(nl, groups, MNL_SOCKET_AUTOPID) ||
+	    kpx_loop_watch_fd(agent->loop, mnl_socket_get_fd(nl), EPOLLIN,
+			      on_rtnl, agent)) {
+		kpx_warn("rtnetlink: cannot watch address changes (%s); node "
+			 "addresses are read at every sync", strerror(errno));
+		if (nl)
+			mnl_socket_close(nl);
+		return;
+	}
+	agent->rtnl = nl;
 }
 
 static void on_source_change(void *arg)
@@ -399,6 +455,10 @@ static int setup_signals(struct kpx_agent *agent, int *sfd)
 
 static void agent_teardown(struct kpx_agent *agent, int sfd)
 {
+	if (agent->rtnl) {
+		kpx_loop_unwatch_fd(agent->loop, mnl_socket_get_fd(agent->rtnl));
+		mnl_socket_close(agent->rtnl);
+	}
 	kpx_hcnp_free(agent->hcnp);
 	kpx_status_server_close(agent->status_server);
 	kpx_http_close(agent->metrics_http);
@@ -474,6 +534,8 @@ int kpx_agent_main(int argc, char **argv)
 	if (open_source(agent))
 		goto out;
 	open_servers(agent);
+	open_rtnl(agent);
+	agent->node_input_stale = !agent->rtnl;
 	kpx_timer_arm(agent->resync_timer, agent->cfg.sync_ms);
 	kpx_timer_arm(agent->tick_timer, KPX_TICK_MS);
 	/* The manifests source loads synchronously: program right away. */

@@ -53,6 +53,8 @@ struct kpx_sync_stats {
 	uint64_t livez_total[2];
 };
 
+struct mnl_socket;
+
 struct kpx_agent {
 	struct kpx_config cfg;
 	double start_wall;
@@ -73,6 +75,10 @@ struct kpx_agent {
 	bool sync_pending;
 	bool full_sync_pending;
 	bool resync_due; /* periodic: reconcile against the kernel itself */
+	/* Node addresses and default routes are read again only after
+	 * rtnetlink said they changed (or when it could not be watched). */
+	struct mnl_socket *rtnl;
+	bool node_input_stale;
 
 	struct kpx_sync_stats stats;
 
