@@ -70,8 +70,9 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet -- nft perf 2
 	echo "- kpx: \`kpx_nft_bench N 10 --changes 5 [--affinity 10800]\` in a fresh netns,"
 	echo "  best of $REPS runs per column (the machine is shared: 2 cores, other jobs);"
 	echo "  one-endpoint change = remove one endpoint of one service, then add it"
-	echo "  back (mean/max of 10 syncs, each one netlink transaction; the max is the"
-	echo "  first removal, which adds the selection map of the new endpoint count);"
+	echo "  back (mean/max of 10 syncs, each one netlink transaction; the selection"
+	echo "  tables of the counts next to one in use come with the full sync, so no"
+	echo "  change adds one; the max is mostly the first sync after the full sync);"
 	echo "  replaced = one endpoint address swapped for another; affinity rows: every"
 	echo "  service with sessionAffinity ClientIP"
 	echo "- kube-proxy shape: same services as text (per-service chain with inline"
@@ -80,6 +81,7 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet -- nft perf 2
 	echo "| services x endpoints | kpx cold full sync | kpx one-endpoint change (mean / max) | kpx endpoint replaced (mean / max) | kpx restart full sync | nft -f kube-proxy shape |"
 	echo "|---|---|---|---|---|---|"
 } >"$OUT.tmp"
+TICKS=""
 # smallest number on stdin, "" when none
 best() { sort -g | head -n1; }
 # kpx_nft_bench N 10 EXTRA... REPS times: best cold, change, replaced, restart
@@ -96,6 +98,8 @@ kpx_rows() {
 	chg="$(sed -n 's/^one_endpoint_\(change\|remove_add\).*mean_ms=\([0-9.]*\).*/\2/p' <<<"$all" | best) / $(sed -n 's/^one_endpoint_\(change\|remove_add\).*max_ms=\([0-9.]*\).*/\2/p' <<<"$all" | best)"
 	rpl="$(sed -n 's/^one_endpoint_replace.*mean_ms=\([0-9.]*\).*/\1/p' <<<"$all" | best) / $(sed -n 's/^one_endpoint_replace.*max_ms=\([0-9.]*\).*/\1/p' <<<"$all" | best)"
 	rst=$(sed -n 's/^restart_full_sync.* ms=\([0-9.]*\).*/\1/p' <<<"$all" | best)
+	TICKS+="- $n services${*:+ ($*)}: $(sed -n 's/^ticks.* total_ms=\([0-9.]*\).*/\1/p' <<<"$all" | best) ms in all,"
+	TICKS+=" $(sed -n 's/^ticks.* max_ms=\([0-9.]*\).*/\1/p' <<<"$all" | best) ms the longest tick"$'\n'
 	[ "$chg" = " / " ] && chg=""
 	[ "$rpl" = " / " ] && rpl=""
 }
@@ -122,6 +126,12 @@ for n in ${NFT_BENCH_AFF_SIZES:-30000}; do
 done
 in_ns nft flush ruleset
 {
+	echo
+	echo "Backend ticks after the changes (40 calls, as the agent's 5 s tick timer"
+	echo "makes them; each adds one missing selection table of the counts 1..16 in"
+	echo "its own transaction, best of $REPS):"
+	echo
+	printf '%s' "$TICKS"
 	echo
 	echo "nft -f of the kube-proxy shape is measured at ${NFT_BENCH_KP_SIZES:-1000} services only: its cost"
 	echo "grows with the square of the services in one transaction (one anonymous"

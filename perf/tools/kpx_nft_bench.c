@@ -5,10 +5,11 @@
  * full sync, then one-endpoint changes (remove one, add it back).
  * Must run inside a throwaway network namespace (perf/nft_bench.sh).
  * Usage: kpx_nft_bench SERVICES ENDPOINTS [--keep] [--changes N]
- *        [--affinity SECONDS] [--gap MS] [--ticks N] [-v N]
+ *        [--affinity SECONDS] [--gap MS] [--ticks N] [--grow K] [-v N]
  *        (affinity: every service with ClientIP affinity; gap: idle time
  *        before each change, as between an agent's syncs; ticks: backend
- *        ticks after the changes, default 40, each timed; -v 1 logs each
+ *        ticks after the changes, default 40, each timed; grow: then
+ *        scale one service up by K endpoints, one per sync; -v 1 logs each
  *        sync's build/commit split)
  */
 #include <arpa/inet.h>
@@ -86,12 +87,12 @@ int main(int argc, char **argv)
 	struct kpx_backend *b;
 	struct kpx_plan plan;
 	size_t n, e;
-	int changes = 5, keep = 0, gap = 0, ticks = 40, err;
+	int changes = 5, keep = 0, gap = 0, ticks = 40, grow = 0, err;
 	uint32_t aff = 0;
 	double t;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S] [--gap MS] [--ticks N] [-v N]\n", argv[0]);
+		fprintf(stderr, "usage: %s SERVICES ENDPOINTS [--keep] [--changes N] [--affinity S] [--gap MS] [--ticks N] [--grow K] [-v N]\n", argv[0]);
 		return 2;
 	}
 	n = strtoul(argv[1], NULL, 10);
@@ -105,6 +106,8 @@ int main(int argc, char **argv)
 			aff = (uint32_t)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--gap") && i + 1 < argc)
 			gap = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--grow") && i + 1 < argc)
+			grow = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--ticks") && i + 1 < argc)
 			ticks = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "-v") && i + 1 < argc)
@@ -192,6 +195,35 @@ int main(int argc, char **argv)
 		}
 		printf("ticks services=%zu endpoints=%zu n=%d total_ms=%.1f max_ms=%.2f\n",
 		       n, e, ticks, tot, tmax);
+	}
+	/* One service scaled up one endpoint per sync (a rollout): every
+	 * count past the prepared ones needs its selection table. */
+	if (grow > 0 && !err) {
+		struct kpx_plan_svcport *sp = &plan.svcports[n / 2];
+		struct kpx_plan_endpoint *eps =
+			realloc(sp->endpoints, (e + (size_t)grow) * sizeof(*eps));
+		uint32_t *in = realloc(sp->internal, (e + (size_t)grow) * sizeof(*in));
+		double gsum = 0, gmax = 0;
+		if (eps)
+			sp->endpoints = eps;
+		if (in)
+			sp->internal = in;
+		for (int k = 0; k < grow && eps && in && !err; k++) {
+			struct kpx_plan_endpoint *ep = &sp->endpoints[e + (size_t)k];
+			*ep = sp->endpoints[0];
+			ep->addr.v4.s_addr = htonl(0xc613fd00u + (uint32_t)k);
+			sp->internal[e + (size_t)k] = (uint32_t)(e + (size_t)k);
+			sp->n_endpoints = sp->n_internal = e + (size_t)k + 1;
+			sp->hash ^= 0x2545f4914f6cdd1dull + (uint64_t)k;
+			sleep_ms(gap);
+			t = now_ms();
+			err = kpx_nft_backend.sync(b, &plan);
+			double d = now_ms() - t;
+			gsum += d;
+			gmax = d > gmax ? d : gmax;
+		}
+		printf("grow services=%zu endpoints=%zu..%zu mean_ms=%.2f max_ms=%.2f total_ms=%.1f n=%d err=%d\n",
+		       n, e, e + (size_t)grow, gsum / grow, gmax, gsum, grow, err);
 	}
 	/* A second full sync (agent restart shape: open + first sync). */
 	kpx_nft_backend.close(b);
