@@ -1306,6 +1306,26 @@ static void size_count(size_t *cnt, const struct kpx_plan_svcport *sp, int sign)
 	cnt[SET(S_FE, v6)] += sign > 0 ? sp->n_frontends : -sp->n_frontends;
 }
 
+/* chain: "daddr . l4proto . dport vmap @KIND", or for NodePorts "daddr
+ * @npaddr l4proto . dport vmap @KIND". */
+static void frontend_rule(struct kpx_backend *b, const char *chain, bool v6,
+			  int kind, bool nodeport)
+{
+	struct nftnl_rule *r = rule_new(chain);
+
+	x_nfproto(r, v6);
+	x_daddr(r, v6, R(0));
+	if (nodeport) {
+		kpx_nft_e_lookup(r, setspecs[SET(S_NPADDR, v6)].name, R(0), -1,
+				 0);
+		x_proto_port(r, R(0));
+	} else {
+		x_proto_port(r, R(v6 ? 4 : 1));
+	}
+	kpx_nft_e_lookup(r, setspecs[SET(kind, v6)].name, R(0), RV, 0);
+	rule_emit(b, r);
+}
+
 /* cnt: size counts of the whole plan. */
 static void emit_static(struct kpx_backend *b, const size_t *cnt)
 {
@@ -1387,41 +1407,13 @@ static void emit_static(struct kpx_backend *b, const size_t *cnt)
 	}
 
 	for (int v6 = 0; v6 <= 1; v6++) {
-		uint32_t a = v6 ? 4 : 1;
-		/* services: frontends by address, then NodePorts. */
-		r = rule_new("services");
-		x_nfproto(r, v6);
-		x_daddr(r, v6, R(0));
-		x_proto_port(r, R(a));
-		kpx_nft_e_lookup(r, setspecs[SET(S_FE, v6)].name, R(0), RV, 0);
-		rule_emit(b, r);
-		r = rule_new("services");
-		x_nfproto(r, v6);
-		x_daddr(r, v6, R(0));
-		kpx_nft_e_lookup(r, setspecs[SET(S_NPADDR, v6)].name, R(0), -1, 0);
-		x_proto_port(r, R(0));
-		kpx_nft_e_lookup(r, setspecs[SET(S_NP, v6)].name, R(0), RV, 0);
-		rule_emit(b, r);
-		/* endpoints-check: the same keys, post-DNAT. */
-		r = rule_new("endpoints-check");
-		x_nfproto(r, v6);
-		x_daddr(r, v6, R(0));
-		x_proto_port(r, R(a));
-		kpx_nft_e_lookup(r, setspecs[SET(S_NOEP, v6)].name, R(0), RV, 0);
-		rule_emit(b, r);
-		r = rule_new("endpoints-check");
-		x_nfproto(r, v6);
-		x_daddr(r, v6, R(0));
-		kpx_nft_e_lookup(r, setspecs[SET(S_NPADDR, v6)].name, R(0), -1, 0);
-		x_proto_port(r, R(0));
-		kpx_nft_e_lookup(r, setspecs[SET(S_NOEPNP, v6)].name, R(0), RV, 0);
-		rule_emit(b, r);
-		r = rule_new("firewall-check");
-		x_nfproto(r, v6);
-		x_daddr(r, v6, R(0));
-		x_proto_port(r, R(a));
-		kpx_nft_e_lookup(r, setspecs[SET(S_FW, v6)].name, R(0), RV, 0);
-		rule_emit(b, r);
+		/* services: frontends by address, then NodePorts; the
+		 * checks use the same keys (endpoints-check post-DNAT). */
+		frontend_rule(b, "services", v6, S_FE, false);
+		frontend_rule(b, "services", v6, S_NP, true);
+		frontend_rule(b, "endpoints-check", v6, S_NOEP, false);
+		frontend_rule(b, "endpoints-check", v6, S_NOEPNP, true);
+		frontend_rule(b, "firewall-check", v6, S_FW, false);
 		/* hairpin: a local endpoint reached through its own service. */
 		uint32_t dnat = IPS_DST_NAT, zero = 0;
 		r = rule_new("masquerading");
