@@ -174,20 +174,27 @@ static int list_chains(struct mnl_socket *nl, struct chains *c)
 	return err ? err : c->err;
 }
 
-static int list_elems(struct mnl_socket *nl, const char *set, struct elist *l)
+static int set_dump(struct mnl_socket *nl, const char *set, mnl_cb_t cb,
+		    void *data)
 {
 	char buf[4096];
 	struct nftnl_set *s = nftnl_set_alloc();
 	struct nlmsghdr *nlh;
-	int err;
+
+	if (!s)
+		return -ENOMEM;
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
 	nftnl_set_set_str(s, NFTNL_SET_NAME, set);
 	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET,
 				    NLM_F_DUMP | NLM_F_ACK, (uint32_t)time(NULL));
 	nftnl_set_elems_nlmsg_build_payload(nlh, s);
 	nftnl_set_free(s);
-	err = dump(nl, nlh, elem_cb, l);
-	return err;
+	return dump(nl, nlh, cb, data);
+}
+
+static int list_elems(struct mnl_socket *nl, const char *set, struct elist *l)
+{
+	return set_dump(nl, set, elem_cb, l);
 }
 
 static struct mnl_socket *sock(void)
@@ -531,23 +538,6 @@ static int count_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static int set_dump(struct mnl_socket *nl, const char *set, mnl_cb_t cb,
-		    void *data)
-{
-	char buf[4096];
-	struct nftnl_set *s = nftnl_set_alloc();
-	struct nlmsghdr *nlh;
-
-	if (!s)
-		return -ENOMEM;
-	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
-	nftnl_set_set_str(s, NFTNL_SET_NAME, set);
-	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET,
-				    NLM_F_DUMP | NLM_F_ACK, (uint32_t)time(NULL));
-	nftnl_set_elems_nlmsg_build_payload(nlh, s);
-	nftnl_set_free(s);
-	return dump(nl, nlh, cb, data);
-}
 
 int kpx_nft_count_elems(const char *const *sets, size_t n, size_t *counts)
 {

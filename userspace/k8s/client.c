@@ -615,6 +615,26 @@ static int build_url(struct informer *inf, enum req_kind req, char *url,
 	return ret;
 }
 
+/* A PEM client certificate or key: inline data (kubeconfig *-data, as a
+ * blob curl copies) or a file. */
+static int set_pem(CURL *e, CURLoption blob_opt, CURLoption type_opt,
+		   CURLoption file_opt, const char *data, const char *file)
+{
+	int ret = 0;
+
+	if (data) {
+		struct curl_blob b = { .data = (void *)data,
+				       .len = strlen(data),
+				       .flags = CURL_BLOB_COPY };
+
+		ret |= curl_easy_setopt(e, blob_opt, &b);
+		ret |= curl_easy_setopt(e, type_opt, "PEM");
+	} else if (file[0]) {
+		ret |= curl_easy_setopt(e, file_opt, file);
+	}
+	return ret;
+}
+
 static int setup_tls(struct kpx_k8s_source *src, CURL *e)
 {
 	const struct kpx_k8s_conn *c = &src->opts.conn;
@@ -629,26 +649,10 @@ static int setup_tls(struct kpx_k8s_source *src, CURL *e)
 	} else if (c->ca_file[0]) {
 		ret |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
 	}
-	if (c->cert_data) {
-		struct curl_blob b = { .data = c->cert_data,
-				       .len = strlen(c->cert_data),
-				       .flags = CURL_BLOB_COPY };
-
-		ret |= curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
-		ret |= curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-	} else if (c->cert_file[0]) {
-		ret |= curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
-	}
-	if (c->key_data) {
-		struct curl_blob b = { .data = c->key_data,
-				       .len = strlen(c->key_data),
-				       .flags = CURL_BLOB_COPY };
-
-		ret |= curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
-		ret |= curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-	} else if (c->key_file[0]) {
-		ret |= curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
-	}
+	ret |= set_pem(e, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERTTYPE,
+		       CURLOPT_SSLCERT, c->cert_data, c->cert_file);
+	ret |= set_pem(e, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEYTYPE,
+		       CURLOPT_SSLKEY, c->key_data, c->key_file);
 	if (c->insecure) {
 		ret |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		ret |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
