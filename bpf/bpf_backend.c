@@ -29,6 +29,7 @@
 #include "agent/backend.h"
 #include "bpf/kpx_abi.h"
 #include "bpf/loader.h"
+#include "bpf/map_walk.h"
 #include "bpf/map_writer.h"
 #include "bpf/nodeport.h"
 #include "bpf/sock_lb.skel.h"
@@ -568,53 +569,31 @@ static long count_by_key(int fd, __u32 key_size, __u32 limit)
 	return n;
 }
 
+static int count_chunk(const void *keys, const void *vals, uint32_t n,
+		       void *arg)
+{
+	(void)keys;
+	(void)vals;
+	*(long *)arg += n;
+	return 0;
+}
+
 /* Entries of a hash/LRU map, for kpx status and every /metrics scrape:
  * batched (one syscall per few thousand entries; key by key, a million
- * backends took a second), key by key where batches are not supported
- * (LPM trie). */
+ * backends took a second), key by key when the first batch call fails
+ * (LPM trie: no batch operations). */
 static long count_entries(int fd, const struct bpf_map_info *mi)
 {
-	__u32 chunk = 4096;
-	uint8_t in[64], out[64], *keys = NULL, *vals = NULL;
-	bool first = true;
+	struct kpx_map_walk mw = { .fd = fd,
+				   .key_size = mi->key_size,
+				   .value_size = mi->value_size,
+				   .chunk = 4096 };
 	long total = 0;
 
-	for (;;) {
-		__u32 n = chunk;
-		int err;
-
-		if (!keys) {
-			keys = malloc((size_t)chunk * mi->key_size);
-			vals = malloc((size_t)chunk * mi->value_size);
-			if (!keys || !vals) {
-				total = -1;
-				break;
-			}
-		}
-		err = bpf_map_lookup_batch(fd, first ? NULL : in, out, keys,
-					   vals, &n, NULL) ? -errno : 0;
-		if (err == -ENOSPC && n == 0 && chunk < (1u << 20)) {
-			chunk *= 2;
-			free(keys);
-			free(vals);
-			keys = vals = NULL;
-			continue;
-		}
-		if (err && err != -ENOENT) {
-			total = first ? count_by_key(fd, mi->key_size,
-						     mi->max_entries)
-				      : -1;
-			break;
-		}
-		total += n;
-		if (err == -ENOENT)
-			break;
-		memcpy(in, out, sizeof(in));
-		first = false;
-	}
-	free(keys);
-	free(vals);
-	return total;
+	if (kpx_map_walk(&mw, count_chunk, &total) == 0)
+		return total;
+	return mw.first_err ? count_by_key(fd, mi->key_size, mi->max_entries)
+			    : -1;
 }
 
 static int percpu_sum(int fd, __u32 key, size_t words, uint64_t *sum)
@@ -852,7 +831,8 @@ static int bpf_dump_frontends(const struct kpx_config *cfg,
 	}
 	arr = json_object_new_array();
 	while (bpf_map_get_next_key(svc, prev, &nk) == 0) {
-		struct kpx_svc_value v;
+		struct kpx_svc_key ok;
+		struct kpx_svc_value v, ov;
 		struct kpx_svc_meta m = {};
 		struct json_object *o;
 		char buf[KPX_ADDR_STRLEN], *colon;
@@ -917,35 +897,25 @@ static int bpf_dump_frontends(const struct kpx_config *cfg,
 			json_object_object_add(
 				o, "connections",
 				json_object_new_int64((int64_t)c[2]));
-		if (v.kind != KPX_FE_TYPE_CLUSTER_IP) {
-			struct kpx_svc_key ik = k;
-			struct kpx_svc_value iv;
-
-			ik.scope = KPX_SCOPE_INTERNAL;
-			if (bpf_map_lookup_elem(svc, &ik, &iv) == 0)
-				json_object_object_add(
-					o, "local_client_backends",
-					backends_json(slots, bes, bstats, &iv));
-			else
-				json_object_object_add(
-					o, "missing_scopes",
-					json_object_new_string("internal"));
-		} else {
-			/* The map writer programs both scopes of every
-			 * frontend; --verify reports a missing one. */
-			struct kpx_svc_key ek = k;
-			struct kpx_svc_value ev;
-
-			ek.scope = KPX_SCOPE_EXTERNAL;
-			if (bpf_map_lookup_elem(svc, &ek, &ev) == 0)
-				json_object_object_add(
-					o, "outside_backends",
-					backends_json(slots, bes, bstats, &ev));
-			else
-				json_object_object_add(
-					o, "missing_scopes",
-					json_object_new_string("external"));
-		}
+		/* The other scope, nested. The map writer programs both
+		 * scopes of every frontend; --verify reports a missing one. */
+		ok = k;
+		ok.scope = v.kind == KPX_FE_TYPE_CLUSTER_IP ? KPX_SCOPE_EXTERNAL
+							    : KPX_SCOPE_INTERNAL;
+		if (bpf_map_lookup_elem(svc, &ok, &ov) == 0)
+			json_object_object_add(
+				o,
+				ok.scope == KPX_SCOPE_INTERNAL
+					? "local_client_backends"
+					: "outside_backends",
+				backends_json(slots, bes, bstats, &ov));
+		else
+			json_object_object_add(
+				o, "missing_scopes",
+				json_object_new_string(
+					ok.scope == KPX_SCOPE_INTERNAL
+						? "internal"
+						: "external"));
 		json_object_array_add(arr, o);
 	}
 	*out = arr;

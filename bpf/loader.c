@@ -24,6 +24,7 @@
 
 #include "bpf/kpx_abi.h"
 #include "bpf/loader.h"
+#include "bpf/map_walk.h"
 #include "bpf/map_writer.h"
 #include "common/log.h"
 
@@ -287,80 +288,65 @@ out:
 	return err;
 }
 
+struct copy {
+	int nfd;
+	bool array;
+	__u32 new_max;
+	__u32 *copied;
+};
+
+static int copy_chunk(const void *keys, const void *vals, uint32_t n,
+		      void *arg)
+{
+	struct copy *c = arg;
+	int stop = 0;
+
+	if (c->array) {
+		/* Ascending indices: keep the ones below new_max. */
+		__u32 m = 0;
+
+		while (m < n &&
+		       *(const __u32 *)((const uint8_t *)keys + (size_t)m * 4) <
+			       c->new_max)
+			m++;
+		if (m < n)
+			stop = 1; /* nothing further fits */
+		n = m;
+	}
+	if (n) {
+		__u32 u = n;
+
+		if (bpf_map_update_batch(c->nfd, keys, vals, &u, NULL))
+			return -errno;
+		*c->copied += n;
+	}
+	return stop;
+}
+
 /* Copies every entry of ofd into nfd (arrays: the indices nfd has). */
 static int copy_entries(int ofd, int nfd, const struct bpf_map_info *oi,
 			__u32 new_max, __u32 *copied)
 {
-	bool array = oi->type == BPF_MAP_TYPE_ARRAY ||
-		     oi->type == BPF_MAP_TYPE_PERCPU_ARRAY;
+	struct copy c = { .nfd = nfd,
+			  .array = oi->type == BPF_MAP_TYPE_ARRAY ||
+				   oi->type == BPF_MAP_TYPE_PERCPU_ARRAY,
+			  .new_max = new_max,
+			  .copied = copied };
 	int ncpu = libbpf_num_possible_cpus();
-	size_t vsz = oi->value_size;
-	uint8_t in[64], out[64], *keys = NULL, *vals = NULL;
-	__u32 chunk = 1024;
-	bool first = true;
-	int err = 0;
+	struct kpx_map_walk mw = { .fd = ofd,
+				   .key_size = oi->key_size,
+				   .value_size = oi->value_size,
+				   .chunk = 1024 };
+	int err;
 
 	if (is_percpu(oi->type))
-		vsz = ((vsz + 7) & ~(size_t)7) * (size_t)(ncpu > 0 ? ncpu : 1);
-	if (oi->key_size > sizeof(in))
+		mw.value_size = ((mw.value_size + 7) & ~(size_t)7) *
+				(size_t)(ncpu > 0 ? ncpu : 1);
+	if (oi->key_size > 64) /* the batch tokens of kpx_map_walk */
 		return -EINVAL;
-	for (;;) {
-		__u32 n = chunk;
-
-		if (!keys) {
-			keys = malloc((size_t)chunk * oi->key_size);
-			vals = malloc((size_t)chunk * vsz);
-			if (!keys || !vals) {
-				err = -ENOMEM;
-				break;
-			}
-		}
-		err = bpf_map_lookup_batch(ofd, first ? NULL : in, out, keys,
-					   vals, &n, NULL) ? -errno : 0;
-		if (err == -ENOSPC && n == 0 && chunk < (1u << 20)) {
-			chunk *= 2;
-			free(keys);
-			free(vals);
-			keys = vals = NULL;
-			continue;
-		}
-		if (err && err != -ENOENT) {
-			if (first && (err == -EINVAL || err == -EOPNOTSUPP ||
-				      err == -524 /* ENOTSUPP */)) {
-				free(keys);
-				free(vals);
-				return copy_by_key(ofd, nfd, oi, vsz, copied);
-			}
-			break;
-		}
-		if (array) {
-			/* Ascending indices: keep the ones below new_max. */
-			__u32 m = 0;
-
-			while (m < n && *(__u32 *)(keys + (size_t)m * 4) < new_max)
-				m++;
-			if (m < n)
-				err = -ENOENT; /* nothing further fits */
-			n = m;
-		}
-		if (n) {
-			__u32 u = n;
-
-			if (bpf_map_update_batch(nfd, keys, vals, &u, NULL)) {
-				err = -errno;
-				break;
-			}
-			*copied += n;
-		}
-		if (err == -ENOENT) {
-			err = 0;
-			break;
-		}
-		memcpy(in, out, sizeof(in));
-		first = false;
-	}
-	free(keys);
-	free(vals);
+	err = kpx_map_walk(&mw, copy_chunk, &c);
+	if (err && kpx_map_no_batch(mw.first_err))
+		return copy_by_key(ofd, nfd, oi, mw.value_size, copied);
 	return err;
 }
 

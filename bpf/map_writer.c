@@ -26,6 +26,7 @@
 #include <bpf/libbpf.h>
 
 #include "bpf/maglev.h"
+#include "bpf/map_walk.h"
 #include "bpf/map_writer.h"
 #include "common/log.h"
 
@@ -731,6 +732,14 @@ static int keyvec_add(struct keyvec *kv, const void *k, size_t ksz)
 	return 0;
 }
 
+/* Remembers key of map m for the first sync's reconcile. */
+static void stale_add(struct kpx_map_writer *w, enum kpx_map_id m,
+		      const void *key, size_t ksz)
+{
+	if (keyvec_add(&w->stale[m], key, ksz))
+		w->load_err = -ENOMEM;
+}
+
 /* Key by key: next_key, and lookup when the values are wanted. */
 static int dump_keys(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
 		     size_t vsz, dump_fn fn, void *arg)
@@ -753,6 +762,34 @@ static int dump_keys(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
 	return 0;
 }
 
+struct dump {
+	struct kpx_map_writer *w;
+	enum kpx_map_id m;
+	size_t ksz, vsz;
+	dump_fn fn;
+	void *arg;
+};
+
+static int dump_batch(void *ctx, void *in, void *out, void *keys,
+		      void *vals, uint32_t *count)
+{
+	struct dump *d = ctx;
+
+	return d->w->ops.lookup_batch(d->w->ops.ctx, d->m, in, out, keys, vals,
+				      count);
+}
+
+static int dump_chunk(const void *keys, const void *vals, uint32_t n,
+		      void *arg)
+{
+	struct dump *d = arg;
+
+	for (uint32_t i = 0; i < n; i++)
+		d->fn(d->w, (const uint8_t *)keys + (size_t)i * d->ksz,
+		      (const uint8_t *)vals + (size_t)i * d->vsz, d->arg);
+	return 0;
+}
+
 /*
  * Calls fn for every entry of map m. Batched (bpf_map_lookup_batch: a few
  * thousand entries per syscall instead of two syscalls per entry) where
@@ -762,55 +799,19 @@ static int dump_keys(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
 static int map_dump(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
 		    size_t vsz, dump_fn fn, void *arg)
 {
-	uint32_t chunk = 4096;
-	uint8_t in[64], out[64], *keys = NULL, *vals = NULL;
-	bool first = true;
-	int err = 0;
+	struct dump d = { w, m, ksz, vsz, fn, arg };
+	struct kpx_map_walk mw = { .lookup_batch = dump_batch,
+				   .ctx = &d,
+				   .key_size = ksz,
+				   .value_size = vsz,
+				   .chunk = 4096 };
+	int err;
 
 	if (!w->ops.lookup_batch || !vsz)
 		return dump_keys(w, m, ksz, vsz, fn, arg);
-	for (;;) {
-		uint32_t n = chunk;
-
-		if (!keys) {
-			keys = malloc((size_t)chunk * ksz);
-			vals = malloc((size_t)chunk * vsz);
-			if (!keys || !vals) {
-				err = -ENOMEM;
-				break;
-			}
-		}
-		err = w->ops.lookup_batch(w->ops.ctx, m, first ? NULL : in,
-					  out, keys, vals, &n);
-		if (err == -ENOSPC && n == 0 && chunk < (1u << 20)) {
-			/* One hash bucket holds more than chunk entries. */
-			chunk *= 2;
-			free(keys);
-			free(vals);
-			keys = vals = NULL;
-			continue;
-		}
-		if (err && err != -ENOENT) {
-			if (first && (err == -EINVAL || err == -EOPNOTSUPP ||
-				      err == -524 /* ENOTSUPP: no batch ops */)) {
-				free(keys);
-				free(vals);
-				return dump_keys(w, m, ksz, vsz, fn, arg);
-			}
-			break;
-		}
-		for (uint32_t i = 0; i < n; i++)
-			fn(w, keys + (size_t)i * ksz, vals + (size_t)i * vsz,
-			   arg);
-		if (err == -ENOENT) {
-			err = 0;
-			break;
-		}
-		memcpy(in, out, sizeof(in));
-		first = false;
-	}
-	free(keys);
-	free(vals);
+	err = kpx_map_walk(&mw, dump_chunk, &d);
+	if (err && kpx_map_no_batch(mw.first_err))
+		return dump_keys(w, m, ksz, vsz, fn, arg);
 	if (err)
 		kpx_warn("bpf: reading map %s: %s", kpx_map_names[m],
 			 strerror(-err));
@@ -1085,8 +1086,7 @@ static void load_backend(struct kpx_map_writer *w, const void *key,
 	id_taken(&w->be_ids, id);
 	return;
 stale:
-	if (keyvec_add(&w->stale[KPX_MAP_BACKENDS], &id, sizeof(id)))
-		w->load_err = -ENOMEM;
+	stale_add(w, KPX_MAP_BACKENDS, &id, sizeof(id));
 }
 
 static void load_svc(struct kpx_map_writer *w, const void *key,
@@ -1104,8 +1104,7 @@ static void load_svc(struct kpx_map_writer *w, const void *key,
 	if (e->val.svc_id == 0 || e->val.svc_id >= w->o.services_max ||
 	    w->svc_by_id[e->val.svc_id]) {
 		/* Unusable: its key is deleted once the walk is done. */
-		if (keyvec_add(&w->stale[KPX_MAP_SVC], key, sizeof(e->key)))
-			w->load_err = -ENOMEM;
+		stale_add(w, KPX_MAP_SVC, key, sizeof(e->key));
 		free(e);
 		return;
 	}
@@ -1139,8 +1138,7 @@ static void load_slot(struct kpx_map_writer *w, const void *key,
 		memcpy(&e->ids[k->slot], val, sizeof(uint32_t));
 		return;
 	}
-	if (keyvec_add(&w->stale[KPX_MAP_SLOTS], k, sizeof(*k)))
-		w->load_err = -ENOMEM;
+	stale_add(w, KPX_MAP_SLOTS, k, sizeof(*k));
 }
 
 static void load_meta(struct kpx_map_writer *w, const void *key,
@@ -1151,8 +1149,8 @@ static void load_meta(struct kpx_map_writer *w, const void *key,
 	(void)arg;
 	if (e)
 		memcpy(&e->meta, val, sizeof(e->meta));
-	else if (keyvec_add(&w->stale[KPX_MAP_SVC_META], key, sizeof(uint32_t)))
-		w->load_err = -ENOMEM;
+	else
+		stale_add(w, KPX_MAP_SVC_META, key, sizeof(uint32_t));
 }
 
 static void load_range(struct kpx_map_writer *w, const void *key,
@@ -1165,8 +1163,7 @@ static void load_range(struct kpx_map_writer *w, const void *key,
 	(void)val;
 	(void)arg;
 	if (!e) {
-		if (keyvec_add(&w->stale[KPX_MAP_SRC_RANGE], rk, sizeof(*rk)))
-			w->load_err = -ENOMEM;
+		stale_add(w, KPX_MAP_SRC_RANGE, rk, sizeof(*rk));
 		return;
 	}
 	p = realloc(e->ranges, (e->n_ranges + 1) * sizeof(*e->ranges));
@@ -1185,10 +1182,8 @@ static void load_maglev(struct kpx_map_writer *w, const void *key,
 {
 	(void)val;
 	(void)arg;
-	if (!keep_maglev(w, key) &&
-	    keyvec_add(&w->stale[KPX_MAP_MAGLEV], key,
-		       sizeof(struct kpx_maglev_key)))
-		w->load_err = -ENOMEM;
+	if (!keep_maglev(w, key))
+		stale_add(w, KPX_MAP_MAGLEV, key, sizeof(struct kpx_maglev_key));
 }
 
 /*
@@ -1270,9 +1265,7 @@ static void reconcile(struct kpx_map_writer *w, enum kpx_map_id m, size_t ksz,
 static bool keep_slot(struct kpx_map_writer *w, const void *key)
 {
 	const struct kpx_slot_key *k = key;
-	struct svc_entry *e = k->svc_id < w->o.services_max
-				  ? w->svc_by_id[k->svc_id]
-				  : NULL;
+	struct svc_entry *e = entry_by_id(w, k->svc_id);
 
 	return e && k->gen == e->val.gen && k->slot < e->val.count;
 }
@@ -1280,9 +1273,7 @@ static bool keep_slot(struct kpx_map_writer *w, const void *key)
 static bool keep_maglev(struct kpx_map_writer *w, const void *key)
 {
 	const struct kpx_maglev_key *k = key;
-	struct svc_entry *e = k->svc_id < w->o.services_max
-				  ? w->svc_by_id[k->svc_id]
-				  : NULL;
+	struct svc_entry *e = entry_by_id(w, k->svc_id);
 
 	return e && k->gen == e->val.gen && (e->val.flags & KPX_SVC_F_MAGLEV);
 }
@@ -1297,9 +1288,7 @@ static bool keep_meta(struct kpx_map_writer *w, const void *key)
 static bool keep_range(struct kpx_map_writer *w, const void *key)
 {
 	const struct kpx_src_range_key *k = key;
-	struct svc_entry *e = k->svc_id < w->o.services_max
-				  ? w->svc_by_id[k->svc_id]
-				  : NULL;
+	struct svc_entry *e = entry_by_id(w, k->svc_id);
 
 	return e && range_in(k, e->ranges, e->n_ranges);
 }
@@ -1329,8 +1318,7 @@ static void ver_svc(struct kpx_map_writer *w, const void *key, const void *val,
 		e = p ? *(struct svc_entry **)p : NULL;
 	}
 	if (!e) {
-		if (keyvec_add(&w->stale[KPX_MAP_SVC], key, sizeof(q.key)))
-			w->load_err = -ENOMEM;
+		stale_add(w, KPX_MAP_SVC, key, sizeof(q.key));
 		return;
 	}
 	e->seen = true;
@@ -1351,8 +1339,7 @@ static void ver_slot(struct kpx_map_writer *w, const void *key,
 		e->seen_slots++;
 		return;
 	}
-	if (keyvec_add(&w->stale[KPX_MAP_SLOTS], k, sizeof(*k)))
-		w->load_err = -ENOMEM;
+	stale_add(w, KPX_MAP_SLOTS, k, sizeof(*k));
 }
 
 static void ver_backend(struct kpx_map_writer *w, const void *key,
@@ -1362,8 +1349,7 @@ static void ver_backend(struct kpx_map_writer *w, const void *key,
 	struct be_node *b = id < w->o.backends_max ? w->be_by_id[id] : NULL;
 
 	if (!b) {
-		if (keyvec_add(&w->stale[KPX_MAP_BACKENDS], &id, sizeof(id)))
-			w->load_err = -ENOMEM;
+		stale_add(w, KPX_MAP_BACKENDS, &id, sizeof(id));
 		return;
 	}
 	b->seen = true;
@@ -1381,9 +1367,7 @@ static void ver_meta(struct kpx_map_writer *w, const void *key,
 
 	(void)arg;
 	if (!e) {
-		if (keyvec_add(&w->stale[KPX_MAP_SVC_META], key,
-			       sizeof(uint32_t)))
-			w->load_err = -ENOMEM;
+		stale_add(w, KPX_MAP_SVC_META, key, sizeof(uint32_t));
 		return;
 	}
 	e->seen_meta = true;
@@ -1403,8 +1387,7 @@ static void ver_range(struct kpx_map_writer *w, const void *key,
 		e->seen_ranges++;
 		return;
 	}
-	if (keyvec_add(&w->stale[KPX_MAP_SRC_RANGE], rk, sizeof(*rk)))
-		w->load_err = -ENOMEM;
+	stale_add(w, KPX_MAP_SRC_RANGE, rk, sizeof(*rk));
 }
 
 static void ver_maglev(struct kpx_map_writer *w, const void *key,
@@ -1416,8 +1399,8 @@ static void ver_maglev(struct kpx_map_writer *w, const void *key,
 	(void)arg;
 	if (keep_maglev(w, key))
 		entry_by_id(w, k->svc_id)->seen_maglev = true;
-	else if (keyvec_add(&w->stale[KPX_MAP_MAGLEV], key, sizeof(*k)))
-		w->load_err = -ENOMEM;
+	else
+		stale_add(w, KPX_MAP_MAGLEV, key, sizeof(*k));
 }
 
 int kpx_map_writer_verify(struct kpx_map_writer *w)

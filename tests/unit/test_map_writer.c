@@ -2,7 +2,8 @@
 /*
  * Map writer (bpf/map_writer.c) against an in-memory fake of the maps:
  * slot layout, generation flips, stable ids, restart reconcile, map-full
- * handling, Maglev tables, incremental syncs (only changed svcports are
+ * handling, batched pin reads (kpx_map_walk: buffer growth, key-by-key
+ * fallback), Maglev tables, incremental syncs (only changed svcports are
  * written, removals in reverse order, a random sequence of changes keeps
  * the maps equal to the plan). The fake checks the writer's ordering on
  * every operation: no kpx_svc value names a slot or backend that is not
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpf/map_walk.h"
 #include "bpf/map_writer.h"
 #include "plan/plan_internal.h"
 
@@ -447,40 +449,6 @@ Test(map_writer, slot_layout_and_generation_flip)
 	fake_free(&f);
 }
 
-Test(map_writer, restart_reuses_ids_writes_nothing_and_sweeps_orphans)
-{
-	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
-	struct kpx_map_writer *w;
-	struct kpx_map_ops ops;
-	struct fake f;
-	struct tplan t;
-	struct kpx_svc_value before, after;
-	struct kpx_slot_key stray = { 77, 0, 0 };
-	uint32_t stray_be = 99, v = 99;
-	struct kpx_backend_value bv = { .port = htons(1), .proto = 6, .family = 2 };
-
-	fake_init(&f, 128);
-	ops = fake_ops(&f);
-	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
-	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
-	cr_assert_eq(wsync(w, &t.plan), 0);
-	before = svc_get(&f, KPX_SCOPE_INTERNAL);
-	kpx_map_writer_free(w); /* agent exits; maps stay */
-
-	f_update(&f, KPX_MAP_SLOTS, &stray, &v);
-	f_update(&f, KPX_MAP_BACKENDS, &stray_be, &bv);
-	f.updates = f.deletes = 0;
-	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
-	cr_assert_eq(wsync(w, &t.plan), 0);
-	cr_assert_eq(f.updates, 0, "a restart must not rewrite live entries");
-	cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
-	after = svc_get(&f, KPX_SCOPE_INTERNAL);
-	cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
-	cr_assert_eq(slot_octet(&f, &after, 0), 1);
-	kpx_map_writer_free(w);
-	fake_free(&f);
-}
-
 Test(map_writer, full_backend_map_keeps_previous_state)
 {
 	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
@@ -641,8 +609,36 @@ Test(map_writer, affinity_entries_of_removed_backends_are_pruned)
 	fake_free(&f);
 }
 
-/* The restart read through batches: same result as key by key. */
-Test(map_writer, restart_reads_the_pins_in_batches)
+/* How the restarted writer reads the pins: key by key (no lookup_batch),
+ * in batches (f_batch), or through f_batch with a map that has no batch
+ * operations (LPM trie), one whose hash bucket holds more entries than the
+ * reader's first buffers (-ENOSPC with nothing returned until *count is
+ * big enough), or one whose read fails after the first batch. */
+enum read_mode { R_KEYS, R_BATCH, R_NO_BATCH, R_BIG_BUCKET, R_FAIL_LATER };
+static enum read_mode read_mode;
+static uint32_t batch_max_count;
+
+static int f_batch_odd(void *ctx, enum kpx_map_id id, void *in, void *out,
+		       void *keys, void *vals, uint32_t *count)
+{
+	batch_max_count = *count > batch_max_count ? *count : batch_max_count;
+	if (read_mode == R_NO_BATCH ||
+	    (read_mode == R_BIG_BUCKET && *count < 5000) ||
+	    (read_mode == R_FAIL_LATER && in && *(uint32_t *)in >= 3)) {
+		batch_calls++;
+		*count = 0;
+		return read_mode == R_NO_BATCH	   ? -524 /* ENOTSUPP */
+		       : read_mode == R_BIG_BUCKET ? -ENOSPC
+						   : -EIO;
+	}
+	return f_batch(ctx, id, in, out, keys, vals, count);
+}
+
+/* An agent restart over the pins a first writer left, plus a stray slot
+ * and backend: the new writer (reading as mode says) reuses the ids,
+ * writes nothing and sweeps the orphans. Returns what
+ * kpx_map_writer_new said. */
+static int restart(enum read_mode mode)
 {
 	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
 	struct kpx_map_writer *w;
@@ -653,31 +649,142 @@ Test(map_writer, restart_reads_the_pins_in_batches)
 	struct kpx_slot_key stray = { 77, 0, 0 };
 	uint32_t stray_be = 99, v = 99;
 	struct kpx_backend_value bv = { .port = htons(1), .proto = 6, .family = 2 };
+	int err;
 
 	fake_init(&f, 128);
 	ops = fake_ops(&f);
-	ops.lookup_batch = f_batch;
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2, 3, 4, 5 }, 5, IPPROTO_TCP);
 	cr_assert_eq(wsync(w, &t.plan), 0);
 	before = svc_get(&f, KPX_SCOPE_INTERNAL);
-	kpx_map_writer_free(w);
+	kpx_map_writer_free(w); /* agent exits; maps stay */
 
 	f_update(&f, KPX_MAP_SLOTS, &stray, &v);
 	f_update(&f, KPX_MAP_BACKENDS, &stray_be, &bv);
 	f.updates = f.deletes = 0;
-	batch_calls = 0;
-	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
-	cr_assert_gt(batch_calls, 4, "the pins were not read in batches");
-	cr_assert_eq(wsync(w, &t.plan), 0);
-	cr_assert_eq(f.updates, 0, "a restart must not rewrite live entries");
-	cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
-	after = svc_get(&f, KPX_SCOPE_INTERNAL);
-	cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
-	for (int i = 0; i < 5; i++)
-		cr_assert_eq(slot_octet(&f, &after, i), i + 1);
-	kpx_map_writer_free(w);
+	if (mode != R_KEYS)
+		ops.lookup_batch = mode == R_BATCH ? f_batch : f_batch_odd;
+	read_mode = mode;
+	batch_calls = batch_max_count = 0;
+	err = kpx_map_writer_new(&ops, &o, &w);
+	if (!err) {
+		cr_assert_eq(wsync(w, &t.plan), 0);
+		cr_assert_eq(f.updates, 0,
+			     "a restart must not rewrite live entries");
+		cr_assert_eq(f.deletes, 2, "stray slot and backend swept");
+		after = svc_get(&f, KPX_SCOPE_INTERNAL);
+		cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
+		for (int i = 0; i < 5; i++)
+			cr_assert_eq(slot_octet(&f, &after, i), i + 1);
+		kpx_map_writer_free(w);
+	}
 	fake_free(&f);
+	return err;
+}
+
+Test(map_writer, restart_reuses_ids_writes_nothing_and_sweeps_orphans)
+{
+	cr_assert_eq(restart(R_KEYS), 0);
+}
+
+/* The restart read through batches: same result as key by key. */
+Test(map_writer, restart_reads_the_pins_in_batches)
+{
+	cr_assert_eq(restart(R_BATCH), 0);
+	cr_assert_gt(batch_calls, 4, "the pins were not read in batches");
+}
+
+/* No batch operations: the first call says so and the pins are read key
+ * by key, with the same result. */
+Test(map_writer, restart_without_batch_ops_reads_key_by_key)
+{
+	cr_assert_eq(restart(R_NO_BATCH), 0);
+	cr_assert_gt(batch_calls, 0, "batches were not tried");
+}
+
+/* A bucket bigger than the buffers: they double until it fits. */
+Test(map_writer, restart_grows_the_batch_for_a_big_bucket)
+{
+	cr_assert_eq(restart(R_BIG_BUCKET), 0);
+	cr_assert_geq(batch_max_count, 5000, "buffers did not grow");
+}
+
+/* A read that fails after the first batch is an error, not a reason to
+ * start over key by key. */
+Test(map_writer, restart_read_failing_midway_is_an_error)
+{
+	cr_assert_eq(restart(R_FAIL_LATER), -EIO);
+}
+
+/* kpx_map_walk itself: the first call's error is reported as such, a
+ * later one is not; the callback can end the walk early. */
+static uint32_t walk_fail_at;
+
+static int walk_batch(void *ctx, void *in, void *out, void *keys, void *vals,
+		      uint32_t *count)
+{
+	uint32_t i = in ? *(uint32_t *)in : 0, n = 0;
+
+	(void)ctx;
+	if (i >= walk_fail_at) {
+		*count = 0;
+		return -EOPNOTSUPP;
+	}
+	while (n < *count && n < 2 && i < 10) {
+		((uint32_t *)keys)[n] = i;
+		((uint32_t *)vals)[n] = 100 + i;
+		n++;
+		i++;
+	}
+	*count = n;
+	*(uint32_t *)out = i;
+	return i >= 10 ? -ENOENT : 0;
+}
+
+static int walk_sum(const void *keys, const void *vals, uint32_t n, void *arg)
+{
+	uint32_t *sum = arg;
+
+	for (uint32_t i = 0; i < n; i++) {
+		cr_assert_eq(((const uint32_t *)vals)[i],
+			     100 + ((const uint32_t *)keys)[i]);
+		sum[0] += ((const uint32_t *)keys)[i];
+		sum[1]++;
+	}
+	return sum[2] && sum[1] >= sum[2] ? 1 : 0;
+}
+
+Test(map_walk, first_error_and_early_end)
+{
+	struct kpx_map_walk mw = { .lookup_batch = walk_batch,
+				   .key_size = 4,
+				   .value_size = 4,
+				   .chunk = 4 };
+	uint32_t sum[3] = { 0 };
+
+	walk_fail_at = 100;
+	cr_assert_eq(kpx_map_walk(&mw, walk_sum, sum), 0);
+	cr_assert_eq(sum[0], 45);
+	cr_assert_eq(sum[1], 10);
+
+	walk_fail_at = 0;
+	memset(sum, 0, sizeof(sum));
+	cr_assert_eq(kpx_map_walk(&mw, walk_sum, sum), -EOPNOTSUPP);
+	cr_assert_eq(mw.first_err, -EOPNOTSUPP);
+	cr_assert(kpx_map_no_batch(mw.first_err));
+	cr_assert_eq(sum[1], 0);
+
+	walk_fail_at = 4;
+	memset(sum, 0, sizeof(sum));
+	cr_assert_eq(kpx_map_walk(&mw, walk_sum, sum), -EOPNOTSUPP);
+	cr_assert_eq(mw.first_err, 0, "a later failure is not the first's");
+	cr_assert_eq(sum[1], 4);
+
+	walk_fail_at = 100;
+	memset(sum, 0, sizeof(sum));
+	sum[2] = 3; /* stop after 3 entries */
+	cr_assert_eq(kpx_map_walk(&mw, walk_sum, sum), 0);
+	cr_assert_eq(sum[1], 4, "the walk went on after the callback ended it");
 }
 
 /* A slot left stale at restart (inactive generation written, agent killed
