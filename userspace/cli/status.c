@@ -76,6 +76,13 @@ static bool numeric_sum(struct json_object *o, double *sum)
 /* Scalars of an object as "k=v k=v" (objects/arrays summarised), wrapped
  * at 80 columns: col is where the cursor is, continuation lines start at
  * indent. */
+/* Sources report wall-clock times as last_* seconds since the epoch. */
+static bool is_wall_time(const char *key)
+{
+	return !strncmp(key, "last_", 5) && !strstr(key, "seconds") &&
+	       !strstr(key, "duration");
+}
+
 static void print_inline(FILE *f, struct json_object *o, int col, int indent)
 {
 	char tok[512];
@@ -99,7 +106,13 @@ static void print_inline(FILE *f, struct json_object *o, int col, int indent)
 			len = snprintf(tok, sizeof(tok), "%s=%.6g", k, sum);
 		else if (json_object_is_type(v, json_type_object))
 			len = snprintf(tok, sizeof(tok), "%s={..}", k);
-		else if (json_object_is_type(v, json_type_double))
+		else if (json_object_is_type(v, json_type_double) &&
+			 is_wall_time(k)) {
+			char ago[32];
+
+			fmt_ago(json_object_get_double(v), ago, sizeof(ago));
+			len = snprintf(tok, sizeof(tok), "%s=%s", k, ago);
+		} else if (json_object_is_type(v, json_type_double))
 			len = snprintf(tok, sizeof(tok), "%s=%.6g", k,
 				       json_object_get_double(v));
 		else
