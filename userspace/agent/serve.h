@@ -41,6 +41,8 @@ void kpx_http_close(struct kpx_http *http);
  * stopped: the twin is left in place), else the default.
  */
 void kpx_state_socket_resolve(char *path, size_t len);
+/* Someone accepts on path: a live agent (a stale socket file refuses). */
+bool kpx_state_socket_live(const char *path);
 
 /* Unix socket at path (parent directory created; the default as above); one JSON request line
  * in ({"cmd":"status"|"services"|"plan"}), one JSON document out. */

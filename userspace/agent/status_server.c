@@ -405,8 +405,7 @@ void kpx_state_socket_resolve(char *path, size_t len)
 		snprintf(path, len, "%s", own);
 }
 
-/* Someone accepts on path: a live agent, whose socket must not be taken. */
-static bool socket_live(const char *path)
+bool kpx_state_socket_live(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	bool live;
@@ -439,7 +438,7 @@ int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 	if (ret)
 		return ret;
 	(*out)->keep_path = true;
-	if (socket_live(path))
+	if (kpx_state_socket_live(path))
 		kpx_info("status socket %s belongs to another agent; this one "
 			 "answers on %s", path, own);
 	else if (status_server_listen(agent, path, &(*out)->alias))
@@ -489,7 +488,7 @@ static int status_server_listen(struct kpx_agent *agent, const char *path,
 	/* A socket left by a previous agent that died: nobody answers. A
 	 * live one belongs to another agent: taking it would make `kpx
 	 * status` report the wrong node. */
-	if (socket_live(path)) {
+	if (kpx_state_socket_live(path)) {
 		kpx_err("status socket %s: another kpx agent is serving it; "
 			"give each agent its own --state-socket", path);
 		ret = -EADDRINUSE;

@@ -26,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,24 +74,6 @@ static void cleanup_usage(FILE *f)
 }
 
 /* ---- kpx's own state ---------------------------------------------- */
-
-static bool agent_running(const char *sock_path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	bool up;
-	int fd;
-
-	if (!*sock_path || strlen(sock_path) >= sizeof(sa.sun_path))
-		return false;
-	memcpy(sa.sun_path, sock_path, strlen(sock_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return false;
-	/* A stale socket file refuses (ECONNREFUSED): no agent. */
-	up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return up;
-}
 
 /* An agent holds the lock of the bpf root (bpf/loader.c), whatever its
  * state socket. When free, *fd keeps it so no agent starts mid-cleanup. */
@@ -741,7 +721,7 @@ int kpx_cmd_cleanup(int argc, char **argv)
 	kpx_state_socket_resolve(cfg.state_socket, sizeof(cfg.state_socket));
 	busy = !force && only != KPX_BACKEND_NFT &&
 	       bpf_root_busy(&cfg, &root_fd);
-	if (busy || (!force && agent_running(cfg.state_socket))) {
+	if (busy || (!force && kpx_state_socket_live(cfg.state_socket))) {
 		if (!busy)
 			printf("kpx: an agent is running (%s); its state is "
 			       "left in place (stop it first, or pass "
