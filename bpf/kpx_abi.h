@@ -180,9 +180,24 @@ struct kpx_dp_config {
 	__u32 ct_tcp_timeout; /* seconds */
 	__u32 ct_tcp_close_timeout;
 	__u32 ct_udp_timeout;
-	__u32 flags; /* reserved */
+	__u32 flags; /* enum kpx_dp_flags */
 	__u32 pad;
 };
+
+/* kpx_dp_config.flags */
+enum kpx_dp_flags {
+	/* --nodeport-mode dsr: eTP=Cluster external IPv4 traffic to remote
+	 * backends keeps the client address and carries the frontend in an
+	 * IPv4 option; the backend's node answers the client directly. */
+	KPX_DP_F_DSR = 1 << 0,
+};
+
+/* The DSR IPv4 option (Cilium's encoding): type, length 8, frontend
+ * port, frontend IPv4 address, all in network order. Type 0x9a: copied
+ * flag, class 0, number 26 (unassigned); Linux ignores options it does
+ * not know on receive, so the backend accepts the packet as is. */
+#define KPX_DSR_OPT_TYPE 0x9a
+#define KPX_DSR_OPT_LEN 8
 
 /* Map "kpx_ct": kpx's conntrack for translated external flows. LRU.
  * Two entries per flow: the original direction (client -> frontend) and

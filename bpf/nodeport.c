@@ -231,6 +231,8 @@ void kpx_nodeport_dp_config(const struct kpx_config *cfg,
 	out->ct_tcp_close_timeout =
 		cfg->ct_tcp_close_timeout ? cfg->ct_tcp_close_timeout : 10;
 	out->ct_udp_timeout = cfg->ct_udp_timeout ? cfg->ct_udp_timeout : 30;
+	if (cfg->nodeport_mode == KPX_NP_DSR)
+		out->flags |= KPX_DP_F_DSR;
 }
 
 /* ---- conntrack GC ---- */
@@ -559,9 +561,11 @@ int kpx_nodeport_open(const struct kpx_config *cfg, struct kpx_nodeport **out)
 	}
 	pod_side_scan(np);
 	np->last_scan_ns = mono_ns();
+	/* The DSR option is an IPv4 option: IPv6 flows keep SNAT. */
 	if (cfg->nodeport_mode == KPX_NP_DSR)
-		kpx_warn("nodeport: --nodeport-mode dsr is not implemented; "
-			 "using snat");
+		kpx_info("nodeport: mode dsr for IPv4 remote backends (IPv6 "
+			 "and packets with IP options use snat); the option "
+			 "adds 8 bytes: backends' path MTU must allow it");
 	*out = np;
 	return 0;
 fail:

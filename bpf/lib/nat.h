@@ -276,4 +276,43 @@ static __always_inline int kpx_nat_icmp_err(void *ctx, const bool xdp,
 	return 0;
 }
 
+/*
+ * DSR (tc only): inserts the 8-byte DSR option (kpx_abi.h) right after
+ * the 20-byte IPv4 header of a packet without options, for frontend
+ * fe:fe_port, and fixes IHL, total length and the header checksum. The
+ * L4 checksum does not cover IP options. The packet grows by 8 bytes:
+ * skb pointers are invalid afterwards. Returns 0 or -1.
+ */
+static __always_inline int kpx_dsr_opt_push(struct __sk_buff *skb, __u32 l3off,
+					    const __u8 *fe, __be16 fe_port)
+{
+	__u8 w0[4], nw0[4], opt[KPX_DSR_OPT_LEN];
+	__s64 diff;
+
+	if (bpf_skb_load_bytes(skb, l3off, w0, 4))
+		return -1;
+	if ((w0[0] & 0x0f) != 5)
+		return -1;
+	__builtin_memcpy(nw0, w0, 4);
+	nw0[0] = (w0[0] & 0xf0) | 7;
+	*(__be16 *)(nw0 + 2) =
+		bpf_htons(bpf_ntohs(*(__be16 *)(w0 + 2)) + KPX_DSR_OPT_LEN);
+	opt[0] = KPX_DSR_OPT_TYPE;
+	opt[1] = KPX_DSR_OPT_LEN;
+	__builtin_memcpy(opt + 2, &fe_port, 2);
+	__builtin_memcpy(opt + 4, fe, 4);
+	diff = bpf_csum_diff((__be32 *)w0, 4, (__be32 *)nw0, 4, 0);
+	diff = bpf_csum_diff(0, 0, (__be32 *)opt, KPX_DSR_OPT_LEN, diff);
+	/* BPF_ADJ_ROOM_NET opens the room after the base IPv4 header
+	 * (20 bytes), which is where options go when there are none. */
+	if (bpf_skb_adjust_room(skb, KPX_DSR_OPT_LEN, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, l3off, nw0, 4, 0) ||
+	    bpf_skb_store_bytes(skb, l3off + 20, opt, KPX_DSR_OPT_LEN, 0))
+		return -1;
+	if (bpf_l3_csum_replace(skb, l3off + 10, 0, diff, 0))
+		return -1;
+	return 0;
+}
+
 #endif

@@ -448,6 +448,76 @@ static __always_inline int kpx_reject_udp(void *ctx, const bool xdp,
 	return KPX_V_TX;
 }
 
+/* ---- DSR (--nodeport-mode dsr, IPv4, tc only) ---- */
+
+/* Frontend node: adds the DSR option naming p's frontend (p is the packet
+ * as it arrived, before translation) to a packet already DNATed to a
+ * remote backend. Out of line: its buffers stay out of the callers'
+ * frames (512-byte combined stack limit). A client packet that already
+ * has IP options has no room we could predictably use: dropped (new
+ * flows with options take the SNAT path instead). */
+static __attribute__((noinline)) int kpx_dsr_push_tc(struct __sk_buff *skb,
+						     const struct kpx_pkt *p)
+{
+	if (p->l4off != p->l3off + 20) {
+		kpx_count_drop(KPX_DROP_UNSUPPORTED);
+		return -1;
+	}
+	if (kpx_dsr_opt_push(skb, p->l3off, p->daddr, p->dport)) {
+		kpx_count_drop(KPX_DROP_MALFORMED);
+		return -1;
+	}
+	return 0;
+}
+
+/* Backend node: a packet carrying the DSR option (to one of our pods)
+ * teaches the reply translation: backend -> client replies get the
+ * frontend as their source (kpx_np_ingress's reply lookup on the pod
+ * side applies it and forwards straight to the client). The option stays
+ * in the packet; the pod's stack ignores it. An existing entry of
+ * another kind for the same tuple is left alone. */
+static __attribute__((noinline)) int kpx_dsr_learn(struct __sk_buff *skb,
+						   const struct kpx_pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *opt = data + KPX_ETH_HLEN + 20;
+	struct kpx_ct_key k;
+	struct kpx_ct_value v, *e;
+	__be16 fe_port;
+	__u64 now;
+
+	if ((void *)(opt + KPX_DSR_OPT_LEN) > data_end)
+		return KPX_V_PASS;
+	if (opt[0] != KPX_DSR_OPT_TYPE || opt[1] != KPX_DSR_OPT_LEN)
+		return KPX_V_PASS;
+	__builtin_memcpy(&fe_port, opt + 2, 2);
+	kpx_ct_key_init(&k, p->daddr, p->saddr, p->dport, p->sport, p->proto,
+			p->family, KPX_CT_DIR_REPLY);
+	now = bpf_ktime_get_coarse_ns();
+	e = bpf_map_lookup_elem(&kpx_ct, &k);
+	if (e) {
+		if (!(e->flags & KPX_CT_F_DSR_REV))
+			return KPX_V_PASS;
+		if (e->new_sport == fe_port &&
+		    kpx_addr_eq(e->new_saddr, opt + 4, 4)) {
+			kpx_ct_touch(e, now, p->tcp_flags);
+			return KPX_V_PASS;
+		}
+	}
+	__builtin_memset(&v, 0, sizeof(v));
+	__builtin_memcpy(v.new_saddr, opt + 4, 4);
+	v.new_sport = fe_port;
+	__builtin_memcpy(v.new_daddr, p->saddr, 16);
+	v.new_dport = p->sport;
+	v.last_seen_ns = now;
+	v.flags = KPX_CT_F_DSR_REV;
+	v.tcp_flags_seen = p->tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
+	if (bpf_map_update_elem(&kpx_ct, &k, &v, BPF_ANY))
+		kpx_count_drop(KPX_DROP_CT_FULL);
+	return KPX_V_PASS;
+}
+
 /* ---- the packet paths ---- */
 
 /* Established flow with a cached next hop on the ingress device: no FIB
@@ -464,6 +534,8 @@ static __always_inline int kpx_apply_cached(void *ctx, const bool xdp,
 		kpx_count_drop(KPX_DROP_MALFORMED);
 		return KPX_V_DROP;
 	}
+	if (!xdp && (e->flags & KPX_CT_F_DSR) && kpx_dsr_push_tc(ctx, p))
+		return KPX_V_DROP;
 	data = kpx_data(ctx, xdp);
 	data_end = kpx_data_end(ctx, xdp);
 	eth = data;
@@ -512,6 +584,8 @@ static __always_inline int kpx_apply(void *ctx, const bool xdp,
 		kpx_count_drop(KPX_DROP_MALFORMED);
 		return KPX_V_DROP;
 	}
+	if (!xdp && (e->flags & KPX_CT_F_DSR) && kpx_dsr_push_tc(ctx, p))
+		return KPX_V_DROP;
 	if (to_stack)
 		return KPX_V_PASS;
 	return kpx_forward(ctx, xdp, rc, &f);
@@ -543,7 +617,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	struct kpx_dp_config *cfg;
 	struct kpx_np_scratch *sc;
 	__u32 zero = 0, bid;
-	bool local, snat, to_stack;
+	bool local, snat, to_stack, dsr;
 	int rc = 0;
 
 	if (svc->flags & KPX_SVC_F_SOURCE_RANGES) {
@@ -588,6 +662,15 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	cfg = bpf_map_lookup_elem(&kpx_config, &zero);
 	if (!cfg)
 		return KPX_V_PASS;
+	/* DSR instead of SNAT: remote backends of eTP=Cluster services, IPv4
+	 * packets without IP options (room for ours), tc only (XDP leaves
+	 * the flow to tc, which can grow the packet). */
+	dsr = snat && !local && p->family == KPX_AF_INET &&
+	      (cfg->flags & KPX_DP_F_DSR) && p->l4off == p->l3off + 20;
+	if (dsr && xdp)
+		return KPX_V_PASS;
+	if (dsr)
+		snat = false;
 	sc = bpf_map_lookup_elem(&kpx_np_scratch, &zero);
 	if (!sc)
 		return KPX_V_PASS;
@@ -607,7 +690,8 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	sc->v0.backend_id = bid;
 	sc->v0.svc_id = svc->svc_id;
 	sc->v0.last_seen_ns = now;
-	sc->v0.flags = (local ? KPX_CT_F_LOCAL : 0) | (snat ? KPX_CT_F_SNAT : 0);
+	sc->v0.flags = (local ? KPX_CT_F_LOCAL : 0) | (snat ? KPX_CT_F_SNAT : 0) |
+		       (dsr ? KPX_CT_F_DSR : 0);
 	sc->v0.tcp_flags_seen = p->tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
 
 	if (!to_stack) {
@@ -651,7 +735,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 			kpx_count_drop(KPX_DROP_SNAT_EXHAUSTED);
 			return KPX_V_DROP;
 		}
-	} else {
+	} else if (!dsr) {
 		kpx_ct_key_init(&sc->rk, be->addr, p->saddr, be->port, p->sport,
 				p->proto, p->family, KPX_CT_DIR_REPLY);
 		if (bpf_map_update_elem(&kpx_ct, &sc->rk, &sc->v1, BPF_ANY)) {
@@ -659,8 +743,10 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 			return KPX_V_DROP;
 		}
 	}
+	/* DSR: no reply entry, the backend's node answers the client */
 	if (bpf_map_update_elem(&kpx_ct, ck, &sc->v0, BPF_ANY)) {
-		bpf_map_delete_elem(&kpx_ct, &sc->rk);
+		if (!dsr)
+			bpf_map_delete_elem(&kpx_ct, &sc->rk);
 		kpx_count_drop(KPX_DROP_CT_FULL);
 		return KPX_V_DROP;
 	}
@@ -670,6 +756,8 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 		kpx_count_drop(KPX_DROP_MALFORMED);
 		return KPX_V_DROP;
 	}
+	if (!xdp && dsr && kpx_dsr_push_tc(ctx, p))
+		return KPX_V_DROP;
 	if (to_stack)
 		return KPX_V_PASS;
 	return kpx_forward(ctx, xdp, rc, &sc->f);
@@ -723,7 +811,8 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 	if (e && bpf_map_lookup_elem(&kpx_backends, &e->backend_id)) {
 		bool local = e->flags & KPX_CT_F_LOCAL;
 
-		if (xdp && local)
+		/* DSR flows grow the packet: tc's job */
+		if (xdp && (local || (e->flags & KPX_CT_F_DSR)))
 			return KPX_V_PASS;
 		kpx_ct_touch(e, now, p->tcp_flags);
 		kpx_count_svc(svc->svc_id, p->len, false);
@@ -801,6 +890,9 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	svc = bpf_map_lookup_elem(&kpx_svc, &sk);
 	if (svc)
 		return kpx_service(ctx, xdp, &p, svc);
+	/* IHL 7: room for exactly the DSR option (XDP passes it to tc) */
+	if (!xdp && p.family == KPX_AF_INET && p.l4off == p.l3off + 28)
+		return kpx_dsr_learn(ctx, &p);
 
 	/* a reply from a remote backend to our SNAT address */
 	kpx_ct_key_init(&ck, p.saddr, p.daddr, p.sport, p.dport, p.proto,

@@ -275,7 +275,7 @@ static uint16_t l4_sum(const uint8_t *ip, bool v6, uint8_t proto,
 size_t np_build(uint8_t *buf, const struct np_tuple *t)
 {
 	bool v6 = t->family == AF_INET6;
-	size_t l3 = v6 ? 40 : 20;
+	size_t l3 = v6 ? 40 : (t->ip_opt ? 28 : 20);
 	size_t l4 = t->proto == IPPROTO_TCP ? 20 : 8;
 	size_t len = 14 + l3 + l4 + t->payload;
 	uint8_t *ip = buf + 14, *th = ip + l3;
@@ -292,7 +292,9 @@ size_t np_build(uint8_t *buf, const struct np_tuple *t)
 		inet_pton(AF_INET6, t->src, ip + 8);
 		inet_pton(AF_INET6, t->dst, ip + 24);
 	} else {
-		ip[0] = 0x45;
+		ip[0] = 0x40 | (uint8_t)(l3 / 4);
+		if (t->ip_opt)
+			memcpy(ip + 20, t->ip_opt, 8);
 		put16(ip + 2, l3 + l4 + t->payload);
 		put16(ip + 4, 0x1234);
 		put16(ip + 6, 0x4000);
@@ -300,7 +302,7 @@ size_t np_build(uint8_t *buf, const struct np_tuple *t)
 		ip[9] = t->proto;
 		inet_pton(AF_INET, t->src, ip + 12);
 		inet_pton(AF_INET, t->dst, ip + 16);
-		put16(ip + 10, fold(sum16(ip, 20, 0)));
+		put16(ip + 10, fold(sum16(ip, l3, 0)));
 	}
 	put16(th, t->sport);
 	put16(th + 2, t->dport);
@@ -508,4 +510,15 @@ void np_hexdump_diff(const uint8_t *a, const uint8_t *b, size_t len)
 		if (a[i] != b[i])
 			fprintf(stderr, "  byte %zu: got %02x want %02x\n", i,
 				a[i], b[i]);
+}
+
+void np_set_dp_flags(uint32_t flags)
+{
+	struct kpx_dp_config dc;
+	uint32_t zero = 0;
+	int fd = bpf_map__fd(npf.skel->maps.kpx_config);
+
+	cr_assert_eq(bpf_map_lookup_elem(fd, &zero, &dc), 0);
+	dc.flags = flags;
+	cr_assert_eq(bpf_map_update_elem(fd, &zero, &dc, BPF_ANY), 0);
 }

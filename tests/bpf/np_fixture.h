@@ -66,6 +66,8 @@ struct np_tuple {
 	bool udp_zero_csum;
 	const uint8_t *smac, *dmac;
 	size_t payload;
+	/* IPv4 only: 8 bytes of IP options (IHL 7), e.g. the DSR option */
+	const uint8_t *ip_opt;
 };
 
 /* Builds an Ethernet frame; returns its length. */
@@ -83,6 +85,8 @@ void np_add_backend(uint32_t id, int family, const char *addr, uint16_t port,
 void np_add_src_range(uint32_t svc_id, int family, const char *addr,
 		      uint8_t plen);
 uint64_t np_drops(enum kpx_drop_reason r);
+/* Sets kpx_dp_config.flags (enum kpx_dp_flags). */
+void np_set_dp_flags(uint32_t flags);
 unsigned int np_ct_count(void);
 
 /* Runs tc ingress ("in"), tc egress ("out") or "xdp" on data; output in

@@ -566,3 +566,224 @@ Test(nodeport, icmp_frag_needed_translated_v4)
 	}
 	(void)port;
 }
+
+/* ---- --nodeport-mode dsr (kpx_dp_config.flags KPX_DP_F_DSR) ---- */
+
+#define DSR_FE4 "198.18.0.9" /* frontend node (node A) in backend tests */
+
+static void dsr_opt(uint8_t *o, const char *fe, uint16_t port)
+{
+	o[0] = KPX_DSR_OPT_TYPE;
+	o[1] = KPX_DSR_OPT_LEN;
+	o[2] = port >> 8;
+	o[3] = port & 0xff;
+	inet_pton(AF_INET, fe, o + 4);
+}
+
+/*
+ * Frontend node, eTP=Cluster, remote backend: client -> node:FE becomes
+ * client -> be:BE (client address kept) with the DSR option naming
+ * node:FE, IHL/total length/checksums right; one conntrack entry (no
+ * reply entry, no SNAT port); the next packets (FIB path, then the
+ * next-hop cache) carry the option too.
+ */
+static void dsr_fwd_case(uint8_t proto)
+{
+	uint32_t bid = 41;
+	uint8_t in[256], out[256], want[256], opt[8];
+	size_t il, ol, wl;
+	int rc;
+
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, proto, false);
+	np_add_service(AF_INET, NP_NODE4, FE_PORT, proto, 11, KPX_SVC_F_SNAT,
+		       &bid, 1);
+	struct np_tuple t = { .family = AF_INET, .proto = proto,
+			      .src = NP_CLIENT4, .dst = NP_NODE4,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02, .seq = 1000, .payload = 5 };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	rc = np_run("in", in, il, out, &ol);
+	cr_assert_eq(rc, TC_REDIRECT, "forward verdict %d", rc);
+	cr_assert_eq(np_ct_count(), 1, "DSR keeps one entry, got %u",
+		     np_ct_count());
+	dsr_opt(opt, NP_NODE4, FE_PORT);
+	struct np_tuple e = t;
+	e.dst = NP_BE4;
+	e.dport = BE_PORT;
+	e.smac = np_mac_dev;
+	e.dmac = np_mac_be;
+	e.ip_opt = opt;
+	wl = np_build(want, &e);
+	expect_frame(out, ol, want, wl, "DSR forward (new flow)");
+
+	t.tcp_flags = e.tcp_flags = 0x10;
+	t.seq = e.seq = 1001;
+	il = np_build(in, &t);
+	wl = np_build(want, &e);
+	for (int i = 0; i < 2; i++) {
+		ol = sizeof(out);
+		rc = np_run("in", in, il, out, &ol);
+		cr_assert_eq(rc, TC_REDIRECT);
+		expect_frame(out, ol, want, wl,
+			     i ? "DSR forward (cached next hop)"
+			       : "DSR forward (established)");
+	}
+	cr_assert_eq(np_ct_count(), 1);
+	cr_assert_eq(np_drops(KPX_DROP_SNAT_EXHAUSTED), 0);
+}
+
+Test(nodeport, dsr_fwd_v4_tcp) { NP_REQUIRE(); dsr_fwd_case(IPPROTO_TCP); }
+Test(nodeport, dsr_fwd_v4_udp) { NP_REQUIRE(); dsr_fwd_case(IPPROTO_UDP); }
+
+/* XDP leaves DSR flows to tc (it cannot grow the packet the same way):
+ * untouched, no state. */
+Test(nodeport, dsr_xdp_passes_to_tc)
+{
+	uint32_t bid = 42;
+	uint8_t in[256], out[256];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, IPPROTO_TCP, false);
+	np_add_service(AF_INET, NP_NODE4, FE_PORT, IPPROTO_TCP, 12,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	struct np_tuple t = { .family = AF_INET, .proto = IPPROTO_TCP,
+			      .src = NP_CLIENT4, .dst = NP_NODE4,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02 };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("xdp", in, il, out, &ol), XDP_PASS_);
+	cr_assert(ol == il && !memcmp(in, out, il), "XDP modified the frame");
+	cr_assert_eq(np_ct_count(), 0);
+}
+
+/* DSR mode leaves IPv6 (no IPv4 option to carry) and eTP=Local-style
+ * services (no SNAT flag) as they were: SNAT with two entries, resp.
+ * the client address without an option. */
+Test(nodeport, dsr_mode_ipv6_stays_snat)
+{
+	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
+	snat_case(&F6, IPPROTO_TCP, "in");
+}
+
+Test(nodeport, dsr_mode_client_packet_with_options_uses_snat)
+{
+	uint32_t bid = 43;
+	uint8_t in[256], out[256], opt[8] = { 1, 1, 1, 1, 1, 1, 1, 0 };
+	size_t il, ol;
+
+	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, IPPROTO_UDP, false);
+	np_add_service(AF_INET, NP_NODE4, FE_PORT, IPPROTO_UDP, 13,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	/* NOPs and end of list: a client's own options */
+	struct np_tuple t = { .family = AF_INET, .proto = IPPROTO_UDP,
+			      .src = NP_CLIENT4, .dst = NP_NODE4,
+			      .sport = CL_PORT, .dport = FE_PORT, .payload = 4,
+			      .ip_opt = opt };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_REDIRECT);
+	cr_assert_eq(np_ct_count(), 2, "expected the SNAT path");
+	cr_assert_eq(ol, il, "frame grew");
+	cr_assert(np_csum_ok(out, ol));
+}
+
+/*
+ * Backend node: the client's packet with the DSR option, to a local pod,
+ * passes untouched (the pod ignores the option) and leaves a reply entry;
+ * the pod's reply, on the pod-side device, leaves as frontend -> client
+ * toward the client's MAC, without going back through the frontend node.
+ */
+static void dsr_rev_case(uint8_t proto)
+{
+	uint8_t in[256], out[256], want[256], opt[8];
+	size_t il, ol, wl;
+	int rc;
+
+	dsr_opt(opt, DSR_FE4, FE_PORT);
+	struct np_tuple t = { .family = AF_INET, .proto = proto,
+			      .src = NP_CLIENT4, .dst = NP_LOCALBE4,
+			      .sport = CL_PORT, .dport = BE_PORT,
+			      .tcp_flags = 0x02, .seq = 10, .payload = 6,
+			      .ip_opt = opt };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	rc = np_run("in", in, il, out, &ol);
+	cr_assert_eq(rc, TC_OK, "option packet verdict %d", rc);
+	cr_assert(ol == il && !memcmp(in, out, il),
+		  "packet to the pod was modified");
+	cr_assert_eq(np_ct_count(), 1, "no reply entry learnt");
+	{
+		struct kpx_ct_key k = { .sport = htons(BE_PORT),
+					.dport = htons(CL_PORT),
+					.proto = proto, .family = AF_INET,
+					.dir = 1 };
+		struct kpx_ct_value v;
+
+		inet_pton(AF_INET, NP_LOCALBE4, k.saddr);
+		inet_pton(AF_INET, NP_CLIENT4, k.daddr);
+		cr_assert_eq(bpf_map_lookup_elem(
+				     bpf_map__fd(npf.skel->maps.kpx_ct), &k,
+				     &v),
+			     0, "reply entry missing");
+		cr_assert_eq(v.new_sport, htons(FE_PORT));
+	}
+
+	struct np_tuple r = { .family = AF_INET, .proto = proto,
+			      .src = NP_LOCALBE4, .dst = NP_CLIENT4,
+			      .sport = BE_PORT, .dport = CL_PORT,
+			      .tcp_flags = 0x12, .seq = 70, .ack = 11,
+			      .smac = np_mac_localbe, .dmac = np_mac_pod_dev,
+			      .payload = 2 };
+	il = np_build(in, &r);
+	npf.run_ifindex = npf.pod_ifindex;
+	for (int i = 0; i < 2; i++) {
+		ol = sizeof(out);
+		rc = np_run("in", in, il, out, &ol);
+		cr_assert_eq(rc, TC_REDIRECT, "pod reply verdict %d", rc);
+		struct np_tuple re = r;
+		re.src = DSR_FE4;
+		re.sport = FE_PORT;
+		re.smac = np_mac_dev;
+		re.dmac = np_mac_client;
+		wl = np_build(want, &re);
+		expect_frame(out, ol, want, wl, "pod reply from the frontend");
+	}
+	npf.run_ifindex = 0;
+	/* the client's next packet refreshes the entry, adds none */
+	t.tcp_flags = 0x10;
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
+	cr_assert_eq(np_ct_count(), 1);
+}
+
+Test(nodeport, dsr_rev_v4_tcp) { NP_REQUIRE(); dsr_rev_case(IPPROTO_TCP); }
+Test(nodeport, dsr_rev_v4_udp) { NP_REQUIRE(); dsr_rev_case(IPPROTO_UDP); }
+
+/* An option of another type is not ours: nothing learnt. */
+Test(nodeport, dsr_other_option_ignored)
+{
+	uint8_t in[256], out[256], opt[8];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	dsr_opt(opt, DSR_FE4, FE_PORT);
+	opt[0] = 0x94; /* router alert */
+	opt[1] = 4;
+	struct np_tuple t = { .family = AF_INET, .proto = IPPROTO_UDP,
+			      .src = NP_CLIENT4, .dst = NP_LOCALBE4,
+			      .sport = CL_PORT, .dport = BE_PORT, .payload = 3,
+			      .ip_opt = opt };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
+	cr_assert_eq(np_ct_count(), 0);
+}

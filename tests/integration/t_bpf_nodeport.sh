@@ -4,7 +4,13 @@
 # and remote endpoints (masqueraded), eTP=Local (client address kept; no
 # local endpoint: dropped), no endpoints (refused at once), IPv6, and a
 # long-lived NodePort connection that survives an agent restart.
-# Prints PASS/FAIL/SKIP np-<mode>/<check>. KPX_NP_MODES="tc xdp" picks modes.
+# Modes dsr and dsr-xdp (agents with --nodeport-mode dsr, without and with
+# --nodeport-accel xdp, which leaves DSR flows to tc): an external client
+# reaches a NodePort through n1 whose only endpoint is on n2; the pod sees
+# the client's address, the reply leaves n2 straight to the client as
+# n1:nodePort, n1 keeps only the forward entry (no SNAT/reply state).
+# Prints PASS/FAIL/SKIP np-<mode>/<check>. KPX_NP_MODES="tc xdp dsr dsr-xdp"
+# picks modes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib/check.sh
@@ -56,23 +62,52 @@ tc_empty() {
 	o=$(rig_exec "$1" tc filter show dev "$2" "$3" 2>&1) && [ -z "$o" ]
 }
 brief() { tr '\n' ' ' <<<"$1"; }
+# ct_count NODE DIR SADDR DPORT FLAG: kpx_ct entries of NODE's pinned map
+# with that direction, key source address (or "-"), key destination port
+# (or 0) and value flag bit (or 0); prints nothing when bpftool fails.
+ct_count() {
+	bpftool -j map dump pinned "/sys/fs/bpf/$RIG_P-$1/kpx_ct" 2>/dev/null |
+		python3 -c '
+import ipaddress, json, sys
+d, sa, dp, fl = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+n = 0
+for e in json.load(sys.stdin):
+    k = bytes(int(x, 16) for x in e["key"])
+    v = bytes(int(x, 16) for x in e["value"])
+    if k[38] != d or (dp and int.from_bytes(k[34:36], "big") != dp):
+        continue
+    if sa != "-" and k[0:4] != ipaddress.ip_address(sa).packed:
+        continue
+    if fl and not v[57] & fl:
+        continue
+    n += 1
+print(n)' "$2" "$3" "$4" "$5"
+}
 
 run_mode() {
 	MODE=$1
 	(
 		export KPX_BACKEND=bpf
-		export RIG_P="k$$${MODE:0:1}"
+		local pc=${MODE:0:1}
+		[ "$MODE" = dsr-xdp ] && pc=y
+		export RIG_P="k$$$pc"
 		# shellcheck source=lib/rig.sh
 		source tests/integration/lib/rig.sh
 		CHECK_PREFIX=np-$MODE
 		local extra=() out why node proto
-		[ "$MODE" = xdp ] && extra=(--nodeport-accel xdp)
+		case $MODE in
+		xdp) extra=(--nodeport-accel xdp) ;;
+		dsr) extra=(--nodeport-mode dsr) ;;
+		dsr-xdp) extra=(--nodeport-mode dsr --nodeport-accel xdp) ;;
+		esac
 		rig_up || { fail rig "rig_up failed"; exit 1; }
 		{ svc npc 198.18.100.150 30090 IPv4 "externalTrafficPolicy: Cluster"
 		  eps npc-a IPv4 npc $P1@n1 $Q1@n2; } | rig_manifest_write npc.yaml
 		{ svc npl 198.18.100.151 30091 IPv4 "externalTrafficPolicy: Local" "healthCheckNodePort: 30191"
 		  eps npl-a IPv4 npl $P1@n1; } | rig_manifest_write npl.yaml
 		{ svc npe 198.18.100.152 30092 IPv4; eps npe-a IPv4 npe; } | rig_manifest_write npe.yaml
+		{ svc npd 198.18.100.153 30094 IPv4 "externalTrafficPolicy: Cluster"
+		  eps npd-a IPv4 npd $Q1@n2; } | rig_manifest_write npd.yaml
 		{ svc np6 fd00:18:100::15 30093 IPv6
 		  eps np6-a IPv6 np6 fd00:19:1::11@n1 fd00:19:2::11@n2; } | rig_manifest_write np6.yaml
 		rig_pod_servers 8080
@@ -85,7 +120,7 @@ run_mode() {
 		sleep 0.5
 
 		why=""
-		if [ "$MODE" = xdp ]; then
+		if [ "$MODE" = xdp ] || [ "$MODE" = dsr-xdp ]; then
 			rig_exec n1 ip link show eth0 | grep -q "prog/xdp.*kpx_np_xdp" || why="no XDP program on n1 eth0;"
 		fi
 		rig_exec n1 tc filter show dev eth0 ingress | grep -q kpx_np_tc_in || why="$why no tc ingress filter on n1 eth0;"
@@ -93,6 +128,7 @@ run_mode() {
 
 		why=""
 		for node in n1 n2; do
+			[[ $MODE == dsr* ]] && break	# DSR keeps the client address
 			for proto in tcp udp; do
 				out=$(cl --addr "$(rig_node_ip4 $node)" --port 30090 --proto $proto -n 40 --timeout-ms 1000)
 				if ! ok_all "$out" 40; then why="$why via $node/$proto: $(brief "$out");"; continue; fi
@@ -103,7 +139,38 @@ run_mode() {
 					why="$why via $node/$proto: client address reached a pod or no source reported ($(echo_names src "$out"));"
 			done
 		done
-		check_why cluster "$why"
+		[[ $MODE == dsr* ]] || check_why cluster "$why"
+
+		if [[ $MODE == dsr* ]]; then
+			# TCP and connected UDP sockets accept only answers from
+			# the address they sent to: every ok reply came from
+			# n1:30094, though it was n2 that sent it.
+			why=""
+			for proto in tcp udp; do
+				out=$(cl --addr 198.18.0.11 --port 30094 --proto $proto -n 20 --timeout-ms 1000)
+				ok_all "$out" 20 && [ "$(echo_names id "$out")" = "n2-p1 " ] &&
+					[ "$(echo_names src "$out")" = "$RIG_EXT_IP4 " ] ||
+					why="$why via n1/$proto (want n2-p1 seeing $RIG_EXT_IP4): $(brief "$out");"
+			done
+			check_why dsr-client-address "$why"
+
+			# n1: one forward entry per flow, flagged DSR, and no
+			# reply/SNAT entry from the backend; n2: the learnt
+			# reply entries (backend -> client as n1:30094).
+			why=""
+			local c
+			if ! command -v bpftool >/dev/null || ! command -v python3 >/dev/null; then
+				skip dsr-state "bpftool or python3 not installed"
+			else
+			c=$(ct_count n1 0 "$RIG_EXT_IP4" 30094 4)
+			is_uint "$c" && [ "$c" -ge 40 ] || why="$why n1 DSR forward entries: '$c' (want >= 40);"
+			c=$(ct_count n1 1 "$Q1" 0 0)
+			[ "$c" = 0 ] || why="$why n1 has '$c' reply entries from $Q1 (SNAT state);"
+			c=$(ct_count n2 1 "$Q1" 0 8)
+			is_uint "$c" && [ "$c" -ge 40 ] || why="$why n2 learnt reply entries: '$c' (want >= 40);"
+			check_why dsr-state "$why"
+			fi
+		fi
 
 		why=""
 		for proto in tcp udp; do
@@ -184,7 +251,7 @@ run_mode() {
 }
 
 rc=0
-for m in ${KPX_NP_MODES:-tc xdp}; do
+for m in ${KPX_NP_MODES:-tc xdp dsr dsr-xdp}; do
 	run_mode "$m" || rc=1
 done
 exit $rc
