@@ -315,4 +315,33 @@ static __always_inline int kpx_dsr_opt_push(struct __sk_buff *skb, __u32 l3off,
 	return 0;
 }
 
+/*
+ * DSR (tc only): lowers the MSS option of a SYN(-ACK) by the DSR option's
+ * 8 bytes, so that the peer's full-size segments still fit the path MTU
+ * once the option is added to them (oversize packets would be dropped at
+ * the next device: a redirected packet gets no "fragmentation needed"
+ * back). Only when MSS is the first TCP option, which is where Linux,
+ * Windows and the BSDs put it; other SYNs are left alone. Returns 0 or -1.
+ */
+static __always_inline int kpx_dsr_clamp_mss(struct __sk_buff *skb,
+					     __u32 l4off)
+{
+	__u8 th[24];
+	__be16 old, nw;
+	__u16 mss;
+
+	if (bpf_skb_load_bytes(skb, l4off, th, 24))
+		return 0; /* no room for an option: nothing to clamp */
+	if ((th[12] >> 4) < 6 || th[20] != 2 || th[21] != 4)
+		return 0;
+	__builtin_memcpy(&old, th + 22, 2);
+	mss = bpf_ntohs(old);
+	if (mss <= 536 + KPX_DSR_OPT_LEN)
+		return 0;
+	nw = bpf_htons(mss - KPX_DSR_OPT_LEN);
+	if (bpf_l4_csum_replace(skb, l4off + 16, old, nw, 2))
+		return -1;
+	return bpf_skb_store_bytes(skb, l4off + 22, &nw, 2, 0) ? -1 : 0;
+}
+
 #endif

@@ -470,6 +470,23 @@ static __attribute__((noinline)) int kpx_dsr_push_tc(struct __sk_buff *skb,
 	return 0;
 }
 
+/* Backend node, the backend's SYN-ACK: its MSS tells the client how big
+ * a segment to send, and every client segment gets the 8-byte option on
+ * the frontend node: announce 8 bytes less. */
+static __attribute__((noinline)) int kpx_dsr_rev_tc(struct __sk_buff *skb,
+						    const struct kpx_pkt *p)
+{
+	if (p->proto != KPX_IPPROTO_TCP ||
+	    (p->tcp_flags & (KPX_TCP_SYN | KPX_TCP_ACK)) !=
+		    (KPX_TCP_SYN | KPX_TCP_ACK))
+		return 0;
+	if (kpx_dsr_clamp_mss(skb, p->l4off)) {
+		kpx_count_drop(KPX_DROP_MALFORMED);
+		return -1;
+	}
+	return 0;
+}
+
 /* Backend node: a packet carrying the DSR option (to one of our pods)
  * teaches the reply translation: backend -> client replies get the
  * frontend as their source (kpx_np_ingress's reply lookup on the pod
@@ -536,6 +553,8 @@ static __always_inline int kpx_apply_cached(void *ctx, const bool xdp,
 	}
 	if (!xdp && (e->flags & KPX_CT_F_DSR) && kpx_dsr_push_tc(ctx, p))
 		return KPX_V_DROP;
+	if (!xdp && (e->flags & KPX_CT_F_DSR_REV) && kpx_dsr_rev_tc(ctx, p))
+		return KPX_V_DROP;
 	data = kpx_data(ctx, xdp);
 	data_end = kpx_data_end(ctx, xdp);
 	eth = data;
@@ -585,6 +604,8 @@ static __always_inline int kpx_apply(void *ctx, const bool xdp,
 		return KPX_V_DROP;
 	}
 	if (!xdp && (e->flags & KPX_CT_F_DSR) && kpx_dsr_push_tc(ctx, p))
+		return KPX_V_DROP;
+	if (!xdp && (e->flags & KPX_CT_F_DSR_REV) && kpx_dsr_rev_tc(ctx, p))
 		return KPX_V_DROP;
 	if (to_stack)
 		return KPX_V_PASS;

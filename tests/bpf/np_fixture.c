@@ -276,7 +276,7 @@ size_t np_build(uint8_t *buf, const struct np_tuple *t)
 {
 	bool v6 = t->family == AF_INET6;
 	size_t l3 = v6 ? 40 : (t->ip_opt ? 28 : 20);
-	size_t l4 = t->proto == IPPROTO_TCP ? 20 : 8;
+	size_t l4 = t->proto == IPPROTO_TCP ? (t->mss ? 24 : 20) : 8;
 	size_t len = 14 + l3 + l4 + t->payload;
 	uint8_t *ip = buf + 14, *th = ip + l3;
 
@@ -317,7 +317,12 @@ size_t np_build(uint8_t *buf, const struct np_tuple *t)
 		th[9] = t->ack >> 16;
 		th[10] = t->ack >> 8;
 		th[11] = t->ack;
-		th[12] = 5 << 4;
+		th[12] = (uint8_t)((l4 / 4) << 4);
+		if (t->mss) {
+			th[20] = 2;
+			th[21] = 4;
+			put16(th + 22, t->mss);
+		}
 		th[13] = t->tcp_flags;
 		put16(th + 14, 65535);
 		put16(th + 16, l4_sum(ip, v6, IPPROTO_TCP, th, l4 + t->payload));

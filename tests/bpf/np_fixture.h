@@ -66,6 +66,8 @@ struct np_tuple {
 	bool udp_zero_csum;
 	const uint8_t *smac, *dmac;
 	size_t payload;
+	/* TCP: nonzero adds an MSS option (data offset 6) */
+	uint16_t mss;
 	/* IPv4 only: 8 bytes of IP options (IHL 7), e.g. the DSR option */
 	const uint8_t *ip_opt;
 };

@@ -601,7 +601,8 @@ static void dsr_fwd_case(uint8_t proto)
 	struct np_tuple t = { .family = AF_INET, .proto = proto,
 			      .src = NP_CLIENT4, .dst = NP_NODE4,
 			      .sport = CL_PORT, .dport = FE_PORT,
-			      .tcp_flags = 0x02, .seq = 1000, .payload = 5 };
+			      .tcp_flags = 0x02, .seq = 1000, .payload = 5,
+			      .mss = 1460 /* the client's SYN: left alone */ };
 	il = np_build(in, &t);
 	ol = sizeof(out);
 	rc = np_run("in", in, il, out, &ol);
@@ -618,6 +619,7 @@ static void dsr_fwd_case(uint8_t proto)
 	wl = np_build(want, &e);
 	expect_frame(out, ol, want, wl, "DSR forward (new flow)");
 
+	t.mss = e.mss = 0;
 	t.tcp_flags = e.tcp_flags = 0x10;
 	t.seq = e.seq = 1001;
 	il = np_build(in, &t);
@@ -741,7 +743,7 @@ static void dsr_rev_case(uint8_t proto)
 			      .sport = BE_PORT, .dport = CL_PORT,
 			      .tcp_flags = 0x12, .seq = 70, .ack = 11,
 			      .smac = np_mac_localbe, .dmac = np_mac_pod_dev,
-			      .payload = 2 };
+			      .payload = 2, .mss = 1460 };
 	il = np_build(in, &r);
 	npf.run_ifindex = npf.pod_ifindex;
 	for (int i = 0; i < 2; i++) {
@@ -753,6 +755,9 @@ static void dsr_rev_case(uint8_t proto)
 		re.sport = FE_PORT;
 		re.smac = np_mac_dev;
 		re.dmac = np_mac_client;
+		/* SYN-ACK: the client's segments get the option on the
+		 * frontend node, so it is told 8 bytes less */
+		re.mss = 1452;
 		wl = np_build(want, &re);
 		expect_frame(out, ol, want, wl, "pod reply from the frontend");
 	}
@@ -786,4 +791,27 @@ Test(nodeport, dsr_other_option_ignored)
 	ol = sizeof(out);
 	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
 	cr_assert_eq(np_ct_count(), 0);
+}
+
+/* SNAT mode leaves a SYN's MSS alone. */
+Test(nodeport, snat_keeps_mss)
+{
+	uint32_t bid = 44;
+	uint8_t in[256], out[256];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, IPPROTO_TCP, false);
+	np_add_service(AF_INET, NP_NODE4, FE_PORT, IPPROTO_TCP, 14,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	struct np_tuple t = { .family = AF_INET, .proto = IPPROTO_TCP,
+			      .src = NP_CLIENT4, .dst = NP_NODE4,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02, .mss = 1460 };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_REDIRECT);
+	cr_assert_eq(ol, il);
+	cr_assert(np_csum_ok(out, ol));
+	cr_assert_eq((out[14 + 20 + 22] << 8) | out[14 + 20 + 23], 1460);
 }

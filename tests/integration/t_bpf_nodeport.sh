@@ -108,6 +108,15 @@ run_mode() {
 		{ svc npe 198.18.100.152 30092 IPv4; eps npe-a IPv4 npe; } | rig_manifest_write npe.yaml
 		{ svc npd 198.18.100.153 30094 IPv4 "externalTrafficPolicy: Cluster"
 		  eps npd-a IPv4 npd $Q1@n2; } | rig_manifest_write npd.yaml
+		# dsr: a bulk TCP upload to a socat sink in n2-p1 (port 9000)
+		{ echo "apiVersion: v1"; echo "kind: Service"
+		  echo "metadata: {name: npm, namespace: np}"
+		  echo "spec: {type: NodePort, clusterIP: 198.18.100.154, clusterIPs: [198.18.100.154], ipFamilies: [IPv4], externalTrafficPolicy: Cluster, ports: [{name: p, protocol: TCP, port: 80, targetPort: 9000, nodePort: 30095}]}"
+		  echo "---"; echo "apiVersion: discovery.k8s.io/v1"; echo "kind: EndpointSlice"
+		  echo "metadata: {name: npm-a, namespace: np, labels: {kubernetes.io/service-name: npm}}"
+		  echo "addressType: IPv4"; echo "ports: [{name: p, protocol: TCP, port: 9000}]"
+		  echo "endpoints: [{addresses: [\"$Q1\"], conditions: {ready: true}, nodeName: n2}]"
+		} | rig_manifest_write npm.yaml
 		{ svc np6 fd00:18:100::15 30093 IPv6
 		  eps np6-a IPv6 np6 fd00:19:1::11@n1 fd00:19:2::11@n2; } | rig_manifest_write np6.yaml
 		rig_pod_servers 8080
@@ -169,6 +178,27 @@ run_mode() {
 			c=$(ct_count n2 1 "$Q1" 0 8)
 			is_uint "$c" && [ "$c" -ge 40 ] || why="$why n2 learnt reply entries: '$c' (want >= 40);"
 			check_why dsr-state "$why"
+			fi
+
+			# Full-size segments: every client segment gets the 8-byte
+			# option on n1; n2 announces an MSS 8 bytes smaller in the
+			# backend's SYN-ACK, else 1500-byte packets would become
+			# 1508 and be dropped. The client sends without GSO so the
+			# segments really are MSS-sized on the wire.
+			why=""
+			if ! command -v socat >/dev/null; then
+				skip dsr-full-size "socat not installed"
+			else
+				rig_exec x ip link set eth0 gso_max_segs 1 || why="gso_max_segs not settable;"
+				rig_pod_run n2 1 socat -u TCP-LISTEN:9000,reuseaddr SYSTEM:"wc -c > $RIG_DIR/bulk.txt"
+				sleep 0.5
+				head -c 300000 /dev/zero | rig_ext_exec timeout 8 socat -u - TCP:198.18.0.11:30095 ||
+					why="$why upload failed or timed out;"
+				wait_until 5 test -s "$RIG_DIR/bulk.txt"
+				c=$(tr -d ' \n' <"$RIG_DIR/bulk.txt" 2>/dev/null)
+				[ "$c" = 300000 ] || why="$why sink got '$c' of 300000 bytes;"
+				rig_exec x ip link set eth0 gso_max_segs 65535
+				check_why dsr-full-size "$why"
 			fi
 		fi
 
