@@ -199,6 +199,18 @@ enum kpx_dp_flags {
 #define KPX_DSR_OPT_TYPE 0x9a
 #define KPX_DSR_OPT_LEN 8
 
+/* The DSR IPv6 Destination Options header (next header 60) inserted
+ * right after the IPv6 header: next header, Hdr Ext Len 2 (24 bytes),
+ * then one option: type, data length 18, frontend port, frontend IPv6
+ * address (network order), then PadN with no data (1, 0). Type 0x1e: the
+ * two high bits 00 = "skip over this option" when the receiver does not
+ * know it (RFC 8200 4.2), bit 3 0 = does not change en route; 0x1e is an
+ * RFC 4727 experimental type. Linux skips it in a packet addressed to
+ * the pod (ip6_parse_tlv), so the backend accepts the packet as is. */
+#define KPX_DSR6_OPT_TYPE 0x1e
+#define KPX_DSR6_OPT_LEN 18
+#define KPX_DSR6_HDR_LEN 24
+
 /* Map "kpx_ct": kpx's conntrack for translated external flows. LRU.
  * Two entries per flow: the original direction (client -> frontend) and
  * the reply direction (backend -> node/client) as it arrives. */

@@ -561,11 +561,11 @@ int kpx_nodeport_open(const struct kpx_config *cfg, struct kpx_nodeport **out)
 	}
 	pod_side_scan(np);
 	np->last_scan_ns = mono_ns();
-	/* The DSR option is an IPv4 option: IPv6 flows keep SNAT. */
 	if (cfg->nodeport_mode == KPX_NP_DSR)
-		kpx_info("nodeport: mode dsr for IPv4 remote backends (IPv6 "
-			 "and packets with IP options use snat); the option "
-			 "adds 8 bytes: backends' path MTU must allow it");
+		kpx_info("nodeport: mode dsr for remote backends (packets "
+			 "with IPv4 options or IPv6 extension headers use "
+			 "snat); the IPv4 option adds 8 bytes, the IPv6 "
+			 "header 24: backends' path MTU must allow it");
 	*out = np;
 	return 0;
 fail:

@@ -316,15 +316,56 @@ static __always_inline int kpx_dsr_opt_push(struct __sk_buff *skb, __u32 l3off,
 }
 
 /*
+ * DSR, IPv6 (tc only): inserts the 24-byte Destination Options header
+ * (kpx_abi.h) right after the 40-byte IPv6 header of a packet without
+ * extension headers, for frontend fe:fe_port, and fixes the next header
+ * chain and the payload length. The L4 checksum does not change: the
+ * pseudo-header's upper-layer length and addresses are the same, the
+ * extension header is not covered. Skb pointers are invalid afterwards.
+ * Returns 0 or -1.
+ */
+static __always_inline int kpx_dsr6_hdr_push(struct __sk_buff *skb,
+					     __u32 l3off, const __u8 *fe,
+					     __be16 fe_port)
+{
+	/* small buffers, fe stored from where it is: the combined stack
+	 * of the call chain is near the 512-byte limit */
+	__u8 w1[4], hdr[8];
+
+	/* payload length (2), next header (1), hop limit (1) */
+	if (bpf_skb_load_bytes(skb, l3off + 4, w1, 4))
+		return -1;
+	hdr[0] = w1[2];
+	hdr[1] = KPX_DSR6_HDR_LEN / 8 - 1;
+	hdr[2] = KPX_DSR6_OPT_TYPE;
+	hdr[3] = KPX_DSR6_OPT_LEN;
+	__builtin_memcpy(hdr + 4, &fe_port, 2);
+	hdr[6] = 1; /* PadN, no data: the last 2 bytes */
+	hdr[7] = 0;
+	*(__be16 *)w1 =
+		bpf_htons(bpf_ntohs(*(__be16 *)w1) + KPX_DSR6_HDR_LEN);
+	w1[2] = 60; /* IPPROTO_DSTOPTS */
+	/* BPF_ADJ_ROOM_NET opens the room after the 40-byte IPv6 header */
+	if (bpf_skb_adjust_room(skb, KPX_DSR6_HDR_LEN, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, l3off + 4, w1, 4, 0) ||
+	    bpf_skb_store_bytes(skb, l3off + 40, hdr, 6, 0) ||
+	    bpf_skb_store_bytes(skb, l3off + 46, fe, 16, 0) ||
+	    bpf_skb_store_bytes(skb, l3off + 62, hdr + 6, 2, 0))
+		return -1;
+	return 0;
+}
+
+/*
  * DSR (tc only): lowers the MSS option of a SYN(-ACK) by the DSR option's
- * 8 bytes, so that the peer's full-size segments still fit the path MTU
+ * len bytes (8 for the IPv4 option, 24 for the IPv6 header), so that the peer's full-size segments still fit the path MTU
  * once the option is added to them (oversize packets would be dropped at
  * the next device: a redirected packet gets no "fragmentation needed"
  * back). Only when MSS is the first TCP option, which is where Linux,
  * Windows and the BSDs put it; other SYNs are left alone. Returns 0 or -1.
  */
 static __always_inline int kpx_dsr_clamp_mss(struct __sk_buff *skb,
-					     __u32 l4off)
+					     __u32 l4off, __u16 len)
 {
 	__u8 th[24];
 	__be16 old, nw;
@@ -336,9 +377,9 @@ static __always_inline int kpx_dsr_clamp_mss(struct __sk_buff *skb,
 		return 0;
 	__builtin_memcpy(&old, th + 22, 2);
 	mss = bpf_ntohs(old);
-	if (mss <= 536 + KPX_DSR_OPT_LEN)
+	if (mss <= 536 + len)
 		return 0;
-	nw = bpf_htons(mss - KPX_DSR_OPT_LEN);
+	nw = bpf_htons(mss - len);
 	if (bpf_l4_csum_replace(skb, l4off + 16, old, nw, 2))
 		return -1;
 	return bpf_skb_store_bytes(skb, l4off + 22, &nw, 2, 0) ? -1 : 0;

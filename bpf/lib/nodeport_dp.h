@@ -448,7 +448,7 @@ static __always_inline int kpx_reject_udp(void *ctx, const bool xdp,
 	return KPX_V_TX;
 }
 
-/* ---- DSR (--nodeport-mode dsr, IPv4, tc only) ---- */
+/* ---- DSR (--nodeport-mode dsr, tc only): IPv4 option, IPv6 header ---- */
 
 /* Frontend node: adds the DSR option naming p's frontend (p is the packet
  * as it arrived, before translation) to a packet already DNATed to a
@@ -459,6 +459,17 @@ static __always_inline int kpx_reject_udp(void *ctx, const bool xdp,
 static __attribute__((noinline)) int kpx_dsr_push_tc(struct __sk_buff *skb,
 						     const struct kpx_pkt *p)
 {
+	if (p->family == KPX_AF_INET6) {
+		if (p->l4off != p->l3off + 40) {
+			kpx_count_drop(KPX_DROP_UNSUPPORTED);
+			return -1;
+		}
+		if (kpx_dsr6_hdr_push(skb, p->l3off, p->daddr, p->dport)) {
+			kpx_count_drop(KPX_DROP_MALFORMED);
+			return -1;
+		}
+		return 0;
+	}
 	if (p->l4off != p->l3off + 20) {
 		kpx_count_drop(KPX_DROP_UNSUPPORTED);
 		return -1;
@@ -480,7 +491,9 @@ static __attribute__((noinline)) int kpx_dsr_rev_tc(struct __sk_buff *skb,
 	    (p->tcp_flags & (KPX_TCP_SYN | KPX_TCP_ACK)) !=
 		    (KPX_TCP_SYN | KPX_TCP_ACK))
 		return 0;
-	if (kpx_dsr_clamp_mss(skb, p->l4off)) {
+	if (kpx_dsr_clamp_mss(skb, p->l4off,
+			      p->family == KPX_AF_INET6 ? KPX_DSR6_HDR_LEN
+							: KPX_DSR_OPT_LEN)) {
 		kpx_count_drop(KPX_DROP_MALFORMED);
 		return -1;
 	}
@@ -502,13 +515,29 @@ static __attribute__((noinline)) int kpx_dsr_learn(struct __sk_buff *skb,
 	struct kpx_ct_key k;
 	struct kpx_ct_value v, *e;
 	__be16 fe_port;
+	__u32 alen = 4;
 	__u64 now;
 
-	if ((void *)(opt + KPX_DSR_OPT_LEN) > data_end)
-		return KPX_V_PASS;
-	if (opt[0] != KPX_DSR_OPT_TYPE || opt[1] != KPX_DSR_OPT_LEN)
-		return KPX_V_PASS;
-	__builtin_memcpy(&fe_port, opt + 2, 2);
+	/* v.new_saddr holds the frontend address from here on */
+	__builtin_memset(&v, 0, sizeof(v));
+	if (p->family == KPX_AF_INET6) {
+		/* kpx_parse checked the header's layout */
+		opt = data + KPX_ETH_HLEN + 40;
+		if ((void *)(opt + KPX_DSR6_HDR_LEN) > data_end)
+			return KPX_V_PASS;
+		if (opt[2] != KPX_DSR6_OPT_TYPE || opt[3] != KPX_DSR6_OPT_LEN)
+			return KPX_V_PASS;
+		__builtin_memcpy(&fe_port, opt + 4, 2);
+		__builtin_memcpy(v.new_saddr, opt + 6, 16);
+		alen = 16;
+	} else {
+		if ((void *)(opt + KPX_DSR_OPT_LEN) > data_end)
+			return KPX_V_PASS;
+		if (opt[0] != KPX_DSR_OPT_TYPE || opt[1] != KPX_DSR_OPT_LEN)
+			return KPX_V_PASS;
+		__builtin_memcpy(&fe_port, opt + 2, 2);
+		__builtin_memcpy(v.new_saddr, opt + 4, 4);
+	}
 	kpx_ct_key_init(&k, p->daddr, p->saddr, p->dport, p->sport, p->proto,
 			p->family, KPX_CT_DIR_REPLY);
 	now = bpf_ktime_get_coarse_ns();
@@ -517,13 +546,11 @@ static __attribute__((noinline)) int kpx_dsr_learn(struct __sk_buff *skb,
 		if (!(e->flags & KPX_CT_F_DSR_REV))
 			return KPX_V_PASS;
 		if (e->new_sport == fe_port &&
-		    kpx_addr_eq(e->new_saddr, opt + 4, 4)) {
+		    kpx_addr_eq(e->new_saddr, v.new_saddr, alen)) {
 			kpx_ct_touch(e, now, p->tcp_flags);
 			return KPX_V_PASS;
 		}
 	}
-	__builtin_memset(&v, 0, sizeof(v));
-	__builtin_memcpy(v.new_saddr, opt + 4, 4);
 	v.new_sport = fe_port;
 	__builtin_memcpy(v.new_daddr, p->saddr, 16);
 	v.new_dport = p->sport;
@@ -684,10 +711,12 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	if (!cfg)
 		return KPX_V_PASS;
 	/* DSR instead of SNAT: remote backends of eTP=Cluster services, IPv4
-	 * packets without IP options (room for ours), tc only (XDP leaves
-	 * the flow to tc, which can grow the packet). */
-	dsr = snat && !local && p->family == KPX_AF_INET &&
-	      (cfg->flags & KPX_DP_F_DSR) && p->l4off == p->l3off + 20;
+	 * packets without IP options (room for ours), IPv6 packets without
+	 * extension headers, tc only (XDP leaves the flow to tc, which can
+	 * grow the packet). */
+	dsr = snat && !local && (cfg->flags & KPX_DP_F_DSR) &&
+	      ((p->family == KPX_AF_INET && p->l4off == p->l3off + 20) ||
+	       (p->family == KPX_AF_INET6 && p->l4off == p->l3off + 40));
 	if (dsr && xdp)
 		return KPX_V_PASS;
 	if (dsr)
@@ -913,6 +942,10 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 		return kpx_service(ctx, xdp, &p, svc);
 	/* IHL 7: room for exactly the DSR option (XDP passes it to tc) */
 	if (!xdp && p.family == KPX_AF_INET && p.l4off == p.l3off + 28)
+		return kpx_dsr_learn(ctx, &p);
+	/* IPv6: kpx_parse only steps over our Destination Options header */
+	if (!xdp && p.family == KPX_AF_INET6 &&
+	    p.l4off == p.l3off + 40 + KPX_DSR6_HDR_LEN)
 		return kpx_dsr_learn(ctx, &p);
 
 	/* a reply from a remote backend to our SNAT address */

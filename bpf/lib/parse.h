@@ -143,11 +143,25 @@ static __always_inline int kpx_parse(void *data, void *data_end,
 		if ((void *)(ip6 + 1) > data_end)
 			return KPX_PARSE_SKIP;
 		p->family = KPX_AF_INET6;
-		/* Extension headers are skipped (passed to the stack). */
+		/* Extension headers are skipped (passed to the stack), but
+		 * for the DSR Destination Options header (kpx_abi.h) alone:
+		 * the backend node learns the reply translation from it. */
 		p->proto = ip6->nexthdr;
 		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
 		off += sizeof(*ip6);
+		if (p->proto == 60) {
+			__u8 *x = data + off;
+
+			if ((void *)(x + KPX_DSR6_HDR_LEN) > data_end)
+				return KPX_PARSE_SKIP;
+			if (x[1] != KPX_DSR6_HDR_LEN / 8 - 1 ||
+			    x[2] != KPX_DSR6_OPT_TYPE ||
+			    x[3] != KPX_DSR6_OPT_LEN)
+				return KPX_PARSE_SKIP;
+			p->proto = x[0];
+			off += KPX_DSR6_HDR_LEN;
+		}
 	} else {
 		return KPX_PARSE_SKIP;
 	}

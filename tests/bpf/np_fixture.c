@@ -275,7 +275,7 @@ static uint16_t l4_sum(const uint8_t *ip, bool v6, uint8_t proto,
 size_t np_build(uint8_t *buf, const struct np_tuple *t)
 {
 	bool v6 = t->family == AF_INET6;
-	size_t l3 = v6 ? 40 : (t->ip_opt ? 28 : 20);
+	size_t l3 = v6 ? (t->ip6_dstopt ? 64 : 40) : (t->ip_opt ? 28 : 20);
 	size_t l4 = t->proto == IPPROTO_TCP ? (t->mss ? 24 : 20) : 8;
 	size_t len = 14 + l3 + l4 + t->payload;
 	uint8_t *ip = buf + 14, *th = ip + l3;
@@ -286,8 +286,13 @@ size_t np_build(uint8_t *buf, const struct np_tuple *t)
 	put16(buf + 12, v6 ? ETH_P_IPV6 : ETH_P_IP);
 	if (v6) {
 		ip[0] = 0x60;
-		put16(ip + 4, l4 + t->payload);
+		put16(ip + 4, l3 - 40 + l4 + t->payload);
 		ip[6] = t->proto;
+		if (t->ip6_dstopt) {
+			memcpy(ip + 40, t->ip6_dstopt, 24);
+			ip[40] = t->proto;
+			ip[6] = 60;
+		}
 		ip[7] = 64;
 		inet_pton(AF_INET6, t->src, ip + 8);
 		inet_pton(AF_INET6, t->dst, ip + 24);
@@ -353,6 +358,16 @@ bool np_csum_ok(const uint8_t *buf, size_t len)
 		l3len = 40;
 		proto = ip[6];
 		l4len = get16(ip + 4);
+		if (proto == 60 && len >= 14 + 48u) {
+			/* one Destination Options header (DSR) */
+			size_t xl = (ip[41] + 1u) * 8;
+
+			proto = ip[40];
+			l3len += xl;
+			if (l4len < xl)
+				return false;
+			l4len -= xl;
+		}
 	} else {
 		l3len = (ip[0] & 0xf) * 4;
 		if (fold(sum16(ip, l3len, 0)) != 0)

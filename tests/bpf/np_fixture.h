@@ -70,6 +70,9 @@ struct np_tuple {
 	uint16_t mss;
 	/* IPv4 only: 8 bytes of IP options (IHL 7), e.g. the DSR option */
 	const uint8_t *ip_opt;
+	/* IPv6 only: a 24-byte Destination Options header after the IPv6
+	 * header (its next header byte is set here), e.g. the DSR one */
+	const uint8_t *ip6_dstopt;
 };
 
 /* Builds an Ethernet frame; returns its length. */

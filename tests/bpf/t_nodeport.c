@@ -663,15 +663,6 @@ Test(nodeport, dsr_xdp_passes_to_tc)
 	cr_assert_eq(np_ct_count(), 0);
 }
 
-/* DSR mode leaves IPv6 (no IPv4 option to carry) and eTP=Local-style
- * services (no SNAT flag) as they were: SNAT with two entries, resp.
- * the client address without an option. */
-Test(nodeport, dsr_mode_ipv6_stays_snat)
-{
-	NP_REQUIRE();
-	np_set_dp_flags(KPX_DP_F_DSR);
-	snat_case(&F6, IPPROTO_TCP, "in");
-}
 
 Test(nodeport, dsr_mode_client_packet_with_options_uses_snat)
 {
@@ -814,4 +805,246 @@ Test(nodeport, snat_keeps_mss)
 	cr_assert_eq(ol, il);
 	cr_assert(np_csum_ok(out, ol));
 	cr_assert_eq((out[14 + 20 + 22] << 8) | out[14 + 20 + 23], 1460);
+}
+
+/* ---- DSR, IPv6: the Destination Options header (kpx_abi.h) ---- */
+
+#define DSR_FE6 "fd00::9" /* frontend node (node A) in backend tests */
+
+static void dsr6_hdr(uint8_t *x, const char *fe, uint16_t port)
+{
+	memset(x, 0, 24);
+	x[1] = 2; /* 24 bytes */
+	x[2] = KPX_DSR6_OPT_TYPE;
+	x[3] = KPX_DSR6_OPT_LEN;
+	x[4] = port >> 8;
+	x[5] = port & 0xff;
+	inet_pton(AF_INET6, fe, x + 6);
+	x[22] = 1; /* PadN, no data */
+}
+
+/* The option type must be skipped by a receiver that does not know it
+ * (RFC 8200 4.2: high bits 00) and must not change en route. */
+Test(nodeport, dsr6_option_type_is_skippable)
+{
+	cr_assert_eq(KPX_DSR6_OPT_TYPE & 0xe0, 0);
+	cr_assert_eq(2 + 2 + KPX_DSR6_OPT_LEN + 2, KPX_DSR6_HDR_LEN);
+	cr_assert_eq(KPX_DSR6_HDR_LEN % 8, 0);
+}
+
+/*
+ * Frontend node, IPv6: client -> node:FE becomes client -> be:BE (client
+ * address kept, L4 checksum fixed for the new destination) with the DSR
+ * Destination Options header after the IPv6 header (next header 60,
+ * payload length +24); one conntrack entry; the next packets carry it
+ * too.
+ */
+static void dsr6_fwd_case(uint8_t proto)
+{
+	uint32_t bid = 51;
+	uint8_t in[256], out[256], want[256], x[24];
+	size_t il, ol, wl;
+	int rc;
+
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, AF_INET6, NP_BE6, BE_PORT, proto, false);
+	np_add_service(AF_INET6, NP_NODE6, FE_PORT, proto, 21, KPX_SVC_F_SNAT,
+		       &bid, 1);
+	struct np_tuple t = { .family = AF_INET6, .proto = proto,
+			      .src = NP_CLIENT6, .dst = NP_NODE6,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02, .seq = 1000, .payload = 5,
+			      .mss = 1440 /* the client's SYN: left alone */ };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	rc = np_run("in", in, il, out, &ol);
+	cr_assert_eq(rc, TC_REDIRECT, "forward verdict %d", rc);
+	cr_assert_eq(np_ct_count(), 1, "DSR keeps one entry, got %u",
+		     np_ct_count());
+	dsr6_hdr(x, NP_NODE6, FE_PORT);
+	struct np_tuple e = t;
+	e.dst = NP_BE6;
+	e.dport = BE_PORT;
+	e.smac = np_mac_dev;
+	e.dmac = np_mac_be;
+	e.ip6_dstopt = x;
+	wl = np_build(want, &e);
+	cr_assert_eq(ol, il + 24, "frame did not grow by 24: %zu -> %zu", il,
+		     ol);
+	expect_frame(out, ol, want, wl, "DSR6 forward (new flow)");
+	cr_assert(np_csum_ok(out, ol), "L4 checksum");
+
+	t.mss = e.mss = 0;
+	t.tcp_flags = e.tcp_flags = 0x10;
+	t.seq = e.seq = 1001;
+	il = np_build(in, &t);
+	wl = np_build(want, &e);
+	for (int i = 0; i < 2; i++) {
+		ol = sizeof(out);
+		rc = np_run("in", in, il, out, &ol);
+		cr_assert_eq(rc, TC_REDIRECT);
+		expect_frame(out, ol, want, wl,
+			     i ? "DSR6 forward (cached next hop)"
+			       : "DSR6 forward (established)");
+	}
+	cr_assert_eq(np_ct_count(), 1);
+}
+
+Test(nodeport, dsr_fwd_v6_tcp) { NP_REQUIRE(); dsr6_fwd_case(IPPROTO_TCP); }
+Test(nodeport, dsr_fwd_v6_udp) { NP_REQUIRE(); dsr6_fwd_case(IPPROTO_UDP); }
+
+Test(nodeport, dsr6_xdp_passes_to_tc)
+{
+	uint32_t bid = 52;
+	uint8_t in[256], out[256];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, AF_INET6, NP_BE6, BE_PORT, IPPROTO_TCP, false);
+	np_add_service(AF_INET6, NP_NODE6, FE_PORT, IPPROTO_TCP, 22,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	struct np_tuple t = { .family = AF_INET6, .proto = IPPROTO_TCP,
+			      .src = NP_CLIENT6, .dst = NP_NODE6,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02 };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("xdp", in, il, out, &ol), XDP_PASS_);
+	cr_assert(ol == il && !memcmp(in, out, il), "XDP modified the frame");
+	cr_assert_eq(np_ct_count(), 0);
+}
+
+/* A client packet that already carries an extension header (here one
+ * that looks like ours) to the service takes the SNAT path: two entries,
+ * the frame keeps its size, checksums right. */
+Test(nodeport, dsr6_client_packet_with_ext_header_uses_snat)
+{
+	uint32_t bid = 53;
+	uint8_t in[256], out[256], x[24];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, AF_INET6, NP_BE6, BE_PORT, IPPROTO_UDP, false);
+	np_add_service(AF_INET6, NP_NODE6, FE_PORT, IPPROTO_UDP, 23,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	dsr6_hdr(x, "fd00::77", 9);
+	struct np_tuple t = { .family = AF_INET6, .proto = IPPROTO_UDP,
+			      .src = NP_CLIENT6, .dst = NP_NODE6,
+			      .sport = CL_PORT, .dport = FE_PORT, .payload = 4,
+			      .ip6_dstopt = x };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_REDIRECT);
+	cr_assert_eq(np_ct_count(), 2, "expected the SNAT path");
+	cr_assert_eq(ol, il, "frame grew");
+	cr_assert(np_csum_ok(out, ol));
+}
+
+/*
+ * Backend node, IPv6: the client's packet with the DSR header, to a local
+ * pod, passes untouched and leaves a reply entry; the pod's SYN-ACK, on
+ * the pod-side device, leaves as frontend -> client toward the client's
+ * MAC with the MSS lowered by the header's 24 bytes.
+ */
+static void dsr6_rev_case(uint8_t proto)
+{
+	uint8_t in[256], out[256], want[256], x[24];
+	size_t il, ol, wl;
+	int rc;
+
+	dsr6_hdr(x, DSR_FE6, FE_PORT);
+	struct np_tuple t = { .family = AF_INET6, .proto = proto,
+			      .src = NP_CLIENT6, .dst = NP_LOCALBE6,
+			      .sport = CL_PORT, .dport = BE_PORT,
+			      .tcp_flags = 0x02, .seq = 10, .payload = 6,
+			      .ip6_dstopt = x };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	rc = np_run("in", in, il, out, &ol);
+	cr_assert_eq(rc, TC_OK, "DSR6 packet verdict %d", rc);
+	cr_assert(ol == il && !memcmp(in, out, il),
+		  "packet to the pod was modified");
+	cr_assert_eq(np_ct_count(), 1, "no reply entry learnt");
+	{
+		struct kpx_ct_key k = { .sport = htons(BE_PORT),
+					.dport = htons(CL_PORT),
+					.proto = proto, .family = AF_INET6,
+					.dir = 1 };
+		struct kpx_ct_value v;
+		uint8_t fe[16];
+
+		inet_pton(AF_INET6, NP_LOCALBE6, k.saddr);
+		inet_pton(AF_INET6, NP_CLIENT6, k.daddr);
+		cr_assert_eq(bpf_map_lookup_elem(
+				     bpf_map__fd(npf.skel->maps.kpx_ct), &k,
+				     &v),
+			     0, "reply entry missing");
+		cr_assert_eq(v.new_sport, htons(FE_PORT));
+		inet_pton(AF_INET6, DSR_FE6, fe);
+		cr_assert(!memcmp(v.new_saddr, fe, 16), "frontend address");
+	}
+
+	struct np_tuple r = { .family = AF_INET6, .proto = proto,
+			      .src = NP_LOCALBE6, .dst = NP_CLIENT6,
+			      .sport = BE_PORT, .dport = CL_PORT,
+			      .tcp_flags = 0x12, .seq = 70, .ack = 11,
+			      .smac = np_mac_localbe, .dmac = np_mac_pod_dev,
+			      .payload = 2, .mss = 1440 };
+	il = np_build(in, &r);
+	npf.run_ifindex = npf.pod_ifindex;
+	for (int i = 0; i < 2; i++) {
+		ol = sizeof(out);
+		rc = np_run("in", in, il, out, &ol);
+		cr_assert_eq(rc, TC_REDIRECT, "pod reply verdict %d", rc);
+		struct np_tuple re = r;
+		re.src = DSR_FE6;
+		re.sport = FE_PORT;
+		re.smac = np_mac_dev;
+		re.dmac = np_mac_client;
+		/* the client's segments get 24 bytes on the frontend node */
+		re.mss = 1416;
+		wl = np_build(want, &re);
+		expect_frame(out, ol, want, wl, "pod reply from the frontend");
+	}
+	npf.run_ifindex = 0;
+	t.tcp_flags = 0x10;
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
+	cr_assert_eq(np_ct_count(), 1);
+}
+
+Test(nodeport, dsr_rev_v6_tcp) { NP_REQUIRE(); dsr6_rev_case(IPPROTO_TCP); }
+Test(nodeport, dsr_rev_v6_udp) { NP_REQUIRE(); dsr6_rev_case(IPPROTO_UDP); }
+
+/* A Destination Options header with another option is not ours: the
+ * packet goes to the stack untouched, nothing learnt. */
+Test(nodeport, dsr6_other_option_ignored)
+{
+	uint8_t in[256], out[256], x[24];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	dsr6_hdr(x, DSR_FE6, FE_PORT);
+	x[2] = 0x1f;
+	struct np_tuple t = { .family = AF_INET6, .proto = IPPROTO_UDP,
+			      .src = NP_CLIENT6, .dst = NP_LOCALBE6,
+			      .sport = CL_PORT, .dport = BE_PORT, .payload = 3,
+			      .ip6_dstopt = x };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
+	cr_assert(ol == il && !memcmp(in, out, il));
+	cr_assert_eq(np_ct_count(), 0);
+}
+
+/* DSR mode, eTP=Cluster IPv6 to a remote backend no longer needs SNAT:
+ * with the flag off the same service is SNATed (two entries). */
+Test(nodeport, dsr_flag_off_ipv6_snat)
+{
+	NP_REQUIRE();
+	np_set_dp_flags(0);
+	snat_case(&F6, IPPROTO_TCP, "in");
 }
