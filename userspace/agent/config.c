@@ -22,7 +22,7 @@ void kpx_config_defaults(struct kpx_config *cfg)
 	strcpy(cfg->healthz_addr, "0.0.0.0:10256");
 	strcpy(cfg->metrics_addr, "127.0.0.1:10249");
 	strcpy(cfg->bpf_root, "/sys/fs/bpf/kpx");
-	strcpy(cfg->state_socket, "/run/kpx/kpx.sock");
+	strcpy(cfg->state_socket, KPX_STATE_SOCKET_DEFAULT);
 	/* Same values as KPX_DEF_* in bpf/map_writer.h: 30,000 dual-stack
 	 * services x 10 endpoints fit (service maps preallocate nothing, so
 	 * unused capacity costs only hash buckets). */
@@ -248,7 +248,7 @@ static void run_usage(FILE *f)
 		"Serving:\n"
 		"  --healthz-bind-address ADDR  /healthz, /livez (0.0.0.0:10256; \"\" off)\n"
 		"  --metrics-bind-address ADDR  /metrics (127.0.0.1:10249; \"\" off)\n"
-		"  --state-socket PATH          for kpx status (/run/kpx/kpx.sock)\n"
+		"  --state-socket PATH          for kpx status (" KPX_STATE_SOCKET_DEFAULT ")\n"
 		"Other:\n"
 		"  --config FILE                KubeProxyConfiguration; flags override it\n"
 		"  -v N                         log verbosity\n");

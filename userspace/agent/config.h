@@ -15,6 +15,8 @@
 #include "common/addr.h"
 #include "k8s/objects.h"
 
+#define KPX_STATE_SOCKET_DEFAULT "/run/kpx/kpx.sock"
+
 #define KPX_MAX_DEVICES 8
 #define KPX_IFNAME_MAX 16
 

@@ -10,6 +10,9 @@
 #ifndef KPX_SERVE_H
 #define KPX_SERVE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct kpx_agent;
 struct kpx_plan;
 struct kpx_http;
@@ -27,11 +30,6 @@ int kpx_http_open(struct kpx_agent *agent, const char *bind_addr,
 		  enum kpx_http_role role, struct kpx_http **out);
 void kpx_http_close(struct kpx_http *http);
 
-#include <stdbool.h>
-#include <stddef.h>
-
-#define KPX_STATE_SOCKET_DEFAULT "/run/kpx/kpx.sock"
-
 /*
  * Agents started with the default path listen on a twin per network
  * namespace, /run/kpx/kpx-netns-<inode>.sock, and on the default itself
@@ -44,13 +42,15 @@ void kpx_state_socket_resolve(char *path, size_t len);
 /* Someone accepts on path: a live agent (a stale socket file refuses). */
 bool kpx_state_socket_live(const char *path);
 
-/* Unix socket at path (parent directory created; the default as above); one JSON request line
- * in ({"cmd":"status"|"services"|"plan"}), one JSON document out. */
+/* Unix socket at path (parent directory created; the default as above);
+ * one JSON request line in ({"cmd":"status"|"services"|"plan"}), one JSON
+ * document out. */
 int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 			   struct kpx_status_server **out);
 void kpx_status_server_close(struct kpx_status_server *srv);
-/* Client side: sends cmd and returns the parsed reply; -ECONNREFUSED or
- * -ENOENT when no agent listens. */
+/* Client side, on a path already resolved (kpx_state_socket_resolve):
+ * sends cmd and returns the parsed reply; -ECONNREFUSED or -ENOENT when
+ * no agent listens. */
 int kpx_status_request(const char *path, const char *cmd,
 		       struct json_object **reply);
 

@@ -560,7 +560,7 @@ int kpx_status_request(const char *path, const char *cmd,
 		       struct json_object **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char own[PATH_MAX], *buf = NULL, *nb;
+	char *buf = NULL, *nb;
 	size_t len = 0, cap = 0;
 	char req[128];
 	uint64_t deadline;
@@ -569,11 +569,9 @@ int kpx_status_request(const char *path, const char *cmd,
 	ssize_t r;
 
 	*reply = NULL;
-	snprintf(own, sizeof(own), "%s", path);
-	kpx_state_socket_resolve(own, sizeof(own));
-	if (strlen(own) >= sizeof(sa.sun_path))
+	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, own);
+	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

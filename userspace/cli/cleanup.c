@@ -61,7 +61,7 @@ static void cleanup_usage(FILE *f)
 		"                        (flags after it win)\n"
 		"  --bpf-root PATH       bpf pin directory (/sys/fs/bpf/kpx)\n"
 		"  --cgroup-path PATH    cgroup the socket hooks are attached to\n"
-		"  --state-socket PATH   agent socket (/run/kpx/kpx.sock); kpx's\n"
+		"  --state-socket PATH   agent socket (" KPX_STATE_SOCKET_DEFAULT "); kpx's\n"
 		"                        own state is kept while an agent answers\n"
 		"  --kube-proxy          also remove kube-proxy's nftables tables\n"
 		"                        (ip/ip6 kube-proxy) and iptables KUBE-*\n"
