@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck disable=SC2046 # $(kflags) is split into flags on purpose
 ROOT=$PWD
-KPX=$ROOT/build/kpx
+KPX=${KPX_BIN:-$ROOT/build/kpx}
 ECHO=$ROOT/build/kpx_echo
 SYNC_PERIOD=2 # seconds; /healthz goes 503 after 2 x this
 BPF_SERVICES_MAX=16 # small, so that the bpf stall can fill it
