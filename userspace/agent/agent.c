@@ -134,7 +134,7 @@ static void do_sync(struct kpx_agent *agent)
 		err = kpx_plan_input_from_config(&agent->cfg, node, &in);
 		/* an address or route change that moves nothing */
 		if (!err && !full && !kpx_store_dirty(agent->store) &&
-		    !memcmp(&in, &agent->plan_input, sizeof(in)))
+		    kpx_plan_input_equal(&in, &agent->plan_input))
 			return;
 		if (!err)
 			agent->plan_input = in;
