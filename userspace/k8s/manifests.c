@@ -160,12 +160,7 @@ static bool wanted_name(const char *name)
 	return false;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted list of manifest file names in dir. */
+/* The manifest file names in dir, unsorted. */
 static int list_dir(const char *dir, char ***out, size_t *n_out)
 {
 	struct dirent *de;
@@ -210,8 +205,6 @@ out:
 		free(names);
 		return rc;
 	}
-	if (n)
-		qsort(names, n, sizeof(*names), cmp_names);
 	*out = names;
 	*n_out = n;
 	return 0;
@@ -810,6 +803,22 @@ static int cmp_names_desc(const void *a, const void *b)
 	return -strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Sorts names descending, as run_batch wants them, and drops repeats
+ * (freed when owned). Returns the new count. */
+static size_t sort_unique_desc(char **names, size_t n, bool owned)
+{
+	size_t k = 0;
+
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_names_desc);
+	for (size_t i = 0; i < n; i++)
+		if (!k || strcmp(names[k - 1], names[i]))
+			names[k++] = names[i];
+		else if (owned)
+			free(names[i]);
+	return k;
+}
+
 /*
  * Re-reads names (sorted descending, no duplicates), then the files that
  * became winners again. Returns 0, -ENOENT when the directory vanished
@@ -904,10 +913,7 @@ static int full_listing(struct mindex *ix, const char *dir,
 	}
 	memcpy(all, names, n * sizeof(*all));
 	memcpy(all + n, known.v, known.n * sizeof(*all));
-	qsort(all, n + known.n, sizeof(*all), cmp_names_desc);
-	for (size_t i = 0; i < n + known.n; i++)
-		if (!n_all || strcmp(all[n_all - 1], all[i]))
-			all[n_all++] = all[i];
+	n_all = sort_unique_desc(all, n + known.n, false);
 	if (replace) {
 		ix->broken = false;
 		for (int k = 0; k < KPX_KIND_COUNT; k++)
@@ -977,13 +983,7 @@ static int partial_reload(struct kpx_manifests_source *src, size_t *reread)
 		return 0;
 	if (!dir_exists(src->dir))
 		return -ENOENT;
-	qsort(names, src->n_pending, sizeof(*names), cmp_names_desc);
-	for (size_t i = 0; i < src->n_pending; i++)
-		if (!n || strcmp(names[n - 1], names[i]))
-			names[n++] = names[i];
-		else
-			free(names[i]);
-	src->n_pending = n;
+	n = src->n_pending = sort_unique_desc(names, src->n_pending, true);
 	rc = run_batch(&b, names, n);
 	*reread = b.reread;
 	batch_free(&b);
