@@ -663,54 +663,51 @@ static int cmp_id(const void *a, const void *b)
 	return *x < *y ? -1 : *x > *y;
 }
 
-/* Sorts svcports[lo, hi) through a pointer array: svcports are large to
- * swap. */
-static int sort_range(struct kpx_plan_svcport *v, size_t lo, size_t hi)
+/* A copy of v[0, n) in id order, sorted through a pointer array:
+ * svcports are large to swap. NULL when out of memory. */
+static struct kpx_plan_svcport *sorted_copy(const struct kpx_plan_svcport *v,
+					    size_t n)
 {
-	struct kpx_plan_svcport **idx, *sorted;
-	size_t n = hi - lo;
+	const struct kpx_plan_svcport **idx = malloc(n * sizeof(*idx));
+	struct kpx_plan_svcport *sorted = malloc(n * sizeof(*sorted));
 
-	if (n < 2)
-		return 0;
-	idx = malloc(n * sizeof(*idx));
-	sorted = malloc(n * sizeof(*sorted));
 	if (!idx || !sorted) {
 		free(idx);
 		free(sorted);
-		return -ENOMEM;
+		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
-		idx[i] = &v[lo + i];
+		idx[i] = &v[i];
 	qsort(idx, n, sizeof(*idx), cmp_id);
 	for (size_t i = 0; i < n; i++)
 		sorted[i] = *idx[i];
-	memcpy(&v[lo], sorted, n * sizeof(*sorted));
 	free(idx);
+	return sorted;
+}
+
+/* svcports[lo, hi) sorted where they are. */
+static int sort_range(struct kpx_plan_svcport *v, size_t lo, size_t hi)
+{
+	struct kpx_plan_svcport *sorted;
+
+	if (hi - lo < 2)
+		return 0;
+	if (!(sorted = sorted_copy(&v[lo], hi - lo)))
+		return -ENOMEM;
+	memcpy(&v[lo], sorted, (hi - lo) * sizeof(*sorted));
 	free(sorted);
 	return 0;
 }
 
-/* The whole array: sorted into a new one, no copy back. */
+/* The whole array: the sorted copy replaces it, no copy back. */
 static int sort_svcports(struct kpx_plan *plan)
 {
-	struct kpx_plan_svcport **idx, *sorted;
-	size_t n = plan->n_svcports;
+	struct kpx_plan_svcport *sorted;
 
-	if (n < 2)
+	if (plan->n_svcports < 2)
 		return 0;
-	idx = malloc(n * sizeof(*idx));
-	sorted = malloc(n * sizeof(*sorted));
-	if (!idx || !sorted) {
-		free(idx);
-		free(sorted);
+	if (!(sorted = sorted_copy(plan->svcports, plan->n_svcports)))
 		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		idx[i] = &plan->svcports[i];
-	qsort(idx, n, sizeof(*idx), cmp_id);
-	for (size_t i = 0; i < n; i++)
-		sorted[i] = *idx[i];
-	free(idx);
 	free(plan->svcports);
 	plan->svcports = sorted;
 	return 0;
@@ -753,25 +750,6 @@ void kpx_plan_free(struct kpx_plan *plan)
 		svcport_clear(&plan->svcports[i]);
 	free(plan->svcports);
 	free(plan);
-}
-
-const struct kpx_plan_svcport *kpx_plan_find(const struct kpx_plan *plan,
-					     const char *id)
-{
-	size_t lo = 0, hi = plan ? plan->n_svcports : 0;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int r = strcmp(plan->svcports[mid].id, id);
-
-		if (!r)
-			return &plan->svcports[mid];
-		if (r < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
 }
 
 /* ---- incremental update ------------------------------------------------- */
@@ -876,6 +854,20 @@ static size_t lower_bound(const struct kpx_plan *plan, const char *key)
 			hi = mid;
 	}
 	return lo;
+}
+
+/* Binary search by id; with equal ids (a port listed twice) the first. */
+const struct kpx_plan_svcport *kpx_plan_find(const struct kpx_plan *plan,
+					     const char *id)
+{
+	size_t i;
+
+	if (!plan)
+		return NULL;
+	i = lower_bound(plan, id);
+	if (i < plan->n_svcports && !strcmp(plan->svcports[i].id, id))
+		return &plan->svcports[i];
+	return NULL;
 }
 
 static void undo_free(struct kpx_plan_undo *u)
