@@ -505,36 +505,43 @@ static __attribute__((noinline)) int kpx_dsr_rev_tc(struct __sk_buff *skb,
  * frontend as their source (kpx_np_ingress's reply lookup on the pod
  * side applies it and forwards straight to the client). The option stays
  * in the packet; the pod's stack ignores it. An existing entry of
- * another kind for the same tuple is left alone. */
+ * another kind for the same tuple is left alone. Only in DSR mode: in
+ * SNAT mode anyone could otherwise install a reply translation with a
+ * crafted option. Returns -1 when the packet is not a DSR packet (the
+ * caller goes on with its reply lookup), else the verdict. */
 static __attribute__((noinline)) int kpx_dsr_learn(struct __sk_buff *skb,
 						   const struct kpx_pkt *p)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u8 *opt = data + KPX_ETH_HLEN + 20;
+	struct kpx_dp_config *cfg;
 	struct kpx_ct_key k;
 	struct kpx_ct_value v, *e;
 	__be16 fe_port;
-	__u32 alen = 4;
+	__u32 alen = 4, zero = 0;
 	__u64 now;
 
+	cfg = bpf_map_lookup_elem(&kpx_config, &zero);
+	if (!cfg || !(cfg->flags & KPX_DP_F_DSR))
+		return -1;
 	/* v.new_saddr holds the frontend address from here on */
 	__builtin_memset(&v, 0, sizeof(v));
 	if (p->family == KPX_AF_INET6) {
 		/* kpx_parse checked the header's layout */
 		opt = data + KPX_ETH_HLEN + 40;
 		if ((void *)(opt + KPX_DSR6_HDR_LEN) > data_end)
-			return KPX_V_PASS;
+			return -1;
 		if (opt[2] != KPX_DSR6_OPT_TYPE || opt[3] != KPX_DSR6_OPT_LEN)
-			return KPX_V_PASS;
+			return -1;
 		__builtin_memcpy(&fe_port, opt + 4, 2);
 		__builtin_memcpy(v.new_saddr, opt + 6, 16);
 		alen = 16;
 	} else {
 		if ((void *)(opt + KPX_DSR_OPT_LEN) > data_end)
-			return KPX_V_PASS;
+			return -1;
 		if (opt[0] != KPX_DSR_OPT_TYPE || opt[1] != KPX_DSR_OPT_LEN)
-			return KPX_V_PASS;
+			return -1;
 		__builtin_memcpy(&fe_port, opt + 2, 2);
 		__builtin_memcpy(v.new_saddr, opt + 4, 4);
 	}
@@ -940,13 +947,16 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	svc = bpf_map_lookup_elem(&kpx_svc, &sk);
 	if (svc)
 		return kpx_service(ctx, xdp, &p, svc);
-	/* IHL 7: room for exactly the DSR option (XDP passes it to tc) */
-	if (!xdp && p.family == KPX_AF_INET && p.l4off == p.l3off + 28)
-		return kpx_dsr_learn(ctx, &p);
-	/* IPv6: kpx_parse only steps over our Destination Options header */
-	if (!xdp && p.family == KPX_AF_INET6 &&
-	    p.l4off == p.l3off + 40 + KPX_DSR6_HDR_LEN)
-		return kpx_dsr_learn(ctx, &p);
+	/* IHL 7: room for exactly the DSR option (XDP passes it to tc);
+	 * IPv6: kpx_parse only steps over our Destination Options header.
+	 * Anything else (or SNAT mode) goes on to the reply lookup. */
+	if (!xdp && ((p.family == KPX_AF_INET && p.l4off == p.l3off + 28) ||
+		     (p.family == KPX_AF_INET6 &&
+		      p.l4off == p.l3off + 40 + KPX_DSR6_HDR_LEN))) {
+		r = kpx_dsr_learn(ctx, &p);
+		if (r >= 0)
+			return r;
+	}
 
 	/* a reply from a remote backend to our SNAT address */
 	kpx_ct_key_init(&ck, p.saddr, p.daddr, p.sport, p.dport, p.proto,

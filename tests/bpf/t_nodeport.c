@@ -700,6 +700,7 @@ static void dsr_rev_case(uint8_t proto)
 	size_t il, ol, wl;
 	int rc;
 
+	np_set_dp_flags(KPX_DP_F_DSR);
 	dsr_opt(opt, DSR_FE4, FE_PORT);
 	struct np_tuple t = { .family = AF_INET, .proto = proto,
 			      .src = NP_CLIENT4, .dst = NP_LOCALBE4,
@@ -771,6 +772,7 @@ Test(nodeport, dsr_other_option_ignored)
 	size_t il, ol;
 
 	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
 	dsr_opt(opt, DSR_FE4, FE_PORT);
 	opt[0] = 0x94; /* router alert */
 	opt[1] = 4;
@@ -954,6 +956,7 @@ static void dsr6_rev_case(uint8_t proto)
 	size_t il, ol, wl;
 	int rc;
 
+	np_set_dp_flags(KPX_DP_F_DSR);
 	dsr6_hdr(x, DSR_FE6, FE_PORT);
 	struct np_tuple t = { .family = AF_INET6, .proto = proto,
 			      .src = NP_CLIENT6, .dst = NP_LOCALBE6,
@@ -1027,6 +1030,7 @@ Test(nodeport, dsr6_other_option_ignored)
 	size_t il, ol;
 
 	NP_REQUIRE();
+	np_set_dp_flags(KPX_DP_F_DSR);
 	dsr6_hdr(x, DSR_FE6, FE_PORT);
 	x[2] = 0x1f;
 	struct np_tuple t = { .family = AF_INET6, .proto = IPPROTO_UDP,
@@ -1039,6 +1043,38 @@ Test(nodeport, dsr6_other_option_ignored)
 	cr_assert(ol == il && !memcmp(in, out, il));
 	cr_assert_eq(np_ct_count(), 0);
 }
+
+/* SNAT mode: a well-formed DSR option/header teaches nothing (else
+ * anyone could install a reply translation); the packet goes to the
+ * stack untouched. */
+static void dsr_opt_snat_mode_case(int family)
+{
+	uint8_t in[256], out[256], opt[8], x[24];
+	size_t il, ol;
+
+	struct np_tuple t = { .family = family, .proto = IPPROTO_UDP,
+			      .sport = CL_PORT, .dport = BE_PORT,
+			      .payload = 3 };
+	if (family == AF_INET) {
+		dsr_opt(opt, DSR_FE4, FE_PORT);
+		t.src = NP_CLIENT4;
+		t.dst = NP_LOCALBE4;
+		t.ip_opt = opt;
+	} else {
+		dsr6_hdr(x, DSR_FE6, FE_PORT);
+		t.src = NP_CLIENT6;
+		t.dst = NP_LOCALBE6;
+		t.ip6_dstopt = x;
+	}
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
+	cr_assert(ol == il && !memcmp(in, out, il));
+	cr_assert_eq(np_ct_count(), 0, "nothing learnt in SNAT mode");
+}
+
+Test(nodeport, dsr_opt_snat_mode_v4) { NP_REQUIRE(); dsr_opt_snat_mode_case(AF_INET); }
+Test(nodeport, dsr_opt_snat_mode_v6) { NP_REQUIRE(); dsr_opt_snat_mode_case(AF_INET6); }
 
 /* DSR mode, eTP=Cluster IPv6 to a remote backend no longer needs SNAT:
  * with the flag off the same service is SNATed (two entries). */
