@@ -1939,6 +1939,34 @@ static int diff_plan(struct kpx_backend *b, const struct kpx_plan *plan,
 }
 
 /*
+ * The ruleset generation around a commit, so a resync knows whether the
+ * table is still as kpx programmed it (b->gen_ok). Each commit bumps it by
+ * one. A partial commit keeps the table as kpx knows it when ours was the
+ * only commit since kpx's last one: the generation after it is exactly
+ * b->gen + 1, so no read before it is needed. A full commit replaces the
+ * table, so only commits after it count: read the generation before it
+ * and expect exactly one more after. gen_before() returns what
+ * gen_after() compares against, or -1 when it could not be read.
+ */
+static int64_t gen_before(struct kpx_backend *b, bool full)
+{
+	uint32_t g;
+
+	if (!full)
+		return b->gen_ok ? (int64_t)b->gen : -1;
+	return kpx_nft_gen(b->nl, &g) ? -1 : (int64_t)g;
+}
+
+static void gen_after(struct kpx_backend *b, int64_t g0, int err)
+{
+	uint32_t g1 = 0;
+
+	b->gen_ok = g0 >= 0 && !err && !kpx_nft_gen(b->nl, &g1) &&
+		    g1 == (uint32_t)g0 + 1;
+	b->gen = g1;
+}
+
+/*
  * After a committed sync: the state takes the plan's svcports. Changed
  * entries are replaced in place; when svcports came or went, the array
  * is rebuilt in plan order (new entries at their plan index, the others
@@ -2125,26 +2153,16 @@ static int nft_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	err = b->err;
 	size_t bytes = b->batch.len;
 	unsigned msgs = b->batch.n_msgs;
-	uint32_t g0 = 0, g1 = 0;
 	bool sent = !err && msgs;
-	/* A partial sync keeps the table as kpx knows it only when no one
-	 * committed since kpx's last commit; a full sync replaces it. */
-	if (sent && kpx_nft_gen(b->nl, &g0))
-		b->gen_ok = false;
-	else if (sent)
-		b->gen_ok = full || (b->gen_ok && g0 == b->gen);
+	int64_t g0 = sent ? gen_before(b, full) : 0;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	double build_ms = ms_since(&t0);
 	if (!err)
 		err = kpx_nft_batch_send(&b->batch, b->nl);
 	double send_ms = ms_since(&ts);
-	/* ours was the only transaction in between: g1 is our commit */
-	if (sent) {
-		b->gen_ok = b->gen_ok && !err && !kpx_nft_gen(b->nl, &g1) &&
-			    g1 == g0 + 1;
-		b->gen = g1;
-	}
+	if (sent)
+		gen_after(b, g0, err);
 	b->seq = b->batch.seq;
 	scratch_free(b);
 	if (err) {
@@ -2258,7 +2276,7 @@ static int nft_resync(struct kpx_backend *b, const struct kpx_plan *plan)
  */
 static void nft_tick(struct kpx_backend *b)
 {
-	uint32_t pick = 0, g0 = 0, g1 = 0;
+	uint32_t pick = 0;
 	int f, err;
 
 	if (b->full_next || !b->n_st)
@@ -2282,15 +2300,13 @@ static void nft_tick(struct kpx_backend *b)
 	sel_emit(b, 1, f, pick);
 	acc_flush_all(b, 1);
 	err = b->err;
-	/* as sync: the generation still ours before, ours + 1 after */
-	if (!err && b->gen_ok && (kpx_nft_gen(b->nl, &g0) || g0 != b->gen))
-		b->gen_ok = false;
-	if (!err)
+	if (!err) {
+		int64_t g0 = gen_before(b, false);
 		err = kpx_nft_batch_send(&b->batch, b->nl);
-	b->gen_ok = b->gen_ok && !err && !kpx_nft_gen(b->nl, &g1) &&
-		    g1 == g0 + 1;
-	if (b->gen_ok)
-		b->gen = g1;
+		gen_after(b, g0, err);
+	} else {
+		b->gen_ok = false;
+	}
 	b->seq = b->batch.seq;
 	scratch_free(b);
 	if (err) {
