@@ -108,7 +108,7 @@ TARGETS=$(for i in $(seq 10 19); do printf '198.18.0.%s:8080,' $i; done)
 TARGETS=${TARGETS%,}
 OUT=${KPX_CR_OUT:-perf/results/clusterip-rate-$(date -u +%Y-%m-%d).md}
 # shellcheck source=perf/lib/rate.sh
-. perf/lib/rate.sh	# quiet, stats, pct, paired
+. perf/lib/rate.sh	# quiet, stats, pct, paired, round_order
 has() { case " $BACKENDS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP clusterip_rate: needs root"; exit 0; }
@@ -333,8 +333,7 @@ for n in $SIZES; do
 	declare -A R=() IDS=()
 	NOISY=0
 	for r in $(seq "$ROUNDS"); do
-		order=$CONFS
-		[ $((r % 2)) -eq 0 ] && order=$(tr ' ' '\n' <<<"$CONFS" | tac | tr '\n' ' ')
+		order=$(round_order "$r" "$CONFS")
 		line="round $r:"
 		quiet || { NOISY=$((NOISY + 1)); line+=" (not quiet)"; }
 		for c in $order; do

@@ -218,23 +218,9 @@ CONNS=${NFT_BENCH_CONNS:-5000}
 ROUNDS=${NFT_BENCH_ROUNDS:-11}
 TARGETS=$(for i in $(seq 1 10); do printf '198.19.0.%s:8000,' "$i"; done)
 TARGETS=${TARGETS%,}
-rate() { # NETNS CLIENT-ARGS... -> connections/s (0 when any failed)
-	local ns=$1 out ok r
-	shift
-	# shellcheck disable=SC2086
-	out=$(nsenter --net=/run/netns/"$ns" $RUNAS "$TMP/kpx_echo" client "$@" -n "$CONNS" \
-		--time --timeout-ms 1000 --max-fail 20 2>&1)
-	ok=$(awk '$1=="ok"{print $2}' <<<"$out")
-	r=$(awk '$1=="rate"{print $2}' <<<"$out")
-	if [ "${ok:-0}" != "$CONNS" ] || [ "$(grep -c '^id ' <<<"$out")" != 10 ]; then
-		echo "rate $ns $*: $(grep -v '^src' <<<"$out" | tr '\n' ' ' | cut -c1-200)" >&2
-		r=0
-	fi
-	echo "${r:-0}"
-}
 # shellcheck source=perf/lib/rate.sh
 QUIET_WAIT=${NFT_BENCH_QUIET_WAIT:-20} QUIET_PCT=${NFT_BENCH_QUIET_PCT:-25}
-. perf/lib/rate.sh	# quiet, stats, pct, paired
+. perf/lib/rate.sh	# quiet, stats, pct, paired, echo_rate
 {
 	echo
 	echo "Connection rate (sequential TCP connect + one-line answer + close, one"
@@ -263,9 +249,9 @@ for n in ${NFT_BENCH_CONN_SIZES:-${NFT_BENCH_SIZES:-1000 10000 30000}}; do
 		[ $((r % 2)) -eq 0 ] && order="c t d"
 		for k in $order; do
 			case $k in
-			d) x=$(rate "$PLAIN" --targets "$TARGETS"); D+=" $x" ;;
-			t) y=$(rate "$NS" --targets "$TARGETS"); T+=" $y" ;;
-			c) z=$(rate "$NS" --addr 198.18.128.1 --port 80); C+=" $z" ;;
+			d) x=$(echo_rate "$PLAIN" --targets "$TARGETS"); D+=" $x" ;;
+			t) y=$(echo_rate "$NS" --targets "$TARGETS"); T+=" $y" ;;
+			c) z=$(echo_rate "$NS" --addr 198.18.128.1 --port 80); C+=" $z" ;;
 			esac
 		done
 		echo "round $r at $n services: direct $x direct-table $y clusterip $z (busy rounds so far: $NOISY)"

@@ -14,7 +14,7 @@
 # The node addresses are inside the bench plan's cluster CIDR (no masquerade).
 # Same 10 server processes, pinned client and servers, interleaved rounds and
 # quiet gate as clusterip_rate.sh (perf/lib/rate.sh).
-# Writes perf/results/nft-floor-<date>.md.
+# Writes perf/results/nft-floor-<date>.md (or NFT_FLOOR_OUT).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 [ "$(id -u)" -eq 0 ] || { echo "SKIP nft_floor: needs root"; exit 0; }
@@ -25,7 +25,7 @@ build/kpx_echo client --targets 198.18.0.1:1 -n 1 --timeout-ms 1 --time 2>/dev/n
 	{ echo "nft_floor: build/kpx_echo missing or without --targets/--time"; exit 1; }
 QUIET_WAIT=${NFT_FLOOR_QUIET_WAIT:-20} QUIET_PCT=${NFT_FLOOR_QUIET_PCT:-25}
 # shellcheck source=perf/lib/rate.sh
-. perf/lib/rate.sh	# quiet, stats, pct, paired
+. perf/lib/rate.sh	# quiet, stats, pct, paired, round_order, echo_rate
 NSVC=${NFT_FLOOR_SERVICES:-1000}
 CONNS=${NFT_FLOOR_CONNS:-5000}
 ROUNDS=${NFT_FLOOR_ROUNDS:-11}
@@ -36,7 +36,7 @@ RUNAS="nice -n $NICE"
 ID=$$
 SRV=kpxnfs$ID
 CONFS="none ct dnat kpx"
-OUT=perf/results/nft-floor-$(date -u +%F).md
+OUT=${NFT_FLOOR_OUT:-perf/results/nft-floor-$(date -u +%F).md}
 TMP=$(mktemp -d /tmp/kpx-nftfloor.XXXX)
 cp build/kpx_echo build/kpx_nft_bench "$TMP/"
 SRVPIDS=""
@@ -103,28 +103,16 @@ TARGETS=$(for i in $(seq 1 10); do printf '198.19.0.%s:8000,' "$i"; done)
 TARGETS=${TARGETS%,}
 
 run() {	# CONF -> conn/s (0 when a connection failed or an endpoint never answered)
-	local dst out ok r
 	case $1 in
-	none | ct) dst="--targets $TARGETS" ;;
-	*) dst="--addr 198.18.128.1 --port 80" ;;
+	none | ct) echo_rate "kpxnf$1$ID" --targets "$TARGETS" ;;
+	*) echo_rate "kpxnf$1$ID" --addr 198.18.128.1 --port 80 ;;
 	esac
-	# shellcheck disable=SC2086
-	out=$(nsenter --net=/run/netns/"kpxnf$1$ID" $RUNAS "$TMP/kpx_echo" client $dst -n "$CONNS" \
-		--time --timeout-ms 1000 --max-fail 20 2>&1)
-	ok=$(awk '$1 == "ok" { print $2 }' <<<"$out")
-	r=$(awk '$1 == "rate" { print $2 }' <<<"$out")
-	if [ "${ok:-0}" != "$CONNS" ] || [ "$(grep -c '^id ' <<<"$out")" != 10 ]; then
-		echo "nft_floor: $1: $(grep -v '^src' <<<"$out" | tr '\n' ' ' | cut -c1-200)" >&2
-		r=0
-	fi
-	echo "${r:-0}"
 }
 
 declare -A R=()
 NOISY=0
 for r in $(seq "$ROUNDS"); do
-	order=$CONFS
-	[ $((r % 2)) -eq 0 ] && order=$(tr ' ' '\n' <<<"$CONFS" | tac | tr '\n' ' ')
+	order=$(round_order "$r" "$CONFS")
 	line="round $r:"
 	quiet || { NOISY=$((NOISY + 1)); line+=" (not quiet)"; }
 	for c in $order; do

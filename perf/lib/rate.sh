@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared helpers of the connection-rate benchmarks (perf/clusterip_rate.sh,
-# perf/nft_bench.sh): sourced, not run. Owns only these functions and the
-# QUIET_WAIT / QUIET_PCT settings.
+# perf/nft_bench.sh, perf/nft_floor.sh): sourced, not run. Owns only these
+# functions and the QUIET_WAIT / QUIET_PCT settings.
 #
 # The VM is shared: another job's CPU burst during a run halves its rate.
 # quiet waits (at most QUIET_WAIT s) until all CPUs were at most QUIET_PCT %
@@ -40,4 +40,27 @@ paired() {
 		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
 		m = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
 		printf "%.0f %% (%.0f %% - %.0f %%)", 100 * m, 100 * r[1], 100 * r[n] }'
+}
+# round_order ROUND "A B C" -> the list, reversed on even rounds, so no
+# configuration always runs first (or last) after the quiet gate.
+round_order() {
+	if [ $(($1 % 2)) -eq 0 ]; then tr ' ' '\n' <<<"$2" | tac | tr '\n' ' '
+	else printf '%s' "$2"; fi
+}
+# echo_rate NETNS CLIENT-ARGS... -> connections/s of "$TMP/kpx_echo client
+# -n $CONNS" run (under $RUNAS) in NETNS; 0, and the client's output on
+# stderr, when a connection failed or not all 10 endpoints answered.
+echo_rate() {
+	local ns=$1 out ok r
+	shift
+	# shellcheck disable=SC2086
+	out=$(nsenter --net=/run/netns/"$ns" $RUNAS "$TMP/kpx_echo" client "$@" -n "$CONNS" \
+		--time --timeout-ms 1000 --max-fail 20 2>&1)
+	ok=$(awk '$1 == "ok" { print $2 }' <<<"$out")
+	r=$(awk '$1 == "rate" { print $2 }' <<<"$out")
+	if [ "${ok:-0}" != "$CONNS" ] || [ "$(grep -c '^id ' <<<"$out")" != 10 ]; then
+		echo "rate $ns $*: $(grep -v '^src' <<<"$out" | tr '\n' ' ' | cut -c1-200)" >&2
+		r=0
+	fi
+	echo "${r:-0}"
 }
