@@ -935,7 +935,7 @@ static void copy_sps(struct kpx_plan_svcport *dst,
 }
 
 /* fresh's svcports move into plan: in place when every recomputed service
- * kept its ids, else by one merge walk into a new array. */
+ * kept its number of svcports, else by one merge walk into a new array. */
 static int splice(struct kpx_plan *plan, struct kpx_plan *fresh,
 		  struct kpx_plan_undo *u, bool in_place, size_t n_old)
 {
@@ -1068,12 +1068,11 @@ int kpx_plan_update(struct kpx_plan *plan, const struct kpx_store *store,
 		     b->hi++)
 			;
 		n_old += b->hi - b->lo;
+		/* The span holds exactly the ids with this prefix, so a
+		 * sorted replacement of the same length keeps id order even
+		 * when a port was renamed. */
 		if (b->hi - b->lo != a->hi - a->lo)
 			in_place = false;
-		for (size_t j = 0; in_place && j < a->hi - a->lo; j++)
-			if (strcmp(plan->svcports[b->lo + j].id,
-				   fresh->svcports[a->lo + j].id))
-				in_place = false;
 	}
 	u->n_spans = dl.n;
 	u->stats.services = dl.n;
