@@ -88,6 +88,74 @@ for e in json.load(sys.stdin):
 print(n)' "$2" "$3" "$4" "$5"
 }
 
+# dsr_checks 4|6: the --nodeport-mode dsr checks of one family through
+# n1 to the eTP=Cluster service whose only endpoint is on n2 (IPv4:
+# 30094, option; IPv6: 30096, Destination Options header the pod's
+# stack skips), and a bulk upload to n2-p1's socat sink (30095 -> 9000,
+# 30097 -> 9001). Check names: dsr-* (IPv4), dsr6-* (IPv6).
+dsr_checks() {
+	local fam=$1 pre fe cli be port bport sinkport listen dst bulk c out why proto
+	if [ "$fam" = 4 ]; then
+		pre=dsr fe=$(rig_node_ip4 n1) cli=$RIG_EXT_IP4 be=$Q1 port=30094
+		bport=30095 sinkport=9000 listen=TCP-LISTEN dst="TCP:$fe:30095"
+		bulk=$RIG_DIR/bulk.txt
+	else
+		pre=dsr6 fe=$(rig_node_ip6 n1) cli=$RIG_EXT_IP6 be=$Q6 port=30096
+		bport=30097 sinkport=9001 listen=TCP6-LISTEN
+		dst="TCP6:[$fe]:$bport" bulk=$RIG_DIR/bulk6.txt
+	fi
+
+	# TCP and connected UDP sockets accept only answers from the
+	# address they sent to: every ok reply came from n1:$port, though
+	# it was n2 that sent it.
+	why=""
+	for proto in tcp udp; do
+		out=$(cl --addr "$fe" --port $port --proto $proto -n 20 --timeout-ms 1000)
+		ok_all "$out" 20 && [ "$(echo_names id "$out")" = "n2-p1 " ] &&
+			[ "$(echo_names src "$out")" = "$cli " ] ||
+			why="$why via n1/$proto (want n2-p1 seeing $cli): $(brief "$out");"
+	done
+	check_why $pre-client-address "$why"
+
+	# n1: one forward entry per flow, flagged DSR, and no reply/SNAT
+	# entry from the backend; n2: the learnt reply entries (backend ->
+	# client as n1:$port). The client may pick a source port twice in
+	# 40 flows (same tuple, one entry): >= 36 of 40.
+	why=""
+	if ! command -v bpftool >/dev/null || ! command -v python3 >/dev/null; then
+		skip $pre-state "bpftool or python3 not installed"
+	else
+		c=$(ct_count n1 0 "$cli" $port 4)
+		is_uint "$c" && [ "$c" -ge 36 ] || why="$why n1 DSR forward entries: '$c' (want >= 36);"
+		c=$(ct_count n1 1 "$be" 0 0)
+		[ "$c" = 0 ] || why="$why n1 has '$c' reply entries from $be (SNAT state);"
+		c=$(ct_count n2 1 "$be" 0 8)
+		is_uint "$c" && [ "$c" -ge 36 ] || why="$why n2 learnt reply entries: '$c' (want >= 36);"
+		check_why $pre-state "$why"
+	fi
+
+	# Full-size segments: every client segment gets the option (8
+	# bytes, IPv6: 24) on n1; n2 announces an MSS that much smaller in
+	# the backend's SYN-ACK, else 1500-byte packets would grow past the
+	# MTU and be dropped. The client sends without GSO so the segments
+	# really are MSS-sized on the wire.
+	why=""
+	if ! command -v socat >/dev/null; then
+		skip $pre-full-size "socat not installed"
+	else
+		rig_exec x ip link set eth0 gso_max_segs 1 || why="gso_max_segs not settable;"
+		rig_pod_run n2 1 socat -u $listen:$sinkport,reuseaddr SYSTEM:"wc -c > $bulk"
+		sleep 0.5
+		head -c 300000 /dev/zero | rig_ext_exec timeout 8 socat -u - "$dst" ||
+			why="$why upload failed or timed out;"
+		wait_until 5 test -s "$bulk"
+		c=$(tr -d ' \n' <"$bulk" 2>/dev/null)
+		[ "$c" = 300000 ] || why="$why sink got '$c' of 300000 bytes;"
+		rig_exec x ip link set eth0 gso_max_segs 65535
+		check_why $pre-full-size "$why"
+	fi
+}
+
 run_mode() {
 	MODE=$1
 	(
@@ -166,100 +234,8 @@ run_mode() {
 		[[ $MODE == dsr* ]] || check_why cluster "$why"
 
 		if [[ $MODE == dsr* ]]; then
-			# TCP and connected UDP sockets accept only answers from
-			# the address they sent to: every ok reply came from
-			# n1:30094, though it was n2 that sent it.
-			why=""
-			for proto in tcp udp; do
-				out=$(cl --addr 198.18.0.11 --port 30094 --proto $proto -n 20 --timeout-ms 1000)
-				ok_all "$out" 20 && [ "$(echo_names id "$out")" = "n2-p1 " ] &&
-					[ "$(echo_names src "$out")" = "$RIG_EXT_IP4 " ] ||
-					why="$why via n1/$proto (want n2-p1 seeing $RIG_EXT_IP4): $(brief "$out");"
-			done
-			check_why dsr-client-address "$why"
-
-			# n1: one forward entry per flow, flagged DSR, and no
-			# reply/SNAT entry from the backend; n2: the learnt
-			# reply entries (backend -> client as n1:30094). The
-			# client may pick a source port twice in 40 flows
-			# (same tuple, one entry): >= 36 of 40.
-			why=""
-			local c
-			if ! command -v bpftool >/dev/null || ! command -v python3 >/dev/null; then
-				skip dsr-state "bpftool or python3 not installed"
-			else
-			c=$(ct_count n1 0 "$RIG_EXT_IP4" 30094 4)
-			is_uint "$c" && [ "$c" -ge 36 ] || why="$why n1 DSR forward entries: '$c' (want >= 36);"
-			c=$(ct_count n1 1 "$Q1" 0 0)
-			[ "$c" = 0 ] || why="$why n1 has '$c' reply entries from $Q1 (SNAT state);"
-			c=$(ct_count n2 1 "$Q1" 0 8)
-			is_uint "$c" && [ "$c" -ge 36 ] || why="$why n2 learnt reply entries: '$c' (want >= 36);"
-			check_why dsr-state "$why"
-			fi
-
-			# Full-size segments: every client segment gets the 8-byte
-			# option on n1; n2 announces an MSS 8 bytes smaller in the
-			# backend's SYN-ACK, else 1500-byte packets would become
-			# 1508 and be dropped. The client sends without GSO so the
-			# segments really are MSS-sized on the wire.
-			why=""
-			if ! command -v socat >/dev/null; then
-				skip dsr-full-size "socat not installed"
-			else
-				rig_exec x ip link set eth0 gso_max_segs 1 || why="gso_max_segs not settable;"
-				rig_pod_run n2 1 socat -u TCP-LISTEN:9000,reuseaddr SYSTEM:"wc -c > $RIG_DIR/bulk.txt"
-				sleep 0.5
-				head -c 300000 /dev/zero | rig_ext_exec timeout 8 socat -u - TCP:198.18.0.11:30095 ||
-					why="$why upload failed or timed out;"
-				wait_until 5 test -s "$RIG_DIR/bulk.txt"
-				c=$(tr -d ' \n' <"$RIG_DIR/bulk.txt" 2>/dev/null)
-				[ "$c" = 300000 ] || why="$why sink got '$c' of 300000 bytes;"
-				rig_exec x ip link set eth0 gso_max_segs 65535
-				check_why dsr-full-size "$why"
-			fi
-
-			# IPv6: the same through n1's IPv6 address; the
-			# frontend travels in a Destination Options header
-			# the pod's stack skips.
-			why=""
-			for proto in tcp udp; do
-				out=$(cl --addr "$(rig_node_ip6 n1)" --port 30096 --proto $proto -n 20 --timeout-ms 1000)
-				ok_all "$out" 20 && [ "$(echo_names id "$out")" = "n2-p1 " ] &&
-					[ "$(echo_names src "$out")" = "$RIG_EXT_IP6 " ] ||
-					why="$why via n1/$proto (want n2-p1 seeing $RIG_EXT_IP6): $(brief "$out");"
-			done
-			check_why dsr6-client-address "$why"
-
-			why=""
-			if ! command -v bpftool >/dev/null || ! command -v python3 >/dev/null; then
-				skip dsr6-state "bpftool or python3 not installed"
-			else
-			c=$(ct_count n1 0 "$RIG_EXT_IP6" 30096 4)
-			is_uint "$c" && [ "$c" -ge 36 ] || why="$why n1 DSR forward entries: '$c' (want >= 36);"
-			c=$(ct_count n1 1 "$Q6" 0 0)
-			[ "$c" = 0 ] || why="$why n1 has '$c' reply entries from $Q6 (SNAT state);"
-			c=$(ct_count n2 1 "$Q6" 0 8)
-			is_uint "$c" && [ "$c" -ge 36 ] || why="$why n2 learnt reply entries: '$c' (want >= 36);"
-			check_why dsr6-state "$why"
-			fi
-
-			# 24 more bytes per client segment: n2 announces an
-			# MSS 24 bytes smaller.
-			why=""
-			if ! command -v socat >/dev/null; then
-				skip dsr6-full-size "socat not installed"
-			else
-				rig_exec x ip link set eth0 gso_max_segs 1 || why="gso_max_segs not settable;"
-				rig_pod_run n2 1 socat -u TCP6-LISTEN:9001,reuseaddr SYSTEM:"wc -c > $RIG_DIR/bulk6.txt"
-				sleep 0.5
-				head -c 300000 /dev/zero | rig_ext_exec timeout 8 socat -u - "TCP6:[$(rig_node_ip6 n1)]:30097" ||
-					why="$why upload failed or timed out;"
-				wait_until 5 test -s "$RIG_DIR/bulk6.txt"
-				c=$(tr -d ' \n' <"$RIG_DIR/bulk6.txt" 2>/dev/null)
-				[ "$c" = 300000 ] || why="$why sink got '$c' of 300000 bytes;"
-				rig_exec x ip link set eth0 gso_max_segs 65535
-				check_why dsr6-full-size "$why"
-			fi
+			dsr_checks 4
+			dsr_checks 6
 		fi
 
 		why=""
