@@ -1621,25 +1621,6 @@ static void u64map_free(struct u64map *m)
 	free(m->v);
 }
 
-static const struct kpx_plan_svcport *plan_find(const struct kpx_plan *plan,
-						const char *id, size_t *at)
-{
-	size_t lo = 0, hi = plan->n_svcports;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(plan->svcports[mid].id, id);
-		if (!c) {
-			*at = mid;
-			return &plan->svcports[mid];
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 /* The endpoints of group `kind` of sp (indices into sp->endpoints). */
 static const uint32_t *group_idx(const struct kpx_plan_svcport *sp, int kind,
 				 size_t *n)
@@ -1721,8 +1702,10 @@ static size_t carry_affinity(struct kpx_backend *b, const struct kpx_plan *plan)
 	}
 	for (size_t g = 0; g < snap.n_groups; g++) {
 		const struct kpx_plan_svcport *sp =
-			plan_find(plan, snap.groups[g].id, &gplan[g]);
+			kpx_plan_find(plan, snap.groups[g].id);
 		size_t n = 0;
+
+		gplan[g] = sp ? (size_t)(sp - plan->svcports) : SIZE_MAX;
 		if (!sp || !sp->affinity_timeout ||
 		    !group_idx(sp, (int)(snap.groups[g].group % 4), &n) || !n)
 			gplan[g] = SIZE_MAX;
