@@ -580,90 +580,6 @@ static void dsr_opt(uint8_t *o, const char *fe, uint16_t port)
 	inet_pton(AF_INET, fe, o + 4);
 }
 
-/*
- * Frontend node, eTP=Cluster, remote backend: client -> node:FE becomes
- * client -> be:BE (client address kept) with the DSR option naming
- * node:FE, IHL/total length/checksums right; one conntrack entry (no
- * reply entry, no SNAT port); the next packets (FIB path, then the
- * next-hop cache) carry the option too.
- */
-static void dsr_fwd_case(uint8_t proto)
-{
-	uint32_t bid = 41;
-	uint8_t in[256], out[256], want[256], opt[8];
-	size_t il, ol, wl;
-	int rc;
-
-	np_set_dp_flags(KPX_DP_F_DSR);
-	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, proto, false);
-	np_add_service(AF_INET, NP_NODE4, FE_PORT, proto, 11, KPX_SVC_F_SNAT,
-		       &bid, 1);
-	struct np_tuple t = { .family = AF_INET, .proto = proto,
-			      .src = NP_CLIENT4, .dst = NP_NODE4,
-			      .sport = CL_PORT, .dport = FE_PORT,
-			      .tcp_flags = 0x02, .seq = 1000, .payload = 5,
-			      .mss = 1460 /* the client's SYN: left alone */ };
-	il = np_build(in, &t);
-	ol = sizeof(out);
-	rc = np_run("in", in, il, out, &ol);
-	cr_assert_eq(rc, TC_REDIRECT, "forward verdict %d", rc);
-	cr_assert_eq(np_ct_count(), 1, "DSR keeps one entry, got %u",
-		     np_ct_count());
-	dsr_opt(opt, NP_NODE4, FE_PORT);
-	struct np_tuple e = t;
-	e.dst = NP_BE4;
-	e.dport = BE_PORT;
-	e.smac = np_mac_dev;
-	e.dmac = np_mac_be;
-	e.ip_opt = opt;
-	wl = np_build(want, &e);
-	expect_frame(out, ol, want, wl, "DSR forward (new flow)");
-
-	t.mss = e.mss = 0;
-	t.tcp_flags = e.tcp_flags = 0x10;
-	t.seq = e.seq = 1001;
-	il = np_build(in, &t);
-	wl = np_build(want, &e);
-	for (int i = 0; i < 2; i++) {
-		ol = sizeof(out);
-		rc = np_run("in", in, il, out, &ol);
-		cr_assert_eq(rc, TC_REDIRECT);
-		expect_frame(out, ol, want, wl,
-			     i ? "DSR forward (cached next hop)"
-			       : "DSR forward (established)");
-	}
-	cr_assert_eq(np_ct_count(), 1);
-	cr_assert_eq(np_drops(KPX_DROP_SNAT_EXHAUSTED), 0);
-}
-
-Test(nodeport, dsr_fwd_v4_tcp) { NP_REQUIRE(); dsr_fwd_case(IPPROTO_TCP); }
-Test(nodeport, dsr_fwd_v4_udp) { NP_REQUIRE(); dsr_fwd_case(IPPROTO_UDP); }
-
-/* XDP leaves DSR flows to tc (it cannot grow the packet the same way):
- * untouched, no state. */
-Test(nodeport, dsr_xdp_passes_to_tc)
-{
-	uint32_t bid = 42;
-	uint8_t in[256], out[256];
-	size_t il, ol;
-
-	NP_REQUIRE();
-	np_set_dp_flags(KPX_DP_F_DSR);
-	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, IPPROTO_TCP, false);
-	np_add_service(AF_INET, NP_NODE4, FE_PORT, IPPROTO_TCP, 12,
-		       KPX_SVC_F_SNAT, &bid, 1);
-	struct np_tuple t = { .family = AF_INET, .proto = IPPROTO_TCP,
-			      .src = NP_CLIENT4, .dst = NP_NODE4,
-			      .sport = CL_PORT, .dport = FE_PORT,
-			      .tcp_flags = 0x02 };
-	il = np_build(in, &t);
-	ol = sizeof(out);
-	cr_assert_eq(np_run("xdp", in, il, out, &ol), XDP_PASS_);
-	cr_assert(ol == il && !memcmp(in, out, il), "XDP modified the frame");
-	cr_assert_eq(np_ct_count(), 0);
-}
-
-
 Test(nodeport, dsr_mode_client_packet_with_options_uses_snat)
 {
 	uint32_t bid = 43;
@@ -687,83 +603,6 @@ Test(nodeport, dsr_mode_client_packet_with_options_uses_snat)
 	cr_assert_eq(ol, il, "frame grew");
 	cr_assert(np_csum_ok(out, ol));
 }
-
-/*
- * Backend node: the client's packet with the DSR option, to a local pod,
- * passes untouched (the pod ignores the option) and leaves a reply entry;
- * the pod's reply, on the pod-side device, leaves as frontend -> client
- * toward the client's MAC, without going back through the frontend node.
- */
-static void dsr_rev_case(uint8_t proto)
-{
-	uint8_t in[256], out[256], want[256], opt[8];
-	size_t il, ol, wl;
-	int rc;
-
-	np_set_dp_flags(KPX_DP_F_DSR);
-	dsr_opt(opt, DSR_FE4, FE_PORT);
-	struct np_tuple t = { .family = AF_INET, .proto = proto,
-			      .src = NP_CLIENT4, .dst = NP_LOCALBE4,
-			      .sport = CL_PORT, .dport = BE_PORT,
-			      .tcp_flags = 0x02, .seq = 10, .payload = 6,
-			      .ip_opt = opt };
-	il = np_build(in, &t);
-	ol = sizeof(out);
-	rc = np_run("in", in, il, out, &ol);
-	cr_assert_eq(rc, TC_OK, "option packet verdict %d", rc);
-	cr_assert(ol == il && !memcmp(in, out, il),
-		  "packet to the pod was modified");
-	cr_assert_eq(np_ct_count(), 1, "no reply entry learnt");
-	{
-		struct kpx_ct_key k = { .sport = htons(BE_PORT),
-					.dport = htons(CL_PORT),
-					.proto = proto, .family = AF_INET,
-					.dir = 1 };
-		struct kpx_ct_value v;
-
-		inet_pton(AF_INET, NP_LOCALBE4, k.saddr);
-		inet_pton(AF_INET, NP_CLIENT4, k.daddr);
-		cr_assert_eq(bpf_map_lookup_elem(
-				     bpf_map__fd(npf.skel->maps.kpx_ct), &k,
-				     &v),
-			     0, "reply entry missing");
-		cr_assert_eq(v.new_sport, htons(FE_PORT));
-	}
-
-	struct np_tuple r = { .family = AF_INET, .proto = proto,
-			      .src = NP_LOCALBE4, .dst = NP_CLIENT4,
-			      .sport = BE_PORT, .dport = CL_PORT,
-			      .tcp_flags = 0x12, .seq = 70, .ack = 11,
-			      .smac = np_mac_localbe, .dmac = np_mac_pod_dev,
-			      .payload = 2, .mss = 1460 };
-	il = np_build(in, &r);
-	npf.run_ifindex = npf.pod_ifindex;
-	for (int i = 0; i < 2; i++) {
-		ol = sizeof(out);
-		rc = np_run("in", in, il, out, &ol);
-		cr_assert_eq(rc, TC_REDIRECT, "pod reply verdict %d", rc);
-		struct np_tuple re = r;
-		re.src = DSR_FE4;
-		re.sport = FE_PORT;
-		re.smac = np_mac_dev;
-		re.dmac = np_mac_client;
-		/* SYN-ACK: the client's segments get the option on the
-		 * frontend node, so it is told 8 bytes less */
-		re.mss = 1452;
-		wl = np_build(want, &re);
-		expect_frame(out, ol, want, wl, "pod reply from the frontend");
-	}
-	npf.run_ifindex = 0;
-	/* the client's next packet refreshes the entry, adds none */
-	t.tcp_flags = 0x10;
-	il = np_build(in, &t);
-	ol = sizeof(out);
-	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
-	cr_assert_eq(np_ct_count(), 1);
-}
-
-Test(nodeport, dsr_rev_v4_tcp) { NP_REQUIRE(); dsr_rev_case(IPPROTO_TCP); }
-Test(nodeport, dsr_rev_v4_udp) { NP_REQUIRE(); dsr_rev_case(IPPROTO_UDP); }
 
 /* An option of another type is not ours: nothing learnt. */
 Test(nodeport, dsr_other_option_ignored)
@@ -834,88 +673,7 @@ Test(nodeport, dsr6_option_type_is_skippable)
 	cr_assert_eq(KPX_DSR6_HDR_LEN % 8, 0);
 }
 
-/*
- * Frontend node, IPv6: client -> node:FE becomes client -> be:BE (client
- * address kept, L4 checksum fixed for the new destination) with the DSR
- * Destination Options header after the IPv6 header (next header 60,
- * payload length +24); one conntrack entry; the next packets carry it
- * too.
- */
-static void dsr6_fwd_case(uint8_t proto)
-{
-	uint32_t bid = 51;
-	uint8_t in[256], out[256], want[256], x[24];
-	size_t il, ol, wl;
-	int rc;
 
-	np_set_dp_flags(KPX_DP_F_DSR);
-	np_add_backend(bid, AF_INET6, NP_BE6, BE_PORT, proto, false);
-	np_add_service(AF_INET6, NP_NODE6, FE_PORT, proto, 21, KPX_SVC_F_SNAT,
-		       &bid, 1);
-	struct np_tuple t = { .family = AF_INET6, .proto = proto,
-			      .src = NP_CLIENT6, .dst = NP_NODE6,
-			      .sport = CL_PORT, .dport = FE_PORT,
-			      .tcp_flags = 0x02, .seq = 1000, .payload = 5,
-			      .mss = 1440 /* the client's SYN: left alone */ };
-	il = np_build(in, &t);
-	ol = sizeof(out);
-	rc = np_run("in", in, il, out, &ol);
-	cr_assert_eq(rc, TC_REDIRECT, "forward verdict %d", rc);
-	cr_assert_eq(np_ct_count(), 1, "DSR keeps one entry, got %u",
-		     np_ct_count());
-	dsr6_hdr(x, NP_NODE6, FE_PORT);
-	struct np_tuple e = t;
-	e.dst = NP_BE6;
-	e.dport = BE_PORT;
-	e.smac = np_mac_dev;
-	e.dmac = np_mac_be;
-	e.ip6_dstopt = x;
-	wl = np_build(want, &e);
-	cr_assert_eq(ol, il + 24, "frame did not grow by 24: %zu -> %zu", il,
-		     ol);
-	expect_frame(out, ol, want, wl, "DSR6 forward (new flow)");
-	cr_assert(np_csum_ok(out, ol), "L4 checksum");
-
-	t.mss = e.mss = 0;
-	t.tcp_flags = e.tcp_flags = 0x10;
-	t.seq = e.seq = 1001;
-	il = np_build(in, &t);
-	wl = np_build(want, &e);
-	for (int i = 0; i < 2; i++) {
-		ol = sizeof(out);
-		rc = np_run("in", in, il, out, &ol);
-		cr_assert_eq(rc, TC_REDIRECT);
-		expect_frame(out, ol, want, wl,
-			     i ? "DSR6 forward (cached next hop)"
-			       : "DSR6 forward (established)");
-	}
-	cr_assert_eq(np_ct_count(), 1);
-}
-
-Test(nodeport, dsr_fwd_v6_tcp) { NP_REQUIRE(); dsr6_fwd_case(IPPROTO_TCP); }
-Test(nodeport, dsr_fwd_v6_udp) { NP_REQUIRE(); dsr6_fwd_case(IPPROTO_UDP); }
-
-Test(nodeport, dsr6_xdp_passes_to_tc)
-{
-	uint32_t bid = 52;
-	uint8_t in[256], out[256];
-	size_t il, ol;
-
-	NP_REQUIRE();
-	np_set_dp_flags(KPX_DP_F_DSR);
-	np_add_backend(bid, AF_INET6, NP_BE6, BE_PORT, IPPROTO_TCP, false);
-	np_add_service(AF_INET6, NP_NODE6, FE_PORT, IPPROTO_TCP, 22,
-		       KPX_SVC_F_SNAT, &bid, 1);
-	struct np_tuple t = { .family = AF_INET6, .proto = IPPROTO_TCP,
-			      .src = NP_CLIENT6, .dst = NP_NODE6,
-			      .sport = CL_PORT, .dport = FE_PORT,
-			      .tcp_flags = 0x02 };
-	il = np_build(in, &t);
-	ol = sizeof(out);
-	cr_assert_eq(np_run("xdp", in, il, out, &ol), XDP_PASS_);
-	cr_assert(ol == il && !memcmp(in, out, il), "XDP modified the frame");
-	cr_assert_eq(np_ct_count(), 0);
-}
 
 /* A client packet that already carries an extension header (here one
  * that looks like ours) to the service takes the SNAT path: two entries,
@@ -944,57 +702,190 @@ Test(nodeport, dsr6_client_packet_with_ext_header_uses_snat)
 	cr_assert(np_csum_ok(out, ol));
 }
 
+
+/* ---- DSR cases shared by both families ---- */
+
+/* What differs between the IPv4 option and the IPv6 header cases. */
+struct dsr_fam {
+	int af;
+	const char *client, *node, *be, *localbe, *fe, *tag;
+	uint16_t mss;	   /* the SYN's MSS in the fixtures */
+	uint16_t grow;	   /* bytes the frontend node adds */
+	uint32_t bid, svc; /* first backend and service id of the family */
+};
+
+static const struct dsr_fam dsr_v4 = {
+	.af = AF_INET, .client = NP_CLIENT4, .node = NP_NODE4, .be = NP_BE4,
+	.localbe = NP_LOCALBE4, .fe = DSR_FE4, .tag = "DSR", .mss = 1460,
+	.grow = KPX_DSR_OPT_LEN, .bid = 41, .svc = 11,
+};
+static const struct dsr_fam dsr_v6 = {
+	.af = AF_INET6, .client = NP_CLIENT6, .node = NP_NODE6, .be = NP_BE6,
+	.localbe = NP_LOCALBE6, .fe = DSR_FE6, .tag = "DSR6", .mss = 1440,
+	.grow = KPX_DSR6_HDR_LEN, .bid = 51, .svc = 21,
+};
+
+/* Puts the family's DSR option (IPv4) or header (IPv6) naming fe:port
+ * into buf (24 bytes) and attaches it to t. */
+static void dsr_attach(const struct dsr_fam *f, struct np_tuple *t,
+		       uint8_t *buf, const char *fe, uint16_t port)
+{
+	if (f->af == AF_INET) {
+		dsr_opt(buf, fe, port);
+		t->ip_opt = buf;
+	} else {
+		dsr6_hdr(buf, fe, port);
+		t->ip6_dstopt = buf;
+	}
+}
+
 /*
- * Backend node, IPv6: the client's packet with the DSR header, to a local
- * pod, passes untouched and leaves a reply entry; the pod's SYN-ACK, on
- * the pod-side device, leaves as frontend -> client toward the client's
- * MAC with the MSS lowered by the header's 24 bytes.
+ * Frontend node, eTP=Cluster, remote backend: client -> node:FE becomes
+ * client -> be:BE (client address kept, L4 checksum fixed for the new
+ * destination) with the DSR option (IPv4: IHL/total length/header
+ * checksum right) or the Destination Options header after the IPv6
+ * header (next header 60, payload length +24); one conntrack entry (no
+ * reply entry, no SNAT port); the next packets (FIB path, then the
+ * next-hop cache) carry it too.
  */
-static void dsr6_rev_case(uint8_t proto)
+static void dsr_fwd_case(const struct dsr_fam *f, uint8_t proto)
+{
+	uint32_t bid = f->bid;
+	uint8_t in[256], out[256], want[256], x[24];
+	size_t il, ol, wl;
+	char what[64];
+	int rc;
+
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, f->af, f->be, BE_PORT, proto, false);
+	np_add_service(f->af, f->node, FE_PORT, proto, f->svc, KPX_SVC_F_SNAT,
+		       &bid, 1);
+	struct np_tuple t = { .family = f->af, .proto = proto,
+			      .src = f->client, .dst = f->node,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02, .seq = 1000, .payload = 5,
+			      .mss = f->mss /* the client's SYN: left alone */ };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	rc = np_run("in", in, il, out, &ol);
+	cr_assert_eq(rc, TC_REDIRECT, "forward verdict %d", rc);
+	cr_assert_eq(np_ct_count(), 1, "DSR keeps one entry, got %u",
+		     np_ct_count());
+	struct np_tuple e = t;
+	e.dst = f->be;
+	e.dport = BE_PORT;
+	e.smac = np_mac_dev;
+	e.dmac = np_mac_be;
+	dsr_attach(f, &e, x, f->node, FE_PORT);
+	wl = np_build(want, &e);
+	cr_assert_eq(ol, il + f->grow, "frame did not grow by %u: %zu -> %zu",
+		     f->grow, il, ol);
+	snprintf(what, sizeof(what), "%s forward (new flow)", f->tag);
+	expect_frame(out, ol, want, wl, what);
+	cr_assert(np_csum_ok(out, ol), "L4 checksum");
+
+	t.mss = e.mss = 0;
+	t.tcp_flags = e.tcp_flags = 0x10;
+	t.seq = e.seq = 1001;
+	il = np_build(in, &t);
+	wl = np_build(want, &e);
+	for (int i = 0; i < 2; i++) {
+		ol = sizeof(out);
+		rc = np_run("in", in, il, out, &ol);
+		cr_assert_eq(rc, TC_REDIRECT);
+		snprintf(what, sizeof(what), "%s forward (%s)", f->tag,
+			 i ? "cached next hop" : "established");
+		expect_frame(out, ol, want, wl, what);
+	}
+	cr_assert_eq(np_ct_count(), 1);
+	cr_assert_eq(np_drops(KPX_DROP_SNAT_EXHAUSTED), 0);
+}
+
+Test(nodeport, dsr_fwd_v4_tcp) { NP_REQUIRE(); dsr_fwd_case(&dsr_v4, IPPROTO_TCP); }
+Test(nodeport, dsr_fwd_v4_udp) { NP_REQUIRE(); dsr_fwd_case(&dsr_v4, IPPROTO_UDP); }
+Test(nodeport, dsr_fwd_v6_tcp) { NP_REQUIRE(); dsr_fwd_case(&dsr_v6, IPPROTO_TCP); }
+Test(nodeport, dsr_fwd_v6_udp) { NP_REQUIRE(); dsr_fwd_case(&dsr_v6, IPPROTO_UDP); }
+
+/* XDP leaves DSR flows to tc (it cannot grow the packet the same way):
+ * untouched, no state. */
+static void dsr_xdp_passes_case(const struct dsr_fam *f)
+{
+	uint32_t bid = f->bid + 1;
+	uint8_t in[256], out[256];
+	size_t il, ol;
+
+	np_set_dp_flags(KPX_DP_F_DSR);
+	np_add_backend(bid, f->af, f->be, BE_PORT, IPPROTO_TCP, false);
+	np_add_service(f->af, f->node, FE_PORT, IPPROTO_TCP, f->svc + 1,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	struct np_tuple t = { .family = f->af, .proto = IPPROTO_TCP,
+			      .src = f->client, .dst = f->node,
+			      .sport = CL_PORT, .dport = FE_PORT,
+			      .tcp_flags = 0x02 };
+	il = np_build(in, &t);
+	ol = sizeof(out);
+	cr_assert_eq(np_run("xdp", in, il, out, &ol), XDP_PASS_);
+	cr_assert(ol == il && !memcmp(in, out, il), "XDP modified the frame");
+	cr_assert_eq(np_ct_count(), 0);
+}
+
+Test(nodeport, dsr_xdp_passes_to_tc) { NP_REQUIRE(); dsr_xdp_passes_case(&dsr_v4); }
+Test(nodeport, dsr6_xdp_passes_to_tc) { NP_REQUIRE(); dsr_xdp_passes_case(&dsr_v6); }
+
+/*
+ * Backend node: the client's packet with the DSR option/header, to a
+ * local pod, passes untouched (the pod ignores it) and leaves a reply
+ * entry naming the frontend; the pod's SYN-ACK, on the pod-side device,
+ * leaves as frontend -> client toward the client's MAC, without going
+ * back through the frontend node, its MSS lowered by what the frontend
+ * node adds to the client's segments (8 bytes, IPv6: 24).
+ */
+static void dsr_rev_case(const struct dsr_fam *f, uint8_t proto)
 {
 	uint8_t in[256], out[256], want[256], x[24];
 	size_t il, ol, wl;
 	int rc;
 
 	np_set_dp_flags(KPX_DP_F_DSR);
-	dsr6_hdr(x, DSR_FE6, FE_PORT);
-	struct np_tuple t = { .family = AF_INET6, .proto = proto,
-			      .src = NP_CLIENT6, .dst = NP_LOCALBE6,
+	struct np_tuple t = { .family = f->af, .proto = proto,
+			      .src = f->client, .dst = f->localbe,
 			      .sport = CL_PORT, .dport = BE_PORT,
-			      .tcp_flags = 0x02, .seq = 10, .payload = 6,
-			      .ip6_dstopt = x };
+			      .tcp_flags = 0x02, .seq = 10, .payload = 6 };
+	dsr_attach(f, &t, x, f->fe, FE_PORT);
 	il = np_build(in, &t);
 	ol = sizeof(out);
 	rc = np_run("in", in, il, out, &ol);
-	cr_assert_eq(rc, TC_OK, "DSR6 packet verdict %d", rc);
+	cr_assert_eq(rc, TC_OK, "%s packet verdict %d", f->tag, rc);
 	cr_assert(ol == il && !memcmp(in, out, il),
 		  "packet to the pod was modified");
 	cr_assert_eq(np_ct_count(), 1, "no reply entry learnt");
 	{
 		struct kpx_ct_key k = { .sport = htons(BE_PORT),
 					.dport = htons(CL_PORT),
-					.proto = proto, .family = AF_INET6,
+					.proto = proto, .family = f->af,
 					.dir = 1 };
 		struct kpx_ct_value v;
-		uint8_t fe[16];
+		uint8_t fe[16] = { 0 };
 
-		inet_pton(AF_INET6, NP_LOCALBE6, k.saddr);
-		inet_pton(AF_INET6, NP_CLIENT6, k.daddr);
+		inet_pton(f->af, f->localbe, k.saddr);
+		inet_pton(f->af, f->client, k.daddr);
 		cr_assert_eq(bpf_map_lookup_elem(
 				     bpf_map__fd(npf.skel->maps.kpx_ct), &k,
 				     &v),
 			     0, "reply entry missing");
 		cr_assert_eq(v.new_sport, htons(FE_PORT));
-		inet_pton(AF_INET6, DSR_FE6, fe);
-		cr_assert(!memcmp(v.new_saddr, fe, 16), "frontend address");
+		inet_pton(f->af, f->fe, fe);
+		cr_assert(!memcmp(v.new_saddr, fe,
+				  f->af == AF_INET ? 4 : 16),
+			  "frontend address");
 	}
 
-	struct np_tuple r = { .family = AF_INET6, .proto = proto,
-			      .src = NP_LOCALBE6, .dst = NP_CLIENT6,
+	struct np_tuple r = { .family = f->af, .proto = proto,
+			      .src = f->localbe, .dst = f->client,
 			      .sport = BE_PORT, .dport = CL_PORT,
 			      .tcp_flags = 0x12, .seq = 70, .ack = 11,
 			      .smac = np_mac_localbe, .dmac = np_mac_pod_dev,
-			      .payload = 2, .mss = 1440 };
+			      .payload = 2, .mss = f->mss };
 	il = np_build(in, &r);
 	npf.run_ifindex = npf.pod_ifindex;
 	for (int i = 0; i < 2; i++) {
@@ -1002,16 +893,18 @@ static void dsr6_rev_case(uint8_t proto)
 		rc = np_run("in", in, il, out, &ol);
 		cr_assert_eq(rc, TC_REDIRECT, "pod reply verdict %d", rc);
 		struct np_tuple re = r;
-		re.src = DSR_FE6;
+		re.src = f->fe;
 		re.sport = FE_PORT;
 		re.smac = np_mac_dev;
 		re.dmac = np_mac_client;
-		/* the client's segments get 24 bytes on the frontend node */
-		re.mss = 1416;
+		/* SYN-ACK: the client's segments grow on the frontend
+		 * node, so it is told that much less (1452 / 1416) */
+		re.mss = f->mss - f->grow;
 		wl = np_build(want, &re);
 		expect_frame(out, ol, want, wl, "pod reply from the frontend");
 	}
 	npf.run_ifindex = 0;
+	/* the client's next packet refreshes the entry, adds none */
 	t.tcp_flags = 0x10;
 	il = np_build(in, &t);
 	ol = sizeof(out);
@@ -1019,8 +912,10 @@ static void dsr6_rev_case(uint8_t proto)
 	cr_assert_eq(np_ct_count(), 1);
 }
 
-Test(nodeport, dsr_rev_v6_tcp) { NP_REQUIRE(); dsr6_rev_case(IPPROTO_TCP); }
-Test(nodeport, dsr_rev_v6_udp) { NP_REQUIRE(); dsr6_rev_case(IPPROTO_UDP); }
+Test(nodeport, dsr_rev_v4_tcp) { NP_REQUIRE(); dsr_rev_case(&dsr_v4, IPPROTO_TCP); }
+Test(nodeport, dsr_rev_v4_udp) { NP_REQUIRE(); dsr_rev_case(&dsr_v4, IPPROTO_UDP); }
+Test(nodeport, dsr_rev_v6_tcp) { NP_REQUIRE(); dsr_rev_case(&dsr_v6, IPPROTO_TCP); }
+Test(nodeport, dsr_rev_v6_udp) { NP_REQUIRE(); dsr_rev_case(&dsr_v6, IPPROTO_UDP); }
 
 /* A Destination Options header with another option is not ours: the
  * packet goes to the stack untouched, nothing learnt. */
@@ -1047,25 +942,16 @@ Test(nodeport, dsr6_other_option_ignored)
 /* SNAT mode: a well-formed DSR option/header teaches nothing (else
  * anyone could install a reply translation); the packet goes to the
  * stack untouched. */
-static void dsr_opt_snat_mode_case(int family)
+static void dsr_opt_snat_mode_case(const struct dsr_fam *f)
 {
-	uint8_t in[256], out[256], opt[8], x[24];
+	uint8_t in[256], out[256], x[24];
 	size_t il, ol;
 
-	struct np_tuple t = { .family = family, .proto = IPPROTO_UDP,
+	struct np_tuple t = { .family = f->af, .proto = IPPROTO_UDP,
+			      .src = f->client, .dst = f->localbe,
 			      .sport = CL_PORT, .dport = BE_PORT,
 			      .payload = 3 };
-	if (family == AF_INET) {
-		dsr_opt(opt, DSR_FE4, FE_PORT);
-		t.src = NP_CLIENT4;
-		t.dst = NP_LOCALBE4;
-		t.ip_opt = opt;
-	} else {
-		dsr6_hdr(x, DSR_FE6, FE_PORT);
-		t.src = NP_CLIENT6;
-		t.dst = NP_LOCALBE6;
-		t.ip6_dstopt = x;
-	}
+	dsr_attach(f, &t, x, f->fe, FE_PORT);
 	il = np_build(in, &t);
 	ol = sizeof(out);
 	cr_assert_eq(np_run("in", in, il, out, &ol), TC_OK);
@@ -1073,8 +959,8 @@ static void dsr_opt_snat_mode_case(int family)
 	cr_assert_eq(np_ct_count(), 0, "nothing learnt in SNAT mode");
 }
 
-Test(nodeport, dsr_opt_snat_mode_v4) { NP_REQUIRE(); dsr_opt_snat_mode_case(AF_INET); }
-Test(nodeport, dsr_opt_snat_mode_v6) { NP_REQUIRE(); dsr_opt_snat_mode_case(AF_INET6); }
+Test(nodeport, dsr_opt_snat_mode_v4) { NP_REQUIRE(); dsr_opt_snat_mode_case(&dsr_v4); }
+Test(nodeport, dsr_opt_snat_mode_v6) { NP_REQUIRE(); dsr_opt_snat_mode_case(&dsr_v6); }
 
 /* DSR mode, eTP=Cluster IPv6 to a remote backend no longer needs SNAT:
  * with the flag off the same service is SNATed (two entries). */
