@@ -1000,6 +1000,13 @@ static int bpf_cleanup(const struct kpx_config *cfg)
 
 const struct kpx_backend_ops kpx_bpf_backend = {
 	.name = "bpf",
+	/* Local traffic goes through connect()/sendmsg() hooks: they can
+	 * only fail the call at once (EPERM) and run before the socket has
+	 * a source address; pods and node processes are both local
+	 * sockets to them. */
+	.caps = { .local_drop = false,
+		  .local_source_ranges = false,
+		  .local_pod_vs_node = false },
 	.probe = bpf_probe,
 	.open = bpf_open,
 	.sync = bpf_sync,

@@ -2330,6 +2330,9 @@ int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **ou
 
 const struct kpx_backend_ops kpx_nft_backend = {
 	.name = "nft",
+	.caps = { .local_drop = true,
+		  .local_source_ranges = true,
+		  .local_pod_vs_node = true },
 	.probe = nft_probe,
 	.open = nft_open,
 	.sync = nft_sync,

@@ -688,12 +688,172 @@ Test(plan, json_has_documented_shape)
 	cr_assert(json_object_object_get_ex(sp, "endpoints", &v));
 	v = json_object_array_get_idx(v, 0);
 	cr_assert(json_object_get_boolean(json_object_object_get(v, "local")));
+	/* iTP=Cluster: the set is empty only when no endpoint exists. */
 	cr_assert(json_object_object_get_ex(sp, "internal_empty", &v));
-	cr_assert_str_eq(json_object_get_string(v), "drop");
+	cr_assert_str_eq(json_object_get_string(v), "reject");
+	cr_assert(json_object_object_get_ex(sp, "frontends", &v));
+	v = json_object_object_get(json_object_array_get_idx(v, 0), "rows");
+	v = json_object_object_get(v, "remote");
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(v, "set")),
+			 "internal");
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(v, "masquerade")),
+			 "never");
 	sp = json_object_array_get_idx(sps, 0);
 	cr_assert_str_eq(json_object_get_string(json_object_object_get(sp, "internal_empty")),
 			 "reject");
 	json_object_put(root);
+}
+
+/* ---- traffic rows: what each origin's packets get ------------------------ */
+
+/* "set/empty/masq[/ranges][/degraded...]" of fe's row for origin o. */
+static const char *row_str(const struct kpx_plan_svcport *sp, size_t fe,
+			   enum kpx_origin o, char *buf, size_t len)
+{
+	const struct kpx_plan_row *r;
+
+	cr_assert_lt(fe, sp->n_frontends);
+	r = &sp->frontends[fe].rows[o];
+	snprintf(buf, len, "%s/%s/%s%s%s%s%s", kpx_plan_set_name(r->set),
+		 r->empty == KPX_EMPTY_DROP ? "drop" : "reject",
+		 kpx_masq_name(r->masq), r->source_ranges ? "/ranges" : "",
+		 r->degraded & KPX_ROW_DROP_AS_REJECT ? "/drop-as-reject" : "",
+		 r->degraded & KPX_ROW_NO_SOURCE_RANGES ? "/no-ranges" : "",
+		 r->degraded & KPX_ROW_POD_AS_NODE ? "/pod-as-node" : "");
+	return buf;
+}
+
+#define ROW(sp, fe, o, want)                                                   \
+	do {                                                                   \
+		char _b[128];                                                  \
+		cr_assert_str_eq(row_str(sp, fe, o, _b, sizeof(_b)), want,     \
+				 "frontend %d origin %s", (int)(fe),           \
+				 kpx_origin_name(o));                          \
+	} while (0)
+
+static const struct kpx_caps_case {
+	const char *name;
+	struct kpx_plan_caps caps;
+} nft_caps = { "nft", { true, true, true } },
+  bpf_caps = { "bpf", { false, false, false } };
+
+/* A LoadBalancer with one local and one remote endpoint: frontends are
+ * ClusterIP (0), NodePort (1), LoadBalancer (2). */
+static void lb_service(bool etp_local, bool ranges)
+{
+	struct kpx_service *svc = b_svc("ns", "lb", KPX_SVC_LOAD_BALANCER,
+					"198.18.100.9");
+	struct kpx_endpoint_slice *sl = b_slice("ns", "lb-1", "lb", AF_INET);
+
+	b_svc_port(svc, "", KPX_PROTO_TCP, 80, 30080);
+	b_svc_lb_ip(svc, "198.18.201.9");
+	if (ranges)
+		b_svc_src_range(svc, "198.18.64.0/18");
+	svc->etp_local = etp_local;
+	kpx_store_upsert(st, KPX_KIND_SERVICE, svc);
+	b_slice_port(sl, "", KPX_PROTO_TCP, 8080);
+	b_ready(sl, "198.18.1.1", ME);
+	b_ready(sl, "198.18.2.1", "node-other");
+	kpx_store_upsert(st, KPX_KIND_SLICE, sl);
+}
+
+Test(plan, cluster_ip_masquerade_follows_cluster_cidr_per_origin)
+{
+	const struct kpx_plan_svcport *sp;
+
+	lb_service(false, false);
+	in.caps = nft_caps.caps;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	/* No cluster CIDR: pods cannot be told apart, nothing is. */
+	ROW(sp, 0, KPX_ORIGIN_POD, "internal/reject/never");
+	ROW(sp, 0, KPX_ORIGIN_NODE, "internal/reject/never");
+	ROW(sp, 0, KPX_ORIGIN_REMOTE, "internal/reject/never");
+	in.cluster_cidrs[0] = b_cidr("198.18.0.0/17");
+	in.n_cluster_cidrs = 1;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	ROW(sp, 0, KPX_ORIGIN_POD, "internal/reject/never");
+	ROW(sp, 0, KPX_ORIGIN_NODE, "internal/reject/always");
+	/* An off-cluster client routed to the service CIDR. */
+	ROW(sp, 0, KPX_ORIGIN_REMOTE, "internal/reject/off-cluster");
+	in.masquerade_all = true;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	for (int o = 0; o < KPX_ORIGINS; o++)
+		ROW(sp, 0, o, "internal/reject/always");
+}
+
+Test(plan, external_traffic_policy_cluster_masquerades_every_origin)
+{
+	const struct kpx_plan_svcport *sp;
+
+	lb_service(false, false);
+	in.caps = nft_caps.caps;
+	in.masquerade_all = true;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	for (size_t fe = 1; fe < 3; fe++)
+		for (int o = 0; o < KPX_ORIGINS; o++)
+			ROW(sp, fe, o, "external/reject/always");
+}
+
+Test(plan, external_traffic_policy_local_short_circuits_node_and_pods)
+{
+	const struct kpx_plan_svcport *sp;
+
+	lb_service(true, true);
+	in.caps = nft_caps.caps;
+	in.cluster_cidrs[0] = b_cidr("198.18.0.0/17");
+	in.n_cluster_cidrs = 1;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	ROW(sp, 2, KPX_ORIGIN_POD, "cluster/reject/never/ranges");
+	ROW(sp, 2, KPX_ORIGIN_NODE, "cluster/reject/always/ranges");
+	ROW(sp, 2, KPX_ORIGIN_REMOTE, "external/drop/never/ranges");
+	/* Source ranges are for LoadBalancer IPs only. */
+	ROW(sp, 1, KPX_ORIGIN_REMOTE, "external/drop/never");
+	/* Without a cluster CIDR pods look like outside clients. */
+	in.n_cluster_cidrs = 0;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	ROW(sp, 2, KPX_ORIGIN_POD, "external/drop/never/ranges");
+}
+
+Test(plan, rows_a_backend_cannot_express_are_marked_degraded)
+{
+	const struct kpx_plan_svcport *sp;
+
+	lb_service(true, true);
+	in.caps = bpf_caps.caps;
+	build();
+	sp = sp_of("ns/lb:/TCP/v4");
+	/* Socket hooks: pods get the node's row, no silent drop, no
+	 * source check before connect(); outside traffic is unchanged. */
+	ROW(sp, 2, KPX_ORIGIN_POD,
+	    "cluster/reject/never/no-ranges/pod-as-node");
+	ROW(sp, 2, KPX_ORIGIN_NODE, "cluster/reject/always/no-ranges");
+	ROW(sp, 2, KPX_ORIGIN_REMOTE, "external/drop/never/ranges");
+}
+
+Test(plan, endpoint_at_a_node_address_is_marked_host)
+{
+	struct kpx_service *svc = b_svc("ns", "hn", KPX_SVC_NODE_PORT,
+					"198.18.100.5");
+	struct kpx_endpoint_slice *sl = b_slice("ns", "hn-1", "hn", AF_INET);
+	const struct kpx_plan_svcport *sp;
+
+	b_svc_port(svc, "", KPX_PROTO_TCP, 80, 30085);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, svc);
+	b_slice_port(sl, "", KPX_PROTO_TCP, 80);
+	b_ready(sl, "198.18.0.10", ME);	     /* hostNetwork pod here */
+	b_ready(sl, "198.18.0.11", "node-b"); /* ... and on node-b */
+	kpx_store_upsert(st, KPX_KIND_SLICE, sl);
+	build();
+	sp = sp_of("ns/hn:/TCP/v4");
+	cr_assert_eq(sp->n_endpoints, 2);
+	cr_assert(sp->endpoints[0].flags & KPX_EP_HOST);
+	cr_assert_not(sp->endpoints[1].flags & KPX_EP_HOST);
 }
 
 /* ---- incremental update ------------------------------------------------- */

@@ -19,6 +19,9 @@ struct kpx_backend;
 
 struct kpx_backend_ops {
 	const char *name; /* "bpf", "nft" */
+	/* What the datapath can express; the plan adapts rows to it and
+	 * records the difference (struct kpx_plan_row.degraded). */
+	struct kpx_plan_caps caps;
 	/* Kernel support check, no side effects; 0 or -EOPNOTSUPP. */
 	int (*probe)(const struct kpx_config *cfg);
 	/* Loads/attaches, reusing pinned state or existing tables so that a

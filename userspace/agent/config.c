@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/backend.h"
 #include "common/log.h"
 #include "plan/plan.h"
 
@@ -547,6 +548,7 @@ int kpx_plan_input_from_config(const struct kpx_config *cfg,
 			       const struct kpx_node *node,
 			       struct kpx_plan_input *in)
 {
+	const struct kpx_backend_ops *ops;
 	struct ifaddrs *ifas = NULL, *ifa;
 	char defdev[2][IF_NAMESIZE];
 
@@ -561,6 +563,9 @@ int kpx_plan_input_from_config(const struct kpx_config *cfg,
 	       cfg->n_nodeport_cidrs * sizeof(cfg->nodeport_cidrs[0]));
 	in->n_nodeport_cidrs = cfg->n_nodeport_cidrs;
 	in->masquerade_all = cfg->masquerade_all;
+	ops = kpx_backend_ops(kpx_config_resolve_backend(cfg));
+	if (ops)
+		in->caps = ops->caps;
 	for (size_t i = 0; i < cfg->n_node_ips; i++)
 		in->node_ips[in->n_node_ips++] = cfg->node_ips[i];
 

@@ -36,6 +36,58 @@ const char *kpx_plan_type_name(enum kpx_svc_type type)
 	return "Unknown";
 }
 
+const char *kpx_origin_name(enum kpx_origin o)
+{
+	switch (o) {
+	case KPX_ORIGIN_POD:
+		return "pod";
+	case KPX_ORIGIN_NODE:
+		return "node";
+	default:
+		return "remote";
+	}
+}
+
+const char *kpx_masq_name(enum kpx_masq m)
+{
+	switch (m) {
+	case KPX_MASQ_NEVER:
+		return "never";
+	case KPX_MASQ_ALWAYS:
+		return "always";
+	default:
+		return "off-cluster";
+	}
+}
+
+const char *kpx_plan_set_name(enum kpx_plan_set s)
+{
+	switch (s) {
+	case KPX_SET_INTERNAL:
+		return "internal";
+	case KPX_SET_EXTERNAL:
+		return "external";
+	default:
+		return "cluster";
+	}
+}
+
+const uint32_t *kpx_plan_row_set(const struct kpx_plan_svcport *sp,
+				 const struct kpx_plan_row *row, size_t *n)
+{
+	switch (row->set) {
+	case KPX_SET_INTERNAL:
+		*n = sp->n_internal;
+		return sp->internal;
+	case KPX_SET_EXTERNAL:
+		*n = sp->n_external;
+		return sp->external;
+	default:
+		*n = sp->n_cluster;
+		return sp->cluster;
+	}
+}
+
 const char *kpx_fe_kind_name(enum kpx_fe_kind kind)
 {
 	switch (kind) {
@@ -120,6 +172,18 @@ static int cmp_cand(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static bool is_node_addr(const struct kpx_plan_input *in,
+			 const struct kpx_addr *a)
+{
+	for (size_t i = 0; i < in->n_node_ips; i++)
+		if (kpx_addr_eq(&in->node_ips[i], a))
+			return true;
+	for (size_t i = 0; i < in->n_local_addrs; i++)
+		if (kpx_addr_eq(&in->local_addrs[i], a))
+			return true;
+	return false;
+}
+
 /*
  * Gathers every endpoint of family for (port name, protocol) from the
  * service's slices, sorted by (address, port) and de-duplicated as
@@ -166,6 +230,8 @@ static int merge_endpoints(struct build_ctx *c, uint8_t family,
 				if (c->in->node_name[0] &&
 				    !strcmp(ep->node_name, c->in->node_name))
 					cd->flags |= KPX_EP_LOCAL;
+				if (is_node_addr(c->in, &ep->addr))
+					cd->flags |= KPX_EP_HOST;
 			}
 		}
 	}
@@ -346,10 +412,13 @@ static int build_sets(struct build_ctx *c, struct kpx_plan_svcport *sp)
 	}
 	/*
 	 * kube-proxy: no usable endpoint anywhere -> reject; endpoints
-	 * exist but the Local policy left none here -> drop.
+	 * exist but the Local policy left none here -> drop. (A cluster-
+	 * policy set is empty only when there is no usable endpoint.)
 	 */
-	sp->internal_empty = n ? KPX_EMPTY_DROP : KPX_EMPTY_REJECT;
-	sp->external_empty = n ? KPX_EMPTY_DROP : KPX_EMPTY_REJECT;
+	sp->internal_empty = n && sp->itp_local ? KPX_EMPTY_DROP
+						 : KPX_EMPTY_REJECT;
+	sp->external_empty = n && sp->etp_local ? KPX_EMPTY_DROP
+						 : KPX_EMPTY_REJECT;
 	free(local);
 	return 0;
 nomem:
@@ -455,6 +524,108 @@ static int build_source_ranges(const struct kpx_service *svc,
 	return 0;
 }
 
+/* ---- traffic rows ------------------------------------------------------- */
+
+static bool have_cluster_cidr(const struct kpx_plan_input *in, uint8_t fam)
+{
+	for (size_t i = 0; i < in->n_cluster_cidrs; i++)
+		if (in->cluster_cidrs[i].addr.family == fam)
+			return true;
+	return false;
+}
+
+/*
+ * How each origin's traffic to fe is treated, as kube-proxy's nftables
+ * mode chains it (proxier.go: the service-, external- and cluster-
+ * chains, mark-for-masquerade, the firewall and endpoints checks).
+ */
+static void build_rows(const struct kpx_plan_input *in,
+		       struct kpx_plan_svcport *sp, struct kpx_plan_frontend *fe)
+{
+	bool cidr = have_cluster_cidr(in, sp->family);
+	bool ranges = fe->kind == KPX_FE_LOAD_BALANCER && sp->n_source_ranges;
+
+	for (int o = 0; o < KPX_ORIGINS; o++) {
+		struct kpx_plan_row *r = &fe->rows[o];
+
+		memset(r, 0, sizeof(*r));
+		if (!fe->external) {
+			/* ClusterIP: the internal set for every origin. With
+			 * --masquerade-all everything is masqueraded; with a
+			 * cluster CIDR whatever does not come from a pod
+			 * (the node itself, off-cluster clients routed to the
+			 * service CIDR); without one nothing, since pods
+			 * cannot be told apart. */
+			r->set = KPX_SET_INTERNAL;
+			r->empty = sp->internal_empty;
+			if (in->masquerade_all)
+				r->masq = KPX_MASQ_ALWAYS;
+			else if (!cidr)
+				r->masq = KPX_MASQ_NEVER;
+			else if (o == KPX_ORIGIN_POD)
+				r->masq = KPX_MASQ_NEVER;
+			else if (o == KPX_ORIGIN_NODE)
+				r->masq = KPX_MASQ_ALWAYS;
+			else
+				r->masq = KPX_MASQ_OFF_CLUSTER;
+		} else if (!sp->etp_local) {
+			/* eTP=Cluster: every origin is masqueraded, so that
+			 * the reply comes back through this node
+			 * (mark-for-masquerade in the external chain;
+			 * --masquerade-all changes nothing here). */
+			r->set = KPX_SET_EXTERNAL;
+			r->empty = sp->external_empty;
+			r->masq = KPX_MASQ_ALWAYS;
+		} else if (o == KPX_ORIGIN_NODE ||
+			   (o == KPX_ORIGIN_POD && cidr)) {
+			/* eTP=Local short-circuit: this node's own traffic
+			 * and its pods (when a cluster CIDR tells them apart)
+			 * get the cluster-wide set; the node's own source is
+			 * masqueraded, a pod's is kept. A set that is empty
+			 * here has no endpoint at all. */
+			r->set = KPX_SET_CLUSTER;
+			r->empty = KPX_EMPTY_REJECT;
+			r->masq = o == KPX_ORIGIN_NODE ? KPX_MASQ_ALWAYS
+						       : KPX_MASQ_NEVER;
+		} else {
+			/* eTP=Local from outside (and from pods that cannot
+			 * be told from outside): local endpoints only, the
+			 * client's address kept. */
+			r->set = KPX_SET_EXTERNAL;
+			r->empty = sp->external_empty;
+			r->masq = KPX_MASQ_NEVER;
+		}
+		r->source_ranges = ranges;
+	}
+
+	/* What the backend cannot express is recorded, not hidden. */
+	if (!in->caps.local_pod_vs_node) {
+		struct kpx_plan_row *pod = &fe->rows[KPX_ORIGIN_POD];
+		const struct kpx_plan_row *node = &fe->rows[KPX_ORIGIN_NODE];
+
+		/* One local row serves both: the node's set, which gives
+		 * pods the cluster-wide set where kube-proxy without a
+		 * cluster CIDR would give them the local one. */
+		if (pod->set != node->set || pod->empty != node->empty) {
+			pod->set = node->set;
+			pod->empty = node->empty;
+			pod->degraded |= KPX_ROW_POD_AS_NODE;
+		}
+	}
+	for (int o = KPX_ORIGIN_POD; o <= KPX_ORIGIN_NODE; o++) {
+		struct kpx_plan_row *r = &fe->rows[o];
+
+		if (r->empty == KPX_EMPTY_DROP && !in->caps.local_drop) {
+			r->empty = KPX_EMPTY_REJECT;
+			r->degraded |= KPX_ROW_DROP_AS_REJECT;
+		}
+		if (r->source_ranges && !in->caps.local_source_ranges) {
+			r->source_ranges = false;
+			r->degraded |= KPX_ROW_NO_SOURCE_RANGES;
+		}
+	}
+}
+
 /* ---- hash --------------------------------------------------------------- */
 
 struct fnv {
@@ -525,6 +696,15 @@ uint64_t kpx_plan_svcport_hash(const struct kpx_plan_svcport *sp)
 		fnv_addr(&f, &sp->frontends[i].addr);
 		fnv_u64(&f, sp->frontends[i].port);
 		fnv_u64(&f, sp->frontends[i].external);
+		for (int o = 0; o < KPX_ORIGINS; o++) {
+			const struct kpx_plan_row *r = &sp->frontends[i].rows[o];
+
+			fnv_u64(&f, r->set);
+			fnv_u64(&f, r->empty);
+			fnv_u64(&f, r->masq);
+			fnv_u64(&f, r->source_ranges);
+			fnv_u64(&f, r->degraded);
+		}
 	}
 	fnv_u64(&f, sp->n_endpoints);
 	for (size_t i = 0; i < sp->n_endpoints; i++) {
@@ -616,6 +796,8 @@ static int build_svcport(struct build_ctx *c, const struct kpx_service *svc,
 		r = merge_endpoints(c, fam, port);
 	if (!r)
 		r = build_sets(c, sp);
+	for (size_t i = 0; !r && i < sp->n_frontends; i++)
+		build_rows(c->in, sp, &sp->frontends[i]);
 	if (r) {
 		svcport_clear(sp);
 		return r;
@@ -788,7 +970,10 @@ bool kpx_plan_input_equal(const struct kpx_plan_input *a,
 	       a->n_cluster_cidrs == b->n_cluster_cidrs &&
 	       cidrs_equal(a->cluster_cidrs, b->cluster_cidrs,
 			   a->n_cluster_cidrs) &&
-	       a->masquerade_all == b->masquerade_all;
+	       a->masquerade_all == b->masquerade_all &&
+	       a->caps.local_drop == b->caps.local_drop &&
+	       a->caps.local_source_ranges == b->caps.local_source_ranges &&
+	       a->caps.local_pod_vs_node == b->caps.local_pod_vs_node;
 }
 
 struct span {

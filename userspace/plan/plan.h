@@ -37,9 +37,24 @@ struct kpx_plan_input {
 	/* Addresses of this node's devices, matched against nodeport_cidrs. */
 	struct kpx_addr local_addrs[32];
 	size_t n_local_addrs;
+	/* --cluster-cidr: sources inside are pods (never masqueraded on
+	 * their way to a ClusterIP); empty: pods cannot be told from other
+	 * sources, as in kube-proxy without a local-traffic detector. */
 	struct kpx_cidr cluster_cidrs[KPX_PLAN_MAX_CIDRS];
 	size_t n_cluster_cidrs;
 	bool masquerade_all;
+	/* What the chosen backend's datapath can express (backend.h). */
+	struct kpx_plan_caps {
+		/* Traffic from this node can be dropped silently (a socket
+		 * hook can only fail connect() at once, like a reject). */
+		bool local_drop;
+		/* loadBalancerSourceRanges can be checked for traffic from
+		 * this node (a connect() hook does not know the source yet). */
+		bool local_source_ranges;
+		/* A pod on this node can be told from the node's own
+		 * processes (socket hooks see both as local sockets). */
+		bool local_pod_vs_node;
+	} caps;
 };
 
 enum kpx_ep_flags {
@@ -47,6 +62,11 @@ enum kpx_ep_flags {
 	KPX_EP_SERVING = 1 << 1,
 	KPX_EP_TERMINATING = 1 << 2,
 	KPX_EP_LOCAL = 1 << 3, /* nodeName == this node */
+	/* The address is one of this node's own (a hostNetwork pod): traffic
+	 * for it is delivered to the node's stack, never forwarded, and so
+	 * never source-NATed on the way (kube-proxy: DNAT to a local address
+	 * takes the input path, where no POSTROUTING masquerade runs). */
+	KPX_EP_HOST = 1 << 4,
 };
 
 struct kpx_plan_endpoint {
@@ -63,6 +83,53 @@ enum kpx_fe_kind {
 	KPX_FE_LOAD_BALANCER,
 };
 
+/*
+ * Where traffic to a frontend comes from. Each origin gets its own row:
+ * how kube-proxy treats a packet depends on it (the eTP=Local
+ * short-circuit, masquerade of the node's own traffic, ...).
+ */
+enum kpx_origin {
+	KPX_ORIGIN_POD,	   /* a pod on this node */
+	KPX_ORIGIN_NODE,   /* a process in this node's host network */
+	KPX_ORIGIN_REMOTE, /* another node, or outside the cluster */
+	KPX_ORIGINS,
+};
+
+/* Which endpoint set of the svcport a row uses. */
+enum kpx_plan_set {
+	KPX_SET_INTERNAL, /* after internalTrafficPolicy */
+	KPX_SET_EXTERNAL, /* after externalTrafficPolicy */
+	KPX_SET_CLUSTER,  /* cluster policy: no locality filter */
+};
+
+/* Source NAT to the node's address on the way to the endpoint. Hairpin
+ * (an endpoint reaching itself through the service) is always
+ * masqueraded, whatever the row says. */
+enum kpx_masq {
+	KPX_MASQ_NEVER,
+	KPX_MASQ_ALWAYS,
+	/* Unless the source is inside input.cluster_cidrs (a pod). */
+	KPX_MASQ_OFF_CLUSTER,
+};
+
+/* A row differs from kube-proxy because the backend cannot express it
+ * (input.caps); kept in the plan so that `kpx plan` shows it. */
+enum kpx_row_degraded {
+	KPX_ROW_DROP_AS_REJECT = 1 << 0,    /* empty set: refused at once */
+	KPX_ROW_NO_SOURCE_RANGES = 1 << 1, /* ranges not checked */
+	KPX_ROW_POD_AS_NODE = 1 << 2,	    /* the node row's set applies */
+};
+
+/* Everything a backend needs to treat one origin's traffic to one
+ * frontend; a backend decides nothing of its own. */
+struct kpx_plan_row {
+	uint8_t set;	       /* enum kpx_plan_set */
+	uint8_t empty;	       /* enum kpx_empty_action, when the set is empty */
+	uint8_t masq;	       /* enum kpx_masq */
+	bool source_ranges;    /* drop sources outside svcport.source_ranges */
+	uint8_t degraded;      /* enum kpx_row_degraded */
+};
+
 struct kpx_plan_frontend {
 	enum kpx_fe_kind kind;
 	/* NodePort: one entry per nodeport address of this family. */
@@ -72,6 +139,7 @@ struct kpx_plan_frontend {
 	 * external set for traffic from outside, cluster set for traffic
 	 * from local sockets/pods. */
 	bool external;
+	struct kpx_plan_row rows[KPX_ORIGINS];
 };
 
 /* What to do with traffic whose endpoint set is empty. */
@@ -188,5 +256,11 @@ struct json_object *kpx_plan_to_json(const struct kpx_plan *plan);
 void kpx_plan_print(const struct kpx_plan *plan, void *file /* FILE* */);
 
 const char *kpx_fe_kind_name(enum kpx_fe_kind kind);
+const char *kpx_origin_name(enum kpx_origin o);
+const char *kpx_masq_name(enum kpx_masq m);
+const char *kpx_plan_set_name(enum kpx_plan_set s);
+/* The endpoint indices (into sp->endpoints) a row uses. */
+const uint32_t *kpx_plan_row_set(const struct kpx_plan_svcport *sp,
+				 const struct kpx_plan_row *row, size_t *n);
 
 #endif

@@ -13,9 +13,16 @@
  *    "affinity_timeout": seconds (0: no affinity),
  *    "etp_local": bool, "itp_local": bool,
  *    "frontends": [{"kind": "ClusterIP"|"NodePort"|"ExternalIP"|
- *                   "LoadBalancer", "address", "port", "external": bool}],
+ *                   "LoadBalancer", "address", "port", "external": bool,
+ *                   "rows": {ORIGIN: {"set": "internal"|"external"|
+ *                            "cluster", "endpoints": N, "empty":
+ *                            "reject"|"drop", "masquerade": "never"|
+ *                            "always"|"off-cluster", "source_ranges": bool,
+ *                            "degraded": ["drop-as-reject",
+ *                            "no-source-ranges", "pod-as-node"]}}}],
+ *                   ORIGIN: "pod" | "node" | "remote"
  *    "endpoints": [{"address", "port", "ready", "serving", "terminating",
- *                   "local"}],                   sorted by address, port
+ *                   "local", "host"}],            sorted by address, port
  *    "internal": ["addr:port", ...],   ClusterIP traffic (after iTP)
  *    "external": [...],                outside traffic to NodePort/
  *                                      externalIP/LB (after eTP)
@@ -74,6 +81,35 @@ static const char *empty_name(enum kpx_empty_action a)
 				  JSON_C_OBJECT_ADD_KEY_IS_NEW |               \
 					  JSON_C_OBJECT_KEY_IS_CONSTANT)
 
+static struct json_object *rows_json(const struct kpx_plan_svcport *sp,
+				     const struct kpx_plan_frontend *fe)
+{
+	struct json_object *rows = json_object_new_object();
+
+	for (int o = 0; o < KPX_ORIGINS; o++) {
+		const struct kpx_plan_row *r = &fe->rows[o];
+		struct json_object *j = json_object_new_object();
+		struct json_object *deg = json_object_new_array();
+		size_t n;
+
+		kpx_plan_row_set(sp, r, &n);
+		ADD(j, "set", json_object_new_string(kpx_plan_set_name(r->set)));
+		ADD(j, "endpoints", json_object_new_int64((int64_t)n));
+		ADD(j, "empty", json_object_new_string(empty_name(r->empty)));
+		ADD(j, "masquerade", json_object_new_string(kpx_masq_name(r->masq)));
+		ADD(j, "source_ranges", json_object_new_boolean(r->source_ranges));
+		if (r->degraded & KPX_ROW_DROP_AS_REJECT)
+			json_object_array_add(deg, json_object_new_string("drop-as-reject"));
+		if (r->degraded & KPX_ROW_NO_SOURCE_RANGES)
+			json_object_array_add(deg, json_object_new_string("no-source-ranges"));
+		if (r->degraded & KPX_ROW_POD_AS_NODE)
+			json_object_array_add(deg, json_object_new_string("pod-as-node"));
+		ADD(j, "degraded", deg);
+		json_object_object_add(rows, kpx_origin_name(o), j);
+	}
+	return rows;
+}
+
 static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 {
 	struct json_object *o = json_object_new_object();
@@ -104,6 +140,7 @@ static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 		ADD(f, "address", json_object_new_string(kpx_addr_str(&fe->addr, a)));
 		ADD(f, "port", json_object_new_int(fe->port));
 		ADD(f, "external", json_object_new_boolean(fe->external));
+		ADD(f, "rows", rows_json(sp, fe));
 		json_object_array_add(fes, f);
 	}
 	ADD(o, "frontends", fes);
@@ -118,6 +155,7 @@ static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 		ADD(j, "terminating",
 		    json_object_new_boolean(e->flags & KPX_EP_TERMINATING));
 		ADD(j, "local", json_object_new_boolean(e->flags & KPX_EP_LOCAL));
+		ADD(j, "host", json_object_new_boolean(e->flags & KPX_EP_HOST));
 		json_object_array_add(eps, j);
 	}
 	ADD(o, "endpoints", eps);
@@ -198,6 +236,21 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 			fprintf(f, "    %-12s %-45s %s\n",
 				kpx_fe_kind_name(fe->kind), buf,
 				fe->external ? "external" : "internal");
+			for (int o = 0; o < KPX_ORIGINS; o++) {
+				const struct kpx_plan_row *r = &fe->rows[o];
+
+				fprintf(f, "      from %-6s -> %s set, empty: %s, "
+					   "masquerade: %s%s%s%s%s\n",
+					kpx_origin_name(o), kpx_plan_set_name(r->set),
+					empty_name(r->empty), kpx_masq_name(r->masq),
+					r->source_ranges ? ", source ranges" : "",
+					r->degraded & KPX_ROW_DROP_AS_REJECT
+						? " (drop not expressible: rejected)" : "",
+					r->degraded & KPX_ROW_NO_SOURCE_RANGES
+						? " (source ranges not checked)" : "",
+					r->degraded & KPX_ROW_POD_AS_NODE
+						? " (pods not told from the node)" : "");
+			}
 		}
 		for (size_t j = 0; j < sp->n_source_ranges; j++)
 			fprintf(f, "    %-12s %s/%u\n", "allow-from",
@@ -207,11 +260,12 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 			const struct kpx_plan_endpoint *e = &sp->endpoints[j];
 
 			ep_str(e, buf, sizeof(buf));
-			fprintf(f, "    %-12s %-45s %s%s%s%s\n", "endpoint", buf,
+			fprintf(f, "    %-12s %-45s %s%s%s%s%s\n", "endpoint", buf,
 				e->flags & KPX_EP_READY ? "ready" : "-",
 				e->flags & KPX_EP_SERVING ? " serving" : "",
 				e->flags & KPX_EP_TERMINATING ? " terminating" : "",
-				e->flags & KPX_EP_LOCAL ? " local" : "");
+				e->flags & KPX_EP_LOCAL ? " local" : "",
+				e->flags & KPX_EP_HOST ? " host" : "");
 		}
 		print_set(f, "internal:", sp, sp->internal, sp->n_internal,
 			  sp->internal_empty);
