@@ -501,6 +501,35 @@ Test(manifests, oversized_file_rejected, .init = mk_tmpdir, .fini = rm_tmpdir)
 	kpx_store_free(s);
 }
 
+/*
+ * A FIFO named like a manifest blocked the loader in open() until a
+ * writer came (for ever): the agent stopped answering. FIFOs, devices and
+ * symlinks to them are refused with an error naming the file, without
+ * opening them; the other files still load.
+ */
+Test(manifests, fifo_and_device_files_are_refused_without_blocking,
+     .init = mk_tmpdir, .fini = rm_tmpdir, .timeout = 10)
+{
+	struct kpx_store *s = new_store();
+	char path[256], target[256];
+	size_t errors = 0;
+
+	write_file("ok.yaml", svc_yaml("ok", "198.18.100.3", 80));
+	snprintf(path, sizeof(path), "%s/fifo.yaml", tmpdir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	snprintf(target, sizeof(target), "%s/.hidden-fifo", tmpdir);
+	cr_assert_eq(mkfifo(target, 0600), 0);
+	snprintf(path, sizeof(path), "%s/link-to-fifo.yml", tmpdir);
+	cr_assert_eq(symlink(target, path), 0);
+	snprintf(path, sizeof(path), "%s/null.json", tmpdir);
+	cr_assert_eq(symlink("/dev/null", path), 0);
+	cr_assert_eq(kpx_manifests_load(tmpdir, s, &errors), 0);
+	cr_assert_eq(errors, 3, "fifo, link to a fifo, device: got %zu errors",
+		     errors);
+	cr_assert(kpx_store_service(s, "t", "ok"));
+	kpx_store_free(s);
+}
+
 static void on_change(void *arg)
 {
 	(*(int *)arg)++;

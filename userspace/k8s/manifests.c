@@ -210,7 +210,24 @@ out:
 	return 0;
 }
 
-/* Reads a regular file (following symlinks) of at most MAX_FILE_SIZE. */
+static const char *file_type(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO" :
+	       S_ISCHR(m)  ? "a character device" :
+	       S_ISBLK(m)  ? "a block device" :
+	       S_ISSOCK(m) ? "a socket" :
+	       S_ISDIR(m)  ? "a directory" :
+			     "not a regular file";
+}
+
+/*
+ * Reads a regular file of at most MAX_FILE_SIZE. Symlinks are followed
+ * (ConfigMap volumes are symlinks), but only to regular files: anything
+ * else is refused before it is opened, because opening a FIFO blocks the
+ * agent's loop until a writer comes and opening a device can act on it.
+ * The open itself is O_NONBLOCK and checked again with fstat, so a FIFO
+ * renamed over the name between stat and open cannot block either.
+ */
 static int read_file(const char *path, char **buf, size_t *len, char *err,
 		     size_t errlen)
 {
@@ -221,7 +238,17 @@ static int read_file(const char *path, char **buf, size_t *len, char *err,
 
 	*buf = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (stat(path, &st)) {
+		rc = -errno;
+		snprintf(err, errlen, "open: %s", strerror(-rc));
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s, not a regular file; not opened",
+			 file_type(st.st_mode));
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "open: %s", strerror(-rc));
@@ -233,8 +260,9 @@ static int read_file(const char *path, char **buf, size_t *len, char *err,
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = -EISDIR;
-		snprintf(err, errlen, "not a regular file");
+		rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		snprintf(err, errlen, "%s, not a regular file",
+			 file_type(st.st_mode));
 		goto out;
 	}
 	if ((uint64_t)st.st_size > MAX_FILE_SIZE) {
