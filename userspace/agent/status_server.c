@@ -55,6 +55,9 @@ struct kpx_status_server {
 	 * netns must find "nobody answers", not fall back to the default
 	 * that another netns's agent may serve. */
 	bool keep_path;
+	/* The socket this server bound: only that is ever unlinked. */
+	dev_t dev;
+	ino_t ino;
 };
 
 struct json_object *kpx_plan_expected_frontends(const struct kpx_plan *plan)
@@ -425,6 +428,54 @@ bool kpx_state_socket_live(const char *path)
 static int status_server_listen(struct kpx_agent *agent, const char *path,
 				struct kpx_status_server **out);
 
+/*
+ * Clears the way for bind(): only a socket nobody answers on (an agent
+ * that died) is removed. Anything else at the path (a regular file, a
+ * directory, a FIFO: an operator's mistake in --state-socket) is left
+ * alone and is an error naming it.
+ */
+static int remove_stale_socket(const char *path)
+{
+	struct stat st;
+	int rc;
+
+	if (lstat(path, &st)) {
+		rc = -errno;
+		if (rc == -ENOENT)
+			return 0;
+		kpx_err("status socket %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		kpx_err("status socket %s: exists and is not a socket (%s); "
+			"not replacing it, choose another --state-socket",
+			path,
+			S_ISREG(st.st_mode) ? "a regular file" :
+			S_ISDIR(st.st_mode) ? "a directory" :
+			S_ISLNK(st.st_mode) ? "a symlink" :
+					      "a special file");
+		return -EEXIST;
+	}
+	if (unlink(path) && errno != ENOENT) {
+		rc = -errno;
+		kpx_err("status socket %s: removing the stale socket: %s", path,
+			strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* On close: the path may have been replaced meanwhile (another agent, an
+ * operator): unlink it only while it is still the socket we bound. */
+static void unlink_own_socket(const struct kpx_status_server *s)
+{
+	struct stat st;
+
+	if (!lstat(s->path, &st) && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == s->dev && st.st_ino == s->ino)
+		unlink(s->path);
+}
+
 int kpx_status_server_open(struct kpx_agent *agent, const char *path,
 			   struct kpx_status_server **out)
 {
@@ -494,10 +545,9 @@ static int status_server_listen(struct kpx_agent *agent, const char *path,
 		ret = -EADDRINUSE;
 		goto err;
 	}
-	if (unlink(path) && errno != ENOENT) {
-		ret = -errno;
-		goto err_log;
-	}
+	ret = remove_stale_socket(path);
+	if (ret)
+		goto err;
 	{
 		mode_t old = umask(0177);
 
@@ -509,6 +559,14 @@ static int status_server_listen(struct kpx_agent *agent, const char *path,
 		goto err_log;
 	}
 	chmod(path, 0600);
+	{
+		struct stat st;
+
+		if (!lstat(path, &st)) {
+			s->dev = st.st_dev;
+			s->ino = st.st_ino;
+		}
+	}
 	if (listen(s->fd, 16)) {
 		ret = -errno;
 		goto err_log;
@@ -547,7 +605,7 @@ void kpx_status_server_close(struct kpx_status_server *s)
 	kpx_loop_unwatch_fd(s->agent->loop, s->fd);
 	close(s->fd);
 	if (!s->keep_path)
-		unlink(s->path);
+		unlink_own_socket(s);
 	kpx_timer_free(s->sweep);
 	free(s);
 }
