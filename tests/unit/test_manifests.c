@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +170,85 @@ Test(yaml, anchors_aliases_merge)
 	cr_assert_str_eq(json_object_get_string(field(m, "protocol")), "UDP");
 	cr_assert_not(json_object_object_get_ex(m, "<<", NULL));
 	json_object_put(docs);
+}
+
+/* 9 levels of 9 aliases: 470 bytes that expand to 9^9 = 387M scalars
+ * (the same file as tests/fuzz/corpus/yaml/alias-bomb.yaml). */
+static const char alias_bomb[] =
+	"apiVersion: v1\n"
+	"kind: Service\n"
+	"metadata: {name: bomb, namespace: default}\n"
+	"spec: {clusterIP: 198.18.100.9, ports: [{port: 80}]}\n"
+	"x:\n"
+	"  a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n"
+	"  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+	"  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+	"  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+	"  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+	"  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+	"  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+	"  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+	"  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+
+static void count_doc_errors(void *arg, const char *msg)
+{
+	char **last = arg;
+
+	free(*last);
+	*last = strdup(msg);
+}
+
+/* Aliases expanded before hashing made this cost 2 GB and seconds per
+ * object: the document is refused as soon as its aliases add more nodes
+ * than allowed, with an error naming it; the other documents convert. */
+Test(yaml, alias_bomb_document_is_refused_alone, .timeout = 20)
+{
+	char *text, *msg = NULL, err[256] = "";
+	struct json_object *docs = NULL;
+	int rc;
+
+	cr_assert(asprintf(&text, "kind: A\n---\n%s---\nkind: C\n",
+			   alias_bomb) > 0);
+	rc = kpx_yaml_to_json_ex(text, strlen(text), &docs, err, sizeof(err),
+				 count_doc_errors, &msg);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_eq(json_object_array_length(docs), 2);
+	cr_assert_str_eq(json_object_get_string(field(
+				 json_object_array_get_idx(docs, 1), "kind")),
+			 "C");
+	cr_assert(msg);
+	cr_assert(strstr(msg, "document 2 (default/bomb)"), "%s", msg);
+	cr_assert(strstr(msg, "aliases expand"), "%s", msg);
+	json_object_put(docs);
+	free(msg);
+
+	/* Without a per-document report the whole stream fails. */
+	rc = kpx_yaml_to_json(text, strlen(text), &docs, err, sizeof(err));
+	cr_assert_eq(rc, -E2BIG);
+	cr_assert(strstr(err, "aliases expand"), "%s", err);
+	free(text);
+}
+
+/* Anchors as people use them (shared labels, ports, merge keys), even
+ * many of them, stay well inside the limit. */
+Test(yaml, ordinary_aliases_are_accepted)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	struct json_object *docs;
+
+	fputs("base: &b {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}\n"
+	      "items:\n", f);
+	for (int i = 0; i < 20000; i++)
+		fprintf(f, "- {<<: *b, i: %d, l: *b}\n", i);
+	fclose(f);
+	docs = yaml_ok(text);
+	cr_assert_eq(json_object_array_length(field(
+			     json_object_array_get_idx(docs, 0), "items")),
+		     20000);
+	json_object_put(docs);
+	free(text);
 }
 
 Test(yaml, json_input)
@@ -526,6 +606,39 @@ Test(manifests, fifo_and_device_files_are_refused_without_blocking,
 	cr_assert_eq(kpx_manifests_load(tmpdir, s, &errors), 0);
 	cr_assert_eq(errors, 3, "fifo, link to a fifo, device: got %zu errors",
 		     errors);
+	cr_assert(kpx_store_service(s, "t", "ok"));
+	kpx_store_free(s);
+}
+
+static long max_rss_kb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/* The bomb in a manifests file: the loader skips that object with an
+ * error naming file and object, applies the rest of the file, and its
+ * peak memory grows by a few MB at most (it was 2 GB). */
+Test(manifests, alias_bomb_costs_no_memory_and_skips_only_its_object,
+     .init = mk_tmpdir, .fini = rm_tmpdir, .timeout = 20)
+{
+	struct kpx_store *s = new_store();
+	size_t errors = 0;
+	long before;
+	char *text;
+
+	cr_assert(asprintf(&text, "%s---\n%s", alias_bomb,
+			   svc_yaml("ok", "198.18.100.3", 80)) > 0);
+	write_file("bomb.yaml", text);
+	free(text);
+	before = max_rss_kb();
+	cr_assert_eq(kpx_manifests_load(tmpdir, s, &errors), 0);
+	cr_assert_lt(max_rss_kb() - before, 8 * 1024,
+		     "peak RSS grew by %%ld kB", max_rss_kb() - before);
+	cr_assert_eq(errors, 1);
+	cr_assert_null(kpx_store_service(s, "default", "bomb"));
 	cr_assert(kpx_store_service(s, "t", "ok"));
 	kpx_store_free(s);
 }

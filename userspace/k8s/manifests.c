@@ -688,6 +688,20 @@ static void file_failed(struct batch *b, const char *name, struct mfile *f,
 	stats_add(&b->ix->total, &f->st);
 }
 
+struct doc_err_ctx {
+	const char *file;
+	struct load_stats *st;
+};
+
+/* A document the YAML reader refused (an alias bomb): only it is skipped. */
+static void doc_error(void *arg, const char *msg)
+{
+	struct doc_err_ctx *c = arg;
+
+	kpx_err("manifests: %s: %s", c->file, msg);
+	c->st->errors++;
+}
+
 /*
  * Re-reads one file: links the keys it provides now, upserts the objects
  * it wins. Files are processed in descending name order, so every file
@@ -732,11 +746,16 @@ static void batch_file(struct batch *b, const char *name)
 		return;
 	}
 	if (!rc) {
+		struct doc_err_ctx dctx = { .file = name, .st = &st };
+
 		st.files = 1;
-		rc = kpx_yaml_to_json(buf, len, &docs, err, sizeof(err));
+		rc = kpx_yaml_to_json_ex(buf, len, &docs, err, sizeof(err),
+					 doc_error, &dctx);
 		free(buf);
 	}
 	if (rc) {
+		/* The file as a whole counts as one error. */
+		st.errors = 0;
 		file_failed(b, name, f, &st, err);
 		return;
 	}

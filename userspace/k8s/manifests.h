@@ -52,5 +52,16 @@ struct json_object *kpx_manifests_status(const struct kpx_manifests_source *src)
  */
 int kpx_yaml_to_json(const char *buf, size_t len, struct json_object **docs,
 		     char *err, size_t errlen);
+/*
+ * The same, but a document that cannot be built safely (its aliases
+ * expand to far more nodes than the document has: an alias bomb) is left
+ * out of docs and reported through on_doc_err with its position and, when
+ * known, its namespace/name; the other documents still convert. Without
+ * on_doc_err such a document fails the whole stream (-E2BIG).
+ */
+typedef void (*kpx_yaml_doc_err_fn)(void *arg, const char *msg);
+int kpx_yaml_to_json_ex(const char *buf, size_t len, struct json_object **docs,
+			char *err, size_t errlen,
+			kpx_yaml_doc_err_fn on_doc_err, void *arg);
 
 #endif

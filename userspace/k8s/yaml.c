@@ -5,10 +5,20 @@
  * plain scalars typed with the YAML 1.1 rules go-yaml applies (so `80` is a
  * number, `"80"` a string, `true`/`yes` a bool, `~` null), anchors and
  * aliases and `<<` merge keys resolved, `kind: *List` documents flattened.
+ *
+ * Aliases share the aliased node (a refcount), so building is cheap; but
+ * everything after (the content hash, the decoders) walks the expanded
+ * tree, which a few hundred bytes of nested aliases make billions of nodes
+ * large (the "billion laughs"). So every node carries its expanded size,
+ * and a document whose aliases add more than ALIAS_NODES_MIN nodes and
+ * more than ALIAS_RATIO times its own nodes is refused: the expanded tree
+ * stays linear in the input. Only that document is skipped; the rest of the stream
+ * still converts.
  */
 #include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
+#include <search.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +27,23 @@
 #include <yaml.h>
 
 #include "k8s/manifests.h"
+#include "k8s/objects.h"
 
 /* Deeper nesting than this is not a Kubernetes object; refuse it. */
 #define MAX_DEPTH 128
 #define MAX_ANCHORS 4096
+/* Nodes that aliases may add to one document regardless of its size; past
+ * this, at most ALIAS_RATIO times the document's own nodes (events). A
+ * Kubernetes object (at most 1.5 MB in etcd) that shares labels or ports
+ * through anchors stays far below; 9 levels of 9 aliases (a 470-byte
+ * bomb) reach 387M. */
+#define ALIAS_NODES_MIN (1u << 18)
+#define ALIAS_RATIO 8
 
 struct anchor {
-	char *name;
 	struct json_object *val;
+	size_t size; /* expanded nodes */
+	char name[];
 };
 
 struct frame {
@@ -32,15 +51,22 @@ struct frame {
 	char *key;		  /* object: pending key, NULL when none */
 	bool merge_key;		  /* pending key is "<<" */
 	char *anchor;		  /* anchor to bind when the node closes */
+	size_t size;		  /* expanded nodes so far, itself included */
 };
 
 struct builder {
 	struct frame stack[MAX_DEPTH];
 	int depth;
-	struct anchor *anchors;
+	void *anchors; /* tsearch tree of struct anchor, by name */
 	size_t n_anchors;
 	struct json_object *root;
 	bool have_root;
+	size_t doc;	    /* documents started, 1-based */
+	size_t nodes;	    /* nodes of this document's own events */
+	size_t alias_nodes; /* nodes its aliases added */
+	bool skip_doc;	    /* refused: drop events until its end */
+	kpx_yaml_doc_err_fn on_doc_err;
+	void *arg;
 	char *err;
 	size_t errlen;
 };
@@ -239,42 +265,74 @@ static int berr(struct builder *b, const yaml_event_t *ev, const char *msg)
 	return -EINVAL;
 }
 
+static int cmp_anchor(const void *a, const void *b)
+{
+	return strcmp(((const struct anchor *)a)->name,
+		      ((const struct anchor *)b)->name);
+}
+
+/* A tree, not a list: a stream of aliases to the first of 4096 anchors
+ * must not cost 4096 compares each. */
+static struct anchor *find_anchor(struct builder *b, const char *name)
+{
+	struct anchor *key;
+	size_t n = strlen(name);
+	void **p;
+
+	key = malloc(sizeof(*key) + n + 1);
+	if (!key)
+		return NULL;
+	memcpy(key->name, name, n + 1);
+	p = tfind(key, &b->anchors, cmp_anchor);
+	free(key);
+	return p ? *p : NULL;
+}
+
 static int bind_anchor(struct builder *b, const yaml_event_t *ev,
-		       const char *name, struct json_object *val)
+		       const char *name, struct json_object *val, size_t size)
 {
 	struct anchor *a;
+	size_t n;
 
 	if (!name)
 		return 0;
-	for (size_t i = 0; i < b->n_anchors; i++) {
-		if (!strcmp(b->anchors[i].name, name)) {
-			/* Redefinition: later aliases see the new value. */
-			json_object_put(b->anchors[i].val);
-			b->anchors[i].val = json_object_get(val);
-			return 0;
-		}
+	a = find_anchor(b, name);
+	if (a) {
+		/* Redefinition: later aliases see the new value. */
+		json_object_put(a->val);
+		a->val = json_object_get(val);
+		a->size = size;
+		return 0;
 	}
 	if (b->n_anchors >= MAX_ANCHORS)
 		return berr(b, ev, "too many anchors");
-	a = realloc(b->anchors, (b->n_anchors + 1) * sizeof(*a));
+	n = strlen(name);
+	a = malloc(sizeof(*a) + n + 1);
 	if (!a)
 		return berr(b, ev, "out of memory");
-	b->anchors = a;
-	a[b->n_anchors].name = strdup(name);
-	if (!a[b->n_anchors].name)
+	memcpy(a->name, name, n + 1);
+	a->val = json_object_get(val);
+	a->size = size;
+	if (!tsearch(a, &b->anchors, cmp_anchor)) {
+		json_object_put(a->val);
+		free(a);
 		return berr(b, ev, "out of memory");
-	a[b->n_anchors].val = json_object_get(val);
+	}
 	b->n_anchors++;
 	return 0;
 }
 
+static void anchor_free(void *p)
+{
+	struct anchor *a = p;
+
+	json_object_put(a->val);
+	free(a);
+}
+
 static void clear_anchors(struct builder *b)
 {
-	for (size_t i = 0; i < b->n_anchors; i++) {
-		free(b->anchors[i].name);
-		json_object_put(b->anchors[i].val);
-	}
-	free(b->anchors);
+	tdestroy(b->anchors, anchor_free);
 	b->anchors = NULL;
 	b->n_anchors = 0;
 }
@@ -323,13 +381,16 @@ static int set_key(struct builder *b, const yaml_event_t *ev, const char *key)
 	return f->key ? 0 : berr(b, ev, "out of memory");
 }
 
-/* Adds a finished value (ownership passed) to the current container. */
+/* Adds a finished value (ownership passed) of size expanded nodes to the
+ * current container. */
 static int add_value(struct builder *b, const yaml_event_t *ev,
-		     struct json_object *val)
+		     struct json_object *val, size_t size)
 {
 	struct frame *f;
 	int rc = 0;
 
+	if (b->depth > 0)
+		b->stack[b->depth - 1].size += size;
 	if (b->depth == 0) {
 		b->root = val;
 		b->have_root = true;
@@ -377,6 +438,7 @@ static int push(struct builder *b, const yaml_event_t *ev,
 	f = &b->stack[b->depth++];
 	memset(f, 0, sizeof(*f));
 	f->node = node;
+	f->size = 1;
 	if (anchor) {
 		f->anchor = strdup((const char *)anchor);
 		if (!f->anchor)
@@ -389,20 +451,21 @@ static int pop(struct builder *b, const yaml_event_t *ev)
 {
 	struct frame *f = &b->stack[--b->depth];
 	struct json_object *node = f->node;
+	size_t size = f->size;
 	int rc;
 
 	if (f->key) {
 		free(f->key);
 		f->key = NULL;
 	}
-	rc = bind_anchor(b, ev, f->anchor, node);
+	rc = bind_anchor(b, ev, f->anchor, node, size);
 	free(f->anchor);
 	f->anchor = NULL;
 	if (rc) {
 		json_object_put(node);
 		return rc;
 	}
-	return add_value(b, ev, node);
+	return add_value(b, ev, node, size);
 }
 
 static void reset_stack(struct builder *b)
@@ -445,10 +508,62 @@ static void append_doc(struct json_object *docs, struct json_object *doc,
 	json_object_array_add(docs, doc);
 }
 
-static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
-		      char *err, size_t errlen)
+/*
+ * Refuses the current document: its partial tree is dropped and its
+ * remaining events are skipped. Reported through on_doc_err when the
+ * caller takes per-document errors, else the whole stream fails.
+ */
+static int refuse_doc(struct builder *b, const yaml_event_t *ev,
+		      const char *why)
 {
-	struct builder b = { .err = err, .errlen = errlen };
+	char ref[KPX_NS_MAX + KPX_NAME_MAX + 2] = "", msg[512];
+	struct json_object *top = b->depth ? b->stack[0].node : b->root;
+
+	if (json_object_is_type(top, json_type_object) &&
+	    json_object_object_get_ex(top, "metadata", NULL))
+		kpx_object_ref(top, ref, sizeof(ref));
+	snprintf(msg, sizeof(msg), "document %zu%s%s%s: line %zu: %s", b->doc,
+		 ref[0] ? " (" : "", ref, ref[0] ? ")" : "",
+		 ev->start_mark.line + 1, why);
+	if (!b->on_doc_err) {
+		snprintf(b->err, b->errlen, "%s", msg);
+		return -E2BIG;
+	}
+	b->on_doc_err(b->arg, msg);
+	reset_stack(b);
+	if (b->have_root)
+		json_object_put(b->root);
+	b->root = NULL;
+	b->have_root = false;
+	b->skip_doc = true;
+	return 0;
+}
+
+/* An alias adds its anchor's expanded size to the document. */
+static int count_alias(struct builder *b, const yaml_event_t *ev,
+		       const struct anchor *a)
+{
+	size_t budget = ALIAS_RATIO * b->nodes;
+	char why[160];
+
+	if (budget < ALIAS_NODES_MIN)
+		budget = ALIAS_NODES_MIN;
+	if (a->size <= budget && b->alias_nodes <= budget - a->size) {
+		b->alias_nodes += a->size;
+		return 0;
+	}
+	snprintf(why, sizeof(why),
+		 "aliases expand to more than %zu nodes (an alias bomb?); document skipped",
+		 budget);
+	return refuse_doc(b, ev, why);
+}
+
+static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
+		      char *err, size_t errlen, kpx_yaml_doc_err_fn on_doc_err,
+		      void *arg)
+{
+	struct builder b = { .err = err, .errlen = errlen,
+			     .on_doc_err = on_doc_err, .arg = arg };
 	yaml_parser_t parser;
 	yaml_event_t ev;
 	bool done = false;
@@ -469,6 +584,13 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
 			rc = -EINVAL;
 			break;
 		}
+		if (b.skip_doc && ev.type != YAML_DOCUMENT_END_EVENT &&
+		    ev.type != YAML_STREAM_END_EVENT) {
+			yaml_event_delete(&ev);
+			continue;
+		}
+		if (ev.type >= YAML_ALIAS_EVENT)
+			b.nodes++;
 		switch (ev.type) {
 		case YAML_STREAM_END_EVENT:
 			done = true;
@@ -476,6 +598,9 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
 		case YAML_DOCUMENT_START_EVENT:
 			b.root = NULL;
 			b.have_root = false;
+			b.doc++;
+			b.nodes = 0;
+			b.alias_nodes = 0;
 			break;
 		case YAML_DOCUMENT_END_EVENT:
 			/* Empty documents (only comments, a bare ---) are
@@ -484,6 +609,7 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
 				append_doc(docs, b.root, 0);
 			b.root = NULL;
 			b.have_root = false;
+			b.skip_doc = false;
 			clear_anchors(&b);
 			break;
 		case YAML_MAPPING_START_EVENT:
@@ -511,21 +637,19 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
 			v = scalar_value(&ev);
 
 			rc = bind_anchor(&b, &ev,
-					 (const char *)ev.data.scalar.anchor, v);
+					 (const char *)ev.data.scalar.anchor, v,
+					 1);
 			if (rc)
 				json_object_put(v);
 			else
-				rc = add_value(&b, &ev, v);
+				rc = add_value(&b, &ev, v, 1);
 			break;
 		}
 		case YAML_ALIAS_EVENT: {
 			const char *name = (const char *)ev.data.alias.anchor;
-			size_t i;
+			struct anchor *a = find_anchor(&b, name);
 
-			for (i = 0; i < b.n_anchors; i++)
-				if (!strcmp(b.anchors[i].name, name))
-					break;
-			if (i == b.n_anchors) {
+			if (!a) {
 				char msg[160];
 
 				snprintf(msg, sizeof(msg),
@@ -539,8 +663,10 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
 			 * except when merged into a mapping, which copies
 			 * keys by reference too and does not mutate src.
 			 */
-			rc = add_value(&b, &ev,
-				       json_object_get(b.anchors[i].val));
+			rc = count_alias(&b, &ev, a);
+			if (!rc && !b.skip_doc)
+				rc = add_value(&b, &ev, json_object_get(a->val),
+					       a->size);
 			break;
 		}
 		default:
@@ -627,6 +753,13 @@ static int try_json(const char *buf, size_t len, struct json_object *docs)
 int kpx_yaml_to_json(const char *buf, size_t len, struct json_object **docs,
 		     char *err, size_t errlen)
 {
+	return kpx_yaml_to_json_ex(buf, len, docs, err, errlen, NULL, NULL);
+}
+
+int kpx_yaml_to_json_ex(const char *buf, size_t len, struct json_object **docs,
+			char *err, size_t errlen,
+			kpx_yaml_doc_err_fn on_doc_err, void *arg)
+{
 	struct json_object *arr;
 	char dummy[1];
 	int rc;
@@ -656,7 +789,7 @@ int kpx_yaml_to_json(const char *buf, size_t len, struct json_object **docs,
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
-		rc = parse_yaml(buf, len, arr, err, errlen);
+		rc = parse_yaml(buf, len, arr, err, errlen, on_doc_err, arg);
 		if (rc) {
 			json_object_put(arr);
 			return rc;
