@@ -64,7 +64,96 @@ struct kpx_config {
 
 	/* conntrack timeouts for the bpf datapath, seconds. */
 	uint32_t ct_tcp_timeout, ct_tcp_close_timeout, ct_udp_timeout;
+
+	/* What to do instead of running (kube-proxy's flags of these names). */
+	bool cleanup_and_exit;		/* --cleanup */
+	bool init_only;			/* --init-only: kpx has no init step */
+	bool print_version;		/* --version */
+	char write_config_to[PATH_MAX];	/* --write-config-to FILE */
+	/* Where cfg->kubeconfig came from, for the error when it is missing. */
+	bool kubeconfig_from_file;
+	/* FNV-1a of the --config file's bytes as loaded: the agent exits when
+	 * the file's content changes (as kube-proxy does). */
+	uint64_t config_hash;
 };
+
+/*
+ * The one flag table of `kpx run`, `kpx cleanup`, `kpx status` and
+ * `kpx services`: kpx's flags and every flag of kube-proxy (v1.37,
+ * cmd/kube-proxy/app/options.go, component-base logging and feature gates).
+ * Flags parse as pflag does: --name=value or --name value; booleans only
+ * take a value after '=' (ParseBool), so `--cleanup --x` never swallows
+ * --x; -v N / -vN / -v=N; -h; "--" ends the flags.
+ */
+enum kpx_flag_type {
+	KPX_FT_STRING,
+	KPX_FT_BOOL,
+	KPX_FT_INT,	 /* a Go int32 */
+	KPX_FT_FLOAT,	 /* a Go float32 */
+	KPX_FT_DURATION, /* time.ParseDuration */
+	KPX_FT_VERSION,	 /* --version[=true|false|raw] */
+};
+
+struct kpx_flag {
+	const char *name;
+	char shorthand; /* 0, or the one-letter form (-v, -h, -o) */
+	uint8_t type;	/* enum kpx_flag_type */
+	int id;		/* >= 0: kpx acts on it; KPX_FLAG_IGNORED: warned */
+	/* ignored flags: why kpx has no use for it (the warning says it) */
+	const char *why;
+};
+
+#define KPX_FLAG_IGNORED (-1)
+
+extern const struct kpx_flag kpx_flags[];
+extern const size_t kpx_n_flags;
+const struct kpx_flag *kpx_flag_lookup(const char *name);
+
+/*
+ * A command's own flags (cleanup's --kube-proxy, status's -o) on top of
+ * the shared table: extra (NULL-name terminated) is looked up first, and
+ * fn gets each with its value (booleans: "true" or "false", already
+ * parsed). fn returns 0 or a negative errno (the parser then names the
+ * flag). Positional arguments go to pos (at most max_pos, else an error).
+ */
+struct kpx_flag_cmd {
+	const char *cmd;   /* "run", "cleanup": for messages */
+	const char *usage; /* printed for -h/--help */
+	const struct kpx_flag *extra;
+	int (*fn)(void *arg, const struct kpx_flag *f, const char *value);
+	void *arg;
+	char **pos;
+	size_t max_pos, n_pos;
+	/* kube-proxy's flags that kpx ignores are warned about on stderr,
+	 * once per name; quiet: not at all (the inspect commands). */
+	bool quiet;
+};
+
+/*
+ * Parses argv (argv[0] is the subcommand) into cfg: --config first, so
+ * that flags override the file, then every flag in order. Returns 0, 1
+ * when --help or --version was printed, or -EINVAL with a message on
+ * stderr naming the flag.
+ */
+int kpx_config_parse(struct kpx_config *cfg, int argc, char **argv,
+		     struct kpx_flag_cmd *cmd);
+/* Go's strconv.ParseBool. 0 or -EINVAL. */
+int kpx_bool_parse(const char *s, bool *out);
+/* Go's time.ParseDuration, nanoseconds; -EINVAL on bad syntax, -ERANGE
+ * when it does not fit an int64 of nanoseconds. */
+int kpx_duration_parse_ns(const char *s, int64_t *ns);
+/* Go's time.Duration.String() of ms (e.g. "1m30s", "250ms", "24h0m0s"). */
+void kpx_duration_format(uint64_t ms, char *buf, size_t len);
+/*
+ * The effective configuration as kube-proxy's /configz serves it:
+ * {"kubeproxy.config.k8s.io": {...}} (KubeProxyConfiguration field names,
+ * plus kpx's own section). backend is the resolved one. malloc'd.
+ */
+char *kpx_config_render(const struct kpx_config *cfg,
+			enum kpx_backend_kind backend);
+/* "IP" -> "IP:port", "IPv6" -> "[IPv6]:port"; anything else unchanged
+ * (kube-proxy's AppendPortIfNeeded). 0 or -ENAMETOOLONG. */
+int kpx_addr_append_port(char *addr, size_t len, unsigned int port);
 
 void kpx_config_defaults(struct kpx_config *cfg);
 /*
@@ -78,7 +167,8 @@ int kpx_config_parse_run(struct kpx_config *cfg, int argc, char **argv);
  * are warned about, not fatal. Returns 0 or a negative errno.
  */
 int kpx_config_load_file(struct kpx_config *cfg, const char *path);
-/* Parses "1s", "500ms", "2m", "1h30m" (Go durations subset) into ms. */
+/* A non-negative Go duration ("1m30s", "250ms", "1.5h") in ms, truncated;
+ * negative, NaN-like, overflowing or malformed input: -EINVAL. */
 int kpx_duration_parse(const char *s, uint64_t *ms);
 /* Resolves the auto backend to bpf or nft for this kernel. */
 enum kpx_backend_kind kpx_config_resolve_backend(const struct kpx_config *cfg);

@@ -476,6 +476,8 @@ static int load_client(const struct cf_ctx *c, struct json_object *root)
 	warn_unknown(c, cc, "clientConnection.", known);
 	ret = copy_string(c, cc, "clientConnection.", "kubeconfig",
 			  c->cfg->kubeconfig, sizeof(c->cfg->kubeconfig));
+	if (ret > 0 && c->cfg->kubeconfig[0])
+		c->cfg->kubeconfig_from_file = true;
 	return ret < 0 ? ret : 0;
 }
 

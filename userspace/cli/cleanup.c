@@ -21,7 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +38,7 @@
 #include "cli/cli.h"
 #include "common/log.h"
 
+#include <curl/curl.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
 #include <libnftnl/table.h>
@@ -53,13 +54,16 @@ static void cleanup_usage(FILE *f)
 		"Usage: kpx cleanup [flags]\n"
 		"\n"
 		"Removes everything kpx programmed on this node (both backends\n"
-		"unless --backend is given), then exits.\n"
+		"unless --backend is given), then exits. Every flag of `kpx run`\n"
+		"is accepted too (kube-proxy's --cleanup takes its whole flag\n"
+		"set), so the agent's argument list can be reused as is.\n"
 		"\n"
 		"  --backend bpf|nft     clean only this backend\n"
 		"  --config FILE         take bpfRoot, cgroupPath, stateSocket\n"
 		"                        from the agent's KubeProxyConfiguration\n"
-		"                        (flags after it win)\n"
-		"  --bpf-root PATH       bpf pin directory (/sys/fs/bpf/kpx)\n"
+		"                        (flags win)\n"
+		"  --bpf-root PATH       bpf pin directory (/sys/fs/bpf/kpx); only\n"
+		"                        the pins kpx creates are removed\n"
 		"  --cgroup-path PATH    cgroup the socket hooks are attached to\n"
 		"  --state-socket PATH   agent socket (" KPX_STATE_SOCKET_DEFAULT "); kpx's\n"
 		"                        own state is kept while an agent answers\n"
@@ -67,10 +71,24 @@ static void cleanup_usage(FILE *f)
 		"                        (ip/ip6 kube-proxy) and iptables KUBE-*\n"
 		"                        chains (migration from kube-proxy)\n"
 		"  --force               clean kpx's state even if an agent runs\n"
+		"  --wait-for URL        first wait until URL answers 200 (e.g.\n"
+		"                        kube-proxy's http://127.0.0.1:10256/healthz);\n"
+		"                        not within --wait-timeout (5m): keep kpx's\n"
+		"                        state, exit 1\n"
+		"  --then-sleep          after a successful cleanup, stay up until\n"
+		"                        SIGTERM (a DaemonSet pod that stays Ready)\n"
 		"  -v N                  log verbosity\n"
 		"\n"
 		"Exit status: 0 when done (also when there was nothing to\n"
-		"remove), 1 on any error.\n");
+		"remove), 1 on any error, 2 on bad flags.\n");
+}
+
+/* libcurl's body callback for --wait-for: the status code is enough. */
+static size_t discard_body(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
 }
 
 /* ---- kpx's own state ---------------------------------------------- */
@@ -622,125 +640,140 @@ static int clean_kube_proxy_iptables(void)
 	return ret;
 }
 
+/* ---- waiting for a successor, and staying up ---------------------- */
+
+/* GET url until it answers 200 or timeout_ms passes. 0, or -ETIMEDOUT. */
+static int wait_for_url(const char *url, uint64_t timeout_ms)
+{
+	struct timespec t0, now;
+	CURL *h = curl_easy_init();
+	long code = 0;
+	int ret = -ETIMEDOUT;
+
+	if (!h)
+		return -ENOMEM;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+	printf("kpx cleanup: waiting for %s to answer 200 (up to %" PRIu64
+	       " s)\n", url, timeout_ms / 1000);
+	fflush(stdout);
+	for (;;) {
+		if (curl_easy_perform(h) == CURLE_OK &&
+		    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) ==
+			    CURLE_OK &&
+		    code == 200) {
+			ret = 0;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((uint64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+			    (uint64_t)(now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    timeout_ms)
+			break;
+		usleep(500 * 1000);
+	}
+	curl_easy_cleanup(h);
+	return ret;
+}
+
+/* Until SIGTERM/SIGINT: a cleanup pod that stays Ready (a container that
+ * exits is restarted, and a DaemonSet rollout waits for Ready pods). */
+static int sleep_until_signal(int status)
+{
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	printf("kpx cleanup: done (status %d); sleeping until terminated\n",
+	       status);
+	fflush(stdout);
+	sigwait(&set, &sig);
+	return status;
+}
+
 /* ---- command ------------------------------------------------------ */
 
 enum {
-	OPT_BACKEND = 256,
-	OPT_BPF_ROOT,
-	OPT_CGROUP,
-	OPT_STATE,
 	OPT_KUBE_PROXY,
 	OPT_FORCE,
-	OPT_CONFIG,
+	OPT_THEN_SLEEP,
+	OPT_WAIT_FOR,
+	OPT_WAIT_TIMEOUT,
 };
 
-int kpx_cmd_cleanup(int argc, char **argv)
+struct cleanup_opts {
+	bool kube_proxy, force, then_sleep;
+	const char *wait_for;
+	uint64_t wait_timeout_ms;
+};
+
+static const struct kpx_flag cleanup_flags[] = {
+	{ "kube-proxy", 0, KPX_FT_BOOL, OPT_KUBE_PROXY, NULL },
+	{ "force", 0, KPX_FT_BOOL, OPT_FORCE, NULL },
+	{ "then-sleep", 0, KPX_FT_BOOL, OPT_THEN_SLEEP, NULL },
+	{ "wait-for", 0, KPX_FT_STRING, OPT_WAIT_FOR, NULL },
+	{ "wait-timeout", 0, KPX_FT_DURATION, OPT_WAIT_TIMEOUT, NULL },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static int cleanup_flag(void *arg, const struct kpx_flag *f, const char *v)
 {
-	static const struct option opts[] = {
-		{ "backend", required_argument, NULL, OPT_BACKEND },
-		{ "proxy-mode", required_argument, NULL, OPT_BACKEND },
-		{ "bpf-root", required_argument, NULL, OPT_BPF_ROOT },
-		{ "cgroup-path", required_argument, NULL, OPT_CGROUP },
-		{ "state-socket", required_argument, NULL, OPT_STATE },
-		{ "kube-proxy", no_argument, NULL, OPT_KUBE_PROXY },
-		{ "force", no_argument, NULL, OPT_FORCE },
-		{ "config", required_argument, NULL, OPT_CONFIG },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct kpx_config cfg;
-	bool kube_proxy = false, force = false, busy;
-	int root_fd = -1;
-	enum kpx_backend_kind only = KPX_BACKEND_AUTO;
-	char *dst;
-	size_t dlen;
-	int opt, ret = 0, r;
+	struct cleanup_opts *o = arg;
 
-	kpx_config_defaults(&cfg);
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v:h", opts, NULL)) != -1) {
-		dst = NULL;
-		switch (opt) {
-		case OPT_BACKEND:
-			if (kpx_backend_parse(optarg, &only)) {
-				fprintf(stderr,
-					"kpx cleanup: --backend: want bpf or "
-					"nft, not '%s'\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case OPT_BPF_ROOT:
-			dst = cfg.bpf_root;
-			dlen = sizeof(cfg.bpf_root);
-			break;
-		case OPT_CGROUP:
-			dst = cfg.cgroup_path;
-			dlen = sizeof(cfg.cgroup_path);
-			break;
-		case OPT_STATE:
-			dst = cfg.state_socket;
-			dlen = sizeof(cfg.state_socket);
-			break;
-		case OPT_KUBE_PROXY:
-			kube_proxy = true;
-			break;
-		case OPT_FORCE:
-			force = true;
-			break;
-		case OPT_CONFIG:
-			/* In order with the flags: the ones after it win. */
-			if (kpx_config_load_file(&cfg, optarg) < 0) {
-				fprintf(stderr, "kpx cleanup: --config %s: "
-					"see above\n", optarg);
-				return 2;
-			}
-			break;
-		case 'v':
-			kpx_log_verbosity = cfg.verbosity = atoi(optarg);
-			break;
-		case 'h':
-			cleanup_usage(stdout);
-			return 0;
-		default:
-			cleanup_usage(stderr);
-			return 2;
-		}
-		if (dst && snprintf(dst, dlen, "%s", optarg) >= (int)dlen) {
-			fprintf(stderr, "kpx cleanup: path too long: %s\n",
-				optarg);
-			return 2;
-		}
+	switch (f->id) {
+	case OPT_KUBE_PROXY:
+		return kpx_bool_parse(v, &o->kube_proxy);
+	case OPT_FORCE:
+		return kpx_bool_parse(v, &o->force);
+	case OPT_THEN_SLEEP:
+		return kpx_bool_parse(v, &o->then_sleep);
+	case OPT_WAIT_FOR:
+		o->wait_for = *v ? v : NULL;
+		return 0;
+	case OPT_WAIT_TIMEOUT:
+		return kpx_duration_parse(v, &o->wait_timeout_ms);
+	default:
+		return -EINVAL;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "kpx cleanup: unexpected argument '%s'\n",
-			argv[optind]);
-		return 2;
-	}
+}
 
-	kpx_state_socket_resolve(cfg.state_socket, sizeof(cfg.state_socket));
-	busy = !force && only != KPX_BACKEND_NFT &&
-	       bpf_root_busy(&cfg, &root_fd);
-	if (busy || (!force && kpx_state_socket_live(cfg.state_socket))) {
+/* The cleanup itself; 0 when done, 1 on any error or a held state. */
+static int do_cleanup(struct kpx_config *cfg, const struct cleanup_opts *o)
+{
+	enum kpx_backend_kind only = cfg->backend;
+	int root_fd = -1, ret = 0, r;
+	bool busy;
+
+	kpx_state_socket_resolve(cfg->state_socket, sizeof(cfg->state_socket));
+	busy = !o->force && only != KPX_BACKEND_NFT &&
+	       bpf_root_busy(cfg, &root_fd);
+	if (busy || (!o->force && kpx_state_socket_live(cfg->state_socket))) {
 		if (!busy)
 			printf("kpx: an agent is running (%s); its state is "
 			       "left in place (stop it first, or pass "
 			       "--force)\n",
-			       cfg.state_socket);
-		if (!kube_proxy) {
+			       cfg->state_socket);
+		if (!o->kube_proxy) {
 			if (root_fd >= 0)
 				close(root_fd);
 			return 1;
 		}
 	} else {
 		if (only != KPX_BACKEND_NFT &&
-		    (r = clean_backend(&kpx_bpf_backend, &cfg)) < 0)
+		    (r = clean_backend(&kpx_bpf_backend, cfg)) < 0)
 			ret = r;
 		if (only != KPX_BACKEND_BPF &&
-		    (r = clean_backend(&kpx_nft_backend, &cfg)) < 0)
+		    (r = clean_backend(&kpx_nft_backend, cfg)) < 0)
 			ret = ret ?: r;
 	}
-	if (kube_proxy) {
+	if (o->kube_proxy) {
 		r = clean_kube_proxy_nft();
 		ret = ret ?: r;
 		r = clean_kube_proxy_iptables();
@@ -749,4 +782,60 @@ int kpx_cmd_cleanup(int argc, char **argv)
 	if (root_fd >= 0)
 		close(root_fd);
 	return ret ? 1 : 0;
+}
+
+int kpx_cleanup_exec(struct kpx_config *cfg)
+{
+	struct cleanup_opts o = { 0 };
+
+	kpx_log_verbosity = cfg->verbosity;
+	return do_cleanup(cfg, &o);
+}
+
+int kpx_cmd_cleanup(int argc, char **argv)
+{
+	struct cleanup_opts o = { .wait_timeout_ms = 300000 };
+	struct kpx_flag_cmd c = {
+		.cmd = "cleanup",
+		.extra = cleanup_flags,
+		.fn = cleanup_flag,
+		.arg = &o,
+	};
+	struct kpx_config *cfg;
+	char usage[4096];
+	FILE *uf;
+	int ret;
+
+	/* PATH_MAX fields: not for the stack */
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return 1;
+	uf = fmemopen(usage, sizeof(usage), "w");
+	if (uf) {
+		cleanup_usage(uf);
+		fclose(uf);
+		c.usage = usage;
+	}
+	kpx_config_defaults(cfg);
+	ret = kpx_config_parse(cfg, argc, argv, &c);
+	if (ret) {
+		free(cfg);
+		return ret > 0 ? 0 : 2;
+	}
+	kpx_log_verbosity = cfg->verbosity;
+	if (o.wait_for && wait_for_url(o.wait_for, o.wait_timeout_ms)) {
+		/* The successor is not serving: kpx's state keeps the node's
+		 * Services working, so it stays. */
+		fprintf(stderr,
+			"kpx cleanup: %s did not answer 200 within %" PRIu64
+			" s; kpx's state is left in place\n",
+			o.wait_for, o.wait_timeout_ms / 1000);
+		ret = 1;
+	} else {
+		ret = do_cleanup(cfg, &o);
+	}
+	free(cfg);
+	if (o.then_sleep && ret == 0)
+		return sleep_until_signal(ret);
+	return ret;
 }

@@ -11,4 +11,9 @@ int kpx_cmd_services(int argc, char **argv); /* cli/services.c */
 int kpx_cmd_plan(int argc, char **argv);     /* cli/plan.c */
 int kpx_cmd_cleanup(int argc, char **argv);  /* cli/cleanup.c */
 
+struct kpx_config;
+/* `kpx run --cleanup`: what `kpx cleanup` does with the run's flags
+ * (kube-proxy's --cleanup). Returns the exit code. */
+int kpx_cleanup_exec(struct kpx_config *cfg);
+
 #endif

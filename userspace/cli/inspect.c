@@ -3,7 +3,6 @@
 #include "cli/inspect.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,100 +10,80 @@
 
 #include "agent/serve.h"
 
+enum { O_OUTPUT, O_NAMESPACE, O_VERIFY };
+
+struct inspect_ctx {
+	struct kpx_inspect_opts *o;
+	bool allow_filter;
+};
+
+static int inspect_flag(void *arg, const struct kpx_flag *f, const char *v)
+{
+	struct inspect_ctx *c = arg;
+
+	switch (f->id) {
+	case O_OUTPUT:
+		if (strcmp(v, "json") && strcmp(v, "wide") && strcmp(v, "text")) {
+			fprintf(stderr, "kpx: -o %s: want json, wide or text\n",
+				v);
+			return -EINVAL;
+		}
+		c->o->output = strcmp(v, "text") ? v : NULL;
+		return 0;
+	case O_NAMESPACE:
+		if (!c->allow_filter)
+			return -EINVAL;
+		c->o->ns = v;
+		return 0;
+	case O_VERIFY:
+		if (!c->allow_filter)
+			return -EINVAL;
+		return kpx_bool_parse(v, &c->o->verify);
+	default:
+		return -EINVAL;
+	}
+}
+
 int kpx_inspect_parse(int argc, char **argv, bool allow_filter,
 		      const char *usage, struct kpx_inspect_opts *o)
 {
-	enum { O_SOCK = 256, O_ROOT, O_BACKEND, O_CGROUP, O_VERIFY };
-	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "state-socket", required_argument, NULL, O_SOCK },
-		{ "bpf-root", required_argument, NULL, O_ROOT },
-		{ "backend", required_argument, NULL, O_BACKEND },
-		{ "proxy-mode", required_argument, NULL, O_BACKEND },
-		{ "cgroup-path", required_argument, NULL, O_CGROUP },
-		{ "verify", no_argument, NULL, O_VERIFY },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	/* Their own flags on top of the one table of `kpx run` (bpf-root,
+	 * state-socket, backend, cgroup-path...): an agent's argument list
+	 * works here too. */
+	static const struct kpx_flag extra[] = {
+		{ "output", 'o', KPX_FT_STRING, O_OUTPUT, NULL },
+		{ "namespace", 'n', KPX_FT_STRING, O_NAMESPACE, NULL },
+		{ "verify", 0, KPX_FT_BOOL, O_VERIFY, NULL },
+		{ NULL, 0, 0, 0, NULL },
 	};
-	int c, idx = 0;
-	size_t len = 0;
-	char *dst;
+	struct inspect_ctx ictx = { .o = o, .allow_filter = allow_filter };
+	char *pos[1];
+	struct kpx_flag_cmd c = {
+		.cmd = argv[0],
+		.usage = usage,
+		.extra = extra,
+		.fn = inspect_flag,
+		.arg = &ictx,
+		.pos = pos,
+		.max_pos = allow_filter ? 1 : 0,
+		.quiet = true,
+	};
+	int ret;
 
 	memset(o, 0, sizeof(*o));
 	kpx_config_defaults(&o->cfg);
-	optind = 1;
-	opterr = 1;
-	while ((c = getopt_long(argc, argv, "o:n:h", longopts, &idx)) != -1) {
-		dst = NULL;
-		switch (c) {
-		case 'o':
-			if (strcmp(optarg, "json") && strcmp(optarg, "wide") &&
-			    strcmp(optarg, "text")) {
-				fprintf(stderr,
-					"kpx: -o %s: want json, wide or text\n",
-					optarg);
-				return -EINVAL;
-			}
-			o->output = strcmp(optarg, "text") ? optarg : NULL;
-			break;
-		case 'n':
-			if (!allow_filter)
-				goto bad;
-			o->ns = optarg;
-			break;
-		case O_SOCK:
-			dst = o->cfg.state_socket;
-			len = sizeof(o->cfg.state_socket);
-			break;
-		case O_ROOT:
-			dst = o->cfg.bpf_root;
-			len = sizeof(o->cfg.bpf_root);
-			break;
-		case O_CGROUP:
-			dst = o->cfg.cgroup_path;
-			len = sizeof(o->cfg.cgroup_path);
-			break;
-		case O_BACKEND:
-			if (kpx_backend_parse(optarg, &o->cfg.backend)) {
-				fprintf(stderr,
-					"kpx: --backend %s: want bpf or nft\n",
-					optarg);
-				return -EINVAL;
-			}
-			break;
-		case O_VERIFY:
-			if (!allow_filter)
-				goto bad;
-			o->verify = true;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 1;
-		default:
-			goto bad;
-		}
-		/* The path flags: only the long form exists, so idx is set. */
-		if (dst && snprintf(dst, len, "%s", optarg) >= (int)len) {
-			fprintf(stderr, "kpx: --%s: value too long\n",
-				longopts[idx].name);
-			return -EINVAL;
-		}
+	ret = kpx_config_parse(&o->cfg, argc, argv, &c);
+	if (ret > 0)
+		return 1;
+	if (ret < 0) {
+		fputs(usage, stderr);
+		return -EINVAL;
 	}
-	if (optind < argc) {
-		if (!allow_filter || argc - optind > 1) {
-			fprintf(stderr, "kpx: unexpected argument '%s'\n",
-				argv[optind]);
-			goto bad;
-		}
-		o->name = argv[optind];
-	}
+	if (c.n_pos)
+		o->name = pos[0];
 	kpx_state_socket_resolve(o->cfg.state_socket,
 				 sizeof(o->cfg.state_socket));
 	return 0;
-bad:
-	fputs(usage, stderr);
-	return -EINVAL;
 }
 
 const struct kpx_backend_ops *kpx_inspect_backend(const struct kpx_config *cfg,
