@@ -6,9 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cli/table.h"
 #include "common/addr.h"
+#include "common/log.h"
 #include "k8s/objects.h"
+#include "model/store.h"
+#include "plan/plan.h"
 
 /* JSON with ' for " so that test objects stay readable in C. */
 static struct json_object *J(const char *text)
@@ -678,4 +683,224 @@ Test(objects, proto_names)
 	cr_assert_str_eq(kpx_proto_name(KPX_PROTO_UDP), "UDP");
 	cr_assert_str_eq(kpx_proto_name(KPX_PROTO_SCTP), "SCTP");
 	cr_assert_str_eq(kpx_proto_name(1), "?");
+}
+
+/*
+ * Names follow the API server's rules: a manifest cannot bring a newline,
+ * an escape sequence or invalid UTF-8 in a name, namespace or port name
+ * into logs, `kpx plan` and kernel object names. Such objects are skipped
+ * with the rule in the reason (the caller's log names the object,
+ * escaped).
+ */
+Test(objects, names_follow_the_api_rules)
+{
+	static const struct bad_case svc_cases[] = {
+		{ "{'metadata':{'name':'web\\nE1207 forged line'},'spec':{}}",
+		  -EINVAL, "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'a\\u001b[2Jb'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'caf\xc3\xa9'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'bad\xff'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'Web'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'1web'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'web-'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'a.b'},'spec':{}}", -EINVAL,
+		  "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'a234567890123456789012345678901234567890"
+		  "123456789012345678901234'},'spec':{}}",
+		  -EINVAL, "metadata.name: not a DNS-1035 label" },
+		{ "{'metadata':{'name':'s','namespace':'kube_system'},'spec':{}}",
+		  -EINVAL, "metadata.namespace: not a DNS-1123 label" },
+		{ "{'metadata':{'name':'s','namespace':'x\\ty'},'spec':{}}",
+		  -EINVAL, "metadata.namespace: not a DNS-1123 label" },
+		{ SVC("'ports':[{'name':'http\\u001b]0;pwned\\u0007','port':80}]"),
+		  -EINVAL, "spec.ports[0].name: not a DNS-1123 label" },
+		{ SVC("'ports':[{'name':'HTTP','port':80}]"), -EINVAL,
+		  "spec.ports[0].name: not a DNS-1123 label" },
+	};
+	struct json_object *o;
+	struct kpx_endpoint_slice *sl;
+	struct kpx_service *svc;
+	struct kpx_node *node;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(svc_cases) / sizeof(svc_cases[0]); i++)
+		expect_bad_service(&svc_cases[i]);
+
+	/* the longest legal names pass */
+	svc = svc_ok("{'metadata':{'name':'a23456789012345678901234567890123456"
+		     "789012345678901234567890123','namespace':'9-ns'},"
+		     "'spec':{'ports':[{'name':'h2-c','port':80}]}}");
+	kpx_service_free(svc);
+
+	/* EndpointSlices: subdomain names, label-value service names,
+	 * subdomain node names, DNS-1123 port names */
+	sl = slice_ok("{'metadata':{'name':'web-x.y','namespace':'n',"
+		      "'labels':{'kubernetes.io/service-name':'web'}},"
+		      "'addressType':'IPv4','ports':[{'name':'p-1','port':1}],"
+		      "'endpoints':[{'addresses':['198.19.1.1'],"
+		      "'nodeName':'node-1.zone-a'}]}");
+	kpx_slice_free(sl);
+	static const char *const bad_slices[] = {
+		"{'metadata':{'name':'web\\nx','namespace':'n','labels':"
+		"{'kubernetes.io/service-name':'web'}},'addressType':'IPv4'}",
+		"{'metadata':{'name':'web..x','namespace':'n','labels':"
+		"{'kubernetes.io/service-name':'web'}},'addressType':'IPv4'}",
+		"{'metadata':{'name':'w','namespace':'n','labels':"
+		"{'kubernetes.io/service-name':'w\\u001bb'}},'addressType':'IPv4'}",
+		"{'metadata':{'name':'w','namespace':'n','labels':"
+		"{'kubernetes.io/service-name':'w'}},'addressType':'IPv4',"
+		"'ports':[{'name':'p\\n','port':1}]}",
+		"{'metadata':{'name':'w','namespace':'n','labels':"
+		"{'kubernetes.io/service-name':'w'}},'addressType':'IPv4',"
+		"'endpoints':[{'addresses':['198.19.1.1'],'nodeName':'n\\r1'}]}",
+	};
+	for (size_t i = 0; i < sizeof(bad_slices) / sizeof(bad_slices[0]); i++) {
+		o = J(bad_slices[i]);
+		sl = (void *)1;
+		cr_expect_eq(kpx_slice_decode(o, &sl, err, sizeof(err)), -EINVAL,
+			     "accepted %s", bad_slices[i]);
+		cr_expect(strstr(err, ": not a "), "%s: %s", bad_slices[i], err);
+		cr_expect_null(sl);
+		json_object_put(o);
+	}
+
+	o = J("{'metadata':{'name':'node\\u001b[1m'}}");
+	cr_expect_eq(kpx_node_decode(o, &node, err, sizeof(err)), -EINVAL);
+	json_object_put(o);
+	o = J("{'metadata':{'name':'n1','labels':{'topology.kubernetes.io/zone':"
+	      "'zone\\na'}}}");
+	cr_expect_eq(kpx_node_decode(o, &node, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "not a label value"), "%s", err);
+	json_object_put(o);
+}
+
+/* ---- escaping at the output boundary (common/log.h) ---- */
+
+static const char *esc(const char *s)
+{
+	static char buf[512];
+
+	kpx_escape(s, buf, sizeof(buf));
+	return buf;
+}
+
+Test(escape, control_characters_and_invalid_utf8)
+{
+	cr_assert_str_eq(esc("plain web-1 ok"), "plain web-1 ok");
+	cr_assert_str_eq(esc("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+	cr_assert_str_eq(esc("x\x1b[31mred"), "x\\x1b[31mred");
+	cr_assert_str_eq(esc("del\x7f"), "del\\x7f");
+	/* valid UTF-8 passes, invalid bytes are shown by value */
+	cr_assert_str_eq(esc("caf\xc3\xa9 \xe2\x82\xac"), "caf\xc3\xa9 \xe2\x82\xac");
+	cr_assert_str_eq(esc("bad\xff\xfe"), "bad\\xff\\xfe");
+	cr_assert_str_eq(esc("cut\xe2\x82"), "cut\\xe2\\x82");
+	cr_assert_str_eq(esc("overlong\xc0\xaf"), "overlong\\xc0\\xaf");
+	cr_assert_str_eq(esc("surrogate\xed\xa0\x80"),
+			 "surrogate\\xed\\xa0\\x80");
+	/* C1 CSI, line separator, right-to-left override */
+	cr_assert_str_eq(esc("c1\xc2\x9b" "2J"), "c1\\u009b2J");
+	cr_assert_str_eq(esc("ls\xe2\x80\xa8"), "ls\\u2028");
+	cr_assert_str_eq(esc("rlo\xe2\x80\xae"), "rlo\\u202e");
+}
+
+Test(escape, never_cuts_an_escape_in_half)
+{
+	char buf[5];
+
+	cr_assert_eq(kpx_escape("ab\ncd", buf, sizeof(buf)), 4);
+	cr_assert_str_eq(buf, "ab\\n");
+	cr_assert_eq(kpx_escape("abc\x01", buf, sizeof(buf)), 3);
+	cr_assert_str_eq(buf, "abc");
+	cr_assert_eq(kpx_escape("x", buf, 1), 0);
+	cr_assert_str_eq(buf, "");
+}
+
+/* A log line stays one line whatever the message carries. */
+Test(escape, log_line_is_one_line)
+{
+	char line[2048] = "";
+	FILE *cap = tmpfile();
+	int saved = dup(2);
+
+	cr_assert(cap && saved >= 0);
+	fflush(stderr);
+	dup2(fileno(cap), 2);
+	kpx_err("manifests: f.yaml: %s (Service): skipped",
+		"ns/web\nE1207 00:00:00.000000 1 agent.c:1] forged\x1b]0;t\x07");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(cap);
+	cr_assert(fgets(line, sizeof(line), cap));
+	cr_assert(strstr(line, "ns/web\\nE1207 00:00:00.000000 1 agent.c:1] "
+			       "forged\\x1b]0;t\\x07 (Service): skipped\n"),
+		  "%s", line);
+	cr_assert_null(fgets(line, sizeof(line), cap), "a second line");
+	fclose(cap);
+}
+
+/* Table cells (`kpx services`, `kpx status`) are escaped too. */
+Test(escape, table_cells)
+{
+	const char *hdr[] = { "NAME", "X" };
+	const char *row[] = { "a\nb\x1b[2J", "c" };
+	struct kpx_table *t = kpx_table_new(2, hdr);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	cr_assert(t && f);
+	cr_assert_eq(kpx_table_add(t, row), 0);
+	kpx_table_print(t, f, 0);
+	fclose(f);
+	cr_assert(strstr(out, "a\\nb\\x1b[2J  c\n"), "%s", out);
+	cr_assert_null(strchr(out, '\x1b'));
+	kpx_table_free(t);
+	free(out);
+}
+
+/* `kpx plan`: the node name comes from a flag; ids from the store. */
+Test(escape, plan_table_output)
+{
+	struct kpx_plan_input in;
+	struct kpx_store *store;
+	struct kpx_plan *plan;
+	struct kpx_service *svc;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	memset(&in, 0, sizeof(in));
+	snprintf(in.node_name, sizeof(in.node_name), "node\n1");
+	cr_assert_eq(kpx_store_new(&store), 0);
+	svc = calloc(1, sizeof(*svc));
+	cr_assert(svc);
+	strcpy(svc->ns, "n");
+	strcpy(svc->name, "w\x1b[2Jx");
+	svc->cluster_ips = calloc(1, sizeof(*svc->cluster_ips));
+	cr_assert_eq(kpx_addr_parse("198.18.100.1", svc->cluster_ips), 0);
+	svc->n_cluster_ips = 1;
+	svc->ports = calloc(1, sizeof(*svc->ports));
+	svc->ports[0].proto = KPX_PROTO_TCP;
+	svc->ports[0].port = 80;
+	svc->n_ports = 1;
+	kpx_store_upsert(store, KPX_KIND_SERVICE, svc);
+	kpx_store_mark_synced(store, KPX_KIND_SERVICE);
+	kpx_store_mark_synced(store, KPX_KIND_SLICE);
+	cr_assert_eq(kpx_plan_build(store, &in, &plan), 0);
+	f = open_memstream(&out, &len);
+	kpx_plan_print(plan, f);
+	fclose(f);
+	cr_assert(strstr(out, "node node\\n1  zone -"), "%s", out);
+	cr_assert(strstr(out, "n/w\\x1b[2Jx"), "%s", out);
+	cr_assert_null(strchr(out, '\x1b'));
+	kpx_plan_free(plan);
+	kpx_store_free(store);
+	free(out);
 }

@@ -2,6 +2,8 @@
 /* Aligned CLI tables; see table.h. */
 #include "cli/table.h"
 
+#include "common/log.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +53,16 @@ int kpx_table_add(struct kpx_table *t, const char *const *cells)
 		t->cap = cap;
 	}
 	for (i = 0; i < t->ncols; i++) {
-		t->cells[t->rows * t->ncols + i] =
-			strdup(cells[i] && *cells[i] ? cells[i] : "-");
-		if (!t->cells[t->rows * t->ncols + i]) {
+		const char *c = cells[i] && *cells[i] ? cells[i] : "-";
+		size_t len = 4 * strlen(c) + 1;
+		char *e = malloc(len);
+
+		/* Cells carry names from objects: escaped, they cannot
+		 * break a row or act on the terminal. */
+		if (e)
+			kpx_escape(c, e, len);
+		t->cells[t->rows * t->ncols + i] = e;
+		if (!e) {
 			while (i--)
 				free(t->cells[t->rows * t->ncols + i]);
 			return -ENOMEM;

@@ -50,6 +50,91 @@ __attribute__((format(printf, 3, 4))) static int fail(struct dec *d, int rc,
 #define FIELD "%s%s%s"
 #define FIELD_AT(path, key) (path), *(path) ? "." : "", (key)
 
+/*
+ * The API server's syntax rules for names (apimachinery's validation), so
+ * that the manifests source accepts exactly what a cluster would: names
+ * and port names are DNS labels or subdomains, and never carry a control
+ * character, an escape sequence or a byte of another script into logs,
+ * tables and kernel object names.
+ */
+static bool dns_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* RFC 1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63; RFC 1035
+ * (Service names) also starts with a letter. */
+static bool dns_label(const char *s, size_t n, bool rfc1035)
+{
+	if (!n || n > 63 || !dns_alnum(s[0]) || !dns_alnum(s[n - 1]))
+		return false;
+	if (rfc1035 && !(s[0] >= 'a' && s[0] <= 'z'))
+		return false;
+	for (size_t i = 1; i + 1 < n; i++)
+		if (!dns_alnum(s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+/* RFC 1123 subdomain: labels joined by '.', at most 253 in all. */
+static bool dns_subdomain(const char *s)
+{
+	size_t n = strlen(s);
+	const char *p = s;
+
+	if (!n || n > 253)
+		return false;
+	for (;;) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+
+		if (!dns_label(p, l, false))
+			return false;
+		if (!dot)
+			return true;
+		p = dot + 1;
+	}
+}
+
+/* Label value: empty, or ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], at
+ * most 63. */
+static bool label_value(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n)
+		return true;
+	if (n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+
+		if (!alnum && ((i == 0 || i == n - 1) ||
+			       (c != '-' && c != '_' && c != '.')))
+			return false;
+	}
+	return true;
+}
+
+#define DNS1035_RULE                                                           \
+	"a DNS-1035 label: a-z, 0-9 and '-', starting with a letter, ending "  \
+	"with a letter or digit, at most 63"
+#define DNS1123_LABEL_RULE                                                     \
+	"a DNS-1123 label: a-z, 0-9 and '-', starting and ending with a "      \
+	"letter or digit, at most 63"
+#define DNS1123_SUBDOMAIN_RULE                                                 \
+	"a DNS-1123 subdomain: DNS-1123 labels joined by '.', at most 253"
+#define LABEL_VALUE_RULE                                                       \
+	"a label value: A-Z, a-z, 0-9, '-', '_' and '.', starting and ending "  \
+	"with a letter or digit, at most 63"
+
+enum name_rule {
+	NAME_DNS1035,	/* Service */
+	NAME_SUBDOMAIN, /* EndpointSlice, Node */
+};
+
 static const char *type_name(struct json_object *o)
 {
 	return o ? json_type_to_name(json_object_get_type(o)) : "null";
@@ -187,7 +272,7 @@ struct meta {
 };
 
 static int parse_meta(struct dec *d, struct json_object *obj, bool namespaced,
-		      struct meta *m)
+		      enum name_rule rule, struct meta *m)
 {
 	struct json_object *md;
 	int rc;
@@ -204,6 +289,12 @@ static int parse_meta(struct dec *d, struct json_object *obj, bool namespaced,
 	rc = get_str(d, md, "metadata", "name", m->name, sizeof(m->name), true);
 	if (rc)
 		return rc;
+	if (rule == NAME_DNS1035 &&
+	    !dns_label(m->name, strlen(m->name), true))
+		return fail(d, -EINVAL, "metadata.name: not " DNS1035_RULE);
+	if (rule == NAME_SUBDOMAIN && !dns_subdomain(m->name))
+		return fail(d, -EINVAL,
+			    "metadata.name: not " DNS1123_SUBDOMAIN_RULE);
 	if (namespaced) {
 		rc = get_str(d, md, "metadata", "namespace", m->ns,
 			     sizeof(m->ns), false);
@@ -211,6 +302,9 @@ static int parse_meta(struct dec *d, struct json_object *obj, bool namespaced,
 			return rc;
 		if (!m->ns[0])
 			strcpy(m->ns, "default");
+		if (!dns_label(m->ns, strlen(m->ns), false))
+			return fail(d, -EINVAL, "metadata.namespace: not "
+				    DNS1123_LABEL_RULE);
 	}
 	rc = get_str(d, md, "metadata", "resourceVersion", m->rv, sizeof(m->rv),
 		     false);
@@ -226,11 +320,11 @@ static int parse_meta(struct dec *d, struct json_object *obj, bool namespaced,
 
 /* Start of every decoder: no message yet, then the metadata. */
 static int decode_meta(struct dec *d, struct json_object *obj,
-		       bool namespaced, struct meta *m)
+		       bool namespaced, enum name_rule rule, struct meta *m)
 {
 	if (d->err && d->errlen)
 		d->err[0] = '\0';
-	return parse_meta(d, obj, namespaced, m);
+	return parse_meta(d, obj, namespaced, rule, m);
 }
 
 static bool proxy_ignored(const struct meta *m)
@@ -299,6 +393,8 @@ static int port_fields(struct dec *d, struct json_object *p, const char *path,
 	int rc;
 
 	rc = get_str(d, p, path, "name", *name, sizeof(*name), false);
+	if (!rc && (*name)[0] && !dns_label(*name, strlen(*name), false))
+		rc = fail(d, -EINVAL, "%s.name: not " DNS1123_LABEL_RULE, path);
 	if (!rc)
 		rc = parse_proto(d, p, path, proto);
 	if (!rc)
@@ -605,7 +701,7 @@ int kpx_service_decode(struct json_object *obj, struct kpx_service **out,
 	int rc;
 
 	*out = NULL;
-	rc = decode_meta(&d, obj, true, &m);
+	rc = decode_meta(&d, obj, true, NAME_DNS1035, &m);
 	if (rc)
 		return rc;
 	svc = calloc(1, sizeof(*svc));
@@ -774,6 +870,9 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 
 	rc = get_str(d, e, path, "nodeName", ep->node_name,
 		     sizeof(ep->node_name), false);
+	if (!rc && ep->node_name[0] && !dns_subdomain(ep->node_name))
+		rc = fail(d, -EINVAL,
+			  "%s.nodeName: not " DNS1123_SUBDOMAIN_RULE, path);
 	if (!rc)
 		rc = get_str(d, e, path, "zone", ep->zone, sizeof(ep->zone),
 			     false);
@@ -802,7 +901,7 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 	int rc;
 
 	*out = NULL;
-	rc = decode_meta(&d, obj, true, &m);
+	rc = decode_meta(&d, obj, true, NAME_SUBDOMAIN, &m);
 	if (rc)
 		return rc;
 	sl = calloc(1, sizeof(*sl));
@@ -819,6 +918,11 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 		goto out;
 	if (!sl->service_name[0]) {
 		rc = fail(&d, -EINVAL, "metadata.labels[%s]: missing",
+			  LABEL_SERVICE_NAME);
+		goto out;
+	}
+	if (!label_value(sl->service_name)) {
+		rc = fail(&d, -EINVAL, "metadata.labels[%s]: not " LABEL_VALUE_RULE,
 			  LABEL_SERVICE_NAME);
 		goto out;
 	}
@@ -884,7 +988,7 @@ int kpx_node_decode(struct json_object *obj, struct kpx_node **out, char *err,
 	int rc;
 
 	*out = NULL;
-	rc = decode_meta(&d, obj, false, &m);
+	rc = decode_meta(&d, obj, false, NAME_SUBDOMAIN, &m);
 	if (rc)
 		return rc;
 	node = calloc(1, sizeof(*node));
@@ -893,6 +997,9 @@ int kpx_node_decode(struct json_object *obj, struct kpx_node **out, char *err,
 	strcpy(node->name, m.name);
 	rc = get_str(&d, m.labels, "metadata.labels", LABEL_ZONE, node->zone,
 		     sizeof(node->zone), false);
+	if (!rc && !label_value(node->zone))
+		rc = fail(&d, -EINVAL, "metadata.labels[%s]: not " LABEL_VALUE_RULE,
+			  LABEL_ZONE);
 	if (rc)
 		goto out;
 	md = json_object_object_get(obj, "metadata");

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "plan/plan.h"
 #include "plan/plan_internal.h"
 
@@ -210,16 +211,25 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 {
 	FILE *f = file;
 	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 16];
+	/* Names reach the terminal escaped (common/log.h): objects are
+	 * validated, but the node's name and zone come from flags too. */
+	char node[4 * sizeof(plan->input.node_name)];
+	char zone[4 * sizeof(plan->input.node_zone)];
+	char id[4 * sizeof(plan->svcports[0].id)];
 
+	kpx_escape(plan->input.node_name[0] ? plan->input.node_name : "-", node,
+		   sizeof(node));
+	kpx_escape(plan->input.node_zone[0] ? plan->input.node_zone : "-", zone,
+		   sizeof(zone));
 	fprintf(f, "node %s  zone %s  %zu service ports, %zu frontends, "
 		   "%zu endpoints\n",
-		plan->input.node_name[0] ? plan->input.node_name : "-",
-		plan->input.node_zone[0] ? plan->input.node_zone : "-",
-		plan->n_svcports, plan->n_frontends, plan->n_endpoints);
+		node, zone, plan->n_svcports, plan->n_frontends,
+		plan->n_endpoints);
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
 
-		fprintf(f, "\n%s  %s  iTP=%s eTP=%s", sp->id,
+		kpx_escape(sp->id, id, sizeof(id));
+		fprintf(f, "\n%s  %s  iTP=%s eTP=%s", id,
 			kpx_plan_type_name(sp->type),
 			sp->itp_local ? "Local" : "Cluster",
 			sp->etp_local ? "Local" : "Cluster");
