@@ -258,6 +258,8 @@ static struct kpx_plan_svcport *sp_dup(const struct kpx_plan_svcport *sp)
 	d->endpoints = NULL;
 	d->internal = d->external = d->cluster = NULL;
 	d->source_ranges = NULL;
+	d->refused = NULL; /* not used by this backend */
+	d->n_refused = 0;
 	DUP(frontends, n_frontends);
 	DUP(endpoints, n_endpoints);
 	DUP(internal, n_internal);

@@ -1354,3 +1354,105 @@ Test(plan, property_incremental_equals_full_build)
 	cr_assert_gt(merged, 100, "merged: %zu", merged);
 	cr_assert_gt(all, 20, "all: %zu", all);
 }
+
+/* ---- user-written addresses never take over a ClusterIP ---------------- */
+
+static void plain_service(const char *ns, const char *name, const char *cip,
+			  const char *ext_ip, const char *lb_ip)
+{
+	struct kpx_service *svc = b_svc(ns, name, ext_ip || lb_ip ?
+				       KPX_SVC_LOAD_BALANCER : KPX_SVC_CLUSTER_IP,
+				       cip);
+
+	b_svc_port(svc, "dns", KPX_PROTO_UDP, 53, 0);
+	if (ext_ip)
+		b_svc_ext_ip(svc, ext_ip);
+	if (lb_ip)
+		b_svc_lb_ip(svc, lb_ip);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, svc);
+}
+
+static size_t n_kind(const struct kpx_plan_svcport *sp, enum kpx_fe_kind k)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < sp->n_frontends; i++)
+		n += sp->frontends[i].kind == k;
+	return n;
+}
+
+Test(plan, external_ip_equal_to_a_cluster_ip_is_refused_whatever_the_names)
+{
+	const struct kpx_plan_svcport *evil;
+	char a[KPX_ADDR_STRLEN];
+
+	/* "aaa" sorts before "kube-system": name order must not matter. */
+	plain_service("kube-system", "kube-dns", "198.18.100.10", NULL, NULL);
+	plain_service("aaa", "evil", "198.18.100.66", "198.18.100.10",
+		      "198.18.100.10");
+	build();
+	evil = sp_of("aaa/evil:dns/UDP/v4");
+	cr_assert_eq(n_kind(evil, KPX_FE_EXTERNAL_IP), 0);
+	cr_assert_eq(n_kind(evil, KPX_FE_LOAD_BALANCER), 0);
+	cr_assert_eq(evil->n_refused, 2);
+	cr_assert_eq(evil->refused[0].reason, KPX_REFUSED_CLUSTER_IP);
+	cr_assert_str_eq(evil->refused[0].owner, "kube-system/kube-dns");
+	cr_assert_str_eq(kpx_addr_str(&evil->refused[1].addr, a), "198.18.100.10");
+	cr_assert_eq(n_kind(sp_of("kube-system/kube-dns:dns/UDP/v4"),
+			    KPX_FE_CLUSTER_IP), 1);
+	cr_assert_eq(kpx_plan_count_refused(plan, NULL), 2);
+}
+
+Test(plan, refusal_follows_the_cluster_ip_owner_incrementally)
+{
+	const struct kpx_plan_svcport *evil;
+
+	plain_service("aaa", "evil", "198.18.100.66", "198.18.100.10", NULL);
+	build();
+	kpx_store_clear_dirty(st);
+	cr_assert_eq(n_kind(sp_of("aaa/evil:dns/UDP/v4"), KPX_FE_EXTERNAL_IP), 1,
+		     "nobody holds the address yet");
+	/* The API server allocates that address to a new Service: only
+	 * that Service changed, yet evil loses the address. */
+	plain_service("kube-system", "kube-dns", "198.18.100.10", NULL, NULL);
+	update_commit();
+	evil = sp_of("aaa/evil:dns/UDP/v4");
+	cr_assert_eq(n_kind(evil, KPX_FE_EXTERNAL_IP), 0);
+	cr_assert_eq(evil->n_refused, 1);
+	assert_same_as_full("owner added");
+	kpx_store_delete(st, KPX_KIND_SERVICE, "kube-system", "kube-dns");
+	update_commit();
+	cr_assert_eq(n_kind(sp_of("aaa/evil:dns/UDP/v4"), KPX_FE_EXTERNAL_IP), 1);
+	assert_same_as_full("owner deleted");
+}
+
+Test(plan, special_and_disallowed_external_ips_are_refused)
+{
+	const struct kpx_plan_svcport *sp;
+
+	plain_service("ns", "lo", "198.18.100.1", "127.0.0.1", "0.0.0.0");
+	plain_service("ns", "node", "198.18.100.2", "198.18.0.10", NULL);
+	plain_service("ns", "ok", "198.18.100.3", "198.19.5.5", NULL);
+	plain_service("ns", "out", "198.18.100.4", "198.18.50.5", NULL);
+	build();
+	sp = sp_of("ns/lo:dns/UDP/v4");
+	cr_assert_eq(sp->n_refused, 2);
+	cr_assert_eq(sp->refused[0].reason, KPX_REFUSED_SPECIAL);
+	cr_assert_eq(sp->refused[1].reason, KPX_REFUSED_SPECIAL);
+	/* Without --external-ip-cidrs a node address is served, as by
+	 * kube-proxy. */
+	cr_assert_eq(n_kind(sp_of("ns/node:dns/UDP/v4"), KPX_FE_EXTERNAL_IP), 1);
+	cr_assert_eq(n_kind(sp_of("ns/out:dns/UDP/v4"), KPX_FE_EXTERNAL_IP), 1);
+
+	in.external_ip_cidrs[0] = b_cidr("198.19.0.0/16");
+	in.external_ip_cidrs[1] = b_cidr("198.18.0.0/24");
+	in.n_external_ip_cidrs = 2;
+	build();
+	sp = sp_of("ns/node:dns/UDP/v4");
+	cr_assert_eq(n_kind(sp, KPX_FE_EXTERNAL_IP), 0);
+	cr_assert_eq(sp->refused[0].reason, KPX_REFUSED_NODE_ADDRESS);
+	sp = sp_of("ns/out:dns/UDP/v4");
+	cr_assert_eq(n_kind(sp, KPX_FE_EXTERNAL_IP), 0);
+	cr_assert_eq(sp->refused[0].reason, KPX_REFUSED_NOT_ALLOWED);
+	cr_assert_eq(n_kind(sp_of("ns/ok:dns/UDP/v4"), KPX_FE_EXTERNAL_IP), 1);
+}

@@ -39,6 +39,9 @@
 /* Backend housekeeping (conntrack GC) cadence. */
 #define KPX_TICK_MS 5000
 /* Retry delay after a failed sync, before --min-sync-period applies. */
+/* A failed sync is retried after 1 s, doubling up to --sync-period
+ * while it keeps failing (kube-proxy retries after its sync period): a
+ * map that stays full must not cost a full rebuild every second. */
 #define KPX_SYNC_RETRY_MS 1000
 
 const struct kpx_backend_ops *kpx_backend_ops(enum kpx_backend_kind kind)
@@ -104,6 +107,43 @@ static void record_error(struct kpx_agent *agent, const char *what, int err)
 		 "%s: %s", what, strerror(-err));
 }
 
+static uint64_t next_retry_ms(struct kpx_agent *agent)
+{
+	uint64_t cap = agent->cfg.sync_ms > KPX_SYNC_RETRY_MS ? agent->cfg.sync_ms
+							      : KPX_SYNC_RETRY_MS;
+
+	agent->retry_ms = agent->retry_ms ? agent->retry_ms * 2 : KPX_SYNC_RETRY_MS;
+	if (agent->retry_ms > cap)
+		agent->retry_ms = cap;
+	return agent->retry_ms;
+}
+
+/* Each refused user address is logged when the set of refusals changes,
+ * naming the Service, the address and the owner of the ClusterIP. */
+static void log_refused(struct kpx_agent *agent, const struct kpx_plan *plan)
+{
+	char a[KPX_ADDR_STRLEN];
+	uint64_t sig;
+
+	kpx_plan_count_refused(plan, &sig);
+	if (sig == agent->refused_sig)
+		return;
+	agent->refused_sig = sig;
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+
+		for (size_t j = 0; j < sp->n_refused; j++) {
+			const struct kpx_plan_refused *r = &sp->refused[j];
+
+			kpx_warn("service %s/%s: %s %s not served: %s%s%s",
+				 sp->ns, sp->name, kpx_fe_kind_name(r->kind),
+				 kpx_addr_str(&r->addr, a),
+				 kpx_refusal_name(r->reason),
+				 r->owner[0] ? " of " : "", r->owner);
+		}
+	}
+}
+
 static void do_sync(struct kpx_agent *agent)
 {
 	struct kpx_plan_update_stats us = { 0 };
@@ -113,6 +153,7 @@ static void do_sync(struct kpx_agent *agent)
 	const struct kpx_node *node;
 	bool full = agent->full_sync_pending || !agent->plan;
 	double t0, t_in, t_plan, elapsed;
+	uint64_t delay;
 	int err;
 
 	agent->sync_pending = false;
@@ -162,7 +203,7 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_err("sync: computing the plan failed: %s", strerror(-err));
 		record_error(agent, "plan", err);
 		agent->full_sync_pending = true;
-		schedule_sync(agent, KPX_SYNC_RETRY_MS);
+		schedule_sync(agent, next_retry_ms(agent));
 		return;
 	}
 	if (agent->resync_due && agent->ops->resync)
@@ -179,9 +220,12 @@ static void do_sync(struct kpx_agent *agent)
 		else
 			kpx_plan_free(plan);
 		agent->full_sync_pending = true;
-		schedule_sync(agent, KPX_SYNC_RETRY_MS);
+		delay = next_retry_ms(agent);
+		kpx_info("sync: retrying in %llu ms", (unsigned long long)delay);
+		schedule_sync(agent, delay);
 		return;
 	}
+	agent->retry_ms = 0;
 	if (undo) {
 		kpx_plan_commit(undo);
 	} else {
@@ -206,6 +250,7 @@ static void do_sync(struct kpx_agent *agent)
 	agent->stats.last_queued_wall = 0;
 	if (agent->hcnp)
 		kpx_hcnp_update(agent->hcnp, plan);
+	log_refused(agent, plan);
 	kpx_dbg(1, "sync: %s, %zu service ports, %zu frontends, %zu endpoints in %.3f ms (plan %.3f ms%s, %zu services recomputed; node input %.3f ms)",
 		full ? "full" : "partial", plan->n_svcports, plan->n_frontends,
 		plan->n_endpoints, elapsed * 1000, (t_plan - t_in) * 1000,
@@ -358,7 +403,26 @@ struct json_object *kpx_agent_status_json(const struct kpx_agent *agent)
 			       json_object_new_int64(agent->plan ? (int64_t)agent->plan->n_frontends : 0));
 	json_object_object_add(counts, "endpoints",
 			       json_object_new_int64(agent->plan ? (int64_t)agent->plan->n_endpoints : 0));
+	json_object_object_add(counts, "refused_addresses",
+			       json_object_new_int64(agent->plan ? (int64_t)kpx_plan_count_refused(agent->plan, NULL) : 0));
 	json_object_object_add(o, "counts", counts);
+	if (agent->plan) {
+		struct json_object *refused = json_object_new_array();
+
+		for (size_t i = 0; i < agent->plan->n_svcports; i++) {
+			const struct kpx_plan_svcport *sp = &agent->plan->svcports[i];
+			struct json_object *r;
+
+			if (!sp->n_refused)
+				continue;
+			r = kpx_plan_refused_json(sp, true);
+			for (size_t j = 0; j < json_object_array_length(r); j++)
+				json_object_array_add(refused,
+					json_object_get(json_object_array_get_idx(r, j)));
+			json_object_put(r);
+		}
+		json_object_object_add(o, "refused", refused);
+	}
 	return o;
 }
 

@@ -74,6 +74,8 @@ struct kpx_agent {
 	uint64_t last_sync_ms; /* monotonic, for --min-sync-period */
 	bool sync_pending;
 	bool full_sync_pending;
+	uint64_t retry_ms;    /* current retry delay after failed syncs */
+	uint64_t refused_sig; /* kpx_plan_count_refused of the last log */
 	bool resync_due; /* periodic: reconcile against the kernel itself */
 	/* Node addresses and default routes are read again only after
 	 * rtnetlink said they changed (or when it could not be watched). */

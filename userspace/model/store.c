@@ -162,6 +162,21 @@ struct slice_group {
 	size_t n, cap;
 };
 
+enum addr_role {
+	ROLE_CLUSTER_IP = 1 << 0, /* allocated by the API server */
+	ROLE_USER = 1 << 1,	  /* externalIP or LB ingress: user-written */
+};
+
+struct addr_user {
+	const struct kpx_service *svc;
+	uint8_t roles;
+};
+
+struct addr_users {
+	struct addr_user *v;
+	size_t n, cap;
+};
+
 struct kpx_store {
 	struct ht services;    /* "ns/name" -> struct entry* (service) */
 	struct ht slices;      /* "ns/name" -> struct entry* (slice) */
@@ -176,6 +191,10 @@ struct kpx_store {
 	const struct kpx_service **sorted;
 	size_t n_sorted;
 	bool sorted_valid;
+
+	/* address -> struct addr_users*: who holds it as a ClusterIP and who
+	 * writes it as an externalIP or LoadBalancer ingress IP. */
+	struct ht addrs;
 
 	struct ht dirty; /* "ns/name" -> NULL */
 	bool dirty_overflow; /* a mark_dirty was lost: everything changed */
@@ -263,6 +282,15 @@ void kpx_store_free(struct kpx_store *s)
 	ht_free(&s->services);
 	ht_free(&s->slices);
 	ht_free(&s->by_service);
+	for (size_t i = 0; i < s->addrs.cap; i++) {
+		struct addr_users *u = s->addrs.slots[i].val;
+
+		if (s->addrs.slots[i].key && u) {
+			free(u->v);
+			free(u);
+		}
+	}
+	ht_free(&s->addrs);
 	ht_free(&s->dirty);
 	if (s->node)
 		kpx_object_free(KPX_KIND_NODE, s->node);
@@ -336,6 +364,119 @@ static void index_del(struct kpx_store *s, struct kpx_endpoint_slice *sl)
 	}
 }
 
+/* ---- address index ------------------------------------------------------ */
+
+static void addr_key(const struct kpx_addr *a, char *buf)
+{
+	kpx_addr_str(a, buf);
+}
+
+static void addr_index_one(struct kpx_store *s, const struct kpx_service *svc,
+			   const struct kpx_addr *a, uint8_t role, bool add)
+{
+	char key[KPX_ADDR_STRLEN];
+	struct addr_users *u;
+	struct ht_slot *slot;
+	bool created;
+	size_t i;
+
+	addr_key(a, key);
+	slot = add ? ht_put(&s->addrs, key, &created) : ht_find(&s->addrs, key);
+	if (!slot) {
+		if (add)
+			s->dirty_overflow = true; /* conflicts may be missed */
+		return;
+	}
+	u = slot->val;
+	if (!u && !(u = slot->val = calloc(1, sizeof(*u)))) {
+		ht_remove_slot(&s->addrs, slot);
+		s->dirty_overflow = true;
+		return;
+	}
+	for (i = 0; i < u->n && u->v[i].svc != svc; i++)
+		;
+	if (add) {
+		if (i == u->n) {
+			if (u->n == u->cap) {
+				size_t nc = u->cap ? u->cap * 2 : 2;
+				void *nv = realloc(u->v, nc * sizeof(*u->v));
+
+				if (!nv) {
+					s->dirty_overflow = true;
+					return;
+				}
+				u->v = nv;
+				u->cap = nc;
+			}
+			u->v[u->n++] = (struct addr_user){ svc, 0 };
+		}
+		u->v[i].roles |= role;
+		return;
+	}
+	if (i == u->n)
+		return;
+	u->v[i] = u->v[--u->n];
+	if (!u->n) {
+		free(u->v);
+		free(u);
+		ht_remove_slot(&s->addrs, slot);
+	}
+}
+
+/* The services writing a as a user address change when who holds a as a
+ * ClusterIP changes: their frontend may now be refused or allowed. */
+static void mark_users_dirty(struct kpx_store *s, const struct kpx_addr *a)
+{
+	char key[KPX_ADDR_STRLEN];
+	const struct addr_users *u;
+
+	addr_key(a, key);
+	if (!(u = ht_get(&s->addrs, key)))
+		return;
+	for (size_t i = 0; i < u->n; i++)
+		if (u->v[i].roles & ROLE_USER)
+			mark_dirty(s, u->v[i].svc->ns, u->v[i].svc->name);
+}
+
+static void addr_index(struct kpx_store *s, const struct kpx_service *svc,
+		       bool add)
+{
+	for (size_t i = 0; i < svc->n_cluster_ips; i++) {
+		addr_index_one(s, svc, &svc->cluster_ips[i], ROLE_CLUSTER_IP, add);
+		mark_users_dirty(s, &svc->cluster_ips[i]);
+	}
+	for (size_t i = 0; i < svc->n_external_ips; i++)
+		addr_index_one(s, svc, &svc->external_ips[i], ROLE_USER, add);
+	for (size_t i = 0; i < svc->n_lb_ips; i++)
+		addr_index_one(s, svc, &svc->lb_ips[i], ROLE_USER, add);
+}
+
+const struct kpx_service *kpx_store_cluster_ip_owner(const struct kpx_store *s,
+						     const struct kpx_addr *a)
+{
+	const struct kpx_service *best = NULL;
+	char key[KPX_ADDR_STRLEN];
+	const struct addr_users *u;
+
+	addr_key(a, key);
+	if (!(u = ht_get(&s->addrs, key)))
+		return NULL;
+	/* Two services claiming one ClusterIP happen only in hand-written
+	 * manifests; name order makes the answer deterministic. */
+	for (size_t i = 0; i < u->n; i++) {
+		const struct kpx_service *v = u->v[i].svc;
+		int c;
+
+		if (!(u->v[i].roles & ROLE_CLUSTER_IP))
+			continue;
+		if (best && ((c = strcmp(v->ns, best->ns)) > 0 ||
+			     (!c && strcmp(v->name, best->name) >= 0)))
+			continue;
+		best = v;
+	}
+	return best;
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 static bool same_rv(const char *a, const char *b)
@@ -404,6 +545,7 @@ void kpx_store_upsert(struct kpx_store *s, enum kpx_kind kind, void *obj)
 				kpx_object_free(kind, obj);
 				return;
 			}
+			addr_index(s, e->obj, false);
 			kpx_object_free(kind, e->obj);
 			e->obj = obj;
 		} else {
@@ -416,6 +558,7 @@ void kpx_store_upsert(struct kpx_store *s, enum kpx_kind kind, void *obj)
 			e->gen = s->gen[kind];
 			slot->val = e;
 		}
+		addr_index(s, svc, true);
 		s->sorted_valid = false;
 		mark_dirty(s, svc->ns, svc->name);
 		count_change(s, kind);
@@ -474,6 +617,7 @@ static void delete_slot(struct kpx_store *s, enum kpx_kind kind,
 		struct kpx_service *svc = e->obj;
 
 		mark_dirty(s, svc->ns, svc->name);
+		addr_index(s, svc, false);
 		ht_remove_slot(&s->services, slot);
 		s->sorted_valid = false;
 	} else {

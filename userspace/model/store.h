@@ -48,6 +48,11 @@ bool kpx_store_kind_synced(const struct kpx_store *s, enum kpx_kind kind);
 const struct kpx_service *kpx_store_service(const struct kpx_store *s,
 					    const char *ns, const char *name);
 const struct kpx_node *kpx_store_node(const struct kpx_store *s);
+/* The Service holding a as a ClusterIP (the API server allocated it), or
+ * NULL. A change of who holds an address marks the Services that write
+ * it as an externalIP or LoadBalancer IP dirty. */
+const struct kpx_service *kpx_store_cluster_ip_owner(const struct kpx_store *s,
+						     const struct kpx_addr *a);
 
 typedef void (*kpx_service_fn)(const struct kpx_service *svc, void *arg);
 typedef void (*kpx_slice_fn)(const struct kpx_endpoint_slice *slice,

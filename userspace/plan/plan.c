@@ -11,6 +11,7 @@
  * local, terminating fallback) and from those the internal (iTP) and
  * external (eTP) sets.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,20 @@ const char *kpx_origin_name(enum kpx_origin o)
 		return "node";
 	default:
 		return "remote";
+	}
+}
+
+const char *kpx_refusal_name(enum kpx_refusal r)
+{
+	switch (r) {
+	case KPX_REFUSED_CLUSTER_IP:
+		return "is a ClusterIP";
+	case KPX_REFUSED_SPECIAL:
+		return "special address";
+	case KPX_REFUSED_NOT_ALLOWED:
+		return "outside --external-ip-cidrs";
+	default:
+		return "node address";
 	}
 }
 
@@ -460,11 +475,84 @@ static bool in_nodeport_cidrs(const struct kpx_plan_input *in,
 	return false;
 }
 
-static int build_frontends(const struct kpx_plan_input *in,
+static bool special_addr(const struct kpx_addr *a)
+{
+	if (a->family == AF_INET) {
+		uint32_t v = ntohl(a->v4.s_addr);
+
+		return v == 0 || (v >> 24) == 127 || (v >> 28) == 0xe ||
+		       (v >> 16) == 0xa9fe || v == 0xffffffff;
+	}
+	return IN6_IS_ADDR_UNSPECIFIED(&a->v6) || IN6_IS_ADDR_LOOPBACK(&a->v6) ||
+	       IN6_IS_ADDR_MULTICAST(&a->v6) || IN6_IS_ADDR_LINKLOCAL(&a->v6) ||
+	       IN6_IS_ADDR_V4MAPPED(&a->v6);
+}
+
+static bool in_cidrs(const struct kpx_cidr *c, size_t n,
+		     const struct kpx_addr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (kpx_cidr_contains(&c[i], a))
+			return true;
+	return false;
+}
+
+static int refuse(struct kpx_plan_svcport *sp, size_t *cap,
+		  enum kpx_fe_kind kind, const struct kpx_addr *a,
+		  enum kpx_refusal why, const struct kpx_service *owner)
+{
+	struct kpx_plan_refused *r;
+
+	if (grow((void **)&sp->refused, cap, sp->n_refused, sizeof(*sp->refused)))
+		return -ENOMEM;
+	r = &sp->refused[sp->n_refused++];
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	r->reason = why;
+	r->addr = *a;
+	if (owner)
+		snprintf(r->owner, sizeof(r->owner), "%s/%s", owner->ns,
+			 owner->name);
+	return 0;
+}
+
+/*
+ * Addresses that users write (spec.externalIPs by anyone who may create a
+ * Service, status.loadBalancer by a controller) are served only where
+ * they cannot take over traffic that belongs to someone else: never a
+ * ClusterIP, never a special address, and with --external-ip-cidrs only
+ * inside those and never a node's own address (CVE-2020-8554). Returns
+ * 1 when a is served, 0 when refused (and recorded), or -ENOMEM.
+ */
+static int user_addr_allowed(const struct build_ctx *c,
+			     struct kpx_plan_svcport *sp, size_t *cap,
+			     enum kpx_fe_kind kind, const struct kpx_addr *a)
+{
+	const struct kpx_plan_input *in = c->in;
+	const struct kpx_service *owner;
+	int r = 0;
+
+	if (special_addr(a))
+		r = refuse(sp, cap, kind, a, KPX_REFUSED_SPECIAL, NULL);
+	else if ((owner = kpx_store_cluster_ip_owner(c->store_ref, a)))
+		r = refuse(sp, cap, kind, a, KPX_REFUSED_CLUSTER_IP, owner);
+	else if (kind == KPX_FE_EXTERNAL_IP && in->n_external_ip_cidrs &&
+		 !in_cidrs(in->external_ip_cidrs, in->n_external_ip_cidrs, a))
+		r = refuse(sp, cap, kind, a, KPX_REFUSED_NOT_ALLOWED, NULL);
+	else if (kind == KPX_FE_EXTERNAL_IP && in->n_external_ip_cidrs &&
+		 is_node_addr(in, a))
+		r = refuse(sp, cap, kind, a, KPX_REFUSED_NODE_ADDRESS, NULL);
+	else
+		return 1;
+	return r ? r : 0;
+}
+
+static int build_frontends(const struct build_ctx *c,
 			   const struct kpx_service *svc,
 			   struct kpx_plan_svcport *sp)
 {
-	size_t cap = 0;
+	const struct kpx_plan_input *in = c->in;
+	size_t cap = 0, rcap = 0;
 	uint8_t fam = sp->family;
 	int r = 0;
 
@@ -493,14 +581,25 @@ static int build_frontends(const struct kpx_plan_input *in,
 				r = add_fe(sp, &cap, KPX_FE_NODE_PORT,
 					   &in->node_ips[i], sp->node_port, true);
 	}
-	for (size_t i = 0; i < svc->n_external_ips && !r; i++)
-		if (svc->external_ips[i].family == fam)
-			r = add_fe(sp, &cap, KPX_FE_EXTERNAL_IP,
-				   &svc->external_ips[i], sp->port, true);
-	for (size_t i = 0; i < svc->n_lb_ips && !r; i++)
-		if (svc->lb_ips[i].family == fam)
-			r = add_fe(sp, &cap, KPX_FE_LOAD_BALANCER,
-				   &svc->lb_ips[i], sp->port, true);
+	for (size_t i = 0; i < svc->n_external_ips && !r; i++) {
+		const struct kpx_addr *a = &svc->external_ips[i];
+
+		if (a->family != fam)
+			continue;
+		r = user_addr_allowed(c, sp, &rcap, KPX_FE_EXTERNAL_IP, a);
+		if (r > 0)
+			r = add_fe(sp, &cap, KPX_FE_EXTERNAL_IP, a, sp->port, true);
+	}
+	for (size_t i = 0; i < svc->n_lb_ips && !r; i++) {
+		const struct kpx_addr *a = &svc->lb_ips[i];
+
+		if (a->family != fam)
+			continue;
+		r = user_addr_allowed(c, sp, &rcap, KPX_FE_LOAD_BALANCER, a);
+		if (r > 0)
+			r = add_fe(sp, &cap, KPX_FE_LOAD_BALANCER, a, sp->port,
+				   true);
+	}
 	return r;
 }
 
@@ -722,8 +821,35 @@ uint64_t kpx_plan_svcport_hash(const struct kpx_plan_svcport *sp)
 		fnv_addr(&f, &sp->source_ranges[i].addr);
 		fnv_u64(&f, sp->source_ranges[i].prefix);
 	}
+	fnv_u64(&f, sp->n_refused);
+	for (size_t i = 0; i < sp->n_refused; i++) {
+		fnv_u64(&f, sp->refused[i].kind);
+		fnv_u64(&f, sp->refused[i].reason);
+		fnv_addr(&f, &sp->refused[i].addr);
+		fnv_str(&f, sp->refused[i].owner);
+	}
 	fnv_u64(&f, sp->local_ready);
 	return f.h;
+}
+
+size_t kpx_plan_count_refused(const struct kpx_plan *plan, uint64_t *sig)
+{
+	struct fnv f = { 1469598103934665603ULL };
+	size_t n = 0;
+
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &plan->svcports[i];
+
+		if (!sp->n_refused)
+			continue;
+		n += sp->n_refused;
+		/* The svcport hash covers its refusals. */
+		fnv_str(&f, sp->id);
+		fnv_u64(&f, sp->hash);
+	}
+	if (sig)
+		*sig = n ? f.h : 0;
+	return n;
 }
 
 /* ---- services ----------------------------------------------------------- */
@@ -736,6 +862,7 @@ static void svcport_clear(struct kpx_plan_svcport *sp)
 	free(sp->external);
 	free(sp->cluster);
 	free(sp->source_ranges);
+	free(sp->refused);
 }
 
 static bool has_family(const struct kpx_service *svc, uint8_t fam)
@@ -789,7 +916,7 @@ static int build_svcport(struct build_ctx *c, const struct kpx_service *svc,
 	if (sp->etp_local && svc->type == KPX_SVC_LOAD_BALANCER)
 		sp->hc_node_port = svc->health_check_node_port;
 
-	r = build_frontends(c->in, svc, sp);
+	r = build_frontends(c, svc, sp);
 	if (!r)
 		r = build_source_ranges(svc, sp);
 	if (!r)
@@ -971,6 +1098,9 @@ bool kpx_plan_input_equal(const struct kpx_plan_input *a,
 	       cidrs_equal(a->cluster_cidrs, b->cluster_cidrs,
 			   a->n_cluster_cidrs) &&
 	       a->masquerade_all == b->masquerade_all &&
+	       a->n_external_ip_cidrs == b->n_external_ip_cidrs &&
+	       cidrs_equal(a->external_ip_cidrs, b->external_ip_cidrs,
+			   a->n_external_ip_cidrs) &&
 	       a->caps.local_drop == b->caps.local_drop &&
 	       a->caps.local_source_ranges == b->caps.local_source_ranges &&
 	       a->caps.local_pod_vs_node == b->caps.local_pod_vs_node;

@@ -43,6 +43,10 @@ struct kpx_plan_input {
 	struct kpx_cidr cluster_cidrs[KPX_PLAN_MAX_CIDRS];
 	size_t n_cluster_cidrs;
 	bool masquerade_all;
+	/* --external-ip-cidrs: when set, only externalIPs inside these are
+	 * served, and never a node address (CVE-2020-8554 mitigation). */
+	struct kpx_cidr external_ip_cidrs[KPX_PLAN_MAX_CIDRS];
+	size_t n_external_ip_cidrs;
 	/* What the chosen backend's datapath can express (backend.h). */
 	struct kpx_plan_caps {
 		/* Traffic from this node can be dropped silently (a socket
@@ -148,6 +152,28 @@ enum kpx_empty_action {
 	KPX_EMPTY_DROP,	  /* Local policy filtered every endpoint out */
 };
 
+/* Why a user-written address (externalIP, LoadBalancer ingress IP) is
+ * not served. */
+enum kpx_refusal {
+	/* It is a ClusterIP: the API server allocated it to a Service, and
+	 * an address a user wrote never takes it over. */
+	KPX_REFUSED_CLUSTER_IP,
+	/* Unspecified, loopback, multicast or link-local. */
+	KPX_REFUSED_SPECIAL,
+	/* Outside --external-ip-cidrs. */
+	KPX_REFUSED_NOT_ALLOWED,
+	/* A node address, with --external-ip-cidrs set. */
+	KPX_REFUSED_NODE_ADDRESS,
+};
+
+struct kpx_plan_refused {
+	enum kpx_fe_kind kind; /* KPX_FE_EXTERNAL_IP or KPX_FE_LOAD_BALANCER */
+	enum kpx_refusal reason;
+	struct kpx_addr addr;
+	/* KPX_REFUSED_CLUSTER_IP: "ns/name" of the Service holding it. */
+	char owner[KPX_NS_MAX + KPX_NAME_MAX];
+};
+
 struct kpx_plan_svcport {
 	/* "ns/name:portname/PROTO/v4"; stable identity for diffs. */
 	char id[KPX_SVCPORT_ID_MAX];
@@ -190,6 +216,10 @@ struct kpx_plan_svcport {
 	/* loadBalancerSourceRanges of this family; empty: allow all. */
 	struct kpx_cidr *source_ranges;
 	size_t n_source_ranges;
+
+	/* Addresses of this Service that are not served, and why. */
+	struct kpx_plan_refused *refused;
+	size_t n_refused;
 
 	uint32_t local_ready; /* for healthCheckNodePort */
 	uint64_t hash;	      /* of everything above except hash itself */
@@ -252,11 +282,18 @@ const struct kpx_plan_svcport *kpx_plan_find(const struct kpx_plan *plan,
 					     const char *id);
 /* The JSON shape `kpx plan -o json` prints (documented in README). */
 struct json_object *kpx_plan_to_json(const struct kpx_plan *plan);
+/* sp's refused addresses as a JSON array; with_service adds "service". */
+struct json_object *kpx_plan_refused_json(const struct kpx_plan_svcport *sp,
+					  bool with_service);
+/* Refused addresses in the whole plan, and a signature that changes
+ * whenever the set does (for logging each change once). */
+size_t kpx_plan_count_refused(const struct kpx_plan *plan, uint64_t *sig);
 /* Human-readable table, for `kpx plan`. */
 void kpx_plan_print(const struct kpx_plan *plan, void *file /* FILE* */);
 
 const char *kpx_fe_kind_name(enum kpx_fe_kind kind);
 const char *kpx_origin_name(enum kpx_origin o);
+const char *kpx_refusal_name(enum kpx_refusal r);
 const char *kpx_masq_name(enum kpx_masq m);
 const char *kpx_plan_set_name(enum kpx_plan_set s);
 /* The endpoint indices (into sp->endpoints) a row uses. */

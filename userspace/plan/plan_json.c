@@ -28,7 +28,9 @@
  *                                      externalIP/LB (after eTP)
  *    "cluster":  [...],                cluster-policy set
  *    "internal_empty": "reject"|"drop", "external_empty": "reject"|"drop",
- *    "source_ranges": ["CIDR", ...], "local_ready": N}]}
+ *    "source_ranges": ["CIDR", ...], "local_ready": N,
+ *    "refused": [{"kind": "ExternalIP"|"LoadBalancer", "address",
+ *                 "reason", "owner": "ns/name" (of the ClusterIP)}]}]}
  * IPv6 endpoints in the sets are written "[addr]:port".
  */
 #include <json-c/json.h>
@@ -173,7 +175,32 @@ static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 	}
 	ADD(o, "source_ranges", srs);
 	ADD(o, "local_ready", json_object_new_int64(sp->local_ready));
+	ADD(o, "refused", kpx_plan_refused_json(sp, false));
 	return o;
+}
+
+struct json_object *kpx_plan_refused_json(const struct kpx_plan_svcport *sp,
+					  bool with_service)
+{
+	struct json_object *arr = json_object_new_array();
+	char a[KPX_ADDR_STRLEN], svc[KPX_NS_MAX + KPX_NAME_MAX];
+
+	for (size_t i = 0; i < sp->n_refused; i++) {
+		const struct kpx_plan_refused *r = &sp->refused[i];
+		struct json_object *j = json_object_new_object();
+
+		if (with_service) {
+			snprintf(svc, sizeof(svc), "%s/%s", sp->ns, sp->name);
+			ADD(j, "service", json_object_new_string(svc));
+		}
+		ADD(j, "kind", json_object_new_string(kpx_fe_kind_name(r->kind)));
+		ADD(j, "address", json_object_new_string(kpx_addr_str(&r->addr, a)));
+		ADD(j, "reason", json_object_new_string(kpx_refusal_name(r->reason)));
+		ADD(j, "owner", r->owner[0] ? json_object_new_string(r->owner)
+					    : NULL);
+		json_object_array_add(arr, j);
+	}
+	return arr;
 }
 
 struct json_object *kpx_plan_to_json(const struct kpx_plan *plan)
@@ -261,6 +288,15 @@ void kpx_plan_print(const struct kpx_plan *plan, void *file)
 					r->degraded & KPX_ROW_POD_AS_NODE
 						? " (pods not told from the node)" : "");
 			}
+		}
+		for (size_t j = 0; j < sp->n_refused; j++) {
+			const struct kpx_plan_refused *r = &sp->refused[j];
+
+			fprintf(f, "    %-12s %-45s refused: %s%s%s\n",
+				kpx_fe_kind_name(r->kind),
+				kpx_addr_str(&r->addr, a),
+				kpx_refusal_name(r->reason),
+				r->owner[0] ? " of " : "", r->owner);
 		}
 		for (size_t j = 0; j < sp->n_source_ranges; j++)
 			fprintf(f, "    %-12s %s/%u\n", "allow-from",
