@@ -72,9 +72,10 @@ node() { # zone
 del() { ctl delete "{\"resource\":\"$1\",\"namespace\":\"$2\",\"name\":\"$3\"}"; }
 
 # Compares the probe's dump with the server's state; prints why not.
+# DUMP: the probe's dump file ($T/dump unless set).
 compare() {
 	get state >"$T/state.json" 2>/dev/null || { echo "server state unavailable"; return 1; }
-	python3 - "$T/state.json" "$T/dump" <<'EOF'
+	python3 - "$T/state.json" "${DUMP:-$T/dump}" <<'EOF'
 import json, sys
 EXCL = ("service.kubernetes.io/service-proxy-name",
         "service.kubernetes.io/headless")
@@ -126,7 +127,7 @@ converge() {
 	done
 }
 pstat() { # jq filter over the probe's Status line
-	grep '"kind": *"Status"' "$T/dump" 2>/dev/null | jq -r "$1" 2>/dev/null
+	grep '"kind": *"Status"' "${DUMP:-$T/dump}" 2>/dev/null | jq -r "$1" 2>/dev/null
 }
 sstat() { get stats | jq -r "${1} // 0"; }
 result() { check_rc "$@"; } # name ok-cmd-status why
@@ -161,21 +162,107 @@ contexts:
   context: {cluster: fake, user: tester}
 EOF
 
-"$PROBE" --kubeconfig "$T/kubeconfig" --node node-a --dump "$T/dump" \
+# A. A server that refuses the streaming list (HTTP 422, as without the
+#    WatchList feature): paginated LIST, 7 objects in pages of 2.
+ctl config '{"watchlist":"refuse"}'
+DUMP=$T/dumpA
+"$PROBE" --kubeconfig "$T/kubeconfig" --node node-a --dump "$DUMP" \
 	--interval 100 --stall-ms $STALL_MS --backoff-min-ms 100 \
-	--backoff-max-ms 1000 --page-limit 2 -v 1 2>"$T/probe.log" &
+	--backoff-max-ms 1000 --page-limit 2 -v 1 2>"$T/probeA.log" &
 PROBE_PID=$!
-
-# 1. Paginated initial LIST: 7 objects in pages of 2, selector applied.
 why=$(converge 15); rc=$?
 if [ $rc -eq 0 ]; then
 	pages=$(sstat '.services_lists_limit_2'); conts=$(sstat '.services_lists_continue')
-	[ "$pages" -ge 4 ] && [ "$conts" -ge 3 ] || { rc=1; why="expected >=4 pages of limit=2 (got $pages, $conts continues)"; }
+	refused=$(sstat '.services_watchlist_refuse')
+	if ! is_uint "$pages" "$conts" "$refused"; then rc=1; why="no server stats"
+	elif [ "$refused" -lt 1 ]; then rc=1; why="no streaming list was tried first"
+	elif [ "$pages" -lt 4 ] || [ "$conts" -lt 3 ]; then
+		rc=1; why="expected >=4 pages of limit=2 (got $pages, $conts continues)"
+	elif [ "$(pstat '.watches.services.initial_list')" != paginated ]; then
+		rc=1; why="status does not say paginated: $(pstat '.watches.services.initial_list')"
+	elif ! grep -q 'falling back to a paginated LIST' "$T/probeA.log"; then
+		rc=1; why="fallback not logged"
+	fi
 fi
-result list_paginated $rc "$why"
+result list_paginated_when_watchlist_refused $rc "$why"
+
+# A2. 410 on a LIST continue token: the list starts over.
+ctl config '{"fail_continue":1}'
+ctl expire '{"silent_deletes":[{"resource":"endpointslices","namespace":"demo","name":"svc7-abc"}]}'
+why=$(converge 10); rc=$?
+c410=$(sstat '(.services_continue_410 // 0) + (.endpointslices_continue_410 // 0) + (.nodes_continue_410 // 0)')
+if [ $rc -eq 0 ] && { ! is_uint "$c410" || [ "$c410" -lt 1 ]; }; then
+	rc=1; why="the server never answered a continue with 410 ('$c410')"
+fi
+ctl config '{"fail_continue":0}'
+result list_continue_410 $rc "$why"
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+# B. A server that ignores sendInitialEvents (a plain watch: the current
+#    state as ADDED, then bookmarks without the end marker): the events are
+#    not taken for a complete list; paginated LIST instead.
+ctl config '{"watchlist":"ignore"}'
+DUMP=$T/dumpB
+l0=$(sstat '.services_lists')
+"$PROBE" --kubeconfig "$T/kubeconfig" --node node-a --dump "$DUMP" \
+	--interval 100 --stall-ms $STALL_MS --backoff-min-ms 100 \
+	--backoff-max-ms 1000 2>"$T/probeB.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+l1=$(sstat '.services_lists')
+if [ $rc -eq 0 ]; then
+	if ! is_uint "$l0" "$l1" || [ "$l1" -le "$l0" ]; then rc=1; why="no LIST after the ignored streaming list ($l0 -> $l1)"
+	elif [ "$(pstat '.watches.services.initial_list')" != paginated ]; then rc=1; why="status does not say paginated"
+	elif ! grep -q 'ignored sendInitialEvents' "$T/probeB.log"; then rc=1; why="reason not logged"
+	fi
+fi
+result watchlist_ignored_falls_back $rc "$why"
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+# B2. ... and one that sends no bookmark at all: no end marker within the
+#     stall bound, paginated LIST.
+ctl config '{"bookmarks":false}'
+DUMP=$T/dumpC
+l0=$(sstat '.services_lists')
+"$PROBE" --kubeconfig "$T/kubeconfig" --node node-a --dump "$DUMP" \
+	--interval 100 --stall-ms 1500 --backoff-min-ms 100 \
+	--backoff-max-ms 1000 2>"$T/probeC.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+l1=$(sstat '.services_lists')
+if [ $rc -eq 0 ]; then
+	if ! is_uint "$l0" "$l1" || [ "$l1" -le "$l0" ]; then rc=1; why="no LIST ($l0 -> $l1)"
+	elif ! grep -q 'no initial-events-end bookmark' "$T/probeC.log"; then rc=1; why="reason not logged"
+	fi
+fi
+result watchlist_without_end_marker_falls_back $rc "$why"
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+ctl config '{"bookmarks":true,"watchlist":"ok"}'
+
+# 1. The streaming list (client-go's reflector since v1.35): the initial
+#    state from one watch with sendInitialEvents, no LIST at all.
+DUMP=$T/dump
+l0=$(sstat '.services_lists')
+"$PROBE" --kubeconfig "$T/kubeconfig" --node node-a --dump "$DUMP" \
+	--interval 100 --stall-ms $STALL_MS --backoff-min-ms 100 \
+	--backoff-max-ms 4000 --backoff-reset-ms 2000 --metrics "$T/metrics" \
+	-v 1 2>"$T/probe.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ]; then
+	l1=$(sstat '.services_lists'); ends=$(sstat '.services_initial_events_end')
+	if ! is_uint "$l0" "$l1" "$ends"; then rc=1; why="no server stats"
+	elif [ "$l1" != "$l0" ]; then rc=1; why="listed ($l0 -> $l1 LISTs)"
+	elif [ "$ends" -lt 1 ]; then rc=1; why="no initial-events-end bookmark sent"
+	elif [ "$(pstat '.watches.services.initial_list')" != streaming ] ||
+		[ "$(pstat '.watches.services.lists')" != 0 ]; then
+		rc=1; why="probe status: $(pstat '.watches.services | [.initial_list, .lists] | @text')"
+	fi
+fi
+result initial_list_streaming $rc "$why"
 
 # 2. Watch: add, modify, delete (services, slices, node zone).
-lists0=$(pstat '.watches.services.lists')
+lists0=$(pstat '.watches.services | .lists + .watch_lists')
 ctl put "$(svc demo svc8 8008)"
 ctl put "$(slice demo svc8-abc svc8 198.18.1.8)"
 ctl put "$(svc demo svc2 9002)"
@@ -186,7 +273,7 @@ ctl put "$(node zone-b)"
 why=$(converge 10); rc=$?
 if [ $rc -eq 0 ] && ! is_uint "$lists0"; then
 	rc=1; why="no list count in the probe's status before the changes ('$lists0')"
-elif [ $rc -eq 0 ] && [ "$(pstat '.watches.services.lists')" != "$lists0" ]; then
+elif [ $rc -eq 0 ] && [ "$(pstat '.watches.services | .lists + .watch_lists')" != "$lists0" ]; then
 	rc=1; why="relisted instead of watching"
 fi
 result watch_add_modify_delete $rc "$why"
@@ -221,30 +308,19 @@ if [ $rc -eq 0 ] && { ! is_uint "$rel0" "$rel1" || [ "$rel1" -le "$rel0" ]; }; t
 fi
 result relist_on_410 $rc "$why"
 
-# 4. 410 on a LIST continue token: the list starts over.
-ctl config '{"fail_continue":1}'
-ctl expire '{"silent_deletes":[{"resource":"endpointslices","namespace":"demo","name":"svc7-abc"}]}'
-why=$(converge 10); rc=$?
-c410=$(sstat '(.services_continue_410 // 0) + (.endpointslices_continue_410 // 0) + (.nodes_continue_410 // 0)')
-if [ $rc -eq 0 ] && { ! is_uint "$c410" || [ "$c410" -lt 1 ]; }; then
-	rc=1; why="the server never answered a continue with 410 ('$c410')"
-fi
-ctl config '{"fail_continue":0}'
-result list_continue_410 $rc "$why"
-
 # 5. Disconnect: resume from the last resourceVersion, no relist.
-# Count lists only once every informer is past its relist from case 4.
+# Count lists only once every informer is past its relist from case 3.
 all_watching() { [ "$(pstat '[.watches[].state] | unique | join(",")')" = watching ]; }
 wait_until 10 all_watching
-lists0=$(pstat '[.watches[].lists] | add')
+lists0=$(pstat '[.watches[] | .lists + .watch_lists] | add')
 ctl disconnect
 ctl put "$(svc demo svc10 8010)"
 ctl put "$(slice demo svc10-abc svc10 198.18.1.10)"
 why=$(converge 10); rc=$?
 if [ $rc -eq 0 ] && ! is_uint "$lists0"; then
 	rc=1; why="no list count in the probe's status before the disconnect ('$lists0')"
-elif [ $rc -eq 0 ] && [ "$(pstat '[.watches[].lists] | add')" != "$lists0" ]; then
-	rc=1; why="relisted after a disconnect ($lists0 -> $(pstat '[.watches[].lists] | add') lists)"
+elif [ $rc -eq 0 ] && [ "$(pstat '[.watches[] | .lists + .watch_lists] | add')" != "$lists0" ]; then
+	rc=1; why="relisted after a disconnect ($lists0 -> $(pstat '[.watches[] | .lists + .watch_lists] | add') lists)"
 fi
 result disconnect_resume $rc "$why"
 
@@ -268,14 +344,29 @@ if [ $rc -eq 0 ]; then
 fi
 result garbage_and_invalid_skipped $rc "$why"
 
-# 7. Stalled watch: no bytes, no end; restarted after the stall limit.
+# 7. Stalled watch: no bytes, no end; restarted within the stall bound
+#    (--stall-ms; the server sent bookmarks every second before), not
+#    before it (the last byte came at most one bookmark interval earlier).
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+w0=$(sstat '.services_watches')
 ctl stall
+t0=$(now_ms)
 ctl put "$(svc demo svc12 8012)"
-why=$(converge $((STALL_MS / 1000 + 8))); rc=$?
+restarted() { [ "$(sstat '.services_watches')" -gt "$w0" ]; }
+rc=0; why=
+if ! is_uint "$w0"; then rc=1; why="no watch count from the server"
+elif ! wait_until $((STALL_MS / 1000 + 5)) restarted; then rc=1; why="watch not restarted"
+else
+	took=$(($(now_ms) - t0))
+	if [ $took -gt $((STALL_MS + 1500)) ] || [ $took -lt $((STALL_MS - 1200)) ]; then
+		rc=1; why="restarted after $took ms, stall bound $STALL_MS ms"
+	fi
+fi
+[ $rc -ne 0 ] || { why=$(converge 8); rc=$?; }
 if [ $rc -eq 0 ] && ! grep -q 'stalled' "$T/probe.log"; then
 	rc=1; why="converged without a stall being detected"
 fi
-result stalled_watch_restarted $rc "$why"
+result stalled_watch_restarted_within_bound $rc "$why"
 
 # 8. Token rotated on the server: 401s with backoff, then the new token from
 #    the token file is picked up.
@@ -286,6 +377,8 @@ ctl put "$(svc demo svc13 8013)"
 six_401s() { [ "$(sstat '.unauthorized')" -ge 6 ]; }
 wait_until 10 six_401s
 u1=$(sstat '.unauthorized'); sleep 1; u2=$(sstat '.unauthorized')
+# a long error streak: the backoff reaches its 4 s maximum
+sleep 6
 rc=0; why=
 if ! is_uint "$u1" "$u2"; then rc=1; why="no 401 count from the server ('$u1', '$u2')"
 elif [ "$u1" -lt 6 ]; then rc=1; why="client did not retry after 401 ($u1)"
@@ -295,6 +388,47 @@ fi
 printf '%s\n' "$NEW" >"$T/token.new" && mv "$T/token.new" "$T/token"
 if [ $rc -eq 0 ]; then why=$(converge 10); rc=$?; fi
 result token_rotation $rc "$why"
+
+# 8b. Then the watches stay healthy for longer than --backoff-reset-ms:
+#     the streak is over, the next error is retried after the minimum
+#     backoff, not after the streak's 4 s.
+wait_until 10 all_watching
+sleep 2.5
+w0=$(sstat '.services_watches')
+ctl disconnect
+t0=$(now_ms)
+rc=0; why=
+if ! is_uint "$w0"; then rc=1; why="no watch count from the server"
+elif ! wait_until 8 restarted; then rc=1; why="watch not restarted"
+else
+	took=$(($(now_ms) - t0))
+	[ $took -le 1500 ] || { rc=1; why="retried after $took ms: the old error streak still slows it"; }
+fi
+[ $rc -ne 0 ] || { why=$(converge 10); rc=$?; }
+result backoff_reset_after_healthy_watch $rc "$why"
+
+# 8c. /metrics has client-go's rest_client_* families: the 200s and the
+#     401s of (8) by code, method and host, and a latency histogram
+#     counting every request.
+sleep 0.3
+mval() { awk -v k="$1" '$1 == k { print $2 }' "$T/metrics" 2>/dev/null; }
+lbl="host=\"127.0.0.1:$PORT\",method=\"GET\""
+ok200=$(mval "rest_client_requests_total{code=\"200\",$lbl}")
+n401=$(mval "rest_client_requests_total{code=\"401\",$lbl}")
+hcount=$(mval "rest_client_request_duration_seconds_count{host=\"127.0.0.1:$PORT\",verb=\"GET\"}")
+hinf=$(mval "rest_client_request_duration_seconds_bucket{host=\"127.0.0.1:$PORT\",verb=\"GET\",le=\"+Inf\"}")
+s401=$(sstat '.unauthorized')
+rc=0; why=
+if ! is_uint "$ok200" "$n401" "$hcount" "$hinf"; then
+	rc=1; why="families missing: 200='$ok200' 401='$n401' count='$hcount' inf='$hinf'"
+elif [ "$ok200" -lt 3 ] || [ "$n401" -lt 6 ]; then rc=1; why="200: $ok200, 401: $n401"
+elif is_uint "$s401" && [ "$n401" -gt "$s401" ]; then rc=1; why="more 401s ($n401) than the server sent ($s401)"
+elif [ "$hcount" != "$hinf" ] || [ "$hcount" -lt $((ok200 + n401)) ]; then
+	rc=1; why="histogram count $hcount (+Inf $hinf) < requests $((ok200 + n401))"
+elif ! grep -q '^# TYPE rest_client_request_duration_seconds histogram' "$T/metrics"; then
+	rc=1; why="no histogram TYPE line"
+fi
+result rest_client_metrics $rc "$why"
 
 # 9. API server down, then back with the same state: resume.
 get state >"$T/saved.json"

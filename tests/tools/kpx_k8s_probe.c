@@ -8,10 +8,14 @@
  *                 [--node NAME] --dump FILE [--interval MS]
  *                 [--stall-ms N] [--backoff-min-ms N] [--backoff-max-ms N]
  *                 [--page-limit N] [--duration MS] [-v N]
+ *                 [--backoff-reset-ms N] [--watch-timeout-s N]
+ *                 [--no-watch-list] [--metrics FILE]
  *
  * FILE is replaced atomically (write + rename) every interval with one line
  * per Service, EndpointSlice and Node, then one "Status" line (the
- * client's kpx_k8s_status plus per-kind synced flags).
+ * client's kpx_k8s_status plus per-kind synced flags). --metrics FILE is
+ * rewritten the same way with what the agent's /metrics renders for this
+ * source (the rest_client_* families).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/agent.h"
+#include "agent/serve_priv.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "k8s/client.h"
@@ -178,6 +184,24 @@ static int dump(struct probe *p, const char *path)
 	return rename(tmp, path) ? -errno : 0;
 }
 
+/* The agent's /metrics text with only this API source in it. */
+static int dump_metrics(struct probe *p, const char *path)
+{
+	static struct kpx_agent agent;
+	char tmp[4096];
+	FILE *f;
+
+	agent.k8s = p->src;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	kpx_metrics_write(f, &agent, NULL, NULL);
+	if (fclose(f))
+		return -errno;
+	return rename(tmp, path) ? -errno : 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -185,7 +209,9 @@ static void usage(void)
 		"[--master URL] [--node NAME]\n"
 		"       --dump FILE [--interval MS] [--stall-ms N] "
 		"[--backoff-min-ms N] [--backoff-max-ms N]\n"
-		"       [--page-limit N] [--duration MS] [-v N]\n");
+		"       [--page-limit N] [--duration MS] [-v N]\n"
+		"       [--backoff-reset-ms N] [--watch-timeout-s N] [--no-watch-list]\n"
+		"       [--metrics FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -202,10 +228,15 @@ int main(int argc, char **argv)
 		{ "backoff-max-ms", required_argument, NULL, 'B' },
 		{ "page-limit", required_argument, NULL, 'l' },
 		{ "duration", required_argument, NULL, 't' },
+		{ "backoff-reset-ms", required_argument, NULL, 'r' },
+		{ "watch-timeout-s", required_argument, NULL, 'T' },
+		{ "no-watch-list", no_argument, NULL, 'W' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *kubeconfig = NULL, *master = NULL, *dump_path = NULL;
+	const char *metrics_path = NULL;
 	bool in_cluster = false;
 	uint64_t interval = 200, duration = 0, next_dump, start;
 	struct kpx_k8s_options opts = { 0 };
@@ -230,6 +261,10 @@ int main(int argc, char **argv)
 		case 'B': opts.backoff_max_ms = strtoull(optarg, NULL, 10); break;
 		case 'l': opts.page_limit = strtoul(optarg, NULL, 10); break;
 		case 't': duration = strtoull(optarg, NULL, 10); break;
+		case 'r': opts.backoff_reset_ms = strtoull(optarg, NULL, 10); break;
+		case 'T': opts.watch_timeout_s = strtoul(optarg, NULL, 10); break;
+		case 'W': opts.no_watch_list = true; break;
+		case 'M': metrics_path = optarg; break;
 		case 'v': kpx_log_verbosity = atoi(optarg); break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
@@ -269,6 +304,9 @@ int main(int argc, char **argv)
 			if (dump(&p, dump_path))
 				fprintf(stderr, "kpx_k8s_probe: %s: %s\n",
 					dump_path, strerror(errno));
+			if (metrics_path && dump_metrics(&p, metrics_path))
+				fprintf(stderr, "kpx_k8s_probe: %s: %s\n",
+					metrics_path, strerror(errno));
 			next_dump = now + interval;
 		}
 		if (duration && now - start >= duration)

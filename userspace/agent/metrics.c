@@ -17,6 +17,7 @@
 #include "agent/serve_priv.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "k8s/client.h"
 #include "k8s/objects.h"
 #include "model/store.h"
 #include "plan/plan.h"
@@ -400,6 +401,47 @@ static void traffic_metrics(FILE *f, const struct json_object *fes)
 	}
 }
 
+/* client-go's rest_client_* families (k8s.io/client-go/tools/metrics),
+ * with the names and labels kube-proxy's /metrics has. */
+static void rest_client_metrics(FILE *f, const struct kpx_k8s_source *k8s)
+{
+	struct kpx_k8s_rest_stats r;
+	size_t i;
+
+	if (kpx_k8s_rest_stats(k8s, &r))
+		return;
+	help(f, "rest_client_requests_total", "counter",
+	     "Number of HTTP requests, partitioned by status code, method, and host.");
+	for (i = 0; i < r.n_codes; i++) {
+		if (r.codes[i].code)
+			fprintf(f, "rest_client_requests_total{code=\"%d\",host=\"",
+				r.codes[i].code);
+		else
+			fputs("rest_client_requests_total{code=\"<error>\",host=\"", f);
+		label_value(f, r.host);
+		fprintf(f, "\",method=\"GET\"} %llu\n",
+			(unsigned long long)r.codes[i].count);
+	}
+	help(f, "rest_client_request_duration_seconds", "histogram",
+	     "Request latency in seconds. Broken down by verb, and host.");
+	for (i = 0; i <= KPX_K8S_REST_BUCKETS; i++) {
+		fputs("rest_client_request_duration_seconds_bucket{host=\"", f);
+		label_value(f, r.host);
+		if (i < KPX_K8S_REST_BUCKETS)
+			fprintf(f, "\",verb=\"GET\",le=\"%g\"} %llu\n", r.bounds[i],
+				(unsigned long long)r.buckets[i]);
+		else
+			fprintf(f, "\",verb=\"GET\",le=\"+Inf\"} %llu\n",
+				(unsigned long long)r.count);
+	}
+	fputs("rest_client_request_duration_seconds_sum{host=\"", f);
+	label_value(f, r.host);
+	fprintf(f, "\",verb=\"GET\"} %.17g\n", r.sum);
+	fputs("rest_client_request_duration_seconds_count{host=\"", f);
+	label_value(f, r.host);
+	fprintf(f, "\",verb=\"GET\"} %llu\n", (unsigned long long)r.count);
+}
+
 void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
 		       const struct json_object *datapath,
 		       const struct json_object *frontends)
@@ -512,6 +554,7 @@ void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
 	if (datapath)
 		datapath_metrics(f, datapath);
 	traffic_metrics(f, frontends);
+	rest_client_metrics(f, agent->k8s);
 }
 
 char *kpx_metrics_render(struct kpx_agent *agent, size_t *len)

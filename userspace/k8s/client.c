@@ -35,22 +35,46 @@
 #define EVENT_MAX (16u << 20)	/* one watch event */
 #define LIST_PAGE_MAX (512u << 20) /* one LIST page */
 #define ERRBODY_MAX 4096
-#define DEFAULT_STALL_MS (5 * 60 * 1000)
+/*
+ * Stall bound: the API server's watch cache sends a BOOKMARK to every
+ * watch that asked for them about once a minute, so a watch that has
+ * shown bookmarks and then stays silent for two of those intervals is
+ * dead (a half-open TCP connection, a hung proxy, a wedged server), even
+ * though TCP keepalive would take ~10 minutes to say so.
+ */
+#define DEFAULT_STALL_MS (120 * 1000)
+/* A server that never sent a bookmark (watch cache off) is silent while
+ * idle; it ends the watch at timeoutSeconds, so only allow a grace past it. */
+#define NO_BOOKMARK_GRACE_MS (30 * 1000)
+/* client-go's reflector: timeoutSeconds randomized in [5min, 10min]. */
+#define WATCH_TIMEOUT_MIN_S 300
+#define WATCH_TIMEOUT_MAX_S 600
+/* A watch that stayed open this long clears the failure streak, so an old
+ * outage does not slow the recovery from the next error (client-go resets
+ * its backoff after 2 minutes without a failure). */
+#define DEFAULT_BACKOFF_RESET_MS (60 * 1000)
 #define DEFAULT_BACKOFF_MIN_MS 500
 #define DEFAULT_BACKOFF_MAX_MS 30000
 #define DEFAULT_PAGE_LIMIT 500
 #define CONNECT_TIMEOUT_MS 10000
+#define INITIAL_EVENTS_END "k8s.io/initial-events-end"
 
 enum inf_state {
 	ST_IDLE,
 	ST_BACKOFF,
 	ST_LISTING,
+	ST_STREAMING, /* watch-list: initial events not finished yet */
 	ST_WATCHING,
 };
 
 enum req_kind {
 	REQ_LIST,
 	REQ_WATCH,
+	/* Streaming list (client-go's WatchListClient): a watch with
+	 * sendInitialEvents=true whose events up to the bookmark annotated
+	 * k8s.io/initial-events-end are the full state; then a plain watch
+	 * on the same connection. */
+	REQ_WATCHLIST,
 };
 
 /* Why a transfer was ended from inside a curl callback or by us. */
@@ -60,6 +84,7 @@ enum abort_reason {
 	AB_GARBAGE, /* unparsable body */
 	AB_ERROR,   /* watch ERROR event (not 410) */
 	AB_TOOBIG,  /* LIST page over the limit */
+	AB_FALLBACK, /* streaming list not honoured: use a paginated LIST */
 };
 
 struct informer {
@@ -90,12 +115,24 @@ struct informer {
 	char abort_msg[256];
 	uint64_t req_start_ms, last_byte_ms;
 	uint64_t req_events;
+	unsigned req_timeout_s; /* timeoutSeconds of the watch in flight */
+	bool initial_done;	/* REQ_WATCHLIST: initial-events-end seen */
+	bool counted;		/* response counted in the rest metrics */
+
+	/* Sticky per informer: the server sends bookmarks (so silence means
+	 * a stall); the server refused the streaming list (LIST instead). */
+	bool bookmarks_seen, watchlist_off;
 
 	struct kpx_timer *retry_timer, *stall_timer;
 	unsigned failures;
 
-	uint64_t events, relists, errors, lists, watches;
+	uint64_t events, relists, errors, lists, watches, watch_lists;
 	char last_error[640];
+};
+
+/* client-go's rest_client_request_duration_seconds buckets. */
+static const double rest_bounds[KPX_K8S_REST_BUCKETS] = {
+	0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60,
 };
 
 struct kpx_k8s_source {
@@ -115,6 +152,8 @@ struct kpx_k8s_source {
 
 	struct stat token_st; /* of token_file when last read */
 	bool token_st_valid;
+
+	struct kpx_k8s_rest_stats rest; /* buckets not cumulative here */
 };
 
 static bool curl_inited;
@@ -210,6 +249,66 @@ static uint64_t backoff_ms(struct kpx_k8s_source *src, unsigned failures)
 	return d > max ? max : d;
 }
 
+static const char *req_name(enum req_kind r)
+{
+	return r == REQ_LIST ? "list" : r == REQ_WATCH ? "watch" : "watch-list";
+}
+
+/* Counts one request in the rest_client_* metrics, once: when its response
+ * headers arrive (a watch counts then, not when it ends), or at completion
+ * without a response (code 0, "<error>"). */
+static void rest_count(struct informer *inf, int code)
+{
+	struct kpx_k8s_rest_stats *r = &inf->src->rest;
+	double secs = (double)(kpx_now_ms() - inf->req_start_ms) / 1000.0;
+	size_t i;
+
+	if (inf->counted)
+		return;
+	inf->counted = true;
+	for (i = 0; i < r->n_codes && r->codes[i].code != code; i++)
+		;
+	if (i == r->n_codes && r->n_codes < KPX_K8S_REST_CODES) {
+		r->codes[i].code = code;
+		r->codes[i].count = 0;
+		r->n_codes++;
+	}
+	if (i < r->n_codes)
+		r->codes[i].count++;
+	for (i = 0; i < KPX_K8S_REST_BUCKETS; i++) {
+		if (secs <= r->bounds[i]) {
+			r->buckets[i]++;
+			break;
+		}
+	}
+	r->count++;
+	r->sum += secs;
+}
+
+/* How long this transfer may stay silent before it counts as stalled. */
+static uint64_t stall_bound_ms(const struct informer *inf)
+{
+	const struct kpx_k8s_source *src = inf->src;
+
+	if (inf->req == REQ_WATCH && !inf->bookmarks_seen)
+		return (uint64_t)inf->req_timeout_s * 1000 + NO_BOOKMARK_GRACE_MS;
+	return src->opts.stall_ms;
+}
+
+/* A watch that answered 200 and stayed open long enough was healthy:
+ * whatever ends it starts a fresh failure streak. */
+static void note_healthy(struct informer *inf)
+{
+	if (inf->req != REQ_LIST && inf->http_code == 200 &&
+	    kpx_now_ms() - inf->req_start_ms >= inf->src->opts.backoff_reset_ms &&
+	    inf->failures) {
+		kpx_dbg(1, "k8s %s: watch was healthy for %llu ms, backoff reset",
+			inf->name,
+			(unsigned long long)(kpx_now_ms() - inf->req_start_ms));
+		inf->failures = 0;
+	}
+}
+
 static const char *state_name(enum inf_state s)
 {
 	switch (s) {
@@ -219,6 +318,8 @@ static const char *state_name(enum inf_state s)
 		return "backoff";
 	case ST_LISTING:
 		return "listing";
+	case ST_STREAMING:
+		return "streaming";
 	case ST_WATCHING:
 		return "watching";
 	}
@@ -341,6 +442,23 @@ static int decode_into_store(struct informer *inf, struct json_object *obj)
 	return 0;
 }
 
+/* The streaming list reached its end marker: the store holds the full
+ * state at rv; the same connection goes on as a plain watch. */
+static void initial_events_done(struct informer *inf, const char *rv)
+{
+	struct kpx_k8s_source *src = inf->src;
+
+	set_rv(inf, rv);
+	inf->initial_done = true;
+	inf->req = REQ_WATCH;
+	inf->state = ST_WATCHING;
+	inf->failures = 0;
+	kpx_store_replace_end(src->store, inf->kind);
+	src->changed = true;
+	kpx_info("k8s %s: listed (streaming, %llu objects), resourceVersion %s",
+		 inf->name, (unsigned long long)inf->req_events, inf->rv);
+}
+
 /* One watch event. <0: the transfer must end (reason in inf->abort). */
 static int handle_event(struct informer *inf, struct json_object *ev)
 {
@@ -373,6 +491,28 @@ static int handle_event(struct informer *inf, struct json_object *ev)
 		}
 		set_rv(inf, rv);
 	} else if (!strcmp(type, "BOOKMARK")) {
+		inf->bookmarks_seen = true;
+		if (inf->req == REQ_WATCHLIST && !inf->initial_done) {
+			const char *end = NULL;
+			struct json_object *md, *ann, *v;
+
+			if (json_object_object_get_ex(obj, "metadata", &md) &&
+			    json_object_object_get_ex(md, "annotations", &ann) &&
+			    json_object_object_get_ex(ann, INITIAL_EVENTS_END, &v))
+				end = json_object_get_string(v);
+			if (!end || strcmp(end, "true")) {
+				/* A server that ignores sendInitialEvents
+				 * sends plain bookmarks: what came before was
+				 * not a complete list. */
+				inf->abort = AB_FALLBACK;
+				snprintf(inf->abort_msg, sizeof(inf->abort_msg),
+					 "bookmark without %s: the server ignored sendInitialEvents",
+					 INITIAL_EVENTS_END);
+				return -1;
+			}
+			initial_events_done(inf, rv);
+			return 0;
+		}
 		set_rv(inf, rv);
 	} else if (!strcmp(type, "ERROR")) {
 		struct json_object *code;
@@ -485,6 +625,23 @@ static int feed_watch(struct informer *inf, const char *p, size_t n)
 	return 0;
 }
 
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct informer *inf = arg;
+	size_t n = size * nmemb;
+	long code = 0;
+
+	/* The blank line ends a header block; 1xx blocks are interim (a
+	 * proxy's CONNECT answer is suppressed by curl). */
+	if ((n == 2 && data[0] == '\r' && data[1] == '\n') ||
+	    (n == 1 && data[0] == '\n')) {
+		curl_easy_getinfo(inf->easy, CURLINFO_RESPONSE_CODE, &code);
+		if (code >= 200)
+			rest_count(inf, (int)code);
+	}
+	return n;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct informer *inf = arg;
@@ -504,7 +661,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 		return n;
 	}
 	inf->body_bytes += n;
-	if (inf->req == REQ_WATCH)
+	if (inf->req != REQ_LIST)
 		return feed_watch(inf, data, n) < 0 ? 0 : n;
 
 	/* LIST: one JSON document per page, parsed as it arrives. */
@@ -529,10 +686,19 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* The server cannot stream lists: paginated LIST from now on. */
+static void watchlist_fallback(struct informer *inf, const char *why)
+{
+	kpx_warn("k8s %s: streaming list not available (%s), falling back to a paginated LIST",
+		 inf->name, why);
+	inf->watchlist_off = true;
+	schedule(inf, REQ_LIST, false);
+}
+
 static void stall_fired(void *arg)
 {
 	struct informer *inf = arg;
-	uint64_t now = kpx_now_ms(), stall = inf->src->opts.stall_ms;
+	uint64_t now = kpx_now_ms(), stall = stall_bound_ms(inf);
 	enum req_kind req = inf->req;
 
 	if (!inf->easy)
@@ -542,12 +708,19 @@ static void stall_fired(void *arg)
 			      stall - (now - inf->last_byte_ms));
 		return;
 	}
+	rest_count(inf, 0);
+	note_healthy(inf);
 	set_error(inf, "%s stalled: no data for %llu ms, restarting",
-		  req == REQ_LIST ? "list" : "watch",
-		  (unsigned long long)(now - inf->last_byte_ms));
+		  req_name(req), (unsigned long long)(now - inf->last_byte_ms));
 	end_request(inf);
-	/* A stalled watch resumes at once; a stalled list backs off. */
-	schedule(inf, req, req == REQ_LIST);
+	if (req == REQ_WATCHLIST) {
+		/* Silence before the end marker: a server that does not
+		 * stream lists and sends no bookmarks either. */
+		watchlist_fallback(inf, "no initial-events-end bookmark");
+	} else {
+		/* A stalled watch resumes at once; a stalled list backs off. */
+		schedule(inf, req, req == REQ_LIST);
+	}
 	process_done(inf->src);
 }
 
@@ -591,24 +764,30 @@ static int build_url(struct informer *inf, enum req_kind req, char *url,
 		}
 		return ret;
 	}
+	/* The server ends a watch after timeoutSeconds, spread as
+	 * client-go spreads it so that watches do not end together. */
+	inf->req_timeout_s = src->opts.watch_timeout_s ?
+				     src->opts.watch_timeout_s :
+				     WATCH_TIMEOUT_MIN_S +
+					     (unsigned)rand_r(&src->seed) %
+						     (WATCH_TIMEOUT_MAX_S -
+						      WATCH_TIMEOUT_MIN_S + 1);
+	if (req == REQ_WATCHLIST) {
+		/* resourceVersion unset: the initial events are a consistent
+		 * read of the current state, as client-go asks for them. */
+		if (!ret)
+			ret = append_query(url, len,
+					   "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=%u",
+					   inf->req_timeout_s);
+		return ret;
+	}
 	{
-		/* The server ends a watch after timeoutSeconds; keep that
-		 * below the stall limit so an idle watch is not taken for a
-		 * stalled one, and spread it so watches do not end together. */
-		uint64_t stall_s = src->opts.stall_ms / 1000;
-		uint64_t t = stall_s / 2 + rand_r(&src->seed) % (stall_s / 2 + 1);
 		char *e = curl_easy_escape(NULL, inf->rv, 0);
 
-		if (t >= stall_s && stall_s > 1)
-			t = stall_s - 1;
-		if (t < 1)
-			t = 1;
-		if (t > 600)
-			t = 600;
 		if (!ret)
 			ret = e ? append_query(url, len,
-					       "watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%llu",
-					       e, (unsigned long long)t) :
+					       "watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%u",
+					       e, inf->req_timeout_s) :
 				  -ENOMEM;
 		curl_free(e);
 	}
@@ -669,6 +848,11 @@ static void start_request(struct informer *inf, enum req_kind req)
 
 	end_request(inf);
 	kpx_timer_arm(inf->retry_timer, 0);
+	/* A full state is fetched by streaming list unless this server
+	 * refused it; a LIST continuation stays a LIST. */
+	if (req == REQ_LIST && !inf->cont && !inf->watchlist_off &&
+	    !src->opts.no_watch_list)
+		req = REQ_WATCHLIST;
 	inf->req = req;
 	inf->next = req;
 	inf->http_code = 0;
@@ -679,6 +863,8 @@ static void start_request(struct informer *inf, enum req_kind req)
 	inf->abort = AB_NONE;
 	inf->abort_msg[0] = '\0';
 	inf->req_events = 0;
+	inf->initial_done = false;
+	inf->counted = false;
 	inf->req_start_ms = inf->last_byte_ms = kpx_now_ms();
 
 	if (build_url(inf, req, url, sizeof(url))) {
@@ -706,6 +892,9 @@ static void start_request(struct informer *inf, enum req_kind req)
 	ret |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, inf->hdrs);
 	ret |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	ret |= curl_easy_setopt(e, CURLOPT_WRITEDATA, inf);
+	ret |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	ret |= curl_easy_setopt(e, CURLOPT_HEADERDATA, inf);
+	ret |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	ret |= curl_easy_setopt(e, CURLOPT_PRIVATE, inf);
 	ret |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, inf->errbuf);
 	ret |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -723,14 +912,19 @@ static void start_request(struct informer *inf, enum req_kind req)
 		set_error(inf, "cannot start the HTTP request");
 		goto fail;
 	}
-	inf->state = req == REQ_LIST ? ST_LISTING : ST_WATCHING;
+	inf->state = req == REQ_LIST	   ? ST_LISTING :
+		     req == REQ_WATCHLIST ? ST_STREAMING :
+					    ST_WATCHING;
 	if (req == REQ_LIST)
 		inf->lists++;
+	else if (req == REQ_WATCHLIST)
+		inf->watch_lists++;
 	else
 		inf->watches++;
-	kpx_dbg(2, "k8s %s: %s %s", inf->name,
-		req == REQ_LIST ? "list" : "watch", url);
-	kpx_timer_arm(inf->stall_timer, src->opts.stall_ms);
+	if (req == REQ_WATCHLIST)
+		kpx_store_replace_begin(src->store, inf->kind);
+	kpx_dbg(2, "k8s %s: %s %s", inf->name, req_name(req), url);
+	kpx_timer_arm(inf->stall_timer, stall_bound_ms(inf));
 	return;
 fail:
 	end_request(inf);
@@ -795,10 +989,50 @@ static void list_page_done(struct informer *inf)
 	schedule(inf, REQ_WATCH, false);
 }
 
+/* A streaming list that ended before its end marker. true: handled. */
+static bool watchlist_done_early(struct informer *inf, CURLcode cc)
+{
+	long code = inf->http_code;
+
+	if (inf->abort == AB_FALLBACK) {
+		end_request(inf);
+		watchlist_fallback(inf, inf->abort_msg);
+		return true;
+	}
+	if (inf->abort != AB_NONE || code == 410 || (cc != CURLE_OK && !code))
+		return false; /* as for a LIST: relist or retry */
+	if (code == 400 || code == 422 || code == 415 || code == 501) {
+		/* What a server without the WatchList feature answers. */
+		char why[sizeof(inf->last_error)];
+
+		handle_error_body(inf, "watch-list");
+		snprintf(why, sizeof(why), "%s", inf->last_error);
+		end_request(inf);
+		watchlist_fallback(inf, why);
+		return true;
+	}
+	if (code == 200 && cc == CURLE_OK) {
+		end_request(inf);
+		watchlist_fallback(inf, "stream ended before the initial-events-end bookmark");
+		return true;
+	}
+	return false;
+}
+
 static void transfer_done(struct informer *inf, CURLcode cc)
 {
 	enum req_kind req = inf->req;
 	uint64_t lasted = kpx_now_ms() - inf->req_start_ms;
+	const char *what = req_name(req);
+
+	rest_count(inf, 0);
+	note_healthy(inf);
+	if (req == REQ_WATCHLIST) {
+		if (watchlist_done_early(inf, cc))
+			return;
+		/* Otherwise retried like the LIST it stands for. */
+		req = inf->req = REQ_LIST;
+	}
 
 	if (inf->abort == AB_RELIST) {
 		kpx_info("k8s %s: %s, relisting", inf->name, inf->abort_msg);
@@ -819,7 +1053,7 @@ static void transfer_done(struct informer *inf, CURLcode cc)
 		return;
 	}
 	if (cc != CURLE_OK && !inf->http_code) {
-		set_error(inf, "%s: %s", req == REQ_LIST ? "list" : "watch",
+		set_error(inf, "%s: %s", what,
 			  inf->errbuf[0] ? inf->errbuf : curl_easy_strerror(cc));
 		end_request(inf);
 		schedule(inf, req, true);
@@ -837,7 +1071,7 @@ static void transfer_done(struct informer *inf, CURLcode cc)
 		return;
 	}
 	if (inf->http_code != 200) {
-		handle_error_body(inf, req == REQ_LIST ? "list" : "watch");
+		handle_error_body(inf, what);
 		end_request(inf);
 		if (req == REQ_LIST) {
 			free(inf->cont);
@@ -847,7 +1081,7 @@ static void transfer_done(struct informer *inf, CURLcode cc)
 		return;
 	}
 	if (cc != CURLE_OK) {
-		set_error(inf, "%s: %s", req == REQ_LIST ? "list" : "watch",
+		set_error(inf, "%s: %s", what,
 			  inf->errbuf[0] ? inf->errbuf : curl_easy_strerror(cc));
 		end_request(inf);
 		if (req == REQ_LIST) {
@@ -1031,6 +1265,8 @@ int kpx_k8s_open(struct kpx_loop *loop, const struct kpx_k8s_options *opts,
 	}
 	if (!src->opts.stall_ms)
 		src->opts.stall_ms = DEFAULT_STALL_MS;
+	if (!src->opts.backoff_reset_ms)
+		src->opts.backoff_reset_ms = DEFAULT_BACKOFF_RESET_MS;
 	if (!src->opts.backoff_min_ms)
 		src->opts.backoff_min_ms = DEFAULT_BACKOFF_MIN_MS;
 	if (!src->opts.backoff_max_ms)
@@ -1044,6 +1280,15 @@ int kpx_k8s_open(struct kpx_loop *loop, const struct kpx_k8s_options *opts,
 	len = strlen(src->server);
 	while (len && src->server[len - 1] == '/')
 		src->server[--len] = '\0';
+	{
+		/* client-go labels requests with the URL's host[:port]. */
+		const char *h = strstr(src->server, "://");
+
+		h = h ? h + 3 : src->server;
+		snprintf(src->rest.host, sizeof(src->rest.host), "%.*s",
+			 (int)strcspn(h, "/"), h);
+		memcpy(src->rest.bounds, rest_bounds, sizeof(rest_bounds));
+	}
 
 	src->multi = curl_multi_init();
 	if (!src->multi) {
@@ -1134,6 +1379,14 @@ struct json_object *kpx_k8s_status(const struct kpx_k8s_source *src)
 		json_object_object_add(x, "lists", json_object_new_int64(inf->lists));
 		json_object_object_add(x, "watches",
 				       json_object_new_int64(inf->watches));
+		json_object_object_add(x, "watch_lists",
+				       json_object_new_int64(inf->watch_lists));
+		json_object_object_add(x, "initial_list",
+				       json_object_new_string(
+					       inf->watchlist_off ||
+							       src->opts.no_watch_list ?
+						       "paginated" :
+						       "streaming"));
 		json_object_object_add(x, "events", json_object_new_int64(inf->events));
 		json_object_object_add(x, "relists",
 				       json_object_new_int64(inf->relists));
@@ -1144,4 +1397,19 @@ struct json_object *kpx_k8s_status(const struct kpx_k8s_source *src)
 	}
 	json_object_object_add(o, "watches", w);
 	return o;
+}
+
+int kpx_k8s_rest_stats(const struct kpx_k8s_source *src,
+		       struct kpx_k8s_rest_stats *out)
+{
+	uint64_t acc = 0;
+
+	if (!src)
+		return -ENOENT;
+	*out = src->rest;
+	for (int i = 0; i < KPX_K8S_REST_BUCKETS; i++) {
+		acc += src->rest.buckets[i];
+		out->buckets[i] = acc;
+	}
+	return 0;
 }

@@ -46,10 +46,40 @@ void kpx_k8s_conn_clear(struct kpx_k8s_conn *conn);
 struct kpx_k8s_options {
 	struct kpx_k8s_conn conn;
 	char node_name[KPX_NAME_MAX];
-	/* Watch stall detection and backoff bounds, ms (0: defaults). */
+	/*
+	 * Watch stall bound, ms (0: 120 s): a watch whose server has sent
+	 * bookmarks (about one a minute) and then sends no byte for this
+	 * long is restarted from its resourceVersion. A server that never
+	 * sent a bookmark is given timeoutSeconds + 30 s instead.
+	 */
 	uint64_t stall_ms;
-	uint64_t backoff_min_ms, backoff_max_ms;
+	/* Retry backoff (0: 500 ms .. 30 s, doubling, +50% jitter); a watch
+	 * open for backoff_reset_ms (0: 60 s) clears the failure streak. */
+	uint64_t backoff_min_ms, backoff_max_ms, backoff_reset_ms;
 	uint32_t page_limit; /* LIST limit; 0: 500 */
+	/* Watch timeoutSeconds; 0: random in [300, 600] as client-go. */
+	uint32_t watch_timeout_s;
+	/* Never try the streaming list (sendInitialEvents); LIST only. */
+	bool no_watch_list;
+};
+
+/* rest_client_* metrics as client-go counts them (method is always GET:
+ * kpx only lists and watches). */
+#define KPX_K8S_REST_BUCKETS 12
+#define KPX_K8S_REST_CODES 16
+struct kpx_k8s_rest_stats {
+	char host[256]; /* host[:port] of the API server URL */
+	struct {
+		int code; /* HTTP status; 0: "<error>" (no response) */
+		uint64_t count;
+	} codes[KPX_K8S_REST_CODES];
+	size_t n_codes;
+	/* Time to response headers (for watches too), seconds; counts are
+	 * cumulative as the exposition format wants them. */
+	double bounds[KPX_K8S_REST_BUCKETS];
+	uint64_t buckets[KPX_K8S_REST_BUCKETS];
+	uint64_t count;
+	double sum;
 };
 
 int kpx_k8s_open(struct kpx_loop *loop, const struct kpx_k8s_options *opts,
@@ -59,5 +89,8 @@ void kpx_k8s_close(struct kpx_k8s_source *src);
 /* {"kind":"api","server":...,"watches":{"services":{"state":"watching",
  *  "resource_version":...,"relists":N,"errors":N,"last_error":...},...}} */
 struct json_object *kpx_k8s_status(const struct kpx_k8s_source *src);
+/* Copies the request counters (for /metrics). -ENOENT when src is NULL. */
+int kpx_k8s_rest_stats(const struct kpx_k8s_source *src,
+		       struct kpx_k8s_rest_stats *out);
 
 #endif
