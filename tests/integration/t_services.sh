@@ -18,7 +18,7 @@ for b in build/kpx build/kpx_echo; do
 done
 
 # 12 (cleanup, stops n2's agent) runs last.
-SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 12}
+SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 17 12}
 
 # eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@n[@zones[@nodes]]]
 # (r ready, t serving+terminating, n not ready; zones, nodes: topology
@@ -603,6 +603,46 @@ s16() {
 	rig_agent_wait_synced n1 10 || why="$why agent did not restart with the default flags;"
 	rig_manifest_rm s16.yaml
 	[ -z "$why" ] && pass 16-node-address || fail 16-node-address "$why"
+}
+
+# ---------------------------------------------------------------- 17
+# An externalIP (or LB ingress IP) written by a tenant equal to another
+# Service's ClusterIP never takes it over (CVE-2020-8554): the ClusterIP
+# the API server allocated wins, whatever the names, for pods and for
+# clients routed to it through a node; the refusal is in `kpx status`.
+s17() {
+	local why="" out from proto n st
+	{ svc s17 198.18.100.170; eps s17-a IPv4 s17 $P1@n1 $Q1@n2
+	  echo "---"
+	  SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.100.170}]}" \
+		svc a17 198.18.100.171 "type: LoadBalancer" "externalIPs: [198.18.100.170]"
+	  eps a17-a IPv4 a17 $P2@n1 $Q2@n2; } | rig_manifest_write s17.yaml
+	rig_sync_all || { fail 17-external-ip-hijack "agents did not sync"; return; }
+	rig_ext_via n1
+	for from in n1p3 n2p3 x; do
+		for proto in tcp udp; do
+			out=$(cl $from --addr 198.18.100.170 --port 80 --proto $proto -n 20 --timeout-ms 1000)
+			# (an off-cluster client's reach of remote endpoints
+			# is 11-offcluster-clusterip's business, not this one's)
+			[ "$from" = x ] && [ "$(echo_get "$out" ok)" -gt 0 ] && [ -z "$(id_set "$out" | tr ' ' '\n' | grep -v -x -e n1-p1 -e n2-p1)" ] && continue
+			ok_all "$out" 20 || { why="$why $from/$proto: $(brief "$out");"; continue; }
+			[ "$(id_set "$out")" = "n1-p1 n2-p1" ] ||
+				why="$why $from/$proto to the ClusterIP reached $(id_set "$out"), not only s17's endpoints;"
+		done
+	done
+	# the attacker's own ClusterIP still works
+	out=$(cl n1p3 --addr 198.18.100.171 --port 80 -n 10 --timeout-ms 1000)
+	ok_all "$out" 10 || why="$why a17's own ClusterIP: $(brief "$out");"
+	for n in n1 n2; do
+		st=$(timeout -k 1 5 "$KPX_BIN" status --state-socket "$RIG_DIR/$n.sock" -o json 2>/dev/null)
+		# one refusal per kind (externalIP, LB ingress) and port (p, u)
+		[ "$(jq -r '[.agent.refused[] | select(.service == "t/a17" and .address == "198.18.100.170" and .owner == "t/s17") | .kind] | sort | unique | join(",")' <<<"$st"),$(jq -r '.agent.counts.refused_addresses' <<<"$st")" = "ExternalIP,LoadBalancer,4" ] ||
+			why="$why $n: kpx status does not list the refused addresses of t/a17: $(jq -c .agent.refused <<<"$st");"
+	done
+	grep -q 'service t/a17: ExternalIP 198.18.100.170 not served: is a ClusterIP of t/s17' "$RIG_DIR/agent-n1.log" ||
+		why="$why no log line naming the refused externalIP;"
+	rig_manifest_rm s17.yaml
+	[ -z "$why" ] && pass 17-external-ip-hijack || fail 17-external-ip-hijack "$why"
 }
 
 run_backend() {

@@ -271,6 +271,7 @@ enum {
 	OPT_HOSTNAME,
 	OPT_NODE_IP,
 	OPT_CLUSTER_CIDR,
+	OPT_EXTERNAL_IP_CIDRS,
 	OPT_NODEPORT_ADDRESSES,
 	OPT_DEVICES,
 	OPT_NODEPORT_ACCEL,
@@ -328,6 +329,7 @@ const struct kpx_flag kpx_flags[] = {
 	KPX("hostname-override", KPX_FT_STRING, OPT_HOSTNAME),
 	KPX("node-ip", KPX_FT_STRING, OPT_NODE_IP),
 	KPX("cluster-cidr", KPX_FT_STRING, OPT_CLUSTER_CIDR),
+	KPX("external-ip-cidrs", KPX_FT_STRING, OPT_EXTERNAL_IP_CIDRS),
 	KPX("nodeport-addresses", KPX_FT_STRING, OPT_NODEPORT_ADDRESSES),
 	KPX("devices", KPX_FT_STRING, OPT_DEVICES),
 	KPX("nodeport-accel", KPX_FT_STRING, OPT_NODEPORT_ACCEL),
@@ -445,6 +447,8 @@ static void run_usage(FILE *f)
 		"  --cluster-cidr CIDR[,CIDR]   pod CIDRs, for masquerade decisions\n"
 		"  --nodeport-addresses CIDRs|primary  where NodePorts are served\n"
 		"  --masquerade-all[=BOOL]      masquerade all service traffic\n"
+		"  --external-ip-cidrs CIDRs    serve only externalIPs inside these, never\n"
+		"                               a node address (default: any)\n"
 		"Datapath:\n"
 		"  --backend bpf|nft            (alias --proxy-mode; default: bpf if supported)\n"
 		"  --devices IF[,IF]            bpf: tc/XDP devices (default: default-route dev)\n"
@@ -603,6 +607,9 @@ static int apply_option(struct kpx_config *cfg, int opt, const char *arg)
 	case OPT_CLUSTER_CIDR:
 		return kpx_cidr_list_parse(arg, cfg->cluster_cidrs, 8,
 					   &cfg->n_cluster_cidrs);
+	case OPT_EXTERNAL_IP_CIDRS:
+		return kpx_cidr_list_parse(arg, cfg->external_ip_cidrs, 16,
+					   &cfg->n_external_ip_cidrs);
 	case OPT_NODEPORT_ADDRESSES:
 		if (!strcmp(arg, "primary") || !*arg) {
 			cfg->n_nodeport_cidrs = 0;
@@ -1115,6 +1122,9 @@ int kpx_plan_input_from_config(const struct kpx_config *cfg,
 	memcpy(in->cluster_cidrs, cfg->cluster_cidrs,
 	       cfg->n_cluster_cidrs * sizeof(cfg->cluster_cidrs[0]));
 	in->n_cluster_cidrs = cfg->n_cluster_cidrs;
+	memcpy(in->external_ip_cidrs, cfg->external_ip_cidrs,
+	       cfg->n_external_ip_cidrs * sizeof(cfg->external_ip_cidrs[0]));
+	in->n_external_ip_cidrs = cfg->n_external_ip_cidrs;
 	memcpy(in->nodeport_cidrs, cfg->nodeport_cidrs,
 	       cfg->n_nodeport_cidrs * sizeof(cfg->nodeport_cidrs[0]));
 	in->n_nodeport_cidrs = cfg->n_nodeport_cidrs;

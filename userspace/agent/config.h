@@ -35,6 +35,9 @@ struct kpx_config {
 	size_t n_node_ips;
 	struct kpx_cidr cluster_cidrs[8];
 	size_t n_cluster_cidrs;
+	/* --external-ip-cidrs: externalIPs allowed (none: all). */
+	struct kpx_cidr external_ip_cidrs[16];
+	size_t n_external_ip_cidrs;
 	struct kpx_cidr nodeport_cidrs[16]; /* n == 0: "primary" */
 	size_t n_nodeport_cidrs;
 	char devices[KPX_MAX_DEVICES][KPX_IFNAME_MAX];
