@@ -639,6 +639,8 @@ s17() {
 		[ "$(jq -r '[.agent.refused[] | select(.service == "t/a17" and .address == "198.18.100.170" and .owner == "t/s17") | .kind] | sort | unique | join(",")' <<<"$st"),$(jq -r '.agent.counts.refused_addresses' <<<"$st")" = "ExternalIP,LoadBalancer,4" ] ||
 			why="$why $n: kpx status does not list the refused addresses of t/a17: $(jq -c .agent.refused <<<"$st");"
 	done
+	out=$(rig_exec n1 curl -s --max-time 5 "http://$(rig_node_ip4 n1):10249/metrics" 2>/dev/null | grep '^kpx_refused_addresses ')
+	[ "$out" = "kpx_refused_addresses 4" ] || why="$why n1 /metrics: '$out', want kpx_refused_addresses 4;"
 	grep -q 'service t/a17: ExternalIP 198.18.100.170 not served: is a ClusterIP of t/s17' "$RIG_DIR/agent-n1.log" ||
 		why="$why no log line naming the refused externalIP;"
 	rig_manifest_rm s17.yaml

@@ -551,6 +551,10 @@ void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
 	      agent->plan ? (double)agent->plan->n_frontends : 0);
 	gauge(f, "kpx_endpoints", "gauge", "Endpoints programmed",
 	      agent->plan ? (double)agent->plan->n_endpoints : 0);
+	gauge(f, "kpx_refused_addresses", "gauge",
+	      "externalIPs and LoadBalancer IPs not served (a ClusterIP, a "
+	      "special address, outside --external-ip-cidrs)",
+	      agent->plan ? (double)kpx_plan_count_refused(agent->plan, NULL) : 0);
 	if (datapath)
 		datapath_metrics(f, datapath);
 	traffic_metrics(f, frontends);
