@@ -1,6 +1,5 @@
 #!/bin/bash
-# Service behaviour as a client sees it (issue 3 scenarios 1-12; 13 nft
-# resync, 14 node topology hints, 15 LB ipMode), for each
+# Service behaviour as a client sees it, for each
 # backend in ${KPX_BACKENDS:-nft bpf}; one rig (tests/integration/lib/rig.sh)
 # per backend, reused across scenarios. Prints PASS/FAIL/SKIP
 # <backend>/<scenario>; exits non-zero only when the harness itself broke.
@@ -98,7 +97,7 @@ brief() { tr '\n' ' ' <<<"$1"; }
 # ---------------------------------------------------------------- 1
 s1() {
 	{ svc s1 198.18.100.1; eps s1-a IPv4 s1 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s1.yaml
-	rig_sync_all || { fail 1 "agents did not sync"; return; }
+	rig_sync_all || { fail clusterip-spreads-and-keeps-pod-source "agents did not sync"; return; }
 	local from proto out id why=""
 	for from in n1p3 n2p3; do
 		for proto in tcp udp; do
@@ -113,17 +112,17 @@ s1() {
 			[ "$(srcs "$out")" = "$me " ] || why="$why $from/$proto source seen $(srcs "$out") not $me;"
 		done
 	done
-	[ -z "$why" ] && pass 1 || fail 1 "$why"
+	[ -z "$why" ] && pass clusterip-spreads-and-keeps-pod-source || fail clusterip-spreads-and-keeps-pod-source "$why"
 }
 
 # ---------------------------------------------------------------- 2
 s2() {
 	{ svc s2 198.18.100.2; eps s2-a IPv4 s2 $P1@n1 $P2@n1 $Q1@n2; } | rig_manifest_write s2.yaml
-	rig_sync_all || { fail 2 "agents did not sync"; return; }
+	rig_sync_all || { fail endpoint-changes-keep-established-and-fall-back-to-terminating "agents did not sync"; return; }
 	local log=$RIG_DIR/s2-hold.log held out why="" other
 	rig_bg_log "$log" n1p3 "$E" hold --addr 198.18.100.2 --port 80 -d 4
 	local hpid=$RIG_LAST_PID
-	rig_wait_until 3 grep -q "hold connected" "$log" || { fail 2 "hold did not connect: $(cat "$log")"; return; }
+	rig_wait_until 3 grep -q "hold connected" "$log" || { fail endpoint-changes-keep-established-and-fall-back-to-terminating "hold did not connect: $(cat "$log")"; return; }
 	held=$(sed -n 's/.*id=\([^ ]*\).*/\1/p' "$log" | head -1)
 	# unrelated change: another endpoint terminating, a new one added
 	case $held in n1-p1) other=$P2 ;; *) other=$P1 ;; esac
@@ -133,7 +132,7 @@ s2() {
 		eps_new+=("$e")
 	done
 	{ svc s2 198.18.100.2; eps s2-a IPv4 s2 "${eps_new[@]}" $Q3@n2; } | rig_manifest_write s2.yaml
-	rig_sync_all || { fail 2 "agents did not sync"; return; }
+	rig_sync_all || { fail endpoint-changes-keep-established-and-fall-back-to-terminating "agents did not sync"; return; }
 	out=$(cl n2p2 --addr 198.18.100.2 --port 80 -n 60 --timeout-ms 1000)
 	ok_all "$out" 60 || why="$why new conns failed: $(brief "$out");"
 	local term_id
@@ -157,13 +156,13 @@ s2() {
 		why="$why established connection to $held broke ($(cat "$log" | tr '\n' ' '));"
 	fi
 	kill "$hpid" 2>/dev/null
-	[ -z "$why" ] && pass 2 || fail 2 "$why"
+	[ -z "$why" ] && pass endpoint-changes-keep-established-and-fall-back-to-terminating || fail endpoint-changes-keep-established-and-fall-back-to-terminating "$why"
 }
 
 # ---------------------------------------------------------------- 3
 s3() {
 	{ svc s3 198.18.100.3; eps s3-a IPv4 s3; } | rig_manifest_write s3.yaml
-	rig_sync_all || { fail 3 "agents did not sync"; return; }
+	rig_sync_all || { fail no-endpoints-refused-at-once "agents did not sync"; return; }
 	local out why="" proto
 	for proto in tcp udp; do
 		out=$(cl n1p3 --addr 198.18.100.3 --port 80 --proto $proto -n 3 --timeout-ms 3000)
@@ -175,7 +174,7 @@ s3() {
 			[ "$ms" -lt 500 ] || why="$why $proto: refusal took ${ms} ms;"
 		fi
 	done
-	[ -z "$why" ] && pass 3 || fail 3 "$why"
+	[ -z "$why" ] && pass no-endpoints-refused-at-once || fail no-endpoints-refused-at-once "$why"
 }
 
 # ---------------------------------------------------------------- 4
@@ -183,7 +182,7 @@ s4() {
 	local aff='sessionAffinity: ClientIP' why="" out distinct
 	{ svc s4 198.18.100.4 "$aff" "sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}"
 	  eps s4-a IPv4 s4 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s4.yaml
-	rig_sync_all || { fail 4 "agents did not sync"; return; }
+	rig_sync_all || { fail session-affinity-clientip-with-timeout "agents did not sync"; return; }
 	for from in n1p3 n2p3; do
 		out=$(cl $from --addr 198.18.100.4 --port 80 -n 20 --timeout-ms 1000)
 		ok_all "$out" 20 && [ "$(ids "$out" | wc -w)" = 1 ] || why="$why $from not sticky: $(ids "$out");"
@@ -206,7 +205,7 @@ s4() {
 	rig_sync_all
 	out=$(cl n1p3 --addr 198.18.100.4 --port 80 -n 20 --timeout-ms 1000)
 	ok_all "$out" 20 && [ "$(ids "$out" | wc -w)" = 1 ] || why="$why affinity back on not sticky: $(ids "$out");"
-	[ -z "$why" ] && pass 4 || fail 4 "$why"
+	[ -z "$why" ] && pass session-affinity-clientip-with-timeout || fail session-affinity-clientip-with-timeout "$why"
 }
 
 # ---------------------------------------------------------------- 5
@@ -216,7 +215,7 @@ s5() {
 	  eps s5c-a IPv4 s5c $P1@n1 $Q1@n2; } | rig_manifest_write s5c.yaml
 	{ NP_TCP=30081 NP_UDP=30081 svc s5l 198.18.100.51 "type: NodePort" "externalTrafficPolicy: Local" "healthCheckNodePort: 30181"
 	  eps s5l-a IPv4 s5l $P1@n1; } | rig_manifest_write s5l.yaml
-	rig_sync_all || { fail 5 "agents did not sync"; return; }
+	rig_sync_all || { fail nodeport-external-traffic-policy "agents did not sync"; return; }
 	for node in n1 n2; do
 		nip=$(rig_node_ip4 $node)
 		for proto in tcp udp; do
@@ -236,7 +235,7 @@ s5() {
 		[ "$(echo_get "$out" err TIMEOUT)" = 3 ] ||
 			why="$why Local via n2 (no local endpoint) not dropped: $(brief "$out");"
 	done
-	[ -z "$why" ] && pass 5 || fail 5 "$why"
+	[ -z "$why" ] && pass nodeport-external-traffic-policy || fail nodeport-external-traffic-policy "$why"
 }
 
 # ---------------------------------------------------------------- 6
@@ -246,7 +245,7 @@ s6() {
 	{ SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.200.7}]}" NP_TCP=30060 NP_UDP=30060 \
 		svc s6l 198.18.100.61 "type: LoadBalancer" "loadBalancerSourceRanges: [198.18.0.100/32]"
 	  eps s6l-a IPv4 s6l $P1@n1 $Q1@n2; } | rig_manifest_write s6l.yaml
-	rig_sync_all || { fail 6 "agents did not sync"; return; }
+	rig_sync_all || { fail external-ip-and-lb-source-ranges "agents did not sync"; return; }
 	out=$(cl x --addr 198.18.200.6 --port 80 -n 20 --timeout-ms 1000)
 	ok_all "$out" 20 || why="$why externalIP: $(brief "$out");"
 	out=$(cl x --addr 198.18.200.7 --port 80 -n 20 --timeout-ms 1000)
@@ -260,7 +259,7 @@ s6() {
 	# the ClusterIP is not subject to the source ranges
 	out=$(cl n1p3 --addr 198.18.100.61 --port 80 -n 5 --timeout-ms 1000)
 	ok_all "$out" 5 || why="$why ClusterIP of LB service from pod: $(brief "$out");"
-	[ -z "$why" ] && pass 6 || fail 6 "$why"
+	[ -z "$why" ] && pass external-ip-and-lb-source-ranges || fail external-ip-and-lb-source-ranges "$why"
 }
 
 # ---------------------------------------------------------------- 7
@@ -268,7 +267,7 @@ s7() {
 	local why="" out
 	{ svc s7 198.18.100.70 "internalTrafficPolicy: Local"; eps s7-a IPv4 s7 $P1@n1 $Q1@n2; } | rig_manifest_write s7.yaml
 	{ svc s7h 198.18.100.71; eps s7h-a IPv4 s7h $P1@n1; } | rig_manifest_write s7h.yaml
-	rig_sync_all || { fail 7 "agents did not sync"; return; }
+	rig_sync_all || { fail internal-traffic-policy-local "agents did not sync"; return; }
 	out=$(cl n1p3 --addr 198.18.100.70 --port 80 -n 20 --timeout-ms 1000)
 	ok_all "$out" 20 && [ "$(ids "$out")" = "n1-p1 " ] || why="$why iTP=Local from n1: $(brief "$out");"
 	out=$(cl n2p3 --addr 198.18.100.70 --port 80 -n 20 --timeout-ms 1000)
@@ -278,7 +277,7 @@ s7() {
 		out=$(cl n1p1 --addr 198.18.100.71 --port 80 --proto $proto -n 5 --timeout-ms 1000)
 		ok_all "$out" 5 && [ "$(ids "$out")" = "n1-p1 " ] || why="$why hairpin/$proto: $(brief "$out");"
 	done
-	[ -z "$why" ] && pass 7 || fail 7 "$why"
+	[ -z "$why" ] && pass internal-traffic-policy-local || fail internal-traffic-policy-local "$why"
 	# topology hints (nodes: n1 in zone za, n2 in zb; see run_backend):
 	# n2-p2 is hinted for za, so n1 uses n1-p1 and n2-p2, n2 only n2-p1
 	why=""
@@ -289,7 +288,7 @@ s7() {
 		why="$why from n1 (zone za, want n1-p1 n2-p2): $(brief "$out");"
 	out=$(cl n2p3 --addr 198.18.100.72 --port 80 -n 20 --timeout-ms 1000)
 	ok_all "$out" 20 && [ "$(ids "$out")" = "n2-p1 " ] || why="$why from n2 (zone zb, want n2-p1): $(brief "$out");"
-	[ -z "$why" ] && pass 7-topology || fail 7-topology "$why"
+	[ -z "$why" ] && pass topology-zone-hints || fail topology-zone-hints "$why"
 }
 
 # ---------------------------------------------------------------- 8
@@ -299,7 +298,7 @@ s8() {
 	  eps s8-a IPv6 s8 fd00:19:1::11@n1 fd00:19:2::11@n2; } | rig_manifest_write s8.yaml
 	{ svc s8d 198.18.100.80,fd00:18:100::80
 	  eps s8d-4 IPv4 s8d $P2@n1; eps s8d-6 IPv6 s8d fd00:19:2::12@n2; } | rig_manifest_write s8d.yaml
-	rig_sync_all || { fail 8 "agents did not sync"; return; }
+	rig_sync_all || { fail ipv6-nodeport "agents did not sync"; return; }
 	for proto in tcp udp; do
 		out=$(cl n1p3 --addr fd00:18:100::8 --port 80 --proto $proto -n 30 --timeout-ms 1000)
 		ok_all "$out" 30 && [ "$(echo_get "$out" id n1-p1)" -gt 0 ] && [ "$(echo_get "$out" id n2-p1)" -gt 0 ] &&
@@ -312,7 +311,7 @@ s8() {
 	ok_all "$out" 5 && [ "$(ids "$out")" = "n1-p2 " ] || why="$why dual-stack v4: $(brief "$out");"
 	out=$(cl n1p3 --addr fd00:18:100::80 --port 80 -n 5 --timeout-ms 1000)
 	ok_all "$out" 5 && [ "$(ids "$out")" = "n2-p2 " ] || why="$why dual-stack v6: $(brief "$out");"
-	[ -z "$why" ] && pass 8 || fail 8 "$why"
+	[ -z "$why" ] && pass ipv6-nodeport || fail ipv6-nodeport "$why"
 }
 
 # ---------------------------------------------------------------- 9
@@ -322,26 +321,26 @@ s9() {
 	  eps s9-a IPv4 s9 $P1@n1; } | rig_manifest_write s9.yaml
 	{ SVC_LABELS="service.kubernetes.io/headless: \"\"" svc s9h 198.18.100.91
 	  eps s9h-a IPv4 s9h $P1@n1; } | rig_manifest_write s9h.yaml
-	rig_sync_all || { fail 9 "agents did not sync"; return; }
+	rig_sync_all || { fail service-proxy-name-ignored "agents did not sync"; return; }
 	out=$(cl n1p3 --addr 198.18.100.90 --port 80 -n 2 --timeout-ms 300)
 	[ "$(echo_get "$out" ok)" = 0 ] || why="$why service-proxy-name service was served;"
 	out=$(cl n1p3 --addr 198.18.100.91 --port 80 -n 2 --timeout-ms 300)
 	[ "$(echo_get "$out" ok)" = 0 ] || why="$why headless-labelled service was served;"
-	[ -z "$why" ] && pass 9 || fail 9 "$why"
+	[ -z "$why" ] && pass service-proxy-name-ignored || fail service-proxy-name-ignored "$why"
 }
 
 # ---------------------------------------------------------------- 10
 s10() {
 	local why="" out
 	{ svc s10 198.18.100.100; eps s10-a IPv4 s10 $P1@n1; } | rig_manifest_write s10.yaml
-	rig_sync_all || { fail 10 "agents did not sync"; return; }
+	rig_sync_all || { fail udp-flows-rebalanced-after-endpoint-change "agents did not sync"; return; }
 	out=$(cl n1p3 --addr 198.18.100.100 --port 80 --proto udp --one-socket --sport 40100 -n 3 --timeout-ms 1000)
-	ok_all "$out" 3 && [ "$(ids "$out")" = "n1-p1 " ] || { fail 10 "before: $(brief "$out")"; return; }
+	ok_all "$out" 3 && [ "$(ids "$out")" = "n1-p1 " ] || { fail udp-flows-rebalanced-after-endpoint-change "before: $(brief "$out")"; return; }
 	{ svc s10 198.18.100.100; eps s10-a IPv4 s10 $Q1@n2; } | rig_manifest_write s10.yaml
 	rig_sync_all
 	out=$(cl n1p3 --addr 198.18.100.100 --port 80 --proto udp --one-socket --sport 40100 -n 3 --timeout-ms 1000)
 	ok_all "$out" 3 && [ "$(ids "$out")" = "n2-p1 " ] || why="same 5-tuple after endpoint change: $(brief "$out")"
-	[ -z "$why" ] && pass 10 || fail 10 "$why"
+	[ -z "$why" ] && pass udp-flows-rebalanced-after-endpoint-change || fail udp-flows-rebalanced-after-endpoint-change "$why"
 }
 
 # ---------------------------------------------------------------- 11
@@ -351,7 +350,7 @@ s11() {
 	{ svc s11 198.18.100.110; eps s11-a IPv4 s11 $P1@n1 $P2@n1 $Q1@n2 $Q2@n2; } | rig_manifest_write s11.yaml
 	{ svc s11a 198.18.100.111 "sessionAffinity: ClientIP"
 	  eps s11a-a IPv4 s11a $P1@n1 $P2@n1 $P3@n1 $Q1@n2 $Q2@n2 $Q3@n2; } | rig_manifest_write s11a.yaml
-	rig_sync_all || { fail 11 "agents did not sync"; return; }
+	rig_sync_all || { fail agent-restart-keeps-established-connections "agents did not sync"; return; }
 	# ClientIP affinity: the endpoint each of 4 clients of n1 (own
 	# addresses) sticks to before the restart; 6 endpoints, so a restart
 	# that re-balances keeps all four by chance 6^-4
@@ -390,7 +389,7 @@ s11() {
 	ok_all "$out" 40 || why="$why new TCP connections failed: $(brief "$out");"
 	out=$(cat "$RIG_DIR/s11-udp.log")
 	ok_all "$out" 40 || why="$why UDP failed: $(brief "$out");"
-	[ -z "$why" ] && pass 11 || fail 11 "$why"
+	[ -z "$why" ] && pass agent-restart-keeps-established-connections || fail agent-restart-keeps-established-connections "$why"
 	# a restart of the agent must not re-balance clients with affinity
 	if [ -z "$affwhy" ]; then
 		rig_sync_all
@@ -405,7 +404,7 @@ s11() {
 			fi
 		done
 	fi
-	[ -z "$affwhy" ] && pass 11-affinity || fail 11-affinity "$affwhy"
+	[ -z "$affwhy" ] && pass affinity-survives-agent-restart || fail affinity-survives-agent-restart "$affwhy"
 }
 
 # ---------------------------------------------------------------- 12
@@ -430,7 +429,7 @@ s12() {
 		left=$(rig_exec n2 tc filter show dev eth0 ingress 2>/dev/null)
 		[ -z "$left" ] || why="$why tc filters left;"
 	fi
-	[ -z "$why" ] && pass 12 || fail 12 "$why"
+	[ -z "$why" ] && pass cleanup-removes-only-kpx-state || fail cleanup-removes-only-kpx-state "$why"
 }
 
 # ---------------------------------------------------------------- 13
@@ -443,7 +442,7 @@ s13() {
 	{ svc s13 198.18.100.130; eps s13-a IPv4 s13 $P1@n1 $Q1@n2; } | rig_manifest_write s13.yaml
 	rig_agent_stop n1
 	rig_agent_start n1 --sync-period 1s
-	rig_agent_wait_synced n1 10 || { fail 13-resync "agent did not start: $(tail -2 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; return; }
+	rig_agent_wait_synced n1 10 || { fail nft-resync-repairs-drift "agent did not start: $(tail -2 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; return; }
 	rig_sync_all
 	out=$(cl n1p3 --addr 198.18.100.130 --port 80 -n 5 --timeout-ms 1000)
 	ok_all "$out" 5 || why="$why before: $(brief "$out");"
@@ -474,7 +473,7 @@ s13() {
 	rig_agent_stop n1
 	rig_agent_start n1
 	rig_agent_wait_synced n1 10
-	[ -z "$why" ] && pass 13-resync || fail 13-resync "$why"
+	[ -z "$why" ] && pass nft-resync-repairs-drift || fail nft-resync-repairs-drift "$why"
 }
 
 # ---------------------------------------------------------------- 14
@@ -517,7 +516,7 @@ s14() {
 	# not count
 	topo_case "node hints" "n2-p1" "n1-p1 n2-p2" \
 		$P1@n1@r@za@n2 $Q1@n2@r@zb@n1 $Q2@n2@r@zb@n2 $Q3@n2@n
-	[ -z "$why" ] && pass 14-node-hints || fail 14-node-hints "$why"
+	[ -z "$why" ] && pass topology-node-hints || fail topology-node-hints "$why"
 	why=""
 	# one ready endpoint without node hints: zone hints decide
 	topo_case "node hints incomplete" "n2-p1" "n1-p1 n2-p2" \
@@ -528,7 +527,7 @@ s14() {
 	# ... and without complete zone hints to every endpoint
 	topo_case "no node hint for n1, zone hints incomplete" "n1-p1 n2-p1 n2-p2" "n1-p1 n2-p1" \
 		$P1@n1@r@zb@n2 $Q1@n2@r@@n2 $Q2@n2@r@zb@n3
-	[ -z "$why" ] && pass 14-node-hints-fallback || fail 14-node-hints-fallback "$why"
+	[ -z "$why" ] && pass topology-node-hints-fallback || fail topology-node-hints-fallback "$why"
 }
 
 # ---------------------------------------------------------------- 15
@@ -540,7 +539,7 @@ s15() {
 	{ SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.200.15, ipMode: VIP}, {ip: 198.18.200.16, ipMode: Proxy}, {ip: 198.18.200.17}]}" \
 		NP_TCP=30150 NP_UDP=30150 svc s15 198.18.100.150 "type: LoadBalancer"
 	  eps s15-a IPv4 s15 $P1@n1 $Q1@n2; } | rig_manifest_write s15.yaml
-	rig_sync_all || { fail 15-lb-ipmode "agents did not sync"; return; }
+	rig_sync_all || { fail lb-ipmode-proxy-not-programmed "agents did not sync"; return; }
 	for proto in tcp udp; do
 		for ip in 198.18.200.15 198.18.200.17; do
 			out=$(cl x --addr $ip --port 80 --proto $proto -n 10 --timeout-ms 1000)
@@ -569,7 +568,7 @@ s15() {
 	out=$(cl x --addr 198.18.200.15 --port 80 -n 3 --timeout-ms 400)
 	[ "$(echo_get "$out" ok)" = 0 ] && [ -z "$(ids "$out")" ] ||
 		why="$why external client to 198.18.200.15 served after it became Proxy-mode: $(brief "$out");"
-	[ -z "$why" ] && pass 15-lb-ipmode || fail 15-lb-ipmode "$why"
+	[ -z "$why" ] && pass lb-ipmode-proxy-not-programmed || fail lb-ipmode-proxy-not-programmed "$why"
 }
 
 s16_served() { [ "$(echo_get "$(cl x --addr "$1" --port 30160 -n 1 --timeout-ms 300)" ok)" = 1 ]; }
@@ -583,7 +582,7 @@ s16() {
 	  eps s16-a IPv4 s16 $P1@n1 $Q1@n2; } | rig_manifest_write s16.yaml
 	rig_agent_stop n1
 	rig_agent_start n1 --nodeport-addresses 198.18.0.0/24 --sync-period 1h
-	rig_agent_wait_synced n1 10 || { fail 16-node-address "agent did not start: $(tail -2 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; return; }
+	rig_agent_wait_synced n1 10 || { fail node-address-added-serves-nodeports "agent did not start: $(tail -2 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; return; }
 	rig_sync_all
 	out=$(cl x --addr 198.18.0.11 --port 30160 -n 5 --timeout-ms 1000)
 	ok_all "$out" 5 || why="$why NodePort on 198.18.0.11 before: $(brief "$out");"
@@ -602,7 +601,7 @@ s16() {
 	rig_agent_start n1
 	rig_agent_wait_synced n1 10 || why="$why agent did not restart with the default flags;"
 	rig_manifest_rm s16.yaml
-	[ -z "$why" ] && pass 16-node-address || fail 16-node-address "$why"
+	[ -z "$why" ] && pass node-address-added-serves-nodeports || fail node-address-added-serves-nodeports "$why"
 }
 
 # ---------------------------------------------------------------- 17
@@ -617,7 +616,7 @@ s17() {
 	  SVC_STATUS="loadBalancer: {ingress: [{ip: 198.18.100.170}]}" \
 		svc a17 198.18.100.171 "type: LoadBalancer" "externalIPs: [198.18.100.170]"
 	  eps a17-a IPv4 a17 $P2@n1 $Q2@n2; } | rig_manifest_write s17.yaml
-	rig_sync_all || { fail 17-external-ip-hijack "agents did not sync"; return; }
+	rig_sync_all || { fail external-ip-cannot-take-a-cluster-ip "agents did not sync"; return; }
 	rig_ext_via n1
 	for from in n1p3 n2p3 x; do
 		for proto in tcp udp; do
@@ -644,7 +643,26 @@ s17() {
 	grep -q 'service t/a17: ExternalIP 198.18.100.170 not served: is a ClusterIP of t/s17' "$RIG_DIR/agent-n1.log" ||
 		why="$why no log line naming the refused externalIP;"
 	rig_manifest_rm s17.yaml
-	[ -z "$why" ] && pass 17-external-ip-hijack || fail 17-external-ip-hijack "$why"
+	[ -z "$why" ] && pass external-ip-cannot-take-a-cluster-ip || fail external-ip-cannot-take-a-cluster-ip "$why"
+}
+
+# The check name of scenario N (its first check) for harness failures.
+scen_name() {
+	case $1 in
+	1) echo clusterip-spreads-and-keeps-pod-source ;;
+	2) echo endpoint-changes-keep-established-and-fall-back-to-terminating ;;
+	3) echo no-endpoints-refused-at-once ;;
+	4) echo session-affinity-clientip-with-timeout ;;
+	5) echo nodeport-external-traffic-policy ;;
+	6) echo external-ip-and-lb-source-ranges ;;
+	7) echo internal-traffic-policy-local ;;
+	8) echo ipv6-nodeport ;;
+	9) echo service-proxy-name-ignored ;;
+	10) echo udp-flows-rebalanced-after-endpoint-change ;;
+	11) echo agent-restart-keeps-established-connections ;;
+	12) echo cleanup-removes-only-kpx-state ;;
+	*) echo "scenario-$1" ;;
+	esac
 }
 
 run_backend() {
@@ -675,16 +693,16 @@ run_backend() {
 		rig_agent_start n1
 		rig_agent_start n2
 		if ! rig_agent_wait_synced n1 15 || ! rig_agent_wait_synced n2 15; then
-			for s in $SCEN; do fail "$s" "agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; done
+			for s in $SCEN; do fail "$(scen_name "$s")" "agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"; done
 			exit 0
 		fi
 		for s in $SCEN; do
 			if ! rig_alive; then
-				fail "$s" "the rig's namespaces or $RIG_DIR vanished (removed by another process?)"
+				fail "$(scen_name "$s")" "the rig's namespaces or $RIG_DIR vanished (removed by another process?)"
 				continue
 			fi
 			rig_agent_alive n1 && rig_agent_alive n2 || {
-				fail "$s" "an agent died: $(tail -2 "$RIG_DIR"/agent-n*.log | tr '\n' ' ')"
+				fail "$(scen_name "$s")" "an agent died: $(tail -2 "$RIG_DIR"/agent-n*.log | tr '\n' ' ')"
 				rig_agent_alive n1 || rig_agent_start n1
 				rig_agent_alive n2 || rig_agent_start n2
 				rig_agent_wait_synced n1 10; rig_agent_wait_synced n2 10
