@@ -937,30 +937,46 @@ out:
 
 /* ---- cleanup ---- */
 
-static void unlink_dir(const char *dir)
+/*
+ * Unlinks the pins kpx creates, by name: every pinned map of the sock_lb
+ * object (lib/maps.h's shared maps, which the nodeport object pins under
+ * the same names, and sock_lb's own). The object is opened, not loaded,
+ * so the names always match what this build pins. Returns how many were
+ * removed, or a negative errno.
+ */
+static int unlink_known_pins(const char *root)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = root);
+	struct sock_lb *skel = sock_lb__open_opts(&oo);
+	struct bpf_map *map;
+	int n = 0;
+
+	if (!skel)
+		return -errno;
+	bpf_object__for_each_map(map, skel->obj) {
+		const char *path = bpf_map__pin_path(map);
+
+		if (path && unlink(path) == 0)
+			n++;
+	}
+	sock_lb__destroy(skel);
+	return n;
+}
+
+/* Entries of dir other than . and .. (what kpx did not create). */
+static int count_foreign_entries(const char *dir)
 {
 	struct dirent *de;
 	DIR *d = opendir(dir);
+	int n = 0;
 
 	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		char path[PATH_MAX];
-		struct stat st;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (lstat(path, &st))
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			unlink_dir(path);
-			rmdir(path);
-		} else {
-			unlink(path);
-		}
-	}
+		return 0;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
 	closedir(d);
+	return n;
 }
 
 static int bpf_cleanup(const struct kpx_config *cfg)
@@ -968,7 +984,7 @@ static int bpf_cleanup(const struct kpx_config *cfg)
 	const char *root = root_of(cfg);
 	char path[PATH_MAX];
 	struct stat st;
-	int err;
+	int err, n;
 
 	err = kpx_nodeport_cleanup(cfg);
 	if (err && err != -ENOSYS && err != -ENOENT)
@@ -988,7 +1004,23 @@ static int bpf_cleanup(const struct kpx_config *cfg)
 	}
 	if (stat(root, &st))
 		return 0;
-	unlink_dir(root);
+	/* Only what kpx pins, by name: the directory may hold other
+	 * programs' pins (a shared --bpf-root), which stay. */
+	n = unlink_known_pins(root);
+	if (n < 0) {
+		kpx_warn("bpf: reading the pin names of this build: %s",
+			 strerror(-n));
+		return n;
+	}
+	snprintf(path, sizeof(path), "%s/links", root);
+	rmdir(path);
+	n = count_foreign_entries(root);
+	if (n) {
+		kpx_info("bpf: removed kpx's links and pins under %s; %d "
+			 "entries kpx did not create are left in place",
+			 root, n);
+		return 0;
+	}
 	if (rmdir(root) && errno != ENOENT) {
 		err = -errno;
 		kpx_warn("bpf: remove %s: %s", root, strerror(-err));

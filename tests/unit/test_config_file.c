@@ -350,3 +350,98 @@ Test(config_file, missing_file_is_an_error)
 	cr_expect_eq(kpx_config_load_file(&cfg, "/nonexistent/kpx.yaml"),
 		     -ENOENT);
 }
+
+/* kubeadm's ConfigMap, unchanged (tests/fixtures/kubeadm): every field kpx
+ * reads gets kube-proxy's default, nothing is warned about, and the
+ * servers the DaemonSet probes are on. */
+Test(config_file, kubeadm_written_configmap_gets_kube_proxy_defaults)
+{
+	static const char path[] = "tests/fixtures/kubeadm/kube-proxy-configmap.yaml";
+	struct kpx_config cfg;
+	char log[8192], buf[64], *text;
+	FILE *f = fopen(path, "r");
+	long n;
+
+	cr_assert_not_null(f, "%s (run from the repository root)", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	text = calloc(1, (size_t)n + 1);
+	cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	cr_assert_eq(load(text, &cfg, log, sizeof(log)), 0, "%s", log);
+	free(text);
+	cr_expect_str_eq(cfg.healthz_addr, "0.0.0.0:10256");
+	cr_expect_str_eq(cfg.metrics_addr, "127.0.0.1:10249");
+	cr_expect_eq(cfg.sync_ms, 30000);
+	cr_expect_eq(cfg.min_sync_ms, 1000);
+	cr_expect_eq(cfg.backend, KPX_BACKEND_AUTO);
+	cr_expect_str_eq(cfg.kubeconfig, "/var/lib/kube-proxy/kubeconfig.conf");
+	cr_expect(cfg.kubeconfig_from_file);
+	cr_assert_eq(cfg.n_cluster_cidrs, 1);
+	cr_expect_str_eq(cidr_str(&cfg.cluster_cidrs[0], buf), "10.244.0.0/16");
+	cr_expect_eq(cfg.n_nodeport_cidrs, 0); /* null: primary */
+	cr_expect_eq(cfg.n_node_ips, 0);       /* bindAddress 0.0.0.0 */
+	cr_expect_eq(cfg.ct_tcp_timeout, 86400);
+	cr_expect_eq(cfg.ct_udp_timeout, 30);
+	cr_expect_neq(cfg.config_hash, 0);
+	cr_expect_null(strstr(log, "unknown field"), "%s", log);
+	cr_expect(log[0] != 'W' && !strstr(log, "\nW"), "warnings: %s", log);
+	cr_expect(strstr(log, "mode \"\""), "no word on mode \"\": %s", log);
+}
+
+Test(config_file, empty_and_bare_bind_addresses_default_as_kube_proxy)
+{
+	struct kpx_config cfg;
+	char log[4096];
+
+	cr_assert_eq(load("apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+			  "kind: KubeProxyConfiguration\n"
+			  "bindAddress: \"::\"\n"
+			  "healthzBindAddress: \"\"\n"
+			  "metricsBindAddress: \"\"\n",
+			  &cfg, log, sizeof(log)),
+		     0, "%s", log);
+	cr_expect_str_eq(cfg.healthz_addr, "[::]:10256");
+	cr_expect_str_eq(cfg.metrics_addr, "[::1]:10249");
+	cr_assert_eq(load("apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+			  "kind: KubeProxyConfiguration\n"
+			  "bindAddress: 198.18.0.7\n"
+			  "healthzBindAddress: 198.18.0.7\n"
+			  "metricsBindAddress: 0.0.0.0:9100\n",
+			  &cfg, log, sizeof(log)),
+		     0, "%s", log);
+	cr_expect_str_eq(cfg.healthz_addr, "198.18.0.7:10256");
+	cr_expect_str_eq(cfg.metrics_addr, "0.0.0.0:9100");
+	cr_expect_eq(cfg.n_node_ips, 1);
+	cr_expect_lt(load("apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+			  "kind: KubeProxyConfiguration\n"
+			  "bindAddress: nodeip\n",
+			  &cfg, log, sizeof(log)),
+		     0);
+}
+
+Test(config_file, kube_proxy_modes_are_mapped_with_a_message)
+{
+	static const struct {
+		const char *mode;
+		enum kpx_backend_kind want;
+		const char *says;
+	} t[] = {
+		{ "\"\"", KPX_BACKEND_AUTO, "kube-proxy's default" },
+		{ "iptables", KPX_BACKEND_AUTO, "kube-proxy mode kpx does not have" },
+		{ "ipvs", KPX_BACKEND_AUTO, "kube-proxy mode kpx does not have" },
+		{ "nftables", KPX_BACKEND_NFT, "nft backend" },
+	};
+	char text[256], log[4096];
+	struct kpx_config cfg;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+			 "kind: KubeProxyConfiguration\nmode: %s\n", t[i].mode);
+		cr_assert_eq(load(text, &cfg, log, sizeof(log)), 0, "%s", log);
+		cr_expect_eq(cfg.backend, t[i].want, "mode %s", t[i].mode);
+		cr_expect(strstr(log, t[i].says), "mode %s: %s", t[i].mode, log);
+	}
+}

@@ -27,8 +27,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "agent/config_watch.h"
 #include "agent/serve.h"
 #include "agent/serve_priv.h"
+#include "cli/cli.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "k8s/client.h"
@@ -423,6 +425,16 @@ struct json_object *kpx_agent_status_json(const struct kpx_agent *agent)
 		}
 		json_object_object_add(o, "refused", refused);
 	}
+	if (agent->configz) {
+		struct json_object *cz = json_tokener_parse(agent->configz);
+		struct json_object *inner = NULL;
+
+		if (cz && json_object_object_get_ex(cz, "kubeproxy.config.k8s.io",
+						    &inner))
+			json_object_object_add(o, "config",
+					       json_object_get(inner));
+		json_object_put(cz);
+	}
 	return o;
 }
 
@@ -501,6 +513,53 @@ static void open_servers(struct kpx_agent *agent)
 		kpx_warn("healthCheckNodePort servers: %s", strerror(-err));
 }
 
+static void on_config_changed(void *arg)
+{
+	struct kpx_agent *agent = arg;
+
+	kpx_info("configuration file %s changed; exiting so that the new "
+		 "configuration takes effect (kube-proxy does the same: the "
+		 "pod restarts)", agent->cfg.config_file);
+	agent->exit_code = 1;
+	kpx_loop_stop(agent->loop);
+}
+
+static void open_config_watch(struct kpx_agent *agent)
+{
+	int err;
+
+	if (!agent->cfg.config_file[0])
+		return;
+	err = kpx_config_watch_open(agent->loop, agent->cfg.config_file,
+				    agent->cfg.config_hash, on_config_changed,
+				    agent, &agent->config_watch);
+	if (err)
+		kpx_warn("watching %s for changes: %s; a change needs a "
+			 "restart", agent->cfg.config_file, strerror(-err));
+}
+
+/* --write-config-to FILE: the effective configuration, then exit. */
+static int write_config(struct kpx_agent *agent)
+{
+	const char *path = agent->cfg.write_config_to;
+	FILE *f;
+	int rc = 0;
+
+	f = fopen(path, "we");
+	if (!f || !agent->configz || fputs(agent->configz, f) < 0 ||
+	    fputc('\n', f) < 0)
+		rc = 1;
+	if (f && fclose(f))
+		rc = 1;
+	if (rc)
+		kpx_err("--write-config-to %s: %s", path, strerror(errno));
+	else
+		kpx_info("wrote the effective configuration to %s", path);
+	free(agent->configz);
+	agent->configz = NULL;
+	return rc;
+}
+
 static int setup_signals(struct kpx_agent *agent, int *sfd)
 {
 	sigset_t mask;
@@ -519,6 +578,7 @@ static int setup_signals(struct kpx_agent *agent, int *sfd)
 
 static void agent_teardown(struct kpx_agent *agent, int sfd)
 {
+	kpx_config_watch_close(agent->config_watch);
 	if (agent->rtnl) {
 		kpx_loop_unwatch_fd(agent->loop, mnl_socket_get_fd(agent->rtnl));
 		mnl_socket_close(agent->rtnl);
@@ -541,6 +601,7 @@ static void agent_teardown(struct kpx_agent *agent, int sfd)
 	kpx_plan_free(agent->plan);
 	kpx_store_free(agent->store);
 	kpx_loop_free(agent->loop);
+	free(agent->configz);
 }
 
 int kpx_agent_main(int argc, char **argv)
@@ -555,6 +616,13 @@ int kpx_agent_main(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 	kpx_log_verbosity = agent->cfg.verbosity;
+	/* kube-proxy's --cleanup and --init-only: do that instead of running */
+	if (agent->cfg.cleanup_and_exit)
+		return kpx_cleanup_exec(&agent->cfg);
+	if (agent->cfg.init_only) {
+		kpx_info("--init-only: kpx has no privileged init step; exiting");
+		return 0;
+	}
 	agent->start_wall = kpx_wall_seconds();
 	kpx_histogram_init(&agent->stats.sync_duration, 0.001, 2);
 	kpx_histogram_init(&agent->stats.full_sync_duration, 0.001, 2);
@@ -562,6 +630,9 @@ int kpx_agent_main(int argc, char **argv)
 	kpx_histogram_init(&agent->stats.programming_latency, 0.001, 2);
 
 	kind = kpx_config_resolve_backend(&agent->cfg);
+	agent->configz = kpx_config_render(&agent->cfg, kind);
+	if (agent->cfg.write_config_to[0])
+		return write_config(agent);
 	agent->ops = kpx_backend_ops(kind);
 	if (!agent->ops || !agent->ops->open) {
 		kpx_err("backend %s is not available in this build",
@@ -589,6 +660,9 @@ int kpx_agent_main(int argc, char **argv)
 		kpx_err("agent setup: %s", strerror(-err));
 		goto out;
 	}
+	/* Switching backend: the other one's state goes first (unless a
+	 * live agent holds it), as kube-proxy removes other modes' rules. */
+	kpx_cleanup_other_backend(&agent->cfg, kind);
 	err = agent->ops->open(&agent->cfg, &agent->backend);
 	if (err) {
 		kpx_err("backend %s: open failed: %s", agent->ops->name,
@@ -598,6 +672,7 @@ int kpx_agent_main(int argc, char **argv)
 	if (open_source(agent))
 		goto out;
 	open_servers(agent);
+	open_config_watch(agent);
 	open_rtnl(agent);
 	agent->node_input_stale = !agent->rtnl;
 	kpx_timer_arm(agent->resync_timer, agent->cfg.sync_ms);
@@ -607,7 +682,7 @@ int kpx_agent_main(int argc, char **argv)
 	schedule_sync(agent, 0);
 
 	err = kpx_loop_run(agent->loop);
-	rc = err ? 1 : 0;
+	rc = err ? 1 : agent->exit_code;
 	if (err)
 		kpx_err("event loop: %s", strerror(-err));
 out:

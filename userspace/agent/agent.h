@@ -88,6 +88,12 @@ struct kpx_agent {
 	struct kpx_http *metrics_http;
 	struct kpx_status_server *status_server;
 	struct kpx_hcnp *hcnp;
+
+	/* The effective configuration as /configz serves it, rendered once
+	 * at start and never changed: any thread may read it. */
+	char *configz;
+	struct kpx_config_watch *config_watch;
+	int exit_code; /* of kpx_agent_main when the loop stops cleanly */
 };
 
 /* `kpx run`: returns the process exit code. */

@@ -170,6 +170,10 @@ int kpx_config_parse_run(struct kpx_config *cfg, int argc, char **argv);
  * are warned about, not fatal. Returns 0 or a negative errno.
  */
 int kpx_config_load_file(struct kpx_config *cfg, const char *path);
+/* FNV-1a of a configuration file's bytes (cfg->config_hash), and of the
+ * file at path now: 0 or a negative errno (logged). */
+uint64_t kpx_config_hash_bytes(const char *buf, size_t len);
+int kpx_config_file_hash(const char *path, uint64_t *out);
 /* A non-negative Go duration ("1m30s", "250ms", "1.5h") in ms, truncated;
  * negative, NaN-like, overflowing or malformed input: -EINVAL. */
 int kpx_duration_parse(const char *s, uint64_t *ms);

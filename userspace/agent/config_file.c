@@ -25,6 +25,7 @@
  * config, or parse flags (config.c applies flags afterwards).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,9 +329,17 @@ static int load_mode(const struct cf_ctx *c, struct json_object *root)
 	const char *mode;
 	int ret = get_string(c, root, "", "mode", &mode);
 
-	if (ret <= 0 || !*mode)
+	if (ret < 0)
 		return ret;
+	if (ret == 0 || !*mode) {
+		/* kube-proxy's default (iptables); kubeadm writes "". */
+		kpx_info("%s: mode \"\" (kube-proxy's default): kpx uses its "
+			 "bpf backend where the kernel supports it, else nft",
+			 c->path);
+		return ret;
+	}
 	if (!strcmp(mode, "nftables")) {
+		kpx_info("%s: mode nftables: kpx's nft backend", c->path);
 		c->cfg->backend = KPX_BACKEND_NFT;
 	} else if (!strcmp(mode, "ebpf") || !strcmp(mode, "bpf") ||
 		   !strcmp(mode, "kpx")) {
@@ -617,6 +626,64 @@ static void load_unsupported(const struct cf_ctx *c, struct json_object *root)
 		kpx_dbg(1, "%s: ipvs section ignored", c->path);
 }
 
+/*
+ * bindAddress, healthzBindAddress, metricsBindAddress with kube-proxy's
+ * defaulting (pkg/proxy/apis/config/v1alpha1/defaults.go): an empty or
+ * absent server address is the default one (0.0.0.0:10256 and
+ * 127.0.0.1:10249, or [::]:10256 and [::1]:10249 when bindAddress is
+ * IPv6), never "off" -- kubeadm writes "" for both, and its DaemonSet
+ * probes 10256. A bare IP gets the default port. A specific bindAddress
+ * is kube-proxy's "node's primary IP": kpx's node IP.
+ */
+static int load_bind_addresses(const struct cf_ctx *c, struct json_object *root)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		const char *v4, *v6;
+		unsigned int port;
+	} srv[] = {
+		{ "healthzBindAddress", offsetof(struct kpx_config, healthz_addr),
+		  "0.0.0.0", "[::]", 10256 },
+		{ "metricsBindAddress", offsetof(struct kpx_config, metrics_addr),
+		  "127.0.0.1", "[::1]", 10249 },
+	};
+	struct kpx_config *cfg = c->cfg;
+	struct kpx_addr bind = { .family = AF_INET };
+	const char *s;
+	int ret;
+
+	if ((ret = get_string(c, root, "", "bindAddress", &s)) < 0)
+		return ret;
+	if (ret > 0 && *s) {
+		if (kpx_addr_parse(s, &bind) < 0) {
+			kpx_err("%s: bindAddress: invalid IP '%s'", c->path, s);
+			return -EINVAL;
+		}
+		if ((bind.family == AF_INET && bind.v4.s_addr) ||
+		    (bind.family == AF_INET6 &&
+		     !IN6_IS_ADDR_UNSPECIFIED(&bind.v6))) {
+			cfg->node_ips[0] = bind;
+			cfg->n_node_ips = 1;
+		}
+	}
+	for (size_t i = 0; i < sizeof(srv) / sizeof(srv[0]); i++) {
+		char *dst = (char *)cfg + srv[i].off;
+		size_t len = sizeof(cfg->healthz_addr);
+
+		ret = copy_string(c, root, "", srv[i].key, dst, len);
+		if (ret < 0)
+			return ret;
+		if (ret == 0 || !dst[0])
+			snprintf(dst, len, "%s:%u",
+				 bind.family == AF_INET6 ? srv[i].v6 : srv[i].v4,
+				 srv[i].port);
+		else if (kpx_addr_append_port(dst, len, srv[i].port) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 static int load_root(const struct cf_ctx *c, struct json_object *root)
 {
 	static const char *const known[] = {
@@ -691,12 +758,7 @@ static int load_root(const struct cf_ctx *c, struct json_object *root)
 	    (ret = load_conntrack(c, ct, "conntrack.")) < 0)
 		return ret;
 
-	if ((ret = copy_string(c, root, "", "healthzBindAddress",
-			       cfg->healthz_addr, sizeof(cfg->healthz_addr))) <
-		    0 ||
-	    (ret = copy_string(c, root, "", "metricsBindAddress",
-			       cfg->metrics_addr, sizeof(cfg->metrics_addr))) <
-		    0)
+	if ((ret = load_bind_addresses(c, root)) < 0)
 		return ret;
 	/* kube-proxy's own default; an empty value means "not given". */
 	if ((ret = get_string(c, root, "", "hostnameOverride", &s)) < 0)
@@ -866,6 +928,30 @@ static int unwrap_configmap(const char *path, struct json_object **root)
 	return 0;
 }
 
+uint64_t kpx_config_hash_bytes(const char *buf, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)buf[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+int kpx_config_file_hash(const char *path, uint64_t *out)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int ret = read_file(path, &buf, &len);
+
+	if (ret < 0)
+		return ret;
+	*out = kpx_config_hash_bytes(buf, len);
+	free(buf);
+	return 0;
+}
+
 int kpx_config_load_file(struct kpx_config *cfg, const char *path)
 {
 	struct cf_ctx c = { .path = path, .cfg = cfg };
@@ -877,6 +963,7 @@ int kpx_config_load_file(struct kpx_config *cfg, const char *path)
 	ret = read_file(path, &buf, &len);
 	if (ret < 0)
 		return ret;
+	cfg->config_hash = kpx_config_hash_bytes(buf, len);
 	ret = parse_doc(path, buf, len, &root);
 	if (ret < 0)
 		goto out;

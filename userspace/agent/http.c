@@ -330,6 +330,11 @@ static void http_handle(void *arg, const struct kpx_request *req,
 		rep->body = kpx_metrics_render(a, &rep->len);
 		if (!rep->body)
 			rep->status = 500;
+	} else if (!strcmp(url, "/configz") && a->configz) {
+		/* Rendered once at start, never changed: no agent state. */
+		rep->status = 200;
+		rep->content_type = "application/json";
+		rep->body = strdup(a->configz);
 	} else if (!strcmp(url, "/proxyMode")) {
 		rep->status = 200;
 		rep->content_type = "text/plain; charset=utf-8";

@@ -39,6 +39,7 @@
 #include "common/log.h"
 
 #include <curl/curl.h>
+#include <json-c/json.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
 #include <libnftnl/table.h>
@@ -782,6 +783,54 @@ static int do_cleanup(struct kpx_config *cfg, const struct cleanup_opts *o)
 	if (root_fd >= 0)
 		close(root_fd);
 	return ret ? 1 : 0;
+}
+
+int kpx_cleanup_other_backend(const struct kpx_config *cfg, int keep)
+{
+	struct json_object *dp = NULL;
+	char sock[PATH_MAX];
+	pid_t holder = 0;
+	int fd = -1, r;
+
+	if (keep == KPX_BACKEND_NFT) {
+		/* bpf state: pins under --bpf-root, socket hooks linked from
+		 * there. Its lock says whether a bpf agent still runs. */
+		r = kpx_bpf_lock_root(cfg, &fd, &holder);
+		if (r == -ENOENT)
+			return 0;
+		if (r == -EBUSY) {
+			kpx_warn("switching to nft: the bpf backend's state under "
+				 "%s belongs to a running agent (pid %d); left "
+				 "in place", cfg->bpf_root, (int)holder);
+			return r;
+		}
+		if (r) {
+			kpx_warn("switching to nft: bpf root %s: %s",
+				 cfg->bpf_root, strerror(-r));
+			return r;
+		}
+		kpx_info("switching to nft: removing the bpf backend's state "
+			 "(pins under %s, socket hooks)", cfg->bpf_root);
+		r = kpx_bpf_backend.cleanup ? kpx_bpf_backend.cleanup(cfg) : 0;
+		close(fd);
+		return r;
+	}
+	if (keep != KPX_BACKEND_BPF || !kpx_nft_backend.dump_datapath)
+		return 0;
+	/* nft state: table inet kpx in this netns. */
+	r = kpx_nft_backend.dump_datapath(cfg, &dp);
+	json_object_put(dp);
+	if (r)
+		return 0;
+	snprintf(sock, sizeof(sock), "%s", cfg->state_socket);
+	kpx_state_socket_resolve(sock, sizeof(sock));
+	if (kpx_state_socket_live(sock)) {
+		kpx_warn("switching to bpf: table inet kpx belongs to the agent "
+			 "answering on %s; left in place", sock);
+		return -EBUSY;
+	}
+	kpx_info("switching to bpf: removing the nft backend's table inet kpx");
+	return kpx_nft_backend.cleanup ? kpx_nft_backend.cleanup(cfg) : 0;
 }
 
 int kpx_cleanup_exec(struct kpx_config *cfg)

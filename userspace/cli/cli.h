@@ -15,5 +15,12 @@ struct kpx_config;
 /* `kpx run --cleanup`: what `kpx cleanup` does with the run's flags
  * (kube-proxy's --cleanup). Returns the exit code. */
 int kpx_cleanup_exec(struct kpx_config *cfg);
+/*
+ * An agent starting with backend keep removes the other backend's state
+ * first (bpf: pins and socket hooks under --bpf-root; nft: table inet
+ * kpx), unless a live agent holds it (the bpf root's lock; an agent on
+ * the state socket). 0, or a negative errno (logged, not fatal).
+ */
+int kpx_cleanup_other_backend(const struct kpx_config *cfg, int keep);
 
 #endif

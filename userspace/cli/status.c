@@ -231,6 +231,52 @@ static void print_agent(FILE *f, struct json_object *ag)
 	}
 }
 
+/* The agent's effective configuration (what /configz serves): the
+ * fields an operator checks after a migration, one line each. */
+static const char *or_dash(const char *s, const char *dash)
+{
+	return s && *s ? s : dash;
+}
+
+static void print_config(FILE *f, struct json_object *cz)
+{
+	struct json_object *lin = kpx_jget(cz, "linux");
+	struct json_object *ct = kpx_jget(lin, "conntrack");
+	struct json_object *k = kpx_jget(cz, "kpx");
+	struct json_object *np = kpx_jget(cz, "nodePortAddresses");
+
+	if (!cz)
+		return;
+	fprintf(f, "%sConfiguration:%s %s (all of it: status -o json, /configz)\n",
+		KPX_BOLD(f), KPX_RESET(f),
+		or_dash(kpx_jstr(k, "configFile", NULL), "flags only"));
+	fprintf(f, "  mode:         %s (backend %s)\n",
+		or_dash(kpx_jstr(cz, "mode", NULL), "\"\""),
+		kpx_jstr(k, "backend", "?"));
+	fprintf(f, "  kubeconfig:   %s\n",
+		or_dash(kpx_jstr(kpx_jget(cz, "clientConnection"), "kubeconfig",
+				 NULL),
+			"- (in-cluster, or --manifests)"));
+	fprintf(f, "  clusterCIDR:  %s\n",
+		or_dash(kpx_jstr(cz, "clusterCIDR", NULL), "-"));
+	fprintf(f, "  nodePorts on: %s\n",
+		np ? json_object_to_json_string_ext(np, JSON_C_TO_STRING_PLAIN) :
+		     "?");
+	fprintf(f, "  healthz:      %s   metrics: %s\n",
+		or_dash(kpx_jstr(cz, "healthzBindAddress", NULL), "off"),
+		or_dash(kpx_jstr(cz, "metricsBindAddress", NULL), "off"));
+	fprintf(f, "  sync:         every %s, at most every %s\n",
+		kpx_jstr(cz, "syncPeriod", "?"),
+		kpx_jstr(cz, "minSyncPeriod", "?"));
+	fprintf(f, "  masquerade:   %s\n",
+		kpx_jbool(lin, "masqueradeAll") ? "all service traffic" :
+						  "off-cluster sources");
+	fprintf(f, "  conntrack:    tcp %s, close-wait %s, udp %s\n",
+		kpx_jstr(ct, "tcpEstablishedTimeout", "?"),
+		kpx_jstr(ct, "tcpCloseWaitTimeout", "?"),
+		kpx_jstr(ct, "udpTimeout", "?"));
+}
+
 static void print_counts(FILE *f, struct json_object *c)
 {
 	if (!c)
@@ -381,9 +427,10 @@ int kpx_cmd_status(int argc, char **argv)
 		goto out;
 	}
 
-	if (agent)
+	if (agent) {
 		print_agent(f, agent);
-	else
+		print_config(f, kpx_jget(agent, "config"));
+	} else
 		fprintf(f, "%sAgent:%s %snot running%s (no answer on %s)\n",
 			KPX_BOLD(f), KPX_RESET(f), KPX_RED(f), KPX_RESET(f),
 			o.cfg.state_socket);
