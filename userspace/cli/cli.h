@@ -10,6 +10,13 @@ int kpx_cmd_status(int argc, char **argv);   /* cli/status.c */
 int kpx_cmd_services(int argc, char **argv); /* cli/services.c */
 int kpx_cmd_plan(int argc, char **argv);     /* cli/plan.c */
 int kpx_cmd_cleanup(int argc, char **argv);  /* cli/cleanup.c */
+int kpx_cmd_explain(int argc, char **argv);  /* cli/explain.c */
+
+struct json_object;
+/* `kpx plan` argument handling and build, as the plan document (cli/plan.c):
+ * 0 with *out set, 0 with *out NULL after --help, else the exit code. */
+int kpx_cli_plan_json(int argc, char **argv, const char *who,
+		      struct json_object **out);
 
 struct kpx_config;
 /* `kpx run --cleanup`: what `kpx cleanup` does with the run's flags

@@ -17,6 +17,7 @@ static void usage(FILE *f)
 		"  status [-o json]         agent, backend and datapath state\n"
 		"  services [-o json|wide]  services as programmed (alias: svc)\n"
 		"  plan --manifests DIR     desired per-node state, no kernel access\n"
+		"  explain --src IP --dst IP --port N   what kpx does with one packet, and why\n"
 		"  cleanup [--backend X]    remove everything kpx programmed\n"
 		"  version                  print the version\n"
 		"\n"
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
 		return kpx_cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "services") || !strcmp(cmd, "svc"))
 		return kpx_cmd_services(argc - 1, argv + 1);
+	if (!strcmp(cmd, "explain"))
+		return kpx_cmd_explain(argc - 1, argv + 1);
 	if (!strcmp(cmd, "plan"))
 		return kpx_cmd_plan(argc - 1, argv + 1);
 	if (!strcmp(cmd, "cleanup"))

@@ -139,17 +139,120 @@ static int set_local_addrs(struct kpx_plan_input *in, const char *list)
 	return 0;
 }
 
-int kpx_cmd_plan(int argc, char **argv)
+/*
+ * Parses `kpx plan`-style arguments (argv[0] is the subcommand; -o is
+ * taken into o) and builds the plan from --manifests. Returns 0, 1 when
+ * the arguments asked for help (printed), or the exit code on error.
+ */
+static int plan_load(int argc, char **argv, const char *who,
+		     struct plan_opts *o, struct kpx_plan **out)
 {
-	struct plan_opts o = { 0 };
 	struct kpx_config *cfg = NULL;
 	struct kpx_store *store = NULL;
-	struct kpx_plan *plan = NULL;
 	struct kpx_plan_input in;
 	char **args = NULL;
 	size_t n_errors = 0;
 	int ret = 2, r;
 	double t0, t1, t2;
+
+	*out = NULL;
+	/* getopt permutes argv; work on a copy. */
+	args = calloc(argc + 1, sizeof(*args));
+	cfg = calloc(1, sizeof(*cfg)); /* PATH_MAX fields: not for the stack */
+	if (!args || !cfg) {
+		fprintf(stderr, "kpx %s: out of memory\n", who);
+		ret = 1;
+		goto out;
+	}
+	memcpy(args, argv, argc * sizeof(*args));
+	if (strip_plan_flags(&argc, args, o))
+		goto out;
+	kpx_config_defaults(cfg);
+	r = kpx_config_parse_run(cfg, argc, args);
+	if (r == 1) {
+		ret = -1;
+		goto out;
+	}
+	if (r)
+		goto out;
+	kpx_log_verbosity = cfg->verbosity;
+	if (!cfg->manifests[0]) {
+		fprintf(stderr, "kpx %s: --manifests DIR is required\n", who);
+		goto out;
+	}
+	r = kpx_plan_input_from_config(cfg, NULL, &in);
+	if (r) {
+		fprintf(stderr, "kpx %s: node inputs: %s\n", who, strerror(-r));
+		ret = 1;
+		goto out;
+	}
+	if (o->zone)
+		snprintf(in.node_zone, sizeof(in.node_zone), "%s", o->zone);
+	if (o->local_addrs && set_local_addrs(&in, o->local_addrs))
+		goto out;
+
+	ret = 1;
+	if (kpx_store_new(&store)) {
+		fprintf(stderr, "kpx %s: out of memory\n", who);
+		goto out;
+	}
+	t0 = mono_ms();
+	kpx_manifests_set_node(cfg->hostname);
+	r = kpx_manifests_load(cfg->manifests, store, &n_errors);
+	if (r) {
+		fprintf(stderr, "kpx %s: cannot read %s: %s\n", who,
+			cfg->manifests, strerror(-r));
+		goto out;
+	}
+	if (n_errors)
+		fprintf(stderr, "kpx %s: %zu object(s) skipped (see above)\n",
+			who, n_errors);
+	t1 = mono_ms();
+	/* The own Node in DIR gives the zone unless --node-zone said it. */
+	if (!o->zone && kpx_store_node(store))
+		snprintf(in.node_zone, sizeof(in.node_zone), "%s",
+			 kpx_store_node(store)->zone);
+	r = kpx_plan_build(store, &in, out);
+	if (r) {
+		fprintf(stderr, "kpx %s: %s\n", who, strerror(-r));
+		goto out;
+	}
+	t2 = mono_ms();
+	/* perf/plan_bench.sh reads this line. */
+	kpx_dbg(1, "plan: load %.1f ms, build %.1f ms; "
+		   "%zu svcports, %zu frontends, %zu endpoints",
+		t1 - t0, t2 - t1, (*out)->n_svcports, (*out)->n_frontends,
+		(*out)->n_endpoints);
+	ret = 0;
+out:
+	kpx_store_free(store);
+	free(cfg);
+	free(args);
+	return ret;
+}
+
+int kpx_cli_plan_json(int argc, char **argv, const char *who,
+		      struct json_object **out)
+{
+	struct plan_opts o = { 0 };
+	struct kpx_plan *plan;
+	int ret;
+
+	*out = NULL;
+	ret = plan_load(argc, argv, who, &o, &plan);
+	if (ret)
+		return ret < 0 ? 0 : ret;
+	*out = kpx_plan_to_json(plan);
+	kpx_plan_free(plan);
+	return *out ? 0 : 1;
+}
+
+int kpx_cmd_plan(int argc, char **argv)
+{
+	struct plan_opts o = { 0 };
+	struct kpx_plan *plan = NULL;
+	double t0;
+	int ret;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -157,75 +260,19 @@ int kpx_cmd_plan(int argc, char **argv)
 			return 0;
 		}
 	}
-	/* getopt permutes argv; work on a copy. */
-	args = calloc(argc + 1, sizeof(*args));
-	cfg = calloc(1, sizeof(*cfg)); /* PATH_MAX fields: not for the stack */
-	if (!args || !cfg) {
-		fprintf(stderr, "kpx plan: out of memory\n");
-		ret = 1;
-		goto out;
-	}
-	memcpy(args, argv, argc * sizeof(*args));
-	if (strip_plan_flags(&argc, args, &o))
-		goto out;
-	kpx_config_defaults(cfg);
-	r = kpx_config_parse_run(cfg, argc, args);
-	if (r == 1) {
-		ret = 0;
-		goto out;
-	}
-	if (r)
-		goto out;
-	kpx_log_verbosity = cfg->verbosity;
-	if (!cfg->manifests[0]) {
-		fprintf(stderr, "kpx plan: --manifests DIR is required\n\n");
+	ret = plan_load(argc, argv, "plan", &o, &plan);
+	if (ret == 2 && !plan)
 		plan_usage(stderr);
-		goto out;
-	}
-	r = kpx_plan_input_from_config(cfg, NULL, &in);
-	if (r) {
-		fprintf(stderr, "kpx plan: node inputs: %s\n", strerror(-r));
-		ret = 1;
-		goto out;
-	}
-	if (o.zone)
-		snprintf(in.node_zone, sizeof(in.node_zone), "%s", o.zone);
-	if (o.local_addrs && set_local_addrs(&in, o.local_addrs))
-		goto out;
-
-	ret = 1;
-	if (kpx_store_new(&store)) {
-		fprintf(stderr, "kpx plan: out of memory\n");
-		goto out;
-	}
+	if (ret)
+		return ret < 0 ? 0 : ret;
 	t0 = mono_ms();
-	kpx_manifests_set_node(cfg->hostname);
-	r = kpx_manifests_load(cfg->manifests, store, &n_errors);
-	if (r) {
-		fprintf(stderr, "kpx plan: cannot read %s: %s\n",
-			cfg->manifests, strerror(-r));
-		goto out;
-	}
-	if (n_errors)
-		fprintf(stderr, "kpx plan: %zu object(s) skipped (see above)\n",
-			n_errors);
-	t1 = mono_ms();
-	/* The own Node in DIR gives the zone unless --node-zone said it. */
-	if (!o.zone && kpx_store_node(store))
-		snprintf(in.node_zone, sizeof(in.node_zone), "%s",
-			 kpx_store_node(store)->zone);
-	r = kpx_plan_build(store, &in, &plan);
-	if (r) {
-		fprintf(stderr, "kpx plan: %s\n", strerror(-r));
-		goto out;
-	}
-	t2 = mono_ms();
 	if (o.json) {
 		struct json_object *j = kpx_plan_to_json(plan);
 
 		if (!j) {
 			fprintf(stderr, "kpx plan: out of memory\n");
-			goto out;
+			kpx_plan_free(plan);
+			return 1;
 		}
 		fputs(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
 							JSON_C_TO_STRING_SPACED |
@@ -237,15 +284,7 @@ int kpx_cmd_plan(int argc, char **argv)
 		kpx_plan_print(plan, stdout);
 	}
 	ret = fflush(stdout) ? 1 : 0;
-	/* perf/plan_bench.sh reads this line. */
-	kpx_dbg(1, "plan: load %.1f ms, build %.1f ms, output %.1f ms; "
-		   "%zu svcports, %zu frontends, %zu endpoints",
-		t1 - t0, t2 - t1, mono_ms() - t2, plan->n_svcports,
-		plan->n_frontends, plan->n_endpoints);
-out:
+	kpx_dbg(1, "plan: output %.1f ms", mono_ms() - t0);
 	kpx_plan_free(plan);
-	kpx_store_free(store);
-	free(cfg);
-	free(args);
 	return ret;
 }

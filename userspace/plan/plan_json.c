@@ -5,6 +5,8 @@
  * scripts read it); change it only additively.
  *
  * {"node": "NAME", "zone": "ZONE",
+ *  "input": {"node_ips": [...], "local_addresses": [...], "cluster_cidrs":
+ *            [...], "masquerade_all": bool},
  *  "svcports": [{
  *    "id": "ns/name:port/TCP/v4", "namespace", "name", "port_name",
  *    "family": "IPv4"|"IPv6", "protocol": "TCP"|"UDP"|"SCTP",
@@ -203,6 +205,36 @@ struct json_object *kpx_plan_refused_json(const struct kpx_plan_svcport *sp,
 	return arr;
 }
 
+static struct json_object *addrs_json(const struct kpx_addr *v, size_t n)
+{
+	struct json_object *arr = json_object_new_array();
+	char a[KPX_ADDR_STRLEN];
+
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(arr, json_object_new_string(kpx_addr_str(&v[i], a)));
+	return arr;
+}
+
+/* What `kpx explain` needs to tell a packet's origin and masquerade. */
+static struct json_object *input_json(const struct kpx_plan_input *in)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *cidrs = json_object_new_array();
+	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 8];
+
+	ADD(o, "node_ips", addrs_json(in->node_ips, in->n_node_ips));
+	ADD(o, "local_addresses", addrs_json(in->local_addrs, in->n_local_addrs));
+	for (size_t i = 0; i < in->n_cluster_cidrs; i++) {
+		snprintf(buf, sizeof(buf), "%s/%u",
+			 kpx_addr_str(&in->cluster_cidrs[i].addr, a),
+			 in->cluster_cidrs[i].prefix);
+		json_object_array_add(cidrs, json_object_new_string(buf));
+	}
+	ADD(o, "cluster_cidrs", cidrs);
+	ADD(o, "masquerade_all", json_object_new_boolean(in->masquerade_all));
+	return o;
+}
+
 struct json_object *kpx_plan_to_json(const struct kpx_plan *plan)
 {
 	struct json_object *root = json_object_new_object();
@@ -210,6 +242,7 @@ struct json_object *kpx_plan_to_json(const struct kpx_plan *plan)
 
 	ADD(root, "node", json_object_new_string(plan->input.node_name));
 	ADD(root, "zone", json_object_new_string(plan->input.node_zone));
+	ADD(root, "input", input_json(&plan->input));
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		json_object_array_add(arr, svcport_json(&plan->svcports[i]));
 	ADD(root, "svcports", arr);
