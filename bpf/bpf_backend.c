@@ -456,6 +456,8 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	b->fds[KPX_MAP_SVC_META] = bpf_map__fd(b->skel->maps.kpx_svc_meta);
 	b->fds[KPX_MAP_SRC_RANGE] = bpf_map__fd(b->skel->maps.kpx_src_range);
 	b->fds[KPX_MAP_AFFINITY] = bpf_map__fd(b->skel->maps.kpx_affinity);
+	b->fds[KPX_MAP_CLUSTER_CIDR] =
+		bpf_map__fd(b->skel->maps.kpx_cluster_cidr);
 	err = writer_open(b, &b->w);
 	if (err)
 		goto fail;
@@ -544,7 +546,7 @@ static const char *const shared_maps[] = {
 	"kpx_svc",	"kpx_slots",	 "kpx_backends",      "kpx_maglev",
 	"kpx_revnat",	"kpx_affinity",	 "kpx_svc_meta",      "kpx_drops",
 	"kpx_svc_stats", "kpx_backend_stats", "kpx_config", "kpx_ct",
-	"kpx_src_range", "kpx_sk_revnat", "kpx_sock_slots",
+	"kpx_src_range", "kpx_sk_revnat", "kpx_sock_slots", "kpx_cluster_cidr",
 };
 
 static const char *const drop_names[KPX_DROP_REASON_MAX] = {
@@ -875,10 +877,8 @@ static int bpf_dump_frontends(const struct kpx_config *cfg,
 		json_object_object_add(o, "svc_id", json_object_new_int(v.svc_id));
 		/* For the POLICY column of `kpx services`. */
 		if (v.flags & KPX_SVC_F_LOCAL_ONLY)
-			json_object_object_add(
-				o, v.kind == KPX_FE_TYPE_CLUSTER_IP ? "itp_local"
-								    : "etp_local",
-				json_object_new_boolean(1));
+			json_object_object_add(o, "local_only",
+					       json_object_new_boolean(1));
 		json_object_object_add(
 			o, "algorithm",
 			json_object_new_string(v.flags & KPX_SVC_F_MAGLEV

@@ -15,7 +15,11 @@
 #include <linux/types.h>
 #endif
 
-#define KPX_ABI_VERSION 1
+/* Stored in the pinned map "kpx_abi_version" (array[1] of __u32); a
+ * pinned set of maps of another version is not reused blindly (see
+ * bpf/loader.c kpx_bpf_abi_check and its table of layout changes).
+ * 2: KPX_SVC_F_SNAT_OFF_CLUSTER, KPX_BE_F_HOST, map kpx_cluster_cidr. */
+#define KPX_ABI_VERSION 2
 
 /* Default Maglev table size (a prime); --maglev-table-size overrides it. */
 #define KPX_MAGLEV_DEFAULT_SIZE 16381
@@ -35,8 +39,11 @@ enum kpx_svc_flags {
 	KPX_SVC_F_EMPTY_DROP = 1 << 1,	  /* count == 0: drop, else reject */
 	KPX_SVC_F_MAGLEV = 1 << 2,	  /* select through the maglev map */
 	KPX_SVC_F_SOURCE_RANGES = 1 << 3, /* check kpx_src_range */
-	KPX_SVC_F_SNAT = 1 << 4,	  /* external: SNAT remote backends */
-	KPX_SVC_F_LOCAL_ONLY = 1 << 5,	  /* eTP/iTP=Local set */
+	KPX_SVC_F_SNAT = 1 << 4,	  /* external: SNAT to the node address */
+	/* The set holds this node's endpoints only (inspection only). */
+	KPX_SVC_F_LOCAL_ONLY = 1 << 5,
+	/* external: SNAT unless the source is in kpx_cluster_cidr */
+	KPX_SVC_F_SNAT_OFF_CLUSTER = 1 << 6,
 };
 
 /* kpx_svc_value.kind, for inspection */
@@ -51,6 +58,10 @@ enum kpx_fe_type {
 enum kpx_backend_flags {
 	KPX_BE_F_LOCAL = 1 << 0,
 	KPX_BE_F_TERMINATING = 1 << 1,
+	/* The address is the node's own (a host-network endpoint): packets
+	 * are delivered to the node's stack, never forwarded, never SNATed
+	 * (a source-NATed packet to a local address would be a martian). */
+	KPX_BE_F_HOST = 1 << 2,
 };
 
 /* Map "kpx_svc": frontend -> service. Hash. */
@@ -247,6 +258,14 @@ struct kpx_src_range_key {
 	__u8 addr[16];
 };
 
+/* Map "kpx_cluster_cidr": LPM trie, (family, source prefix) -> 1: the
+ * sources a KPX_SVC_F_SNAT_OFF_CLUSTER entry does not SNAT. */
+struct kpx_cidr_key {
+	__u32 prefixlen; /* 32 (family word) + address prefix */
+	__u32 family;	 /* KPX_AF_INET/KPX_AF_INET6 */
+	__u8 addr[16];
+};
+
 /*
  * ---- socket LB only (not used by tc/XDP) ----
  */
@@ -309,6 +328,7 @@ _Static_assert(sizeof(struct kpx_dp_config) == 56, "kpx_dp_config");
 _Static_assert(sizeof(struct kpx_ct_key) == 40, "kpx_ct_key");
 _Static_assert(sizeof(struct kpx_ct_value) == 64, "kpx_ct_value");
 _Static_assert(sizeof(struct kpx_src_range_key) == 24, "kpx_src_range_key");
+_Static_assert(sizeof(struct kpx_cidr_key) == 24, "kpx_cidr_key");
 _Static_assert(sizeof(struct kpx_sk_revnat) == 40, "kpx_sk_revnat");
 _Static_assert(sizeof(struct kpx_udp_destroy_key) == 40, "kpx_udp_destroy_key");
 _Static_assert(sizeof(struct kpx_sock_slot) == 48, "kpx_sock_slot");

@@ -38,6 +38,7 @@ const char *const kpx_map_names[KPX_MAP_N] = {
 	[KPX_MAP_SVC_META] = "kpx_svc_meta",
 	[KPX_MAP_SRC_RANGE] = "kpx_src_range",
 	[KPX_MAP_AFFINITY] = "kpx_affinity",
+	[KPX_MAP_CLUSTER_CIDR] = "kpx_cluster_cidr",
 };
 
 uint32_t kpx_map_writer_slots_capacity(uint32_t services_max,
@@ -237,6 +238,9 @@ struct kpx_map_writer {
 	size_t n_recs;
 	struct keyvec stale[KPX_MAP_N];
 	int load_err;
+	/* kpx_cluster_cidr as programmed */
+	struct kpx_cidr_key *cidrs;
+	size_t n_cidrs;
 	/* kept up to date on every change, so a sync costs nothing per id */
 	uint32_t n_entries, n_backends, n_slots;
 	struct kpx_map_writer_stats st;
@@ -468,6 +472,8 @@ static void backend_value_of(struct kpx_backend_value *v,
 		v->flags |= KPX_BE_F_LOCAL;
 	if (ep->flags & KPX_EP_TERMINATING)
 		v->flags |= KPX_BE_F_TERMINATING;
+	if (ep->flags & KPX_EP_HOST)
+		v->flags |= KPX_BE_F_HOST;
 }
 
 /* ---- desired state ---- */
@@ -486,11 +492,24 @@ static uint8_t fe_type(enum kpx_fe_kind k)
 	}
 }
 
+/*
+ * The row of fe that an entry of this scope serves: tc sees traffic that
+ * arrives at the node (another node, outside: REMOTE), the socket hooks
+ * local sockets, pods and the node's own processes alike (NODE; the plan
+ * made the POD row equal to it where it matters, caps.local_pod_vs_node).
+ */
+static const struct kpx_plan_row *row_of(const struct kpx_plan_frontend *fe,
+					 uint8_t scope)
+{
+	return &fe->rows[scope == KPX_SCOPE_EXTERNAL ? KPX_ORIGIN_REMOTE
+						     : KPX_ORIGIN_NODE];
+}
+
 static void want_fill(struct kpx_map_writer *w, struct want *x,
 		      const struct kpx_plan_svcport *sp,
 		      const struct kpx_plan_frontend *fe, uint8_t scope)
 {
-	enum kpx_empty_action empty;
+	const struct kpx_plan_row *row = row_of(fe, scope);
 
 	memset(x, 0, sizeof(*x));
 	memcpy(x->key.addr, fe->addr.bytes,
@@ -502,31 +521,24 @@ static void want_fill(struct kpx_map_writer *w, struct want *x,
 						   : KPX_AF_INET6;
 	x->kind = fe_type(fe->kind);
 	x->sp = sp;
-	if (!fe->external) {
-		/* ClusterIP: local sockets and tc both use the internal set. */
-		x->set = sp->internal;
-		x->n = sp->n_internal;
-		empty = sp->internal_empty;
-		if (sp->itp_local)
-			x->flags |= KPX_SVC_F_LOCAL_ONLY;
-	} else if (scope == KPX_SCOPE_INTERNAL) {
-		/* Local clients of an external frontend: cluster set. */
-		x->set = sp->cluster;
-		x->n = sp->n_cluster;
-		empty = KPX_EMPTY_REJECT;
-	} else {
-		x->set = sp->external;
-		x->n = sp->n_external;
-		empty = sp->external_empty;
-		if (sp->etp_local)
-			x->flags |= KPX_SVC_F_LOCAL_ONLY;
-		else
-			x->flags |= KPX_SVC_F_SNAT;
-		if (fe->kind == KPX_FE_LOAD_BALANCER && sp->n_source_ranges)
-			x->flags |= KPX_SVC_F_SOURCE_RANGES;
-	}
-	if (empty == KPX_EMPTY_DROP)
+	x->set = kpx_plan_row_set(sp, row, &x->n);
+	/* A drop the socket hooks cannot express (the plan made it a
+	 * reject, degraded) keeps its flag: their nearest to a drop is
+	 * failing connect() with EPERM, told apart from a refusal. */
+	if (row->empty == KPX_EMPTY_DROP ||
+	    (row->degraded & KPX_ROW_DROP_AS_REJECT))
 		x->flags |= KPX_SVC_F_EMPTY_DROP;
+	if (row->source_ranges)
+		x->flags |= KPX_SVC_F_SOURCE_RANGES;
+	if (kpx_plan_row_local_only(sp, row))
+		x->flags |= KPX_SVC_F_LOCAL_ONLY;
+	/* Masquerade is the tc datapath's: a socket hook connects from the
+	 * socket's own address, and the answer comes back to it anyway. */
+	if (scope == KPX_SCOPE_EXTERNAL && row->masq == KPX_MASQ_ALWAYS)
+		x->flags |= KPX_SVC_F_SNAT;
+	else if (scope == KPX_SCOPE_EXTERNAL &&
+		 row->masq == KPX_MASQ_OFF_CLUSTER)
+		x->flags |= KPX_SVC_F_SNAT_OFF_CLUSTER;
 	if (sp->affinity_timeout) {
 		x->flags |= KPX_SVC_F_AFFINITY;
 		x->affinity_timeout = sp->affinity_timeout;
@@ -1176,6 +1188,7 @@ static void load_range(struct kpx_map_writer *w, const void *key,
 }
 
 static bool keep_maglev(struct kpx_map_writer *w, const void *key);
+static int cidrs_load(struct kpx_map_writer *w);
 
 static void load_maglev(struct kpx_map_writer *w, const void *key,
 			const void *val, void *arg)
@@ -1237,6 +1250,8 @@ static int load_state(struct kpx_map_writer *w)
 	if (!err)
 		err = map_dump(w, KPX_MAP_MAGLEV, sizeof(struct kpx_maglev_key),
 			       0, load_maglev, NULL);
+	if (!err)
+		err = cidrs_load(w);
 	return err ? err : w->load_err;
 }
 
@@ -1429,6 +1444,9 @@ int kpx_map_writer_verify(struct kpx_map_writer *w)
 	if (!err)
 		err = map_dump(w, KPX_MAP_MAGLEV, sizeof(struct kpx_maglev_key),
 			       0, ver_maglev, NULL);
+	/* the next sync repairs what differs from the plan */
+	if (!err)
+		err = cidrs_load(w);
 	if (!err)
 		err = w->load_err;
 	/* Keys no entry of the mirror has: deleted now, before the sync
@@ -1473,6 +1491,110 @@ int kpx_map_writer_verify(struct kpx_map_writer *w)
 	/* The next sync rewrites dirty entries and deletes stale keys. */
 	w->reconciled = false;
 	return 0;
+}
+
+/* ---- kpx_cluster_cidr: the operand of KPX_SVC_F_SNAT_OFF_CLUSTER ---- */
+
+static void load_cidr(struct kpx_map_writer *w, const void *key,
+		      const void *val, void *arg)
+{
+	void *p = realloc(w->cidrs, (w->n_cidrs + 1) * sizeof(*w->cidrs));
+
+	(void)val;
+	(void)arg;
+	if (!p) {
+		w->load_err = -ENOMEM;
+		return;
+	}
+	w->cidrs = p;
+	memcpy(&w->cidrs[w->n_cidrs++], key, sizeof(*w->cidrs));
+}
+
+static int cidrs_load(struct kpx_map_writer *w)
+{
+	free(w->cidrs);
+	w->cidrs = NULL;
+	w->n_cidrs = 0;
+	return map_dump(w, KPX_MAP_CLUSTER_CIDR, sizeof(struct kpx_cidr_key),
+			0, load_cidr, NULL);
+}
+
+static bool cidr_in(const struct kpx_cidr_key *k,
+		    const struct kpx_cidr_key *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!memcmp(k, &set[i], sizeof(*k)))
+			return true;
+	return false;
+}
+
+/*
+ * Makes kpx_cluster_cidr the set of source prefixes an OFF_CLUSTER row
+ * exempts (the plan's input; the plan decided which rows use it). Before
+ * the entries: a new entry must not SNAT pods for want of a prefix.
+ */
+static int cidrs_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
+{
+	struct kpx_cidr_key want[KPX_PLAN_MAX_CIDRS];
+	size_t n = 0, kept = 0;
+	int first_err = 0;
+
+	for (size_t i = 0; i < plan->input.n_cluster_cidrs && n < KPX_PLAN_MAX_CIDRS;
+	     i++) {
+		const struct kpx_cidr *c = &plan->input.cluster_cidrs[i];
+
+		memset(&want[n], 0, sizeof(want[n]));
+		want[n].prefixlen = 32 + c->prefix;
+		want[n].family = c->addr.family == AF_INET ? KPX_AF_INET
+							   : KPX_AF_INET6;
+		memcpy(want[n].addr, c->addr.bytes,
+		       c->addr.family == AF_INET ? 4 : 16);
+		n++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t one = 1;
+		int err;
+
+		if (cidr_in(&want[i], w->cidrs, w->n_cidrs))
+			continue;
+		err = w->ops.update(w->ops.ctx, KPX_MAP_CLUSTER_CIDR, &want[i],
+				    &one);
+		if (err) {
+			char s[KPX_ADDR_STRLEN];
+			struct kpx_addr a = { .family = want[i].family ==
+								KPX_AF_INET
+							? AF_INET
+							: AF_INET6 };
+
+			memcpy(a.bytes, want[i].addr, 16);
+			snprintf(w->st.last_error, sizeof(w->st.last_error),
+				 "kpx_cluster_cidr %s/%u: %s",
+				 kpx_addr_str(&a, s), want[i].prefixlen - 32,
+				 strerror(-err));
+			kpx_err("bpf: cannot write %s", w->st.last_error);
+			w->st.errors++;
+			if (!first_err)
+				first_err = err;
+			/* not in the mirror: retried by the next sync */
+			want[i].prefixlen = 0;
+		}
+	}
+	for (size_t i = 0; i < w->n_cidrs; i++)
+		if (!cidr_in(&w->cidrs[i], want, n))
+			w->ops.del(w->ops.ctx, KPX_MAP_CLUSTER_CIDR, &w->cidrs[i]);
+	for (size_t i = 0; i < n; i++)
+		if (want[i].prefixlen)
+			want[kept++] = want[i];
+	free(w->cidrs);
+	w->cidrs = kept ? malloc(kept * sizeof(*w->cidrs)) : NULL;
+	if (kept && !w->cidrs) {
+		w->n_cidrs = 0;
+		return -ENOMEM;
+	}
+	if (kept)
+		memcpy(w->cidrs, want, kept * sizeof(*w->cidrs));
+	w->n_cidrs = kept;
+	return first_err;
 }
 
 /* ---- public ---- */
@@ -1724,6 +1846,7 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 	size_t n = 0;
 	int first_err = 0, err;
 
+	first_err = cidrs_sync(w, plan);
 	err = diff_plan(w, plan, full, &d);
 	if (!err && !(v = wants_build(w, &d, &n)))
 		err = -ENOMEM;
@@ -1865,6 +1988,7 @@ void kpx_map_writer_free(struct kpx_map_writer *w)
 	free(w->be_by_id);
 	free(w->svc_by_id);
 	free(w->prune);
+	free(w->cidrs);
 	for (int m = 0; m < KPX_MAP_N; m++)
 		free(w->stale[m].v);
 	free(w);

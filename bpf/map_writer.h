@@ -10,7 +10,7 @@
  * Map access goes through struct kpx_map_ops, so the writer is testable
  * without root against a fake.
  * Owns: kpx_svc, kpx_slots, kpx_backends, kpx_maglev, kpx_svc_meta,
- * kpx_src_range entries. Must not: touch kpx_ct/kpx_config or attachments.
+ * kpx_src_range, kpx_cluster_cidr entries. Must not: touch kpx_ct/kpx_config or attachments.
  */
 #ifndef KPX_BPF_MAP_WRITER_H
 #define KPX_BPF_MAP_WRITER_H
@@ -48,6 +48,7 @@ enum kpx_map_id {
 	KPX_MAP_SVC_META,
 	KPX_MAP_SRC_RANGE,
 	KPX_MAP_AFFINITY,
+	KPX_MAP_CLUSTER_CIDR,
 	KPX_MAP_N,
 };
 

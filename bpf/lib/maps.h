@@ -135,6 +135,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kpx_src_range SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct kpx_cidr_key);
+	__type(value, __u8);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for LPM tries */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kpx_cluster_cidr SEC(".maps");
+
+/* KPX_ABI_VERSION of the pinned maps (written by the agent after load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kpx_abi_version SEC(".maps");
+
 static __always_inline void kpx_count_drop(__u32 reason)
 {
 	__u64 *c = bpf_map_lookup_elem(&kpx_drops, &reason);

@@ -663,6 +663,18 @@ static __attribute__((noinline)) int kpx_apply_xdp(struct xdp_md *ctx,
 	return kpx_apply(ctx, true, p, e, false);
 }
 
+/* Whether p's source is inside the prefixes of kpx_cluster_cidr. */
+static __always_inline bool kpx_src_in_cluster(const struct kpx_pkt *p)
+{
+	struct kpx_cidr_key k = {
+		.prefixlen = 32 + (p->family == KPX_AF_INET ? 32 : 128),
+		.family = p->family,
+	};
+
+	__builtin_memcpy(k.addr, p->saddr, 16);
+	return bpf_map_lookup_elem(&kpx_cluster_cidr, &k) != NULL;
+}
+
 static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 					const struct kpx_pkt *p,
 					const struct kpx_svc_value *svc,
@@ -704,15 +716,23 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 		kpx_count_drop(KPX_DROP_BACKEND_MISSING);
 		return KPX_V_DROP;
 	}
-	local = be->flags & KPX_BE_F_LOCAL;
+	/* A host endpoint (the node's own address) counts as local. */
+	local = be->flags & (KPX_BE_F_LOCAL | KPX_BE_F_HOST);
 	if (xdp && local)
 		return KPX_V_PASS; /* tc delivers it to the stack */
-	/* eTP=Cluster masquerades external clients for local backends too
-	 * (kube-proxy semantics). A SNATed packet cannot take the stack
+	/* The entry says whether to SNAT (the plan's masquerade of this
+	 * origin). A SNATed packet to a local pod cannot take the stack
 	 * path (its source is a local address: martian on input), so it is
 	 * forwarded to the pod device like to a remote backend; the pod's
-	 * reply comes back through the pod-side ingress hook. */
+	 * reply comes back through the pod-side ingress hook. A host
+	 * endpoint is the stack itself: delivered there, never SNATed
+	 * (as a DNAT to a local address takes the input path, where no
+	 * masquerade runs). */
 	snat = svc->flags & KPX_SVC_F_SNAT;
+	if (!snat && (svc->flags & KPX_SVC_F_SNAT_OFF_CLUSTER))
+		snat = !kpx_src_in_cluster(p);
+	if (be->flags & KPX_BE_F_HOST)
+		snat = false;
 	to_stack = local && !snat;
 	cfg = bpf_map_lookup_elem(&kpx_config, &zero);
 	if (!cfg)

@@ -115,6 +115,21 @@ offcluster() {
 	each_proto "outside -> ClusterIP via n1, endpoint on n1" x 198.18.100.22 80 10 n1-p1 "$N1_ADDRS"
 	check_why offcluster-clusterip-masqueraded "$why"
 	why=""
+	# a source inside --cluster-cidr that reaches the node from outside
+	# (x sends from 198.19.9.9 through n1; the nodes route it back via
+	# x, n2 through n1, as pod routes of a cluster would): not
+	# masqueraded, the endpoint sees it
+	rig_exec x ip addr add 198.19.9.9/32 dev eth0
+	rig_exec x ip route replace 198.18.100.21 via $N1 src 198.19.9.9
+	rig_exec x ip route replace 198.18.100.22 via $N1 src 198.19.9.9
+	rig_exec n1 ip route replace 198.19.9.9 via $X
+	rig_exec n2 ip route replace 198.19.9.9 via $N1
+	each_proto "cluster-CIDR source -> ClusterIP via n1, endpoint on n2" x 198.18.100.21 80 10 n2-p1 198.19.9.9
+	each_proto "cluster-CIDR source -> ClusterIP via n1, endpoint on n1" x 198.18.100.22 80 10 n1-p1 198.19.9.9
+	rig_exec x ip route del 198.18.100.21
+	rig_exec x ip route del 198.18.100.22
+	check_why incluster-source-clusterip-not-masqueraded "$why"
+	why=""
 	# pods are inside --cluster-cidr: never masqueraded
 	each_proto "pod of n1 -> ClusterIP, endpoint on n2" n1p3 198.18.100.21 80 10 n2-p1 198.19.1.13
 	each_proto "pod of n2 -> ClusterIP, endpoint on n1" n2p3 198.18.100.22 80 10 n1-p1 198.19.2.13
@@ -150,6 +165,15 @@ host_endpoint() {
 	# pods reach it through the ClusterIP
 	each_proto "pod of n2 -> ClusterIP" n2p3 198.18.100.31 80 10 "n1-host n2-p1" "198.19.2.13 $N2_ADDRS"
 	check_why host-endpoint-via-clusterip "$why"
+	why=""
+	# a pod reaching an eTP=Cluster LoadBalancer IP: kube-proxy
+	# masquerades it (the plan's pod row says always); bpf's socket hook
+	# connects the pod itself, its address is kept (documented, README
+	# "Traffic paths")
+	local srcs=$N2_ADDRS
+	[ "$KPX_BACKEND" = bpf ] && srcs=198.19.2.13
+	each_proto "pod of n2 -> LB IP (eTP=Cluster)" n2p3 198.18.200.31 80 10 "n1-host n2-p1" "$srcs"
+	check_why pod-to-external-frontend-source "$why"
 }
 
 hairpin() {

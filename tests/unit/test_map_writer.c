@@ -54,6 +54,7 @@ static const size_t ksz[KPX_MAP_N] = {
 	[KPX_MAP_SVC_META] = 4,
 	[KPX_MAP_SRC_RANGE] = sizeof(struct kpx_src_range_key),
 	[KPX_MAP_AFFINITY] = sizeof(struct kpx_affinity_key),
+	[KPX_MAP_CLUSTER_CIDR] = sizeof(struct kpx_cidr_key),
 };
 static const size_t vsz[KPX_MAP_N] = {
 	[KPX_MAP_SVC] = sizeof(struct kpx_svc_value),
@@ -63,6 +64,7 @@ static const size_t vsz[KPX_MAP_N] = {
 	[KPX_MAP_SVC_META] = sizeof(struct kpx_svc_meta),
 	[KPX_MAP_SRC_RANGE] = 1,
 	[KPX_MAP_AFFINITY] = sizeof(struct kpx_affinity_value),
+	[KPX_MAP_CLUSTER_CIDR] = 1,
 };
 
 static void fake_init(struct fake *f, size_t backends_cap)
@@ -1332,6 +1334,82 @@ Test(map_writer, random_changes_keep_maps_equal_to_the_plan)
 			     "round %d: unchanged plan wrote", round);
 		cr_assert_eq(st.last_svcports, 0);
 	}
+	kpx_map_writer_free(w);
+	fake_free(&f);
+}
+
+/* Each entry is the translation of one plan row: tc's (external) of the
+ * REMOTE row, the socket hooks' (internal) of the NODE row; masquerade,
+ * empty verdict and source ranges come from the row, the host flag from
+ * the endpoint, the cluster CIDR map from the plan's input. */
+Test(map_writer, entries_translate_the_rows)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_plan_row *rr, *nr;
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct kpx_svc_value ve, vi;
+	struct kpx_cidr_key ck = {};
+	struct kpx_backend_value be;
+	struct fake f;
+	struct tplan t;
+	uint8_t one;
+	uint32_t id;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
+	t.ep[1].flags |= KPX_EP_LOCAL | KPX_EP_HOST;
+	/* the REMOTE row: internal set minus the host endpoint */
+	t.sp.n_external = 1;
+	rr = &t.fe.rows[KPX_ORIGIN_REMOTE];
+	nr = &t.fe.rows[KPX_ORIGIN_NODE];
+	rr->set = KPX_SET_EXTERNAL;
+	rr->masq = KPX_MASQ_OFF_CLUSTER;
+	rr->empty = KPX_EMPTY_DROP;
+	nr->set = KPX_SET_INTERNAL;
+	nr->masq = KPX_MASQ_ALWAYS;
+	kpx_cidr_parse("198.19.0.0/16", &t.plan.input.cluster_cidrs[0]);
+	t.plan.input.n_cluster_cidrs = 1;
+	cr_assert_eq(wsync(w, &t.plan), 0);
+
+	ve = svc_get(&f, KPX_SCOPE_EXTERNAL);
+	vi = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_expect_eq(ve.count, 1, "external entry: the REMOTE row's set");
+	cr_expect_eq(vi.count, 2, "internal entry: the NODE row's set");
+	cr_expect(ve.flags & KPX_SVC_F_SNAT_OFF_CLUSTER);
+	cr_expect_not(ve.flags & KPX_SVC_F_SNAT);
+	cr_expect(ve.flags & KPX_SVC_F_EMPTY_DROP);
+	cr_expect_not(vi.flags & (KPX_SVC_F_SNAT | KPX_SVC_F_SNAT_OFF_CLUSTER),
+		      "socket hooks never masquerade");
+	cr_expect_not(vi.flags & KPX_SVC_F_EMPTY_DROP);
+	ck.prefixlen = 32 + 16;
+	ck.family = KPX_AF_INET;
+	ck.addr[0] = 198;
+	ck.addr[1] = 19;
+	cr_expect_eq(f_lookup(&f, KPX_MAP_CLUSTER_CIDR, &ck, &one), 0,
+		     "the plan's cluster CIDR in kpx_cluster_cidr");
+	cr_expect_eq(f.m[KPX_MAP_CLUSTER_CIDR].n, 1);
+	{
+		struct kpx_slot_key sk = { vi.svc_id, vi.gen, 1 };
+
+		cr_assert_eq(f_lookup(&f, KPX_MAP_SLOTS, &sk, &id), 0);
+		cr_assert_eq(f_lookup(&f, KPX_MAP_BACKENDS, &id, &be), 0);
+		cr_expect_eq(be.addr[3], 2);
+		cr_expect(be.flags & KPX_BE_F_HOST, "host endpoint flagged");
+		cr_expect(be.flags & KPX_BE_F_LOCAL);
+	}
+
+	/* --masquerade-all: ALWAYS; the cluster CIDR goes */
+	rr->masq = KPX_MASQ_ALWAYS;
+	t.plan.input.n_cluster_cidrs = 0;
+	cr_assert_eq(wsync(w, &t.plan), 0);
+	ve = svc_get(&f, KPX_SCOPE_EXTERNAL);
+	cr_expect(ve.flags & KPX_SVC_F_SNAT);
+	cr_expect_not(ve.flags & KPX_SVC_F_SNAT_OFF_CLUSTER);
+	cr_expect_eq(f.m[KPX_MAP_CLUSTER_CIDR].n, 0);
+	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
 	kpx_map_writer_free(w);
 	fake_free(&f);
 }

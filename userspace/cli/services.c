@@ -143,9 +143,10 @@ static void policy_str(struct json_object *fe, char *buf, size_t len)
 		off = snprintf(buf, len, "%s", p);
 	/* externalTrafficPolicy concerns the external frontends (NodePort,
 	 * ExternalIP, LoadBalancer), internalTrafficPolicy the ClusterIP. */
-	else if (strcmp(kpx_jstr(fe, "type", ""), "ClusterIP") ?
-			 kpx_jbool(fe, "etp_local") :
-			 kpx_jbool(fe, "itp_local"))
+	else if (kpx_jbool(fe, "local_only") ||
+		 (strcmp(kpx_jstr(fe, "type", ""), "ClusterIP") ?
+			  kpx_jbool(fe, "etp_local") :
+			  kpx_jbool(fe, "itp_local")))
 		off = snprintf(buf, len, "%s",
 			       strcmp(kpx_jstr(fe, "type", ""), "ClusterIP") ?
 				       "eTP=Local" :

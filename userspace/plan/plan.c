@@ -103,6 +103,13 @@ const uint32_t *kpx_plan_row_set(const struct kpx_plan_svcport *sp,
 	}
 }
 
+bool kpx_plan_row_local_only(const struct kpx_plan_svcport *sp,
+			     const struct kpx_plan_row *row)
+{
+	return (row->set == KPX_SET_INTERNAL && sp->itp_local) ||
+	       (row->set == KPX_SET_EXTERNAL && sp->etp_local);
+}
+
 const char *kpx_fe_kind_name(enum kpx_fe_kind kind)
 {
 	switch (kind) {

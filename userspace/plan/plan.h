@@ -299,5 +299,9 @@ const char *kpx_plan_set_name(enum kpx_plan_set s);
 /* The endpoint indices (into sp->endpoints) a row uses. */
 const uint32_t *kpx_plan_row_set(const struct kpx_plan_svcport *sp,
 				 const struct kpx_plan_row *row, size_t *n);
+/* Whether the row's set keeps only this node's endpoints (a Local
+ * traffic policy applies to it): for inspection output. */
+bool kpx_plan_row_local_only(const struct kpx_plan_svcport *sp,
+			     const struct kpx_plan_row *row);
 
 #endif
