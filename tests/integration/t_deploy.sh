@@ -140,7 +140,9 @@ if (ds && cr && crb && sa) {
 	want(ps.tolerations?.some((t) => t.operator === "Exists" && !t.key && !t.effect), "no toleration for every taint");
 	want(ds.spec.updateStrategy?.type === "RollingUpdate" &&
 		ds.spec.updateStrategy.rollingUpdate?.maxUnavailable === 1, "updateStrategy");
-	want(c.readinessProbe?.httpGet?.path === "/healthz" && c.readinessProbe.httpGet.port === 10256, "readinessProbe");
+	want(c.readinessProbe?.httpGet?.path === "/readyz" && c.readinessProbe.httpGet.port === 10256, "readinessProbe");
+	want(c.startupProbe?.httpGet?.path === "/readyz" && c.startupProbe.httpGet.port === 10256 &&
+		c.startupProbe.periodSeconds * c.startupProbe.failureThreshold >= 300, "startupProbe (>= 5 min for a first sync)");
 	want(c.livenessProbe?.httpGet?.path === "/livez" && c.livenessProbe.httpGet.port === 10256, "livenessProbe");
 	want(c.resources?.requests?.cpu && c.resources?.requests?.memory, "resource requests");
 	want(!c.securityContext?.privileged, "agent container is privileged");

@@ -499,11 +499,11 @@ assert c["frontends"] == 4, "frontends %s" % c["frontends"]
 	fi
 
 	# /metrics: syncs and endpoint changes move with a change.
-	v0=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
+	v0=$(metric 'kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family="IPv4"}')
 	e0=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)
 	write_web 2 n1:1 n1:3
 	if wait_until 10 backends_are 198.18.100.1 80 "198.19.1.11:8080 198.19.1.13:8080"; then
-		v1=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
+		v1=$(metric 'kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family="IPv4"}')
 		e1=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)
 		if is_uint "${v0%.*}" "${v1%.*}" "${e0%.*}" "${e1%.*}" &&
 			[ "${v1%.*}" -gt "${v0%.*}" ] && [ "${e1%.*}" -gt "${e0%.*}" ]; then
@@ -577,10 +577,10 @@ assert d == {"service": {"namespace": "shop", "name": "lb"}, "localEndpoints": 1
 		fail hcnp-503 "still $(hc_code) 10 s after the local endpoint left"
 	fi
 	# kube-proxy's gauge of Local-policy services without a local endpoint.
-	v1=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}')
+	v1=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="external"}')
 	write_lb 3 n1
 	if wait_until 10 hc_is 200; then
-		v0=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}')
+		v0=$(metric 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",traffic_policy="external"}')
 		if [ "$v1" = 1 ] && [ "$v0" = 0 ]; then
 			pass metrics-no-local-endpoints
 		else

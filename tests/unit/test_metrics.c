@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/agent.h"
 #include "agent/serve_priv.h"
@@ -203,15 +204,16 @@ Test(metrics, histograms_are_cumulative_with_inf_sum_count)
 	m = render(&a, NULL, NULL);
 	ASSERT_LINES(m,
 		     "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram",
-		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.001\"} 1",
-		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 1",
-		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 2",
-		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} 3",
-		     "kubeproxy_sync_proxy_rules_duration_seconds_count 3",
-		     "kubeproxy_sync_proxy_rules_duration_seconds_sum 100.0035",
-		     "kubeproxy_sync_full_proxy_rules_duration_seconds_count 0",
-		     "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0",
-		     "kubeproxy_network_programming_duration_seconds_count 0");
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.001\"} 1",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.002\"} 1",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.004\"} 2",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"+Inf\"} 3",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 3",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_sum{ip_family=\"IPv4\"} 100.0035",
+		     "kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 0",
+		     "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 0",
+		     "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"} 0");
+	cr_assert_null(strstr(m, "IPv6"), "no IPv6 series on an IPv4-only node");
 	free(m);
 }
 
@@ -223,18 +225,11 @@ Test(metrics, kube_proxy_gauges_and_counters)
 	fake_agent(&a);
 	a.stats.last_sync_wall = 1700000001.5;
 	a.stats.last_queued_wall = 1700000002;
-	a.stats.healthz_total[0] = 7;
-	a.stats.healthz_total[1] = 2;
-	a.stats.livez_total[0] = 3;
 	a.stats.sync_errors_total = 4;
 	m = render(&a, NULL, NULL);
 	ASSERT_LINES(m,
-		     "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1700000001.5",
+		     "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"} 1700000001.5",
 		     "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds 1700000002",
-		     "kubeproxy_proxy_healthz_total{code=\"200\"} 7",
-		     "kubeproxy_proxy_healthz_total{code=\"503\"} 2",
-		     "kubeproxy_proxy_livez_total{code=\"200\"} 3",
-		     "kubeproxy_proxy_livez_total{code=\"503\"} 0",
 		     "kpx_sync_errors_total 4",
 		     "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0",
 		     "kubeproxy_sync_proxy_rules_service_changes_total 0");
@@ -309,8 +304,8 @@ Test(metrics, no_local_endpoints_by_traffic_policy)
 	a.plan = test_plan();
 	m = render(&a, NULL, NULL);
 	ASSERT_LINES(m,
-		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"external\"} 1",
-		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"} 0",
+		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv4\",traffic_policy=\"external\"} 1",
+		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv4\",traffic_policy=\"internal\"} 0",
 		     "kpx_frontends 2", "kpx_endpoints 3", "kpx_svcports 2");
 	free(m);
 }
@@ -398,6 +393,193 @@ Test(metrics, exposition_format_is_well_formed)
 	}
 	free(copy);
 	free(m);
+}
+
+Test(metrics, probe_counters_keep_kube_proxy_names)
+{
+	struct kpx_serve_counters c = { .healthz = { 7, 2 }, .livez = { 3, 0 },
+					.readyz = { 1, 5 } };
+	char *buf = NULL;
+	size_t sz = 0;
+	FILE *f = open_memstream(&buf, &sz);
+
+	kpx_metrics_write_counters(f, &c);
+	fclose(f);
+	ASSERT_LINES(buf, "kubeproxy_proxy_healthz_total{code=\"200\"} 7",
+		     "kubeproxy_proxy_healthz_total{code=\"503\"} 2",
+		     "kubeproxy_proxy_livez_total{code=\"200\"} 3",
+		     "kubeproxy_proxy_livez_total{code=\"503\"} 0",
+		     "kpx_readyz_total{code=\"503\"} 5");
+	free(buf);
+}
+
+/* A dual-stack node labels kube-proxy's per-family series with both
+ * families; no-local-endpoint counts are per family of the svcport. */
+Test(metrics, dual_stack_series_per_ip_family)
+{
+	struct kpx_plan *plan = test_plan();
+	struct kpx_agent a;
+	char *m;
+
+	fake_agent(&a);
+	kpx_addr_parse("198.18.0.11", &a.plan_input.node_ips[0]);
+	kpx_addr_parse("fd00:18::11", &a.plan_input.node_ips[1]);
+	a.plan_input.n_node_ips = 2;
+	plan->svcports[0].family = AF_INET6; /* eTP=Local, none local */
+	plan->svcports[1].family = AF_INET;
+	a.plan = plan;
+	a.stats.last_sync_wall = 1700000001;
+	kpx_histogram_observe(&a.stats.sync_duration, 0.003);
+	m = render(&a, NULL, NULL);
+	ASSERT_LINES(m,
+		     "kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 1",
+		     "kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv6\"} 1",
+		     "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv6\"} 1700000001",
+		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv6\",traffic_policy=\"external\"} 1",
+		     "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv4\",traffic_policy=\"external\"} 0");
+	/* one HELP/TYPE per family of series, not per label set */
+	{
+		const char *t = "# TYPE kubeproxy_sync_proxy_rules_duration_seconds ";
+		const char *p = strstr(m, t);
+
+		cr_assert_not_null(p);
+		cr_assert_null(strstr(p + 1, t), "TYPE line repeated");
+	}
+	free(m);
+}
+
+/* ---- process_* ---- */
+
+Test(process, stat_line_with_odd_command_name)
+{
+	/* comm may hold spaces and ')'; fields counted from the last ')' */
+	static const char stat[] =
+		"4242 (kpx) (x y)) S 1 4242 4242 0 -1 4194560 100 0 0 0 "
+		"250 50 0 0 20 0 3 0 1000 123456789 2048 18446744073709551615";
+	struct kpx_proc_stats p;
+
+	cr_assert_eq(kpx_proc_parse_stat(stat, 100, 4096, 1700000000.0, &p), 0);
+	cr_assert_float_eq(p.cpu_seconds, 3.0, 1e-9, "utime+stime / ticks");
+	cr_assert_float_eq(p.start_time, 1700000010.0, 1e-9, "btime+start");
+	cr_assert_float_eq(p.virtual_bytes, 123456789.0, 1e-9);
+	cr_assert_float_eq(p.resident_bytes, 2048.0 * 4096, 1e-9);
+	cr_assert_eq(kpx_proc_parse_stat("4242 (kpx S 1", 100, 4096, 0, &p),
+		     -EINVAL);
+	cr_assert_eq(kpx_proc_parse_stat("1 (a) S 1 2", 100, 4096, 0, &p),
+		     -EINVAL, "truncated");
+}
+
+Test(process, numbers_of_this_process)
+{
+	struct kpx_proc_stats p;
+	double now = (double)time(NULL);
+
+	cr_assert_eq(kpx_proc_stats_read(&p), 0);
+	cr_assert_geq(p.open_fds, 3, "stdin/out/err at least");
+	cr_assert_gt(p.max_fds, p.open_fds);
+	cr_assert_gt(p.resident_bytes, 0);
+	cr_assert_geq(p.virtual_bytes, p.resident_bytes);
+	cr_assert(p.start_time > now - 3600 && p.start_time <= now + 1,
+		  "start %f now %f", p.start_time, now);
+}
+
+/* ---- readiness ---- */
+
+Test(ready, not_before_the_first_sync_and_not_while_stalled)
+{
+	struct kpx_ready_input r = { .synced_once = false };
+	struct kpx_health h = { .healthy = true, .now = 1700000100 };
+	struct json_object *o, *v;
+	unsigned int status;
+	char *b;
+
+	snprintf(r.reason, sizeof(r.reason),
+		 "API server (services): connect: refused");
+	b = kpx_ready_body(&r, &h, &status, NULL);
+	cr_assert_eq(status, 503);
+	o = json_tokener_parse(b);
+	cr_assert_not_null(o, "%s", b);
+	cr_assert(json_object_object_get_ex(o, "ready", &v));
+	cr_assert_not(json_object_get_boolean(v));
+	cr_assert(json_object_object_get_ex(o, "reason", &v));
+	cr_assert_str_eq(json_object_get_string(v),
+			 "API server (services): connect: refused");
+	json_object_put(o);
+	free(b);
+
+	r.synced_once = true;
+	r.first_sync_wall = 1700000000;
+	b = kpx_ready_body(&r, &h, &status, NULL);
+	cr_assert_eq(status, 200, "%s", b);
+	cr_assert(strstr(b, "\"firstSync\":\"2023-11-14 22:13:20 +0000 UTC\""),
+		  "%s", b);
+	cr_assert_null(strstr(b, "reason"));
+	free(b);
+
+	h.healthy = false;
+	b = kpx_ready_body(&r, &h, &status, NULL);
+	cr_assert_eq(status, 503, "a stalled agent is not ready");
+	free(b);
+}
+
+Test(ready, reason_names_what_is_missing)
+{
+	struct kpx_ready_input r;
+	struct kpx_agent a;
+
+	fake_agent(&a);
+	kpx_ready_input_of(&a, &r);
+	cr_assert_not(r.synced_once);
+	cr_assert_str_eq(r.reason, "first sync pending");
+	snprintf(a.stats.last_error, sizeof(a.stats.last_error),
+		 "backend: Numerical result out of range");
+	kpx_ready_input_of(&a, &r);
+	cr_assert(strstr(r.reason, "last sync: backend: Numerical"), "%s",
+		  r.reason);
+	a.stats.syncs_total = 1;
+	kpx_ready_input_of(&a, &r);
+	cr_assert(r.synced_once);
+}
+
+/* ---- the published state the HTTP threads read ---- */
+
+Test(serve, scrape_reads_only_the_published_state)
+{
+	struct kpx_serve *s;
+	struct kpx_health_input hi;
+	struct kpx_ready_input ri;
+	struct kpx_agent a;
+	size_t len;
+	char *m;
+
+	fake_agent(&a);
+	a.stats.last_queued_wall = 5;
+	cr_assert_eq(kpx_serve_new(&a, &s), 0);
+	kpx_serve_health(s, &hi, &ri);
+	cr_assert_eq(hi.last_queued_wall, 0, "nothing published yet");
+	cr_assert(hi.node_eligible);
+	cr_assert_not(ri.synced_once);
+	kpx_serve_publish(s, &a);
+	a.stats.syncs_total = 1; /* after the publish: not seen */
+	a.stats.last_sync_wall = 1700000001;
+	kpx_serve_health(s, &hi, &ri);
+	cr_assert_eq(hi.last_queued_wall, 5);
+	cr_assert_not(ri.synced_once);
+	kpx_serve_count(s->counters.healthz, false);
+	m = kpx_serve_metrics(s, &len);
+	cr_assert_eq(len, strlen(m));
+	ASSERT_LINES(m, "kpx_syncs_total 0",
+		     "kubeproxy_proxy_healthz_total{code=\"503\"} 1");
+	cr_assert(strstr(m, "\nprocess_open_fds "), "process metrics");
+	free(m);
+	kpx_serve_publish(s, &a); /* a sync happened: rendered again */
+	kpx_serve_health(s, &hi, &ri);
+	cr_assert(ri.synced_once);
+	cr_assert_float_eq(ri.first_sync_wall, 1700000001, 1e-9);
+	m = kpx_serve_metrics(s, NULL);
+	ASSERT_LINES(m, "kpx_syncs_total 1");
+	free(m);
+	kpx_serve_free(s);
 }
 
 /* ---- expected frontends for --verify ---- */

@@ -263,7 +263,10 @@ static void do_sync(struct kpx_agent *agent)
 
 static void on_sync_timer(void *arg)
 {
-	do_sync(arg);
+	struct kpx_agent *agent = arg;
+
+	do_sync(agent);
+	kpx_serve_publish(agent->serve, agent);
 }
 
 static void on_resync_timer(void *arg)
@@ -273,6 +276,7 @@ static void on_resync_timer(void *arg)
 	agent->full_sync_pending = true;
 	agent->resync_due = true;
 	do_sync(agent);
+	kpx_serve_publish(agent->serve, agent);
 	kpx_timer_arm(agent->resync_timer, agent->cfg.sync_ms);
 }
 
@@ -282,6 +286,7 @@ static void on_tick_timer(void *arg)
 
 	if (agent->ops->tick && agent->backend)
 		agent->ops->tick(agent->backend);
+	kpx_serve_publish(agent->serve, agent);
 	kpx_timer_arm(agent->tick_timer, KPX_TICK_MS);
 }
 
@@ -326,6 +331,7 @@ static void on_source_change(void *arg)
 	if (!agent->stats.last_queued_wall)
 		agent->stats.last_queued_wall = kpx_wall_seconds();
 	schedule_sync(agent, 0);
+	kpx_serve_publish(agent->serve, agent);
 }
 
 static void on_signal(int fd, uint32_t events, void *arg)
@@ -487,6 +493,12 @@ static void open_servers(struct kpx_agent *agent)
 {
 	int err;
 
+	err = kpx_serve_new(agent, &agent->serve);
+	if (err) {
+		kpx_warn("HTTP servers: %s", strerror(-err));
+		return;
+	}
+	kpx_serve_publish(agent->serve, agent);
 	if (agent->cfg.healthz_addr[0]) {
 		err = kpx_http_open(agent, agent->cfg.healthz_addr,
 				    KPX_HTTP_HEALTHZ, &agent->healthz_http);
@@ -587,6 +599,7 @@ static void agent_teardown(struct kpx_agent *agent, int sfd)
 	kpx_status_server_close(agent->status_server);
 	kpx_http_close(agent->metrics_http);
 	kpx_http_close(agent->healthz_http);
+	kpx_serve_free(agent->serve);
 	if (agent->manifests)
 		kpx_manifests_close(agent->manifests);
 	if (agent->k8s)

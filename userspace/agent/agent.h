@@ -25,6 +25,7 @@ struct kpx_k8s_source;
 struct kpx_http;
 struct kpx_status_server;
 struct kpx_hcnp;
+struct kpx_serve;
 
 /* Prometheus-style histogram with fixed exponential buckets. */
 #define KPX_HIST_BUCKETS 16
@@ -49,8 +50,6 @@ struct kpx_sync_stats {
 	struct kpx_histogram full_sync_duration;    /* resyncs */
 	struct kpx_histogram partial_sync_duration; /* change-driven */
 	struct kpx_histogram programming_latency;   /* change -> programmed */
-	uint64_t healthz_total[2];		    /* [0]=200, [1]=503 */
-	uint64_t livez_total[2];
 };
 
 struct mnl_socket;
@@ -84,6 +83,8 @@ struct kpx_agent {
 
 	struct kpx_sync_stats stats;
 
+	/* What the HTTP threads may read, published by the loop. */
+	struct kpx_serve *serve;
 	struct kpx_http *healthz_http;
 	struct kpx_http *metrics_http;
 	struct kpx_status_server *status_server;

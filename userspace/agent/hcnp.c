@@ -4,9 +4,13 @@
  * healthCheckNodePort, so that cloud load balancers send traffic only to
  * nodes with a local ready endpoint (kube-proxy's service health server).
  * Servers follow the programmed plan; a port that cannot be bound is
- * logged and retried on the next plan update, never fatal.
+ * logged and retried on the next plan update, never fatal. Each server
+ * answers on threads of its own (http.c); the loop publishes the
+ * service's name and local endpoint count under kpx_hcnp.lock and the
+ * handler reads them there, with the proxy's health from kpx_serve.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +24,13 @@
 
 struct hc_server {
 	uint16_t port;
+	/* Published: written by the loop, read by the handler, under
+	 * owner->lock. */
 	char ns[KPX_NS_MAX];
 	char name[KPX_NAME_MAX];
 	uint32_t local_ready;
+	/* Loop thread only. */
+	uint32_t next_ready; /* during an update */
 	bool seen; /* during an update */
 	bool failed; /* bind failed: logged once per port */
 	struct kpx_httpd *d;
@@ -30,7 +38,8 @@ struct hc_server {
 };
 
 struct kpx_hcnp {
-	struct kpx_agent *agent;
+	struct kpx_serve *serve;
+	pthread_mutex_t lock;
 	struct hc_server **srv;
 	size_t n, cap;
 };
@@ -39,26 +48,33 @@ static void hc_handle(void *arg, const struct kpx_request *req,
 		      struct kpx_reply *rep)
 {
 	struct hc_server *s = arg;
-	struct kpx_agent *a = s->owner->agent;
+	struct kpx_health_input in;
 	struct kpx_health h;
+	char ns[KPX_NS_MAX], name[KPX_NAME_MAX];
+	uint32_t local_ready;
 	bool ok;
 	int n;
 
 	(void)req;
+	pthread_mutex_lock(&s->owner->lock);
+	memcpy(ns, s->ns, sizeof(ns));
+	memcpy(name, s->name, sizeof(name));
+	local_ready = s->local_ready;
+	pthread_mutex_unlock(&s->owner->lock);
 	/* kube-proxy answers on every path and ignores the node's own state
 	 * here: only proxy health and local endpoints count. */
-	kpx_health_eval(a, NULL, kpx_wall_seconds(), &h);
-	ok = h.healthy && s->local_ready > 0;
+	kpx_serve_health(s->owner->serve, &in, NULL);
+	kpx_health_eval_input(&in, kpx_wall_seconds(), &h);
+	ok = h.healthy && local_ready > 0;
 	rep->status = ok ? 200 : 503;
 	rep->content_type = "application/json";
 	rep->hdr_name = "X-Load-Balancing-Endpoint-Weight";
-	snprintf(rep->hdr_value, sizeof(rep->hdr_value), "%u", s->local_ready);
+	snprintf(rep->hdr_value, sizeof(rep->hdr_value), "%u", local_ready);
 	n = asprintf(&rep->body,
 		     "{\n\t\"service\": {\n\t\t\"namespace\": \"%s\",\n"
 		     "\t\t\"name\": \"%s\"\n\t},\n\t\"localEndpoints\": %u,\n"
 		     "\t\"serviceProxyHealthy\": %s\n}",
-		     s->ns, s->name, s->local_ready,
-		     h.healthy ? "true" : "false");
+		     ns, name, local_ready, h.healthy ? "true" : "false");
 	if (n < 0)
 		rep->body = NULL;
 	else
@@ -67,11 +83,15 @@ static void hc_handle(void *arg, const struct kpx_request *req,
 
 int kpx_hcnp_new(struct kpx_agent *agent, struct kpx_hcnp **out)
 {
-	struct kpx_hcnp *h = calloc(1, sizeof(*h));
+	struct kpx_hcnp *h;
 
+	if (!agent->serve)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->agent = agent;
+	h->serve = agent->serve;
+	pthread_mutex_init(&h->lock, NULL);
 	*out = h;
 	return 0;
 }
@@ -124,7 +144,7 @@ void kpx_hcnp_update(struct kpx_hcnp *h, const struct kpx_plan *plan)
 		return;
 	for (i = 0; i < h->n; i++) {
 		h->srv[i]->seen = false;
-		h->srv[i]->local_ready = 0;
+		h->srv[i]->next_ready = 0;
 	}
 	for (i = 0; plan && i < plan->n_svcports; i++) {
 		const struct kpx_plan_svcport *sp = &plan->svcports[i];
@@ -150,14 +170,24 @@ void kpx_hcnp_update(struct kpx_hcnp *h, const struct kpx_plan *plan)
 				continue;
 			}
 		}
+		if (!s->seen) {
+			/* A new server is not listening yet; a running one's
+			 * handler may read these right now. */
+			pthread_mutex_lock(&h->lock);
+			snprintf(s->ns, sizeof(s->ns), "%s", sp->ns);
+			snprintf(s->name, sizeof(s->name), "%s", sp->name);
+			pthread_mutex_unlock(&h->lock);
+		}
 		s->seen = true;
-		snprintf(s->ns, sizeof(s->ns), "%s", sp->ns);
-		snprintf(s->name, sizeof(s->name), "%s", sp->name);
 		/* Service ports and families share the one health port;
 		 * kube-proxy reports the service's local endpoint count. */
-		if (sp->local_ready > s->local_ready)
-			s->local_ready = sp->local_ready;
+		if (sp->local_ready > s->next_ready)
+			s->next_ready = sp->local_ready;
 	}
+	pthread_mutex_lock(&h->lock);
+	for (i = 0; i < h->n; i++)
+		h->srv[i]->local_ready = h->srv[i]->next_ready;
+	pthread_mutex_unlock(&h->lock);
 	for (i = 0, j = 0; i < h->n; i++) {
 		struct hc_server *s = h->srv[i];
 
@@ -171,8 +201,8 @@ void kpx_hcnp_update(struct kpx_hcnp *h, const struct kpx_plan *plan)
 		if (s->d)
 			continue;
 		snprintf(bind, sizeof(bind), ":%u", s->port);
-		ret = kpx_httpd_start(h->agent->loop, bind, hc_handle, s,
-				      &s->d);
+		ret = kpx_httpd_start(bind, &kpx_httpd_hcnp_limits, hc_handle,
+				      s, &s->d);
 		if (ret) {
 			if (!s->failed)
 				kpx_err("healthCheckNodePort %u of %s/%s: %s",
@@ -197,5 +227,6 @@ void kpx_hcnp_free(struct kpx_hcnp *h)
 	for (i = 0; i < h->n; i++)
 		hc_stop(h->srv[i]);
 	free(h->srv);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -1,15 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Health evaluation (/healthz, /livez, healthCheckNodePort) and the
- * Prometheus text rendering of /metrics. kube-proxy's metric names and
- * label values are kept where the concept exists so that dashboards and
- * alerts written for kube-proxy keep working; the rest is kpx_*.
+ * Health and readiness evaluation (/healthz, /readyz, /livez,
+ * healthCheckNodePort), the state the loop publishes for the HTTP threads
+ * (struct kpx_serve), and the Prometheus text rendering of /metrics.
+ * kube-proxy's metric names and label values are kept where the concept
+ * exists so that dashboards and alerts written for kube-proxy keep
+ * working; the rest is kpx_*.
+ *
+ * /metrics is assembled on the scraping thread: the agent's part is text
+ * the loop rendered at its last sync (or source change, at most once a
+ * second), the datapath part is read from the kernel by the scraping
+ * thread itself (one dump at a time, shared by the scrapes that waited
+ * for it), so a scrape never blocks the sync loop on a full datapath
+ * read.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -22,26 +35,144 @@
 #include "model/store.h"
 #include "plan/plan.h"
 
-void kpx_health_eval(const struct kpx_agent *agent, const struct kpx_node *node,
-		     double now, struct kpx_health *out)
+void kpx_health_eval_input(const struct kpx_health_input *in, double now,
+			   struct kpx_health *out)
 {
-	const struct kpx_sync_stats *st = &agent->stats;
-	double timeout = 2.0 * (double)agent->cfg.sync_ms / 1000.0;
+	double timeout = 2.0 * (double)in->sync_ms / 1000.0;
 	bool pending;
 
 	memset(out, 0, sizeof(*out));
 	out->now = now;
-	out->node_eligible = !node || (!node->deleting && !node->to_be_deleted);
-	out->last_updated = st->last_sync_wall;
+	out->node_eligible = in->node_eligible;
+	out->last_updated = in->last_sync_wall;
 	/* A change is outstanding while it is newer than the last successful
 	 * sync; the agent may or may not reset last_queued_wall to 0. */
-	pending = st->last_queued_wall > 0 &&
-		  st->last_queued_wall >= st->last_sync_wall;
-	out->healthy = !pending || now - st->last_queued_wall < timeout;
+	pending = in->last_queued_wall > 0 &&
+		  in->last_queued_wall >= in->last_sync_wall;
+	out->healthy = !pending || now - in->last_queued_wall < timeout;
 	/* kube-proxy reports "now" as lastUpdated while healthy, for
 	 * compatibility with its older semantics. */
 	if (out->healthy)
 		out->last_updated = now;
+}
+
+void kpx_health_input_of(const struct kpx_agent *agent,
+			 const struct kpx_node *node,
+			 struct kpx_health_input *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->sync_ms = agent->cfg.sync_ms;
+	out->last_sync_wall = agent->stats.last_sync_wall;
+	out->last_queued_wall = agent->stats.last_queued_wall;
+	out->node_eligible = !node || (!node->deleting && !node->to_be_deleted);
+}
+
+void kpx_health_eval(const struct kpx_agent *agent, const struct kpx_node *node,
+		     double now, struct kpx_health *out)
+{
+	struct kpx_health_input in;
+
+	kpx_health_input_of(agent, node, &in);
+	kpx_health_eval_input(&in, now, out);
+}
+
+static void reason_add(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void reason_add(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	va_list ap;
+
+	if (n + 3 >= len)
+		return;
+	if (n) {
+		memcpy(buf + n, "; ", 3);
+		n += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + n, len - n, fmt, ap);
+	va_end(ap);
+}
+
+void kpx_ready_input_of(const struct kpx_agent *agent,
+			struct kpx_ready_input *out)
+{
+	static const struct {
+		enum kpx_kind kind;
+		const char *name;
+	} kinds[] = { { KPX_KIND_SERVICE, "Services" },
+		      { KPX_KIND_SLICE, "EndpointSlices" },
+		      { KPX_KIND_NODE, "the own Node" } };
+	struct json_object *st, *watches;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	/* A successful sync needs both sources listed (and the own Node from
+	 * an API server) and the backend to have accepted the plan. */
+	out->synced_once = agent->stats.syncs_total > 0;
+	if (out->synced_once)
+		return;
+	for (i = 0; agent->store && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (kinds[i].kind == KPX_KIND_NODE && !agent->k8s)
+			continue;
+		if (!kpx_store_kind_synced(agent->store, kinds[i].kind))
+			reason_add(out->reason, sizeof(out->reason),
+				   "%s not listed yet", kinds[i].name);
+	}
+	st = agent->k8s ? kpx_k8s_status(agent->k8s) : NULL;
+	if (st && json_object_object_get_ex(st, "watches", &watches) &&
+	    json_object_is_type(watches, json_type_object)) {
+		json_object_object_foreach(watches, name, w)
+		{
+			struct json_object *e;
+			const char *err;
+
+			if (!json_object_object_get_ex(w, "last_error", &e))
+				continue;
+			err = json_object_get_string(e);
+			if (err && *err)
+				reason_add(out->reason, sizeof(out->reason),
+					   "API server (%s): %s", name, err);
+		}
+	}
+	json_object_put(st);
+	if (agent->stats.last_error[0])
+		reason_add(out->reason, sizeof(out->reason), "last sync: %s",
+			   agent->stats.last_error);
+	if (!out->reason[0])
+		reason_add(out->reason, sizeof(out->reason),
+			   "first sync pending");
+}
+
+char *kpx_ready_body(const struct kpx_ready_input *r,
+		     const struct kpx_health *h, unsigned int *status,
+		     size_t *len)
+{
+	struct json_object *o = json_object_new_object();
+	char t[64];
+	const char *reason = r->reason;
+	bool ready = r->synced_once && h->healthy;
+	char *body = NULL;
+
+	if (!o)
+		return NULL;
+	if (r->synced_once && !h->healthy)
+		reason = "a queued change has waited more than 2 x the sync "
+			 "period (see /healthz)";
+	json_object_object_add(o, "ready", json_object_new_boolean(ready));
+	kpx_go_time(r->synced_once ? r->first_sync_wall : 0, t, sizeof(t));
+	json_object_object_add(o, "firstSync", json_object_new_string(t));
+	kpx_go_time(h->now, t, sizeof(t));
+	json_object_object_add(o, "currentTime", json_object_new_string(t));
+	if (!ready)
+		json_object_object_add(o, "reason",
+				       json_object_new_string(reason));
+	body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	*status = ready ? 200 : 503;
+	if (body && len)
+		*len = strlen(body);
+	return body;
 }
 
 void kpx_go_time(double wall, char *buf, size_t len)
@@ -126,25 +257,80 @@ static void gauge(FILE *f, const char *name, const char *type,
 	fprintf(f, "%s %.17g\n", name, v);
 }
 
-static void histogram(FILE *f, const char *name, const char *text,
-		      const struct kpx_histogram *h)
+/* Families the agent programs, as kube-proxy labels them (ip_family,
+ * since 1.33). kpx programs both families in one sync, so a dual-stack
+ * node shows the same sync numbers under both, as kube-proxy's two
+ * proxiers would when they sync together. */
+struct families {
+	const char *name[2];
+	int af[2];
+	int n;
+};
+
+static void families_of(const struct kpx_agent *agent, struct families *fam)
 {
+	bool v4 = false, v6 = false;
+	size_t i;
+
+	for (i = 0; i < agent->plan_input.n_node_ips; i++) {
+		v4 |= agent->plan_input.node_ips[i].family == AF_INET;
+		v6 |= agent->plan_input.node_ips[i].family == AF_INET6;
+	}
+	for (i = 0; agent->plan && i < agent->plan->n_svcports; i++) {
+		v4 |= agent->plan->svcports[i].family == AF_INET;
+		v6 |= agent->plan->svcports[i].family == AF_INET6;
+	}
+	fam->n = 0;
+	if (v4 || !v6) {
+		fam->name[fam->n] = "IPv4";
+		fam->af[fam->n++] = AF_INET;
+	}
+	if (v6) {
+		fam->name[fam->n] = "IPv6";
+		fam->af[fam->n++] = AF_INET6;
+	}
+}
+
+/* One histogram series; label is "" or `name="value",`. */
+static void histogram_series(FILE *f, const char *name, const char *label,
+			     const struct kpx_histogram *h)
+{
+	size_t ll = strlen(label);
 	int i;
 
-	help(f, name, "histogram", text);
 	/* kpx_histogram_observe() keeps counts[] cumulative already, as the
 	 * exposition format wants them. */
 	for (i = 0; i < KPX_HIST_BUCKETS; i++) {
 		if (h->bounds[i] <= 0 ||
 		    (i && h->bounds[i] <= h->bounds[i - 1]))
 			break;
-		fprintf(f, "%s_bucket{le=\"%.6g\"} %llu\n", name, h->bounds[i],
-			(unsigned long long)h->counts[i]);
+		fprintf(f, "%s_bucket{%sle=\"%.6g\"} %llu\n", name, label,
+			h->bounds[i], (unsigned long long)h->counts[i]);
 	}
-	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+	fprintf(f, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, label,
 		(unsigned long long)h->count);
-	fprintf(f, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name,
-		(unsigned long long)h->count);
+	/* "a=\"b\"," becomes "{a=\"b\"}" for _sum and _count */
+	if (ll)
+		fprintf(f, "%s_sum{%.*s} %.17g\n%s_count{%.*s} %llu\n", name,
+			(int)ll - 1, label, h->sum, name, (int)ll - 1, label,
+			(unsigned long long)h->count);
+	else
+		fprintf(f, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name,
+			(unsigned long long)h->count);
+}
+
+static void histogram(FILE *f, const char *name, const char *text,
+		      const struct kpx_histogram *h, const struct families *fam)
+{
+	char label[48];
+	int i;
+
+	help(f, name, "histogram", text);
+	for (i = 0; i < fam->n; i++) {
+		snprintf(label, sizeof(label), "ip_family=\"%s\",",
+			 fam->name[i]);
+		histogram_series(f, name, label, h);
+	}
 }
 
 static bool json_num(const struct json_object *o, double *v)
@@ -442,33 +628,38 @@ static void rest_client_metrics(FILE *f, const struct kpx_k8s_source *k8s)
 	fprintf(f, "\",verb=\"GET\"} %llu\n", (unsigned long long)r.count);
 }
 
-void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
-		       const struct json_object *datapath,
-		       const struct json_object *frontends)
+void kpx_metrics_write_agent(FILE *f, const struct kpx_agent *agent)
 {
 	const struct kpx_sync_stats *st = &agent->stats;
 	struct kpx_store_stats ss;
-	double nle_int = 0, nle_ext = 0;
+	struct families fam;
+	double nle_int[2] = { 0 }, nle_ext[2] = { 0 };
 	size_t i;
+	int k;
 
 	memset(&ss, 0, sizeof(ss));
 	if (agent->store)
 		kpx_store_get_stats(agent->store, &ss);
+	families_of(agent, &fam);
 
 	histogram(f, "kubeproxy_sync_proxy_rules_duration_seconds",
-		  "SyncProxyRules latency in seconds", &st->sync_duration);
+		  "SyncProxyRules latency in seconds", &st->sync_duration, &fam);
 	histogram(f, "kubeproxy_sync_full_proxy_rules_duration_seconds",
 		  "SyncProxyRules latency in seconds for full resyncs",
-		  &st->full_sync_duration);
+		  &st->full_sync_duration, &fam);
 	histogram(f, "kubeproxy_sync_partial_proxy_rules_duration_seconds",
 		  "SyncProxyRules latency in seconds for partial resyncs",
-		  &st->partial_sync_duration);
+		  &st->partial_sync_duration, &fam);
 	histogram(f, "kubeproxy_network_programming_duration_seconds",
 		  "In Cluster Network Programming Latency in seconds",
-		  &st->programming_latency);
-	gauge(f, "kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge",
-	      "The last time proxy rules were successfully synced",
-	      st->last_sync_wall);
+		  &st->programming_latency, &fam);
+	help(f, "kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge",
+	     "The last time proxy rules were successfully synced");
+	for (k = 0; k < fam.n; k++)
+		fprintf(f,
+			"kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+			"{ip_family=\"%s\"} %.17g\n",
+			fam.name[k], st->last_sync_wall);
 	gauge(f, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
 	      "gauge",
 	      "The last time a sync of proxy rules was queued",
@@ -487,43 +678,33 @@ void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
 	      "counter", "Cumulative proxy rules Service changes",
 	      (double)ss.service_changes_total);
 
-	/* kube-proxy counts, per sync, the service ports whose Local policy
-	 * left them without endpoints while the service has some. */
-	if (agent->plan) {
-		for (i = 0; i < agent->plan->n_svcports; i++) {
-			const struct kpx_plan_svcport *sp =
-				&agent->plan->svcports[i];
+	/* kube-proxy counts, per sync and family, the service ports whose
+	 * Local policy left them without endpoints while the service has
+	 * some. */
+	for (i = 0; agent->plan && i < agent->plan->n_svcports; i++) {
+		const struct kpx_plan_svcport *sp = &agent->plan->svcports[i];
+		int fi = sp->family == AF_INET6;
 
-			if (sp->itp_local && !sp->n_internal &&
-			    sp->internal_empty == KPX_EMPTY_DROP)
-				nle_int++;
-			if (sp->etp_local && !sp->n_external &&
-			    sp->external_empty == KPX_EMPTY_DROP)
-				nle_ext++;
-		}
+		if (sp->itp_local && !sp->n_internal &&
+		    sp->internal_empty == KPX_EMPTY_DROP)
+			nle_int[fi]++;
+		if (sp->etp_local && !sp->n_external &&
+		    sp->external_empty == KPX_EMPTY_DROP)
+			nle_ext[fi]++;
 	}
 	help(f, "kubeproxy_sync_proxy_rules_no_local_endpoints_total", "gauge",
 	     "Number of services with a Local traffic policy and no endpoints");
-	fprintf(f,
-		"kubeproxy_sync_proxy_rules_no_local_endpoints_total"
-		"{traffic_policy=\"internal\"} %.0f\n"
-		"kubeproxy_sync_proxy_rules_no_local_endpoints_total"
-		"{traffic_policy=\"external\"} %.0f\n",
-		nle_int, nle_ext);
-	help(f, "kubeproxy_proxy_healthz_total", "counter",
-	     "Cumulative proxy healthz HTTP status");
-	fprintf(f,
-		"kubeproxy_proxy_healthz_total{code=\"200\"} %llu\n"
-		"kubeproxy_proxy_healthz_total{code=\"503\"} %llu\n",
-		(unsigned long long)st->healthz_total[0],
-		(unsigned long long)st->healthz_total[1]);
-	help(f, "kubeproxy_proxy_livez_total", "counter",
-	     "Cumulative proxy livez HTTP status");
-	fprintf(f,
-		"kubeproxy_proxy_livez_total{code=\"200\"} %llu\n"
-		"kubeproxy_proxy_livez_total{code=\"503\"} %llu\n",
-		(unsigned long long)st->livez_total[0],
-		(unsigned long long)st->livez_total[1]);
+	for (k = 0; k < fam.n; k++) {
+		int fi = fam.af[k] == AF_INET6;
+
+		/* Prometheus clients print label names sorted. */
+		fprintf(f,
+			"kubeproxy_sync_proxy_rules_no_local_endpoints_total"
+			"{ip_family=\"%s\",traffic_policy=\"internal\"} %.0f\n"
+			"kubeproxy_sync_proxy_rules_no_local_endpoints_total"
+			"{ip_family=\"%s\",traffic_policy=\"external\"} %.0f\n",
+			fam.name[k], nle_int[fi], fam.name[k], nle_ext[fi]);
+	}
 
 	help(f, "kpx_build_info", "gauge",
 	     "kpx version and datapath backend; always 1.");
@@ -555,42 +736,379 @@ void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
 	      "externalIPs and LoadBalancer IPs not served (a ClusterIP, a "
 	      "special address, outside --external-ip-cidrs)",
 	      agent->plan ? (double)kpx_plan_count_refused(agent->plan, NULL) : 0);
-	if (datapath)
-		datapath_metrics(f, datapath);
-	traffic_metrics(f, frontends);
 	rest_client_metrics(f, agent->k8s);
 }
 
-char *kpx_metrics_render(struct kpx_agent *agent, size_t *len)
+void kpx_metrics_write_counters(FILE *f, const struct kpx_serve_counters *c)
 {
-	struct json_object *dp = NULL, *fes = NULL;
+	help(f, "kubeproxy_proxy_healthz_total", "counter",
+	     "Cumulative proxy healthz HTTP status");
+	fprintf(f,
+		"kubeproxy_proxy_healthz_total{code=\"200\"} %llu\n"
+		"kubeproxy_proxy_healthz_total{code=\"503\"} %llu\n",
+		(unsigned long long)c->healthz[0],
+		(unsigned long long)c->healthz[1]);
+	help(f, "kubeproxy_proxy_livez_total", "counter",
+	     "Cumulative proxy livez HTTP status");
+	fprintf(f,
+		"kubeproxy_proxy_livez_total{code=\"200\"} %llu\n"
+		"kubeproxy_proxy_livez_total{code=\"503\"} %llu\n",
+		(unsigned long long)c->livez[0],
+		(unsigned long long)c->livez[1]);
+	help(f, "kpx_readyz_total", "counter",
+	     "Cumulative /readyz HTTP status");
+	fprintf(f,
+		"kpx_readyz_total{code=\"200\"} %llu\n"
+		"kpx_readyz_total{code=\"503\"} %llu\n",
+		(unsigned long long)c->readyz[0],
+		(unsigned long long)c->readyz[1]);
+}
+
+void kpx_metrics_write_datapath(FILE *f, const struct json_object *datapath,
+				const struct json_object *frontends)
+{
+	if (datapath)
+		datapath_metrics(f, datapath);
+	traffic_metrics(f, frontends);
+}
+
+void kpx_metrics_write(FILE *f, const struct kpx_agent *agent,
+		       const struct json_object *datapath,
+		       const struct json_object *frontends)
+{
+	kpx_metrics_write_agent(f, agent);
+	kpx_metrics_write_datapath(f, datapath, frontends);
+}
+
+/* ---- process_* (the Prometheus client libraries' process collector) ---- */
+
+int kpx_proc_parse_stat(const char *stat, long ticks, long page_size,
+			double btime, struct kpx_proc_stats *out)
+{
+	/* Fields after the command name, which may hold spaces and ')':
+	 * 3 state ... 14 utime 15 stime ... 22 starttime 23 vsize 24 rss */
+	unsigned long long v[22];
+	const char *p = stat ? strrchr(stat, ')') : NULL;
+	char *end;
+	int i;
+
+	if (!p || ticks <= 0 || page_size <= 0)
+		return -EINVAL;
+	p++;
+	while (*p == ' ')
+		p++;
+	if (!*p || *p == ' ')
+		return -EINVAL;
+	/* skip the state letter */
+	p++;
+	for (i = 0; i < 22; i++) {
+		errno = 0;
+		v[i] = strtoull(p, &end, 10);
+		if (end == p || errno)
+			return -EINVAL;
+		p = end;
+	}
+	/* v[0] is field 4 (ppid): field k is v[k - 4]. */
+	memset(out, 0, sizeof(*out));
+	out->cpu_seconds = (double)(v[14 - 4] + v[15 - 4]) / (double)ticks;
+	out->start_time = btime + (double)v[22 - 4] / (double)ticks;
+	out->virtual_bytes = (double)v[23 - 4];
+	out->resident_bytes = (double)v[24 - 4] * (double)page_size;
+	return 0;
+}
+
+int kpx_proc_stats_read(struct kpx_proc_stats *out)
+{
+	char buf[1024], line[256];
+	double btime = 0;
+	struct rlimit rl;
+	struct dirent *de;
+	DIR *dir;
+	FILE *f;
+	size_t n;
+	int ret;
+
+	f = fopen("/proc/stat", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "btime %lf", &btime) == 1)
+			break;
+	fclose(f);
+	f = fopen("/proc/self/stat", "re");
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	ret = kpx_proc_parse_stat(buf, sysconf(_SC_CLK_TCK),
+				  sysconf(_SC_PAGESIZE), btime, out);
+	if (ret)
+		return ret;
+	dir = opendir("/proc/self/fd");
+	if (dir) {
+		while ((de = readdir(dir)))
+			if (de->d_name[0] != '.')
+				out->open_fds++;
+		closedir(dir);
+	}
+	if (!getrlimit(RLIMIT_NOFILE, &rl))
+		out->max_fds = rl.rlim_cur == RLIM_INFINITY ? INFINITY :
+							      (double)rl.rlim_cur;
+	return 0;
+}
+
+void kpx_metrics_write_process(FILE *f, const struct kpx_proc_stats *p)
+{
+	gauge(f, "process_cpu_seconds_total", "counter",
+	      "Total user and system CPU time spent in seconds.",
+	      p->cpu_seconds);
+	gauge(f, "process_max_fds", "gauge",
+	      "Maximum number of open file descriptors.", p->max_fds);
+	gauge(f, "process_open_fds", "gauge",
+	      "Number of open file descriptors.", p->open_fds);
+	gauge(f, "process_resident_memory_bytes", "gauge",
+	      "Resident memory size in bytes.", p->resident_bytes);
+	gauge(f, "process_start_time_seconds", "gauge",
+	      "Start time of the process since unix epoch in seconds.",
+	      p->start_time);
+	gauge(f, "process_virtual_memory_bytes", "gauge",
+	      "Virtual memory size in bytes.", p->virtual_bytes);
+}
+
+/* ---- the state published for the HTTP threads ---- */
+
+static struct kpx_text *text_render(void (*fn)(FILE *f, const void *arg),
+				    const void *arg)
+{
+	struct kpx_text *t = NULL;
 	char *buf = NULL;
 	size_t sz = 0;
 	FILE *f;
+
+	f = open_memstream(&buf, &sz);
+	if (!f)
+		return NULL;
+	fn(f, arg);
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	t = malloc(sizeof(*t) + sz + 1);
+	if (t) {
+		t->refs = 1;
+		t->len = sz;
+		memcpy(t->s, buf, sz + 1);
+	}
+	free(buf);
+	return t;
+}
+
+void kpx_text_put(struct kpx_text *t)
+{
+	if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(t);
+}
+
+static struct kpx_text *text_get(struct kpx_text *t)
+{
+	if (t)
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+int kpx_serve_new(struct kpx_agent *agent, struct kpx_serve **out)
+{
+	struct kpx_serve *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->dp_lock, NULL);
+	s->proxy_mode = agent->ops ? agent->ops->name : NULL;
+	s->configz = agent->configz;
+	s->ops = agent->ops;
+	s->cfg = agent->cfg;
+	/* kube-proxy: healthy and eligible while starting up. */
+	s->health.sync_ms = agent->cfg.sync_ms;
+	s->health.node_eligible = true;
+	snprintf(s->ready.reason, sizeof(s->ready.reason),
+		 "first sync pending");
+	*out = s;
+	return 0;
+}
+
+void kpx_serve_free(struct kpx_serve *s)
+{
+	if (!s)
+		return;
+	kpx_text_put(s->agent_metrics);
+	kpx_text_put(s->dp_text);
+	pthread_mutex_destroy(&s->dp_lock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static void write_agent_cb(FILE *f, const void *arg)
+{
+	kpx_metrics_write_agent(f, arg);
+}
+
+void kpx_serve_publish(struct kpx_serve *s, struct kpx_agent *agent)
+{
+	const struct kpx_node *node;
+	struct kpx_health_input hi;
+	struct kpx_ready_input ri;
+	struct kpx_text *t = NULL, *old = NULL;
+	uint64_t syncs, now = kpx_now_ms();
+
+	if (!s)
+		return;
+	node = agent->store ? kpx_store_node(agent->store) : NULL;
+	kpx_health_input_of(agent, node, &hi);
+	kpx_ready_input_of(agent, &ri);
+	/* Only this (loop) thread writes metrics_syncs and metrics_ms. */
+	syncs = agent->stats.syncs_total + agent->stats.sync_errors_total;
+	if (!s->agent_metrics || syncs != s->metrics_syncs ||
+	    now - s->metrics_ms >= KPX_METRICS_AGENT_MIN_MS)
+		t = text_render(write_agent_cb, agent);
+	pthread_mutex_lock(&s->lock);
+	if (ri.synced_once)
+		ri.first_sync_wall = s->ready.synced_once ?
+					     s->ready.first_sync_wall :
+					     agent->stats.last_sync_wall;
+	s->health = hi;
+	s->ready = ri;
+	if (t) {
+		old = s->agent_metrics;
+		s->agent_metrics = t;
+		s->metrics_syncs = syncs;
+		s->metrics_ms = now;
+	}
+	pthread_mutex_unlock(&s->lock);
+	kpx_text_put(old);
+}
+
+void kpx_serve_health(struct kpx_serve *s, struct kpx_health_input *h,
+		      struct kpx_ready_input *r)
+{
+	pthread_mutex_lock(&s->lock);
+	if (h)
+		*h = s->health;
+	if (r)
+		*r = s->ready;
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct kpx_text *kpx_serve_agent_metrics(struct kpx_serve *s)
+{
+	struct kpx_text *t;
+
+	pthread_mutex_lock(&s->lock);
+	t = text_get(s->agent_metrics);
+	pthread_mutex_unlock(&s->lock);
+	return t;
+}
+
+void kpx_serve_count(uint64_t *pair, bool ok)
+{
+	__atomic_add_fetch(&pair[ok ? 0 : 1], 1, __ATOMIC_RELAXED);
+}
+
+struct dp_dumps {
+	struct json_object *dp, *fes;
+};
+
+static void write_dp_cb(FILE *f, const void *arg)
+{
+	const struct dp_dumps *d = arg;
+
+	kpx_metrics_write_datapath(f, d->dp, d->fes);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The datapath part, read from the kernel on this (HTTP) thread with the
+ * backend's stateless dump functions. A dump that started after this
+ * scrape arrived (another scrape's, while this one waited for the lock)
+ * is as fresh as one of its own: share it. */
+static struct kpx_text *serve_dp_text(struct kpx_serve *s)
+{
+	struct dp_dumps d = { 0 };
+	struct kpx_text *t;
+	uint64_t arrived = mono_ns();
 	int ret;
 
-	if (agent->ops && agent->ops->dump_datapath) {
-		ret = agent->ops->dump_datapath(&agent->cfg, &dp);
+	pthread_mutex_lock(&s->dp_lock);
+	if (s->dp_text && s->dp_started_ns >= arrived) {
+		t = text_get(s->dp_text);
+		goto out;
+	}
+	s->dp_started_ns = mono_ns();
+	if (s->ops && s->ops->dump_datapath) {
+		ret = s->ops->dump_datapath(&s->cfg, &d.dp);
 		if (ret && ret != -ENOENT)
 			kpx_dbg(1, "metrics: %s datapath dump: %s",
-				agent->ops->name, strerror(-ret));
+				s->ops->name, strerror(-ret));
 	}
-	if (agent->ops && agent->ops->dump_frontends) {
-		ret = agent->ops->dump_frontends(&agent->cfg, &fes);
+	if (s->ops && s->ops->dump_frontends) {
+		ret = s->ops->dump_frontends(&s->cfg, &d.fes);
 		if (ret && ret != -ENOENT)
 			kpx_dbg(1, "metrics: %s frontends dump: %s",
-				agent->ops->name, strerror(-ret));
+				s->ops->name, strerror(-ret));
 	}
+	t = text_render(write_dp_cb, &d);
+	json_object_put(d.dp);
+	json_object_put(d.fes);
+	kpx_text_put(s->dp_text);
+	s->dp_text = text_get(t);
+out:
+	pthread_mutex_unlock(&s->dp_lock);
+	return t;
+}
+
+char *kpx_serve_metrics(struct kpx_serve *s, size_t *len)
+{
+	struct kpx_serve_counters c;
+	struct kpx_proc_stats ps;
+	struct kpx_text *agent, *dp;
+	char *buf = NULL;
+	size_t sz = 0;
+	FILE *f;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		c.healthz[i] = __atomic_load_n(&s->counters.healthz[i],
+					       __ATOMIC_RELAXED);
+		c.livez[i] = __atomic_load_n(&s->counters.livez[i],
+					     __ATOMIC_RELAXED);
+		c.readyz[i] = __atomic_load_n(&s->counters.readyz[i],
+					      __ATOMIC_RELAXED);
+	}
+	agent = kpx_serve_agent_metrics(s);
+	dp = serve_dp_text(s);
 	f = open_memstream(&buf, &sz);
 	if (f) {
-		kpx_metrics_write(f, agent, dp, fes);
+		if (agent)
+			fwrite(agent->s, 1, agent->len, f);
+		kpx_metrics_write_counters(f, &c);
+		if (!kpx_proc_stats_read(&ps))
+			kpx_metrics_write_process(f, &ps);
+		if (dp)
+			fwrite(dp->s, 1, dp->len, f);
 		if (fclose(f)) {
 			free(buf);
 			buf = NULL;
 		}
 	}
-	json_object_put(dp);
-	json_object_put(fes);
+	kpx_text_put(agent);
+	kpx_text_put(dp);
 	if (buf && len)
 		*len = sz;
 	return buf;

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the agent serves: /healthz, /livez, /metrics, /proxyMode over
- * libmicrohttpd (MHD_USE_EPOLL, its epoll fd watched by the agent loop),
- * the status socket for `kpx status`/`kpx services`, and one
- * healthCheckNodePort server per eTP=Local service.
- * Owns: the listening sockets. Must not: change agent state (read-only,
- * except for the request counters in agent->stats).
+ * What the agent serves: /healthz, /readyz, /livez, /metrics, /proxyMode
+ * over libmicrohttpd on threads of their own (never the agent loop), the
+ * status socket for `kpx status`/`kpx services` (on the loop), and one
+ * healthCheckNodePort server per eTP=Local service (own threads).
+ * HTTP handlers read only the state the loop publishes (serve_priv.h).
+ * Owns: the listening sockets. Must not: change agent state.
  */
 #ifndef KPX_SERVE_H
 #define KPX_SERVE_H
@@ -21,11 +21,12 @@ struct kpx_hcnp;
 struct json_object;
 
 enum kpx_http_role {
-	KPX_HTTP_HEALTHZ, /* /healthz, /livez */
+	KPX_HTTP_HEALTHZ, /* /healthz, /readyz, /livez */
 	KPX_HTTP_METRICS, /* /metrics, /proxyMode */
 };
 
-/* bind_addr "IP:port" or ":port". 0 or a negative errno. */
+/* bind_addr "IP:port" or ":port"; agent->serve must exist. 0 or a
+ * negative errno. */
 int kpx_http_open(struct kpx_agent *agent, const char *bind_addr,
 		  enum kpx_http_role role, struct kpx_http **out);
 void kpx_http_close(struct kpx_http *http);
@@ -54,8 +55,10 @@ void kpx_status_server_close(struct kpx_status_server *srv);
 int kpx_status_request(const char *path, const char *cmd,
 		       struct json_object **reply);
 
+/* agent->serve must exist. */
 int kpx_hcnp_new(struct kpx_agent *agent, struct kpx_hcnp **out);
-/* Opens/closes servers so there is one per hc_node_port in plan. */
+/* Loop thread: opens/closes servers so there is one per hc_node_port in
+ * plan, and publishes their local endpoint counts. */
 void kpx_hcnp_update(struct kpx_hcnp *h, const struct kpx_plan *plan);
 void kpx_hcnp_free(struct kpx_hcnp *h);
 
