@@ -43,7 +43,7 @@ BPFT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c perf/tools/*.c)
 TOOLS     := $(patsubst %.c,$(BUILD)/%,$(notdir $(TOOL_SRCS)))
 
-.PHONY: all deps test unit-test bench demo install clean format
+.PHONY: all deps test unit-test bench demo install clean format soak
 all: $(BUILD)/kpx $(BUILD)/tests/unit_tests $(BUILD)/tests/bpf_tests tools
 
 $(BUILD)/vmlinux.h:
@@ -95,6 +95,12 @@ test: deps
 
 unit-test: $(BUILD)/tests/unit_tests
 	$(BUILD)/tests/unit_tests
+
+# Long versions of the crash and churn tests (short ones run in make test).
+soak: deps
+	$(MAKE) all
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} bash tests/integration/t_soak.sh
+	KPX_CRASH_KILLS=$${KPX_CRASH_KILLS:-20} bash tests/integration/t_crash.sh
 
 bench: deps
 	$(MAKE) all
