@@ -22,9 +22,10 @@ kpx_sweep_stale
 # $$ in the name: kpx_sweep_stale finds the server and probe of a killed run
 # by this directory in their command lines
 T=$(mktemp -d /tmp/kpx-api-$$.XXXXXX)
-SRV_PID= PROBE_PID=
+SRV_PID= PROBE_PID= PROXY_PID=
 cleanup() {
 	stop_pid "$PROBE_PID" 3
+	stop_pid "$PROXY_PID" 3
 	stop_pid "$SRV_PID" 3
 	if [ -n "${KPX_TEST_KEEP:-}" ]; then echo "# kept $T" >&2; else rm -rf "$T"; fi
 }
@@ -526,4 +527,288 @@ if [ $rc -eq 0 ]; then
 		{ rc=1; why="rotation not noticed in the log"; }
 fi
 result in_cluster_token_rotation $rc "$why"
+# 12. users[].user.exec (client.authentication.k8s.io/v1), run as client-go
+#     runs it: the test plugin prints the token of $EX/token, expiring after
+#     $EX/expiry seconds, and logs its args and KUBERNETES_EXEC_INFO.
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+EX=$T/exec
+mkdir -p "$EX"
+kubeconfig_exec() { # file [extra exec env yaml lines] [interactiveMode]
+	cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: fake
+  cluster:
+    server: $URL
+    certificate-authority: $T/pki/ca.crt
+    extensions:
+    - name: client.authentication.k8s.io/exec
+      extension: {audience: kpx-test}
+users:
+- name: u
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: $ROOT/tests/fixtures/exec_credential.sh
+      args: [--cluster, fake]
+      env:
+      - {name: KPX_EXEC_TOKEN_FILE, value: $EX/token}
+      - {name: KPX_EXEC_EXPIRY_FILE, value: $EX/expiry}
+      - {name: KPX_EXEC_LOG, value: $EX/log}
+${2:-}
+      interactiveMode: ${3:-Never}
+      provideClusterInfo: true
+contexts:
+- name: c
+  context: {cluster: fake, user: u}
+EOF
+}
+runs() { [ -f "$EX/log" ] && wc -l <"$EX/log" || echo 0; }
+XT=xtok1-$RANDOM$RANDOM
+printf '%s' "$XT" >"$EX/token"
+echo 3 >"$EX/expiry"
+ctl token "{\"token\":\"$XT\"}"
+kubeconfig_exec "$EX/kubeconfig"
+DUMP=$T/dumpX
+"$PROBE" --kubeconfig "$EX/kubeconfig" --node node-a --dump "$DUMP" \
+	--interval 100 --stall-ms $STALL_MS --backoff-min-ms 100 \
+	--backoff-max-ms 1000 2>"$T/probeX.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+if [ $rc -eq 0 ]; then
+	first=$(head -1 "$EX/log" 2>/dev/null)
+	chk() { [ "$(jq -r "$1" <<<"$first" 2>/dev/null)" = "$2" ]; }
+	if [ -z "$first" ]; then rc=1; why="the plugin never ran"
+	elif ! chk '.info.kind + " " + .info.apiVersion' "ExecCredential client.authentication.k8s.io/v1"; then rc=1; why="KUBERNETES_EXEC_INFO: $first"
+	elif ! chk '.info.spec.interactive' false; then rc=1; why="spec.interactive is not false: $first"
+	elif ! chk '.info.spec.cluster.server' "$URL"; then rc=1; why="no spec.cluster.server (provideClusterInfo): $first"
+	elif ! chk '.info.spec.cluster.config.audience' kpx-test; then rc=1; why="no spec.cluster.config (exec extension): $first"
+	elif ! chk '.info.spec.cluster["certificate-authority-data"] | @base64d | startswith("-----BEGIN")' true; then rc=1; why="no CA data in spec.cluster"
+	elif ! chk '.args | join(",")' "--cluster,fake"; then rc=1; why="args: $first"
+	elif ! chk '.stdin_tty' false; then rc=1; why="the plugin got a terminal"
+	elif ! grep -q 'exec plugin .*: test plugin: issued a token' "$T/probeX.log"; then rc=1; why="plugin stderr not in the log"
+	fi
+fi
+result exec_plugin_token $rc "$why"
+
+# 12b. The credential expired (3 s): the next request runs the plugin again
+#      first, so the new token is used without a single 401.
+sleep 3
+r0=$(runs); u0=$(sstat '.unauthorized')
+XT=xtok2-$RANDOM$RANDOM
+printf '%s' "$XT" >"$EX/token"
+echo 3600 >"$EX/expiry"
+ctl token "{\"token\":\"$XT\"}"
+ctl disconnect
+ctl put "$(svc demo svc16 8016)"
+why=$(converge 10); rc=$?
+r1=$(runs); u1=$(sstat '.unauthorized')
+if [ $rc -eq 0 ]; then
+	if [ "$r1" -le "$r0" ]; then rc=1; why="the plugin did not run again ($r0 -> $r1 runs)"
+	elif ! is_uint "$u0" "$u1" || [ "$u1" != "$u0" ]; then rc=1; why="401s with the expired credential ($u0 -> $u1)"
+	fi
+fi
+result exec_plugin_rerun_on_expiry $rc "$why"
+
+# 12c. The credential (valid for an hour) is refused: a 401 runs the plugin
+#      again at once, and the new token is used.
+r0=$(runs); u0=$(sstat '.unauthorized')
+XT=xtok3-$RANDOM$RANDOM
+printf '%s' "$XT" >"$EX/token"
+ctl token "{\"token\":\"$XT\"}"
+ctl disconnect
+ctl put "$(svc demo svc17 8017)"
+why=$(converge 6); rc=$?
+r1=$(runs); u1=$(sstat '.unauthorized')
+if [ $rc -eq 0 ]; then
+	if [ "$r1" -le "$r0" ]; then rc=1; why="the plugin did not run again ($r0 -> $r1 runs)"
+	elif ! is_uint "$u0" "$u1" || [ "$u1" -le "$u0" ]; then rc=1; why="no 401 seen ($u0 -> $u1): the test did not test"
+	elif [ $((r1 - r0)) -gt 3 ]; then rc=1; why="the plugin ran $((r1 - r0)) times for one rotation"
+	fi
+fi
+result exec_plugin_rerun_on_401 $rc "$why"
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+# 12d. A failing plugin: its stderr is logged, and no request goes out
+#      without a credential.
+kubeconfig_exec "$EX/kc-fail" "      - {name: KPX_EXEC_FAIL, value: cannot reach the identity provider}"
+reqs() { sstat '[.unauthorized, .services_watches, .services_lists, .endpointslices_watches, .endpointslices_lists, .nodes_watches, .nodes_lists] | map(. // 0) | add'; }
+q0=$(reqs)
+"$PROBE" --kubeconfig "$EX/kc-fail" --node node-a --dump "$T/dumpXF" \
+	--interval 100 --backoff-min-ms 100 --backoff-max-ms 500 2>"$T/probeXF.log" &
+PROBE_PID=$!
+sleep 2
+q1=$(reqs)
+rc=0; why=
+if ! probe_alive; then rc=1; why="probe died"
+elif ! is_uint "$q0" "$q1" || [ "$q1" != "$q0" ]; then rc=1; why="requests reached the server without a credential ($q0 -> $q1)"
+elif ! grep -q 'cannot reach the identity provider' "$T/probeXF.log"; then rc=1; why="plugin stderr not logged"
+elif ! grep -q 'exited with status 1' "$T/probeXF.log"; then rc=1; why="failure not logged"
+fi
+result exec_plugin_failure_sends_no_request $rc "$why"
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+# 12e. interactiveMode Always: kpx never has a terminal, a clear error at
+#      start (and the plugin never runs).
+kubeconfig_exec "$EX/kc-always" "" Always
+r0=$(runs)
+out=$(timeout 10 "$PROBE" --kubeconfig "$EX/kc-always" --node node-a --dump "$T/dumpXA" 2>&1); prc=$?
+rc=0; why=
+if [ $prc -eq 0 ] || [ $prc -eq 124 ]; then rc=1; why="probe started (rc $prc)"
+elif ! grep -q 'interactiveMode: Always' <<<"$out"; then rc=1; why="error does not name interactiveMode: $out"
+elif [ "$(runs)" != "$r0" ]; then rc=1; why="the plugin ran"
+fi
+result exec_interactive_always_refused_at_start $rc "$why"
+
+# 13. proxy-url, HTTPS_PROXY as client-go reads it, and tls-server-name,
+#     through a CONNECT proxy on loopback (it logs each CONNECT target and
+#     maps the name apiserver.kpx.test to 127.0.0.1; nothing else).
+cat >"$T/proxy.py" <<'EOF'
+import socket, sys, threading
+MAP = {"apiserver.kpx.test": "127.0.0.1"}
+LOOP = ("127.0.0.1", "::1", "localhost")
+log = open(sys.argv[1], "a", buffering=1)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+print("PORT %d" % srv.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def handle(c):
+    try:
+        buf = b""
+        while b"\r\n\r\n" not in buf and len(buf) < 65536:
+            d = c.recv(4096)
+            if not d:
+                return c.close()
+            buf += d
+        method, target = buf.split(b"\r\n")[0].decode().split(" ")[:2]
+        host, port = target.rsplit(":", 1)
+        dst = MAP.get(host.strip("[]"), host.strip("[]"))
+        log.write(target + "\n")
+        if method != "CONNECT" or dst not in LOOP:
+            c.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+            return c.close()
+        u = socket.create_connection((dst, int(port)), timeout=5)
+        u.settimeout(None)
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        rest = buf.split(b"\r\n\r\n", 1)[1]
+        if rest:
+            u.sendall(rest)
+        threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+        pipe(c, u)
+    except Exception:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+EOF
+python3 "$T/proxy.py" "$T/proxy.log" >"$T/proxy.out" 2>"$T/proxy.err" &
+PROXY_PID=$!
+wait_until 5 grep -q '^PORT ' "$T/proxy.out"
+PP=$(awk '/^PORT /{print $2}' "$T/proxy.out")
+touch "$T/proxy.log"
+ctl token "{\"token\":\"$NEW\"}"
+printf '%s\n' "$NEW" >"$T/token"
+kubeconfig_net() { # file server [cluster yaml lines]
+	cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: fake
+  cluster:
+    server: $2
+    certificate-authority: $T/pki/ca.crt
+${3:-}
+users:
+- name: u
+  user: {tokenFile: $T/token}
+contexts:
+- name: c
+  context: {cluster: fake, user: u}
+EOF
+}
+proxied() { grep -c "^$1\$" "$T/proxy.log"; }
+# run_probe NAME [env...]: a probe with that kubeconfig, $DUMP
+run_probe() {
+	local kc=$1
+	shift
+	rm -f "$DUMP"
+	env "$@" "$PROBE" --kubeconfig "$kc" --node node-a --dump "$DUMP" \
+		--interval 100 --backoff-min-ms 100 --backoff-max-ms 500 -v 1 \
+		2>"$DUMP.log" &
+	PROBE_PID=$!
+}
+if ! is_uint "$PP"; then
+	for c in proxy_url_through_connect_proxy https_proxy_env_not_for_loopback https_proxy_env_with_tls_server_name tls_server_name_mismatch_refused; do
+		result $c 1 "CONNECT proxy did not start: $(tail -2 "$T/proxy.err")"
+	done
+else
+	# 13a. proxy-url: every request through it, loopback included
+	#      (http.ProxyURL has no exception).
+	DUMP=$T/dumpP1
+	kubeconfig_net "$T/kc-proxy" "$URL" "    proxy-url: http://127.0.0.1:$PP"
+	run_probe "$T/kc-proxy"
+	why=$(converge 10); rc=$?
+	n=$(proxied "127.0.0.1:$PORT")
+	[ $rc -ne 0 ] || [ "$n" -ge 1 ] || { rc=1; why="no CONNECT 127.0.0.1:$PORT at the proxy"; }
+	result proxy_url_through_connect_proxy $rc "$why"
+	stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+	# 13b. HTTPS_PROXY from the environment is not used for a loopback
+	#      server (Go's httpproxy rule).
+	DUMP=$T/dumpP2
+	n0=$(wc -l <"$T/proxy.log")
+	kubeconfig_net "$T/kc-plain" "$URL"
+	run_probe "$T/kc-plain" HTTPS_PROXY=http://127.0.0.1:$PP
+	why=$(converge 10); rc=$?
+	[ $rc -ne 0 ] || [ "$(wc -l <"$T/proxy.log")" = "$n0" ] || { rc=1; why="the proxy saw: $(tail -1 "$T/proxy.log")"; }
+	result https_proxy_env_not_for_loopback $rc "$why"
+	stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+	# 13c. A server by name (apiserver.kpx.test, which only the proxy
+	#      resolves) with tls-server-name: localhost: https_proxy from the
+	#      environment is used, the CONNECT names the server's real host,
+	#      and the certificate (IP:127.0.0.1, DNS:localhost) is verified
+	#      against localhost.
+	DUMP=$T/dumpP3
+	kubeconfig_net "$T/kc-sni" "https://apiserver.kpx.test:$PORT" "    tls-server-name: localhost"
+	run_probe "$T/kc-sni" https_proxy=http://127.0.0.1:$PP NO_PROXY=198.18.0.0/15,.other.test
+	why=$(converge 10); rc=$?
+	n=$(proxied "apiserver.kpx.test:$PORT")
+	[ $rc -ne 0 ] || [ "$n" -ge 1 ] || { rc=1; why="no CONNECT apiserver.kpx.test:$PORT at the proxy"; }
+	result https_proxy_env_with_tls_server_name $rc "$why"
+	stop_pid "$PROBE_PID" 3; PROBE_PID=
+
+	# 13d. tls-server-name is what the certificate is checked against: a
+	#      name the certificate does not carry is refused.
+	DUMP=$T/dumpP4
+	kubeconfig_net "$T/kc-badsni" "$URL" "    tls-server-name: wrong.kpx.test"
+	run_probe "$T/kc-badsni"
+	sleep 2
+	rc=0; why=
+	if ! probe_alive; then rc=1; why="probe died"
+	elif [ "$(pstat '.synced.services')" != false ]; then rc=1; why="synced with a certificate that does not name wrong.kpx.test"
+	elif ! grep -qi 'certificate\|subject' "$DUMP.log"; then rc=1; why="no certificate error logged"
+	fi
+	result tls_server_name_mismatch_refused $rc "$why"
+	stop_pid "$PROBE_PID" 3; PROBE_PID=
+fi
+stop_pid "$PROXY_PID" 3; PROXY_PID=
 exit 0

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -58,6 +59,9 @@
 #define DEFAULT_PAGE_LIMIT 500
 #define CONNECT_TIMEOUT_MS 10000
 #define INITIAL_EVENTS_END "k8s.io/initial-events-end"
+/* An exec plugin runs on the agent's loop (as client-go runs it in the
+ * request path): bounded so a hung plugin cannot hold the agent. */
+#define EXEC_TIMEOUT_MS 30000
 
 enum inf_state {
 	ST_IDLE,
@@ -118,6 +122,8 @@ struct informer {
 	unsigned req_timeout_s; /* timeoutSeconds of the watch in flight */
 	bool initial_done;	/* REQ_WATCHLIST: initial-events-end seen */
 	bool counted;		/* response counted in the rest metrics */
+	unsigned cred_gen;	/* exec credential the request carried */
+	bool retried_401;	/* re-ran the exec plugin for a 401 already */
 
 	/* Sticky per informer: the server sends bookmarks (so silence means
 	 * a stall); the server refused the streaming list (LIST instead). */
@@ -154,6 +160,17 @@ struct kpx_k8s_source {
 	bool token_st_valid;
 
 	struct kpx_k8s_rest_stats rest; /* buckets not cumulative here */
+
+	/* exec plugin credential, cached until its expiry or a 401 */
+	struct kpx_k8s_exec_cred cred;
+	bool cred_valid;
+	unsigned cred_gen;
+	uint64_t exec_runs;
+
+	char proxy[1024]; /* "" direct; set on every handle */
+	/* tls-server-name: the URL names it, the connection goes to the
+	 * server's real address (see kpx_k8s_open) */
+	struct curl_slist *connect_to;
 };
 
 static bool curl_inited;
@@ -235,6 +252,38 @@ static void refresh_token(struct kpx_k8s_source *src)
 	explicit_bzero(buf, sizeof(buf));
 	src->token_st = st;
 	src->token_st_valid = true;
+}
+
+/* The exec plugin's credential: cached until expirationTimestamp (or a
+ * 401), then the plugin runs again. Never a request without it. */
+static int refresh_exec(struct kpx_k8s_source *src, struct informer *inf)
+{
+	struct kpx_k8s_exec_cred c;
+	char err[768] = "";
+	int ret;
+
+	if (!src->opts.conn.exec)
+		return 0;
+	if (src->cred_valid &&
+	    (!src->cred.expiry || (int64_t)time(NULL) < src->cred.expiry))
+		return 0;
+	if (src->cred_valid)
+		kpx_info("k8s: exec credential expired, running the plugin again");
+	ret = kpx_k8s_exec_run(src->opts.conn.exec, EXEC_TIMEOUT_MS, &c, err,
+			       sizeof(err));
+	src->exec_runs++;
+	if (ret) {
+		set_error(inf, "%s", err);
+		return ret;
+	}
+	kpx_k8s_exec_cred_clear(&src->cred);
+	src->cred = c; /* takes the PEM buffers */
+	src->cred_valid = true;
+	src->cred_gen++;
+	kpx_info("k8s: exec plugin returned a %s%s",
+		 c.cert_pem ? "client certificate" : "token",
+		 c.expiry ? " with an expiry" : "");
+	return 0;
 }
 
 static uint64_t backoff_ms(struct kpx_k8s_source *src, unsigned failures)
@@ -638,6 +687,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		curl_easy_getinfo(inf->easy, CURLINFO_RESPONSE_CODE, &code);
 		if (code >= 200)
 			rest_count(inf, (int)code);
+		if (code == 200)
+			inf->retried_401 = false;
 	}
 	return n;
 }
@@ -828,10 +879,17 @@ static int setup_tls(struct kpx_k8s_source *src, CURL *e)
 	} else if (c->ca_file[0]) {
 		ret |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
 	}
-	ret |= set_pem(e, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERTTYPE,
-		       CURLOPT_SSLCERT, c->cert_data, c->cert_file);
-	ret |= set_pem(e, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEYTYPE,
-		       CURLOPT_SSLKEY, c->key_data, c->key_file);
+	if (src->cred_valid && src->cred.cert_pem) {
+		ret |= set_pem(e, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERTTYPE,
+			       CURLOPT_SSLCERT, src->cred.cert_pem, "");
+		ret |= set_pem(e, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEYTYPE,
+			       CURLOPT_SSLKEY, src->cred.key_pem, "");
+	} else {
+		ret |= set_pem(e, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERTTYPE,
+			       CURLOPT_SSLCERT, c->cert_data, c->cert_file);
+		ret |= set_pem(e, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEYTYPE,
+			       CURLOPT_SSLKEY, c->key_data, c->key_file);
+	}
 	if (c->insecure) {
 		ret |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		ret |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -881,10 +939,14 @@ static void start_request(struct informer *inf, enum req_kind req)
 	}
 	inf->easy = e;
 	refresh_token(src);
+	if (refresh_exec(src, inf))
+		goto fail;
+	inf->cred_gen = src->cred_gen;
 	inf->hdrs = curl_slist_append(NULL, "Accept: application/json");
-	if (src->opts.conn.token[0]) {
+	if (src->opts.conn.exec ? src->cred.token[0] : src->opts.conn.token[0]) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-			 src->opts.conn.token);
+			 src->opts.conn.exec ? src->cred.token :
+					       src->opts.conn.token);
 		inf->hdrs = curl_slist_append(inf->hdrs, auth);
 		explicit_bzero(auth, sizeof(auth));
 	}
@@ -902,8 +964,18 @@ static void start_request(struct informer *inf, enum req_kind req)
 				(long)CONNECT_TIMEOUT_MS);
 	ret |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	ret |= curl_easy_setopt(e, CURLOPT_USERAGENT, "kpx/" KPX_VERSION);
-	/* Watches are long-lived; do not let curl proxy them via env. */
-	ret |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+	/* The proxy was chosen at open as client-go chooses it (proxy-url,
+	 * else the environment by Go's rules): "" means direct, and an empty
+	 * NOPROXY keeps curl from applying its own reading of no_proxy. */
+	ret |= curl_easy_setopt(e, CURLOPT_PROXY, src->proxy);
+	ret |= curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+	if (src->connect_to)
+		ret |= curl_easy_setopt(e, CURLOPT_CONNECT_TO, src->connect_to);
+	if (src->opts.conn.username[0] || src->opts.conn.password[0]) {
+		ret |= curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		ret |= curl_easy_setopt(e, CURLOPT_USERNAME, src->opts.conn.username);
+		ret |= curl_easy_setopt(e, CURLOPT_PASSWORD, src->opts.conn.password);
+	}
 	if (ret || setup_tls(src, e)) {
 		set_error(inf, "cannot configure the HTTP request");
 		goto fail;
@@ -989,6 +1061,11 @@ static void list_page_done(struct informer *inf)
 	schedule(inf, REQ_WATCH, false);
 }
 
+static bool src_has_exec(const struct informer *inf)
+{
+	return inf->src->opts.conn.exec != NULL;
+}
+
 /* A streaming list that ended before its end marker. true: handled. */
 static bool watchlist_done_early(struct informer *inf, CURLcode cc)
 {
@@ -1068,6 +1145,26 @@ static void transfer_done(struct informer *inf, CURLcode cc)
 		free(inf->cont);
 		inf->cont = NULL;
 		schedule(inf, REQ_LIST, false);
+		return;
+	}
+	if (inf->http_code == 401 && src_has_exec(inf) &&
+	    inf->cred_gen == inf->src->cred_gen && inf->src->cred_valid) {
+		/* The plugin's credential was refused: the next request runs
+		 * the plugin again (client-go's refresh on 401). */
+		kpx_info("k8s %s: 401 with the exec plugin's credential, it runs again",
+			 inf->name);
+		inf->src->cred_valid = false;
+	}
+	if (inf->http_code == 401 && src_has_exec(inf) && !inf->retried_401) {
+		/* Once at once; a credential refused again backs off. */
+		inf->retried_401 = true;
+		handle_error_body(inf, what);
+		end_request(inf);
+		if (req == REQ_LIST) {
+			free(inf->cont);
+			inf->cont = NULL;
+		}
+		schedule(inf, req, false);
 		return;
 	}
 	if (inf->http_code != 200) {
@@ -1225,6 +1322,117 @@ static int init_informer(struct kpx_k8s_source *src, enum kpx_kind kind,
 	return 0;
 }
 
+static const char *getenv_any(const char *a, const char *b)
+{
+	const char *v = getenv(a);
+
+	return v && *v ? v : getenv(b);
+}
+
+/* proxy-url wins and is used for every host (http.ProxyURL); otherwise
+ * the environment as Go reads it: upper case first, HTTP_PROXY ignored
+ * under CGI (REQUEST_METHOD set), loopback never proxied. */
+static int choose_proxy(struct kpx_k8s_source *src)
+{
+	const struct kpx_k8s_conn *c = &src->opts.conn;
+	const char *from = "proxy-url", *at, *sep;
+	int ret = 0;
+
+	if (c->proxy_url[0]) {
+		snprintf(src->proxy, sizeof(src->proxy), "%s", c->proxy_url);
+	} else {
+		ret = kpx_k8s_proxy_for(c->server,
+					getenv_any("HTTPS_PROXY", "https_proxy"),
+					getenv("REQUEST_METHOD") ?
+						NULL :
+						getenv_any("HTTP_PROXY", "http_proxy"),
+					getenv_any("NO_PROXY", "no_proxy"),
+					src->proxy, sizeof(src->proxy));
+		from = "the environment";
+	}
+	if (ret) {
+		kpx_err("k8s: cannot choose a proxy for %s: %s", c->server,
+			strerror(-ret));
+		return ret;
+	}
+	if (src->proxy[0]) {
+		/* Never log credentials in the proxy URL. */
+		sep = strstr(src->proxy, "://");
+		at = strchr(src->proxy, '@');
+		kpx_info("k8s: through proxy %.*s%s (from %s)",
+			 sep ? (int)(sep + 3 - src->proxy) : 0, src->proxy,
+			 at ? at + 1 : sep ? sep + 3 : src->proxy, from);
+	}
+	return 0;
+}
+
+/*
+ * tls-server-name: libcurl has no option for "send this SNI and verify the
+ * certificate against this name, but connect to the URL's host". So the
+ * request URL names tls-server-name (curl takes SNI, certificate
+ * verification and Host from the URL), and CURLOPT_CONNECT_TO sends the
+ * connection to the server's real host and port; through a proxy, curl
+ * asks the proxy for that real host too (CONNECT uses the connect-to
+ * target). Only Host differs from client-go, which the API server ignores.
+ * CURLOPT_RESOLVE would need an address, and the server may be a name.
+ */
+static int use_tls_server_name(struct kpx_k8s_source *src)
+{
+	const char *name = src->opts.conn.tls_server_name;
+	char *sep = strstr(src->server, "://"), *hp, *path, *port;
+	char host[300], rest[512], entry[700], url[sizeof(src->server)];
+	size_t hl;
+	int n;
+
+	if (!sep || strchr(name, ':') || strchr(name, '/'))
+		return -EINVAL;
+	hp = sep + 3;
+	path = hp + strcspn(hp, "/");
+	snprintf(rest, sizeof(rest), "%s", path);
+	hl = (size_t)(path - hp);
+	if (hp[0] == '[') {
+		char *rb = memchr(hp, ']', hl);
+
+		if (!rb)
+			return -EINVAL;
+		port = rb + 1 < path && rb[1] == ':' ? rb + 2 : NULL;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb + 1 - hp), hp);
+	} else {
+		char *colon = memchr(hp, ':', hl);
+
+		port = colon;
+		if (colon)
+			port++;
+		snprintf(host, sizeof(host), "%.*s",
+			 (int)(colon ? (size_t)(colon - hp) : hl), hp);
+	}
+	{
+		char portbuf[16];
+
+		if (port)
+			snprintf(portbuf, sizeof(portbuf), "%.*s",
+				 (int)(path - port), port);
+		else
+			snprintf(portbuf, sizeof(portbuf), "%s",
+				 !strncasecmp(src->server, "https", 5) ? "443" : "80");
+		n = snprintf(entry, sizeof(entry), "%s:%s:%s:%s", name, portbuf,
+			     host, portbuf);
+		if (n < 0 || (size_t)n >= sizeof(entry))
+			return -ENAMETOOLONG;
+		n = snprintf(url, sizeof(url), "%.*s%s:%s%s",
+			     (int)(hp - src->server), src->server, name, portbuf,
+			     rest);
+		if (n < 0 || (size_t)n >= sizeof(url))
+			return -ENAMETOOLONG;
+	}
+	src->connect_to = curl_slist_append(NULL, entry);
+	if (!src->connect_to)
+		return -ENOMEM;
+	memcpy(src->server, url, (size_t)n + 1);
+	kpx_info("k8s: TLS server name %s, connecting to %s", name, host);
+	return 0;
+}
+
 int kpx_k8s_open(struct kpx_loop *loop, const struct kpx_k8s_options *opts,
 		 struct kpx_store *store, kpx_change_fn on_change, void *arg,
 		 struct kpx_k8s_source **out)
@@ -1257,9 +1465,11 @@ int kpx_k8s_open(struct kpx_loop *loop, const struct kpx_k8s_options *opts,
 	c->ca_data = dup_opt(opts->conn.ca_data);
 	c->cert_data = dup_opt(opts->conn.cert_data);
 	c->key_data = dup_opt(opts->conn.key_data);
+	c->exec = dup_opt(opts->conn.exec);
 	if ((opts->conn.ca_data && !c->ca_data) ||
 	    (opts->conn.cert_data && !c->cert_data) ||
-	    (opts->conn.key_data && !c->key_data)) {
+	    (opts->conn.key_data && !c->key_data) ||
+	    (opts->conn.exec && !c->exec)) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -1289,6 +1499,11 @@ int kpx_k8s_open(struct kpx_loop *loop, const struct kpx_k8s_options *opts,
 			 (int)strcspn(h, "/"), h);
 		memcpy(src->rest.bounds, rest_bounds, sizeof(rest_bounds));
 	}
+	ret = choose_proxy(src);
+	if (!ret && c->tls_server_name[0])
+		ret = use_tls_server_name(src);
+	if (ret)
+		goto fail;
 
 	src->multi = curl_multi_init();
 	if (!src->multi) {
@@ -1351,6 +1566,8 @@ void kpx_k8s_close(struct kpx_k8s_source *src)
 	if (src->multi)
 		curl_multi_cleanup(src->multi);
 	kpx_timer_free(src->curl_timer);
+	curl_slist_free_all(src->connect_to);
+	kpx_k8s_exec_cred_clear(&src->cred);
 	kpx_k8s_conn_clear(&src->opts.conn);
 	free(src);
 }
@@ -1365,6 +1582,10 @@ struct json_object *kpx_k8s_status(const struct kpx_k8s_source *src)
 	w = json_object_new_object();
 	json_object_object_add(o, "kind", json_object_new_string("api"));
 	json_object_object_add(o, "server", json_object_new_string(src->server));
+	if (src->opts.conn.exec)
+		json_object_object_add(o, "exec_runs",
+				       json_object_new_int64((int64_t)src->exec_runs));
+	json_object_object_add(o, "proxy", json_object_new_boolean(src->proxy[0]));
 	for (int i = 0; i < src->n_inf; i++) {
 		const struct informer *inf = &src->inf[i];
 		struct json_object *x = json_object_new_object();

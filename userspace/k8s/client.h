@@ -34,7 +34,53 @@ struct kpx_k8s_conn {
 	char token[8192];
 	char token_file[4096]; /* re-read when it changes (rotation) */
 	bool insecure;
+	/* clusters[].cluster.tls-server-name: SNI and the name the server
+	 * certificate is verified against, when not the URL's host. */
+	char tls_server_name[256];
+	/* clusters[].cluster.proxy-url (http, https, socks5, socks5h):
+	 * every request goes through it, the environment is not read. */
+	char proxy_url[1024];
+	char username[256], password[256]; /* users[].user basic auth */
+	/* users[].user.exec, validated when loaded, as one JSON object
+	 * (malloc'd): {"command", "args", "env": [{"name","value"}],
+	 * "apiVersion", "interactiveMode", "provideClusterInfo",
+	 * "installHint", "cluster": ExecCredential spec.cluster}. */
+	char *exec;
 };
+
+/* A credential from an exec plugin (client.authentication.k8s.io/v1 or
+ * v1beta1 ExecCredential status). */
+struct kpx_k8s_exec_cred {
+	char token[8192];
+	char *cert_pem, *key_pem; /* malloc'd PEM, or NULL */
+	int64_t expiry;		  /* unix seconds; 0: until a 401 */
+};
+
+/*
+ * Runs the exec plugin as client-go does, without a shell: fork/execve of
+ * the command (PATH lookup when it has no '/'), its args, the process
+ * environment plus the plugin's env entries plus KUBERNETES_EXEC_INFO
+ * (spec.interactive=false; spec.cluster with provideClusterInfo), stdin
+ * /dev/null, stderr lines to the log. Killed after timeout_ms; stdout is
+ * bounded. 0 or negative errno with err set.
+ */
+int kpx_k8s_exec_run(const char *exec_json, uint64_t timeout_ms,
+		     struct kpx_k8s_exec_cred *out, char *err, size_t errlen);
+void kpx_k8s_exec_cred_clear(struct kpx_k8s_exec_cred *c);
+/* RFC 3339 (metav1.Time) to unix seconds. */
+int kpx_k8s_parse_rfc3339(const char *s, int64_t *out);
+/*
+ * The proxy client-go's http.ProxyFromEnvironment picks for url
+ * (golang.org/x/net/http/httpproxy): https_proxy for https URLs,
+ * http_proxy for http ones; never for localhost or a loopback address;
+ * no_proxy entries "*", CIDRs, IPs, [IPv6], domains (suffix match,
+ * "foo.com" also matching itself, ".foo.com" and "*.foo.com" only
+ * subdomains), each with an optional :port. out gets the proxy URL
+ * ("http://" added when it has no scheme) or "" for a direct connection.
+ */
+int kpx_k8s_proxy_for(const char *url, const char *https_proxy,
+		      const char *http_proxy, const char *no_proxy, char *out,
+		      size_t outlen);
 
 /* Parses a kubeconfig (YAML) current-context. 0 or negative errno, err set. */
 int kpx_kubeconfig_load(const char *path, struct kpx_k8s_conn *conn, char *err,
