@@ -7,7 +7,7 @@
 #     within 1 s, the agent closes each slow connection within 5 s, and a
 #     Service change still takes effect (the sync loop is not held up);
 #   - /readyz: 503 (with /livez 200) while the API server cannot be
-#     reached, 200 after the first sync; /metrics carries kube-proxy's
+#     reached or refuses the credentials, 200 after the first sync; /metrics carries kube-proxy's
 #     names (ip_family labels) and the process_* metrics.
 # One line per check: PASS BACKEND/name | FAIL BACKEND/name: why | SKIP ...
 # KPX_BACKENDS="nft bpf" selects backends. Exits 0 unless the rig broke.
@@ -224,11 +224,30 @@ metric_names_check() {
 	check_why metrics-kube-proxy-names "$why"
 }
 
-# readiness: an agent that cannot reach its API server is alive, not ready
-readiness_checks() {
-	local out why=""
-	rig_node_bg n1 n1 "$RIG_DIR/agent-noapi.log" "$KPX_BIN" run \
-		--master http://127.0.0.1:1 --backend "$B" --hostname-override n1 \
+# An API server in n1 that refuses every request (expired credentials).
+API401_PORT=18401
+api401_start() {
+	rig_node_bg n1 n1 "$RIG_DIR/api401.log" python3 -c '
+import http.server, sys
+B = b"{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"Unauthorized\",\"reason\":\"Unauthorized\",\"code\":401}"
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(B)))
+        self.end_headers()
+        self.wfile.write(B)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$API401_PORT"
+	API401_PID=$RIG_LAST_PID
+}
+
+# noapi_agent MASTER LOG: the rig's agent flags with an API server
+# instead of the manifests directory
+noapi_agent() {
+	rig_node_bg n1 n1 "$2" "$KPX_BIN" run \
+		--master "$1" --backend "$B" --hostname-override n1 \
 		--node-ip "$(rig_node_ip4 n1),$(rig_node_ip6 n1)" \
 		--cluster-cidr 198.19.0.0/16,fd00:19::/32 \
 		--state-socket "$RIG_DIR/n1.sock" \
@@ -236,16 +255,46 @@ readiness_checks() {
 		--devices eth0 --healthz-bind-address "$NODE_IP:10256" \
 		--metrics-bind-address "$NODE_IP:10249" -v 1
 	echo "$RIG_LAST_PID" >"$RIG_DIR/agent-n1.pid"
+}
+
+readyz_says() { rig_exec n1 curl -s -m 2 "$HEALTHZ/readyz" | grep -q "$1"; }
+
+# readiness: an agent that cannot reach its API server, or is refused by
+# it, is alive, not ready
+readiness_checks() {
+	local out why=""
+	api401_start
+	wait_until 5 rig_exec n1 curl -s -o /dev/null -m 1 "http://127.0.0.1:$API401_PORT/" ||
+		echo "# $B: the 401 server did not start: $(cat "$RIG_DIR/api401.log")" >&2
+	noapi_agent "http://127.0.0.1:$API401_PORT" "$RIG_DIR/agent-401.log"
+	if ! wait_until 10 code_is "$HEALTHZ/livez" 200; then
+		fail readyz-503-api-unauthorized "/livez never answered 200: $(tail -3 "$RIG_DIR/agent-401.log" | tr '\n' ' ')"
+	else
+		# the reason is published at the agent's next tick (5 s)
+		wait_until 8 readyz_says "HTTP 401"
+		out=$(rig_exec n1 curl -s -m 2 -w ' %{http_code}' "$HEALTHZ/readyz")
+		[ "${out##* }" = 503 ] || why="$why /readyz ${out##* } (want 503): ${out% *};"
+		grep -q "HTTP 401" <<<"${out% *}" || why="$why the reason does not name the refusal: ${out% *};"
+		code_is "$HEALTHZ/livez" 200 || why="$why /livez $(code_of "$HEALTHZ/livez");"
+		check_why readyz-503-api-unauthorized "$why"
+		echo "#   /readyz: ${out% *}" >&2
+	fi
+	rig_agent_stop n1
+	stop_pid "$API401_PID" 2
+	why=""
+	noapi_agent http://127.0.0.1:1 "$RIG_DIR/agent-noapi.log"
 	if ! wait_until 10 code_is "$HEALTHZ/livez" 200; then
 		fail readyz-503-api-unreachable "/livez never answered 200: $(tail -3 "$RIG_DIR/agent-noapi.log" | tr '\n' ' ')"
 	else
-		sleep 2 # a few failed list attempts
+		wait_until 8 readyz_says "API server"
 		out=$(rig_exec n1 curl -s -m 2 -w ' %{http_code}' "$HEALTHZ/readyz")
 		[ "${out##* }" = 503 ] || why="$why /readyz ${out##* } (want 503): ${out% *};"
+		grep -q "API server" <<<"${out% *}" || why="$why the reason does not name the API server: ${out% *};"
 		code_is "$HEALTHZ/livez" 200 || why="$why /livez $(code_of "$HEALTHZ/livez");"
 		# kube-proxy's /healthz is 200 while starting (load balancers)
 		code_is "$HEALTHZ/healthz" 200 || why="$why /healthz $(code_of "$HEALTHZ/healthz");"
 		check_why readyz-503-api-unreachable "$why"
+		echo "#   /readyz: ${out% *}" >&2
 	fi
 	rig_agent_stop n1
 	rig_agent_start n1

@@ -130,7 +130,8 @@ void kpx_ready_input_of(const struct kpx_agent *agent,
 			if (!json_object_object_get_ex(w, "last_error", &e))
 				continue;
 			err = json_object_get_string(e);
-			if (err && *err)
+			/* The watches usually fail alike: say it once. */
+			if (err && *err && !strstr(out->reason, err))
 				reason_add(out->reason, sizeof(out->reason),
 					   "API server (%s): %s", name, err);
 		}

@@ -127,7 +127,7 @@ char *kpx_health_body(const struct kpx_health *h, bool with_node,
 struct kpx_ready_input {
 	bool synced_once;
 	double first_sync_wall;
-	char reason[384]; /* why not synced yet; "" once synced */
+	char reason[768]; /* why not synced yet; "" once synced */
 };
 
 /* Loop thread only. */
