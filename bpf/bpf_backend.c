@@ -27,6 +27,7 @@
 #include <json-c/json.h>
 
 #include "agent/backend.h"
+#include "bpf/flows.h"
 #include "bpf/kpx_abi.h"
 #include "bpf/loader.h"
 #include "bpf/map_walk.h"
@@ -979,6 +980,11 @@ static int count_foreign_entries(const char *dir)
 	return n;
 }
 
+static int bpf_dump_flows(const struct kpx_config *cfg, struct json_object **out)
+{
+	return kpx_bpf_dump_flows(root_of(cfg), out);
+}
+
 static int bpf_cleanup(const struct kpx_config *cfg)
 {
 	const char *root = root_of(cfg);
@@ -1047,5 +1053,6 @@ const struct kpx_backend_ops kpx_bpf_backend = {
 	.close = bpf_close,
 	.dump_datapath = bpf_dump_datapath,
 	.dump_frontends = bpf_dump_frontends,
+	.dump_flows = bpf_dump_flows,
 	.cleanup = bpf_cleanup,
 };

@@ -232,9 +232,11 @@ struct kpx_ct_key {
 	__be16 dport;
 	__u8 proto;
 	__u8 family;
-	__u8 dir; /* 0: original, 1: reply */
+	__u8 dir; /* KPX_CT_DIR_* */
 	__u8 pad;
 };
+#define KPX_CT_DIR_ORIG 0  /* client -> frontend */
+#define KPX_CT_DIR_REPLY 1 /* backend -> node/client, as it arrives */
 
 struct kpx_ct_value {
 	/* Rewrite to apply to packets matching the key. */

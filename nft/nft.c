@@ -63,6 +63,7 @@
 #include "common/log.h"
 #include "nft/nft_batch.h"
 #include "nft/nft_dump.h"
+#include "nft/nft_flows.h"
 
 #define TABLE "kpx"
 #define MASQ_MARK 0x4000u
@@ -2343,5 +2344,6 @@ const struct kpx_backend_ops kpx_nft_backend = {
 	.close = nft_close,
 	.dump_datapath = kpx_nft_dump_datapath,
 	.dump_frontends = kpx_nft_dump_frontends,
+	.dump_flows = kpx_nft_dump_flows,
 	.cleanup = nft_cleanup,
 };

@@ -53,4 +53,9 @@ int kpx_nft_count_elems(const char *const *sets, size_t n, size_t *counts);
 int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s);
 void kpx_nft_aff_snap_free(struct kpx_nft_aff_snap *s);
 
+struct kpx_config;
+/* Frontends as `kpx services` shows them (from the table); -ENOENT when
+ * there is no kpx table. */
+int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **out);
+
 #endif

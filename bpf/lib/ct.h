@@ -28,8 +28,6 @@
  * reply gets the frontend as source and goes straight to the client. */
 #define KPX_CT_F_DSR_REV 0x08
 
-#define KPX_CT_DIR_ORIG 0
-#define KPX_CT_DIR_REPLY 1
 #define KPX_CT_REFRESH_NS 1000000000ULL
 
 static __always_inline void kpx_ct_key_init(struct kpx_ct_key *k,

@@ -17,7 +17,7 @@ for b in build/kpx build/kpx_echo; do
 done
 
 # 12 (cleanup, stops n2's agent) runs last.
-SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 17 12}
+SCEN=${KPX_SCENARIOS:-1 2 3 4 5 6 7 8 9 10 11 13 14 15 16 17 18 12}
 
 # eps NAME FAMILY SVC ENTRY... ; ENTRY = ip@node[@r|@t|@n[@zones[@nodes]]]
 # (r ready, t serving+terminating, n not ready; zones, nodes: topology
@@ -661,8 +661,42 @@ scen_name() {
 	10) echo udp-flows-rebalanced-after-endpoint-change ;;
 	11) echo agent-restart-keeps-established-connections ;;
 	12) echo cleanup-removes-only-kpx-state ;;
+	13) echo nft-resync-repairs-drift ;;
+	14) echo topology-node-hints ;;
+	15) echo lb-ipmode-proxy-not-programmed ;;
+	16) echo node-address-added-serves-nodeports ;;
+	17) echo external-ip-cannot-take-a-cluster-ip ;;
+	18) echo conntrack-lists-service-flows ;;
 	*) echo "scenario-$1" ;;
 	esac
+}
+
+# ---------------------------------------------------------------- 18
+# kpx conntrack lists a held flow from outside through a NodePort with
+# the client, the endpoint chosen and the source NAT (eTP=Cluster), and
+# its NAME filter leaves other Services' flows out.
+s18() {
+	local why="" log=$RIG_DIR/s18-hold.log out n
+	{ NP_TCP=30180 NP_UDP=30180 svc s18 198.18.100.180 "type: NodePort"
+	  eps s18-a IPv4 s18 $P1@n1 $Q1@n2; } | rig_manifest_write s18.yaml
+	rig_sync_all || { fail conntrack-lists-service-flows "agents did not sync"; return; }
+	rig_bg_log "$log" x "$E" hold --addr "$(rig_node_ip4 n1)" --port 30180 -d 6
+	local hpid=$RIG_LAST_PID
+	rig_wait_until 3 grep -q "hold connected" "$log" || why="$why hold did not connect: $(cat "$log");"
+	out=$(rig_exec n1 timeout -k 2 20 "$KPX_BIN" conntrack -o json s18 -n t \
+		--state-socket "$RIG_DIR/n1.sock" --bpf-root "/sys/fs/bpf/$RIG_P-n1" 2>&1)
+	n=$(jq -r --arg c "$RIG_EXT_IP4" --arg f "$(rig_node_ip4 n1):30180" \
+		'[.flows[] | select((.client | startswith($c + ":")) and .frontend == $f and .protocol == "TCP"
+			and (.backend == "198.19.1.11:8080" or .backend == "198.19.2.11:8080")
+			and .source_nat != null and .service == "t/s18:p")] | length' <<<"$out" 2>/dev/null)
+	[ "$n" = 1 ] || why="$why kpx conntrack s18 did not list the held flow once: $(tr '\n' ' ' <<<"$out" | cut -c1-400);"
+	out=$(rig_exec n1 timeout -k 2 20 "$KPX_BIN" conntrack -o json s1 -n t \
+		--state-socket "$RIG_DIR/n1.sock" --bpf-root "/sys/fs/bpf/$RIG_P-n1" 2>&1)
+	[ "$(jq -r '[.flows[] | select(.service == "t/s18:p")] | length' <<<"$out" 2>/dev/null)" = 0 ] ||
+		why="$why the NAME filter let s18's flow through;"
+	kill "$hpid" 2>/dev/null
+	rig_manifest_rm s18.yaml
+	[ -z "$why" ] && pass conntrack-lists-service-flows || fail conntrack-lists-service-flows "$why"
 }
 
 run_backend() {

@@ -55,6 +55,12 @@ struct kpx_backend_ops {
 			     struct json_object **out);
 	int (*dump_frontends)(const struct kpx_config *cfg,
 			      struct json_object **out);
+	/* The service flows the datapath tracks, for `kpx conntrack`: array
+	 * of {"protocol","client","frontend","backend","source_nat"|null,
+	 * "service"} (bpf: kpx's own conntrack map; nft: the kernel's
+	 * conntrack entries of translated flows to kpx frontends). */
+	int (*dump_flows)(const struct kpx_config *cfg,
+			  struct json_object **out);
 	/* Removes everything this backend programmed. */
 	int (*cleanup)(const struct kpx_config *cfg);
 };

@@ -11,6 +11,7 @@ int kpx_cmd_services(int argc, char **argv); /* cli/services.c */
 int kpx_cmd_plan(int argc, char **argv);     /* cli/plan.c */
 int kpx_cmd_cleanup(int argc, char **argv);  /* cli/cleanup.c */
 int kpx_cmd_explain(int argc, char **argv);  /* cli/explain.c */
+int kpx_cmd_conntrack(int argc, char **argv); /* cli/conntrack.c */
 
 struct json_object;
 /* `kpx plan` argument handling and build, as the plan document (cli/plan.c):

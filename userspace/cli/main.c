@@ -18,6 +18,7 @@ static void usage(FILE *f)
 		"  services [-o json|wide]  services as programmed (alias: svc)\n"
 		"  plan --manifests DIR     desired per-node state, no kernel access\n"
 		"  explain --src IP --dst IP --port N   what kpx does with one packet, and why\n"
+		"  conntrack [-o json] [NAME]  service flows the datapath tracks\n"
 		"  cleanup [--backend X]    remove everything kpx programmed\n"
 		"  version                  print the version\n"
 		"\n"
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
 		return kpx_cmd_status(argc - 1, argv + 1);
 	if (!strcmp(cmd, "services") || !strcmp(cmd, "svc"))
 		return kpx_cmd_services(argc - 1, argv + 1);
+	if (!strcmp(cmd, "conntrack"))
+		return kpx_cmd_conntrack(argc - 1, argv + 1);
 	if (!strcmp(cmd, "explain"))
 		return kpx_cmd_explain(argc - 1, argv + 1);
 	if (!strcmp(cmd, "plan"))
