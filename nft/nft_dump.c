@@ -24,8 +24,10 @@
 #include "common/log.h"
 #include "k8s/objects.h"
 #include "nft/nft_dump.h"
+#include "nft/nft_schema.h"
 
-#define TABLE "kpx"
+#define TABLE KPX_NFT_TABLE
+#define SETNAME(kind, v6) kpx_nft_setspecs[KPX_NFT_SET(KPX_NFT_S_##kind, v6)].name
 
 struct chaininfo {
 	char name[64];
@@ -243,23 +245,7 @@ static const struct chaininfo *find_chain(const struct chains *c,
 	return c->n ? bsearch(&want, c->v, c->n, sizeof(*c->v), chain_cmp) : NULL;
 }
 
-/* ud: kind \t id \t ns \t name \t port \t affinity \t group \t etp_local */
-static int ud_field(const char *ud, int idx, char *out, size_t len)
-{
-	const char *p = ud;
-	for (int i = 0; i < idx; i++) {
-		p = strchr(p, '\t');
-		if (!p)
-			return -1;
-		p++;
-	}
-	size_t n = strcspn(p, "\t");
-	if (n >= len)
-		n = len - 1;
-	memcpy(out, p, n);
-	out[n] = 0;
-	return 0;
-}
+#define ud_field kpx_nft_ud_field
 
 static const char *noep_action(const struct elist *noep, const uint8_t *key,
 			       uint32_t klen)
@@ -344,19 +330,22 @@ static struct json_object *frontend(const struct chains *ch,
 	const struct chaininfo *ci = find_chain(ch, e->chain);
 	char abuf[INET6_ADDRSTRLEN], f[KPX_NAME_MAX + KPX_NS_MAX + 2];
 	char ns[KPX_NS_MAX] = "", name[KPX_NAME_MAX] = "", pn[KPX_PORTNAME_MAX] = "";
-	char tmp[32];
+	char tmp[32], key[KPX_NFT_KEY_MAX];
 	uint32_t aff = 0, g = 0;
+	struct kpx_nft_fe_ud u = { 0 };
 	struct json_object *o = json_object_new_object();
 
 	inet_ntop(family, addr, abuf, sizeof(abuf));
-	if (ci) {
-		ud_field(ci->ud, 2, ns, sizeof(ns));
-		ud_field(ci->ud, 3, name, sizeof(name));
-		ud_field(ci->ud, 4, pn, sizeof(pn));
-		if (!ud_field(ci->ud, 5, tmp, sizeof(tmp)))
-			aff = (uint32_t)strtoul(tmp, NULL, 10);
-		if (!ud_field(ci->ud, 6, tmp, sizeof(tmp)))
+	if (ci && !ud_field(ci->ud, 1, key, sizeof(key))) {
+		kpx_nft_key_names(key, ns, sizeof(ns), name, sizeof(name), pn,
+				  sizeof(pn));
+		if (!ud_field(ci->ud, 2, tmp, sizeof(tmp)))
 			g = (uint32_t)strtoul(tmp, NULL, 10);
+	}
+	/* What may change while the chains stay is in the element. */
+	if (e->udlen >= sizeof(u)) {
+		memcpy(&u, e->ud, sizeof(u));
+		aff = u.affinity;
 	}
 	snprintf(f, sizeof(f), "%s/%s", ns, name);
 	json_object_object_add(o, "address", json_object_new_string(abuf));
@@ -367,10 +356,16 @@ static struct json_object *frontend(const struct chains *ch,
 	json_object_object_add(o, "port_name", json_object_new_string(pn));
 	json_object_object_add(o, "affinity_timeout", json_object_new_int((int)aff));
 	json_object_object_add(o, "chain", json_object_new_string(e->chain));
-	/* For the POLICY column of `kpx services` (ud field 7). */
-	if (ci && !ud_field(ci->ud, 7, tmp, sizeof(tmp)))
-		json_object_object_add(o, "etp_local",
-				       json_object_new_boolean(tmp[0] == '1'));
+	/* The endpoint set of each origin's row, as programmed. */
+	if (e->udlen >= sizeof(u)) {
+		struct json_object *sets = json_object_new_object();
+
+		for (int k = 0; k < KPX_ORIGINS; k++)
+			json_object_object_add(
+				sets, kpx_origin_name(k),
+				json_object_new_string(kpx_plan_set_name(u.set[k])));
+		json_object_object_add(o, "origin_sets", sets);
+	}
 	json_object_object_add(o, "backends", ci ? backends(slots, g, family)
 						: json_object_new_array());
 	const char *act = noep ? noep_action(noep, e->key, e->klen) : NULL;
@@ -410,17 +405,17 @@ int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **ou
 		struct slotmaps slots = { 0 };
 		int fam = v6 ? AF_INET6 : AF_INET;
 		size_t l = v6 ? 16 : 4;
-		err = list_elems(nl, v6 ? "fe6" : "fe4", &fe);
-		err = err ? err : list_elems(nl, v6 ? "np6" : "np4", &np);
-		err = err ? err : list_elems(nl, v6 ? "npaddr6" : "npaddr4", &npa);
-		err = err ? err : list_elems(nl, v6 ? "slots6" : "slots4", &slots.slots);
-		err = err ? err : list_elems(nl, v6 ? "sid6" : "sid4", &slots.sid);
-		err = err ? err : list_elems(nl, v6 ? "epv6" : "epv4", &slots.epv);
+		err = list_elems(nl, SETNAME(FE, v6), &fe);
+		err = err ? err : list_elems(nl, SETNAME(NP, v6), &np);
+		err = err ? err : list_elems(nl, SETNAME(NPADDR, v6), &npa);
+		err = err ? err : list_elems(nl, SETNAME(SLOTS, v6), &slots.slots);
+		err = err ? err : list_elems(nl, SETNAME(SID, v6), &slots.sid);
+		err = err ? err : list_elems(nl, SETNAME(EPV, v6), &slots.epv);
 		sort_el(&slots.slots);
 		sort_el(&slots.sid);
 		sort_el(&slots.epv);
-		err = err ? err : list_elems(nl, v6 ? "noep6" : "noep4", &noep);
-		err = err ? err : list_elems(nl, v6 ? "noepnp6" : "noepnp4", &noepnp);
+		err = err ? err : list_elems(nl, SETNAME(NOEP, v6), &noep);
+		err = err ? err : list_elems(nl, SETNAME(NOEPNP, v6), &noepnp);
 		for (size_t i = 0; !err && i < fe.n; i++) {
 			const struct elem *e = &fe.v[i];
 			uint16_t port;
@@ -436,7 +431,8 @@ int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **ou
 			for (size_t j = 0; j < npa.n; j++)
 				json_object_array_add(arr, frontend(&ch, &slots, &noepnp, e,
 								    fam, npa.v[j].key, e->key[0],
-								    ntohs(port), 1));
+								    ntohs(port),
+								    e->udlen ? e->ud[0] : 1));
 		}
 		free_el(&fe);
 		free_el(&np);
@@ -620,7 +616,7 @@ struct grpread {
 	int err;
 };
 
-/* ud: kind \t id \t ns \t name \t port \t affinity \t group \t etp_local */
+/* chain userdata: nft_schema.h */
 static int grp_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct grpread *r = data;
@@ -638,11 +634,12 @@ static int grp_cb(const struct nlmsghdr *nlh, void *data)
 		goto out;
 	memcpy(ud, p, len);
 	ud[len] = 0;
-	if (strncmp(ud, "svc\t", 4) && strncmp(ud, "ext\t", 4) &&
-	    strncmp(ud, "clu\t", 4))
+	if (ud_field(ud, 0, tmp, sizeof(tmp)) ||
+	    (strcmp(tmp, kpx_nft_set_chain_prefix[0]) &&
+	     strcmp(tmp, kpx_nft_set_chain_prefix[1]) &&
+	     strcmp(tmp, kpx_nft_set_chain_prefix[2])))
 		goto out;
-	if (ud_field(ud, 5, tmp, sizeof(tmp)) || !strtoul(tmp, NULL, 10) ||
-	    ud_field(ud, 6, tmp, sizeof(tmp)))
+	if (ud_field(ud, 2, tmp, sizeof(tmp)))
 		goto out;
 	if (!grow((void **)&r->v, &r->cap, r->n, sizeof(*r->v))) {
 		r->err = -ENOMEM;
@@ -705,7 +702,7 @@ static int read_groups(struct mnl_socket *nl, struct kpx_nft_aff_snap *s)
 		err = dump(nl, nlh, grp_cb, &r);
 	}
 	for (size_t i = 0; u <= GROUP_GETS_MAX && i < u && !err; i++) {
-		static const char *const kind[] = { "svc", "ext", "clu" };
+		const char *const *kind = kpx_nft_set_chain_prefix;
 		struct nftnl_chain *c;
 		char name[32];
 		int e;
@@ -744,7 +741,7 @@ int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s)
 		return -errno;
 	for (int f = 0; f < 2 && !err; f++) {
 		struct affread r = { .alen = f ? 16 : 4 };
-		err = set_dump(nl, f ? "aff6" : "aff4", aff_cb, &r);
+		err = set_dump(nl, SETNAME(AFF, f), aff_cb, &r);
 		err = err ? err : r.err;
 		s->aff[f] = r.v;
 		s->n_aff[f] = r.n;
@@ -759,11 +756,14 @@ int kpx_nft_read_affinity(struct kpx_nft_aff_snap *s)
 
 int kpx_nft_dump_datapath(const struct kpx_config *cfg, struct json_object **out)
 {
-	static const char *sets[] = { "fe4", "fe6", "np4", "np6", "npaddr4",
-				      "npaddr6", "noep4", "noep6", "noepnp4",
-				      "noepnp6", "fw4", "fw6", "slots4", "slots6",
-				      "sid4", "sid6", "epv4", "epv6", "aff4", "aff6",
-				      "hp4", "hp6" };
+	static const int kinds[] = { KPX_NFT_S_FE, KPX_NFT_S_NP,
+				     KPX_NFT_S_NPADDR, KPX_NFT_S_NOEP,
+				     KPX_NFT_S_NOEPNP, KPX_NFT_S_FW,
+				     KPX_NFT_S_SLOTS, KPX_NFT_S_SID,
+				     KPX_NFT_S_EPV, KPX_NFT_S_AFF, KPX_NFT_S_HP };
+	const char *sets[2 * sizeof(kinds) / sizeof(kinds[0])];
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+		sets[i] = kpx_nft_setspecs[KPX_NFT_SET(kinds[i / 2], i % 2)].name;
 	struct mnl_socket *nl = sock();
 	struct chains ch = { 0 };
 	int err;

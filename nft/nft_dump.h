@@ -15,6 +15,12 @@
 #include "plan/plan.h"
 
 struct mnl_socket;
+struct json_object;
+struct kpx_config;
+
+/* The backend's inspection ops (agent/backend.h). */
+int kpx_nft_dump_datapath(const struct kpx_config *cfg, struct json_object **out);
+int kpx_nft_dump_frontends(const struct kpx_config *cfg, struct json_object **out);
 
 /* aff4/aff6: saddr . group -> endpoint id, with the time left. */
 struct kpx_nft_aff_elem {
@@ -24,7 +30,7 @@ struct kpx_nft_aff_elem {
 };
 
 /* An affinity group and the svcport that owns it, from the userdata of
- * the svc-/ext-/clu- chains (affinity timeout non-zero only). */
+ * the svc-/ext-/clu- chains: id is the svcport key (nft_schema.h). */
 struct kpx_nft_aff_group {
 	uint32_t group;
 	char id[KPX_SVCPORT_ID_MAX];

@@ -228,6 +228,22 @@ static void do_sync(struct kpx_agent *agent)
 		return;
 	}
 	agent->retry_ms = 0;
+	/* Service ports the backend could not program do not hold back the
+	 * others: the sync counts as failed for the metric and `kpx status`,
+	 * and the plan stays the wanted one (`kpx services --verify` shows
+	 * what is missing); the next sync tries them again. */
+	if (agent->ops->skipped) {
+		size_t n_skipped = 0;
+		const char *msg = agent->ops->skipped(agent->backend, &n_skipped);
+
+		if (msg) {
+			agent->stats.sync_errors_total++;
+			agent->stats.last_error_wall = kpx_wall_seconds();
+			snprintf(agent->stats.last_error,
+				 sizeof(agent->stats.last_error), "backend: %s",
+				 msg);
+		}
+	}
 	if (undo) {
 		kpx_plan_commit(undo);
 	} else {

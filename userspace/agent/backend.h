@@ -63,6 +63,10 @@ struct kpx_backend_ops {
 			  struct json_object **out);
 	/* Removes everything this backend programmed. */
 	int (*cleanup)(const struct kpx_config *cfg);
+	/* After a sync that returned 0: the service ports it left out
+	 * because they cannot be programmed (the others were), as *n and a
+	 * message naming them; NULL when none. May be NULL. */
+	const char *(*skipped)(struct kpx_backend *b, size_t *n);
 };
 
 extern const struct kpx_backend_ops kpx_bpf_backend;

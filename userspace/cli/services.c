@@ -139,8 +139,17 @@ static void policy_str(struct json_object *fe, char *buf, size_t len)
 	int off = 0;
 
 	buf[0] = 0;
+	struct json_object *sets = kpx_jget(fe, "origin_sets");
+
 	if (p)
 		off = snprintf(buf, len, "%s", p);
+	/* nft shows each origin's endpoint set: an external frontend whose
+	 * remote traffic gets the external set while this node's own gets
+	 * the cluster one is eTP=Local's short-circuit. */
+	else if (sets && strcmp(kpx_jstr(fe, "type", ""), "ClusterIP") &&
+		 !strcmp(kpx_jstr(sets, "remote", ""), "external") &&
+		 !strcmp(kpx_jstr(sets, "node", ""), "cluster"))
+		off = snprintf(buf, len, "eTP=Local");
 	/* externalTrafficPolicy concerns the external frontends (NodePort,
 	 * ExternalIP, LoadBalancer), internalTrafficPolicy the ClusterIP. */
 	else if (kpx_jbool(fe, "local_only") ||
