@@ -931,18 +931,18 @@ static int bisect(struct kpx_backend *b, struct isolate *x, size_t lo,
 
 /*
  * The kernel refused the transaction of b->todo with err. Finds the
- * svcports it refuses by bisection, programming the others: in a partial
- * sync a transaction without any of them first tells an error of the
- * whole table (returned) from one of some svcports. A full sync replaces
- * the table with its first transaction that succeeds. Returns 0 when
- * everything but the reported svcports is programmed.
+ * svcports it refuses by bisection, programming the others. An error of
+ * the whole table (it cannot be written at all, or every svcport is
+ * refused) is returned, not blamed on svcports. A full sync replaces the
+ * table with its first transaction that succeeds (the svcports of later
+ * ones are missing until theirs). Returns 0 when everything but the
+ * reported svcports is programmed.
  */
 static int isolate(struct kpx_backend *b, const struct kpx_plan *plan,
 		   bool full, int err)
 {
 	struct isolate x = { .plan = plan, .full = full, .err = err };
 	size_t n = 0;
-	bool local = false;
 	int r;
 
 	x.cand = malloc((b->n_todo + 1) * sizeof(*x.cand));
@@ -960,17 +960,28 @@ static int isolate(struct kpx_backend *b, const struct kpx_plan *plan,
 		goto out;
 	kpx_warn("nft: the kernel refused the transaction of %zu service "
 		 "ports (%s): finding the ones it refuses", n, strerror(-err));
-	if (!full) {
-		r = try_range(b, &x, 0, 0, &local);
-		if (r) {
-			if (!local)
-				r = err; /* not any svcport's: the table's */
-			goto out;
-		}
+	/* Can kpx write its table at all (another process may own the
+	 * name)? A table add that changes nothing tells. */
+	if ((r = kpx_nft_batch_init(&b->batch, b->seq)))
+		goto out;
+	kpx_nft_table_msg(b, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+	r = b->io.send(b->io.ctx, &b->batch);
+	b->seq = b->batch.seq;
+	scratch_free(b);
+	if (r) {
+		r = err; /* not any svcport's: the table's */
+		goto out;
 	}
-	r = bisect(b, &x, 0, n);
-	if (!r && x.full)
-		r = err; /* nothing went in: the old table stays */
+	/* The whole set just failed: split it at once. */
+	if (n == 1) {
+		x.failed++;
+		skip_add(b, plan->svcports[x.cand[0]].id,
+			 "the kernel refused its objects: %s", strerror(-err));
+	} else if (!(r = bisect(b, &x, 0, n / 2))) {
+		r = bisect(b, &x, n / 2, n);
+	}
+	if (!r && (x.full || (n > 1 && x.failed == n)))
+		r = err; /* nothing went in: not theirs, the table's */
 	kpx_info("nft: %u transactions to isolate %u refused service port%s",
 		 x.tries, x.failed, x.failed == 1 ? "" : "s");
 out:
