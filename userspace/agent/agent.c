@@ -217,6 +217,10 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_err("sync: %s backend failed to program %zu service ports: %s",
 			agent->ops->name, plan->n_svcports, strerror(-err));
 		record_error(agent, "backend", err);
+		/* --verify compares the kernel with what was wanted, not with
+		 * what was last programmed */
+		json_object_put(agent->wanted_frontends);
+		agent->wanted_frontends = kpx_plan_expected_frontends(plan);
 		if (undo)
 			kpx_plan_rollback(agent->plan, undo);
 		else
@@ -228,6 +232,8 @@ static void do_sync(struct kpx_agent *agent)
 		return;
 	}
 	agent->retry_ms = 0;
+	json_object_put(agent->wanted_frontends);
+	agent->wanted_frontends = NULL;
 	/* Service ports the backend could not program do not hold back the
 	 * others: the sync counts as failed for the metric and `kpx status`,
 	 * and the plan stays the wanted one (`kpx services --verify` shows
@@ -628,6 +634,7 @@ static void agent_teardown(struct kpx_agent *agent, int sfd)
 	if (sfd >= 0)
 		close(sfd);
 	kpx_plan_free(agent->plan);
+	json_object_put(agent->wanted_frontends);
 	kpx_store_free(agent->store);
 	kpx_loop_free(agent->loop);
 	free(agent->configz);

@@ -16,6 +16,7 @@
 #include "agent/backend.h"
 #include "agent/config.h"
 
+struct json_object;
 struct kpx_loop;
 struct kpx_timer;
 struct kpx_store;
@@ -62,6 +63,9 @@ struct kpx_agent {
 	const struct kpx_backend_ops *ops;
 	struct kpx_backend *backend;
 	struct kpx_plan *plan; /* last successfully programmed, or NULL */
+	/* After a failed sync, what it wanted (`kpx services --verify`
+	 * compares the kernel with it); NULL after a successful one. */
+	struct json_object *wanted_frontends;
 	struct kpx_plan_input plan_input;
 
 	struct kpx_manifests_source *manifests;

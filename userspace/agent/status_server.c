@@ -201,9 +201,12 @@ static struct json_object *status_reply(struct kpx_agent *a, const char *line)
 		json_object_object_add(rep, "plan", p);
 	} else if (!strcmp(cmd, "expected")) {
 		json_object_object_add(rep, "synced",
-				       json_object_new_boolean(a->plan != NULL));
+				       json_object_new_boolean(a->plan || a->wanted_frontends));
+		/* what the last sync wanted, when it failed */
 		json_object_object_add(rep, "frontends",
-				       kpx_plan_expected_frontends(a->plan));
+				       a->wanted_frontends ?
+					       json_object_get(a->wanted_frontends) :
+					       kpx_plan_expected_frontends(a->plan));
 	} else {
 		json_object_object_add(rep, "error",
 				       json_object_new_string("unknown cmd"));
