@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
+#include "k8s/objects.h"
 #include "model/store.h"
 #include "obj_builders.h"
 
@@ -281,4 +284,39 @@ Test(store, node_zone_change_is_a_change_heartbeat_is_not)
 
 	kpx_store_delete(st, KPX_KIND_NODE, "", "node-a");
 	cr_assert_null(kpx_store_node(st));
+}
+
+/* Network programming latency starts at the EndpointSlice controller's
+ * last-change-trigger-time: decoded to the fraction, kept per change until
+ * the sync clears them. */
+Test(store, slice_trigger_times_are_kept_until_the_sync_clears_them)
+{
+	static const char *slice_json =
+		"{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\","
+		"\"metadata\":{\"name\":\"w-1\",\"namespace\":\"ns\",\"resourceVersion\":\"%d\","
+		"\"labels\":{\"kubernetes.io/service-name\":\"w\"},"
+		"\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":"
+		"\"%s\"}},\"addressType\":\"IPv4\",\"endpoints\":[],\"ports\":[]}";
+	struct kpx_endpoint_slice *sl;
+	const double *t;
+	char buf[1024], err[256];
+	struct json_object *o;
+
+	snprintf(buf, sizeof(buf), slice_json, 1, "2026-12-07T01:02:03.250000Z");
+	o = json_tokener_parse(buf);
+	cr_assert_eq(kpx_slice_decode(o, &sl, err, sizeof(err)), 0, "%s", err);
+	json_object_put(o);
+	cr_assert_float_eq(sl->trigger_wall, 1796605323.25, 1e-6);
+	kpx_store_upsert(st, KPX_KIND_SLICE, sl);
+	/* no annotation (or a bad one): not a sample */
+	snprintf(buf, sizeof(buf), slice_json, 2, "yesterday");
+	o = json_tokener_parse(buf);
+	cr_assert_eq(kpx_slice_decode(o, &sl, err, sizeof(err)), 0, "%s", err);
+	json_object_put(o);
+	cr_assert_eq(sl->trigger_wall, 0);
+	kpx_store_upsert(st, KPX_KIND_SLICE, sl);
+	cr_assert_eq(kpx_store_trigger_times(st, &t), 1);
+	cr_assert_float_eq(t[0], 1796605323.25, 1e-6);
+	kpx_store_clear_dirty(st);
+	cr_assert_eq(kpx_store_trigger_times(st, &t), 0);
 }

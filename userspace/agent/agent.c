@@ -61,10 +61,27 @@ const struct kpx_backend_ops *kpx_backend_ops(enum kpx_backend_kind kind)
 void kpx_histogram_init(struct kpx_histogram *h, double start, double factor)
 {
 	memset(h, 0, sizeof(*h));
-	for (int i = 0; i < KPX_HIST_BUCKETS; i++) {
+	/* 16 buckets: 1 ms .. 33 s from the default start; the rest stay 0,
+	 * which ends the series when rendered. */
+	for (int i = 0; i < 16; i++) {
 		h->bounds[i] = start;
 		start *= factor;
 	}
+}
+
+void kpx_histogram_init_programming(struct kpx_histogram *h)
+{
+	int n = 0;
+
+	memset(h, 0, sizeof(*h));
+	h->bounds[n++] = 0.25;
+	h->bounds[n++] = 0.5;
+	for (int s = 1; s <= 59; s++)
+		h->bounds[n++] = s;
+	for (int s = 60; s <= 115; s += 5)
+		h->bounds[n++] = s;
+	for (int s = 120; s <= 300 && n < KPX_HIST_BUCKETS; s += 30)
+		h->bounds[n++] = s;
 }
 
 void kpx_histogram_observe(struct kpx_histogram *h, double value)
@@ -107,6 +124,32 @@ static void record_error(struct kpx_agent *agent, const char *what, int err)
 	agent->stats.last_error_wall = kpx_wall_seconds();
 	snprintf(agent->stats.last_error, sizeof(agent->stats.last_error),
 		 "%s: %s", what, strerror(-err));
+}
+
+/*
+ * Network programming latency as kube-proxy measures it: for every slice
+ * change now programmed, from its last-change-trigger-time (written by
+ * the EndpointSlice controller when the pod or Service changed) to now.
+ * Changes without one (manifests, hand-written slices) count from when
+ * kpx received them, once per sync.
+ */
+static void observe_programming(struct kpx_agent *agent,
+				const struct kpx_store_stats *ss)
+{
+	double now = agent->stats.last_sync_wall, d;
+	const double *t;
+	size_t n = kpx_store_trigger_times(agent->store, &t);
+
+	for (size_t i = 0; i < n; i++) {
+		d = now > t[i] ? now - t[i] : 0;
+		kpx_histogram_observe(&agent->stats.programming_latency, d);
+		kpx_histogram_observe(&agent->stats.programming_latency_fine, d);
+	}
+	if (!n && ss->last_queued_wall > 0) {
+		d = now > ss->last_queued_wall ? now - ss->last_queued_wall : 0;
+		kpx_histogram_observe(&agent->stats.programming_latency, d);
+		kpx_histogram_observe(&agent->stats.programming_latency_fine, d);
+	}
 }
 
 static uint64_t next_retry_ms(struct kpx_agent *agent)
@@ -258,19 +301,16 @@ static void do_sync(struct kpx_agent *agent)
 	}
 	agent->full_sync_pending = false;
 	agent->resync_due = false;
+	agent->stats.last_sync_wall = kpx_wall_seconds();
+	observe_programming(agent, &ss);
 	kpx_store_clear_dirty(agent->store);
 
 	agent->stats.syncs_total++;
-	agent->stats.last_sync_wall = kpx_wall_seconds();
 	agent->stats.last_sync_seconds = elapsed;
 	kpx_histogram_observe(&agent->stats.sync_duration, elapsed);
 	kpx_histogram_observe(full ? &agent->stats.full_sync_duration
 				   : &agent->stats.partial_sync_duration,
 			      elapsed);
-	if (ss.last_queued_wall > 0)
-		kpx_histogram_observe(&agent->stats.programming_latency,
-				      agent->stats.last_sync_wall -
-					      ss.last_queued_wall);
 	agent->stats.last_queued_wall = 0;
 	if (agent->hcnp)
 		kpx_hcnp_update(agent->hcnp, plan);
@@ -663,7 +703,8 @@ int kpx_agent_main(int argc, char **argv)
 	kpx_histogram_init(&agent->stats.sync_duration, 0.001, 2);
 	kpx_histogram_init(&agent->stats.full_sync_duration, 0.001, 2);
 	kpx_histogram_init(&agent->stats.partial_sync_duration, 0.001, 2);
-	kpx_histogram_init(&agent->stats.programming_latency, 0.001, 2);
+	kpx_histogram_init_programming(&agent->stats.programming_latency);
+	kpx_histogram_init(&agent->stats.programming_latency_fine, 0.001, 2);
 
 	kind = kpx_config_resolve_backend(&agent->cfg);
 	agent->configz = kpx_config_render(&agent->cfg, kind);

@@ -29,7 +29,7 @@ struct kpx_hcnp;
 struct kpx_serve;
 
 /* Prometheus-style histogram with fixed exponential buckets. */
-#define KPX_HIST_BUCKETS 16
+#define KPX_HIST_BUCKETS 80 /* kube-proxy's programming latency has 80 */
 struct kpx_histogram {
 	double bounds[KPX_HIST_BUCKETS]; /* upper bounds, seconds */
 	uint64_t counts[KPX_HIST_BUCKETS]; /* cumulative at render time */
@@ -37,6 +37,9 @@ struct kpx_histogram {
 	double sum;
 };
 void kpx_histogram_init(struct kpx_histogram *h, double start, double factor);
+/* kube-proxy's NetworkProgrammingLatency buckets: 0.25 s, 0.5 s, 1..59 s,
+ * 60..115 s by 5, 120..300 s by 30. */
+void kpx_histogram_init_programming(struct kpx_histogram *h);
 void kpx_histogram_observe(struct kpx_histogram *h, double value);
 
 struct kpx_sync_stats {
@@ -50,7 +53,11 @@ struct kpx_sync_stats {
 	struct kpx_histogram sync_duration;	    /* all syncs */
 	struct kpx_histogram full_sync_duration;    /* resyncs */
 	struct kpx_histogram partial_sync_duration; /* change-driven */
-	struct kpx_histogram programming_latency;   /* change -> programmed */
+	/* change -> programmed: from each slice's last-change-trigger-time
+	 * (else from when kpx received the change), kube-proxy's buckets and
+	 * kpx's own 1 ms x 2^k ones */
+	struct kpx_histogram programming_latency;
+	struct kpx_histogram programming_latency_fine;
 };
 
 struct mnl_socket;

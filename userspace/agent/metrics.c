@@ -654,6 +654,10 @@ void kpx_metrics_write_agent(FILE *f, const struct kpx_agent *agent)
 	histogram(f, "kubeproxy_network_programming_duration_seconds",
 		  "In Cluster Network Programming Latency in seconds",
 		  &st->programming_latency, &fam);
+	histogram(f, "kpx_network_programming_duration_seconds",
+		  "Network programming latency (from each EndpointSlice's "
+		  "last-change-trigger-time), buckets from 1 ms",
+		  &st->programming_latency_fine, &fam);
 	help(f, "kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge",
 	     "The last time proxy rules were successfully synced");
 	for (k = 0; k < fam.n; k++)

@@ -6,6 +6,7 @@
  * find it in the manifest. Unknown fields are ignored (objects carry many
  * fields kpx does not need, e.g. managedFields).
  */
+#include "k8s/client.h"
 #include "k8s/objects.h"
 
 #include <errno.h>
@@ -889,6 +890,36 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 	return rc;
 }
 
+/*
+ * The EndpointSlice controller's endpoints.kubernetes.io/last-change-
+ * trigger-time (RFC 3339, fraction optional), as kube-proxy reads it for
+ * its network programming latency; 0 when absent or unreadable (the
+ * metric then skips the change, as kube-proxy does).
+ */
+static double trigger_time(struct json_object *annotations)
+{
+	struct json_object *v;
+	const char *s, *dot;
+	double frac = 0, scale = 0.1;
+	int64_t sec;
+
+	if (!annotations ||
+	    !json_object_object_get_ex(annotations,
+				       "endpoints.kubernetes.io/last-change-trigger-time",
+				       &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return 0;
+	s = json_object_get_string(v);
+	if (kpx_k8s_parse_rfc3339(s, &sec) || sec <= 0)
+		return 0;
+	if ((dot = strchr(s, '.')))
+		for (dot++; *dot >= '0' && *dot <= '9' && scale > 1e-10; dot++) {
+			frac += (*dot - '0') * scale;
+			scale /= 10;
+		}
+	return (double)sec + frac;
+}
+
 int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 		     char *err, size_t errlen)
 {
@@ -911,6 +942,7 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 	strcpy(sl->name, m.name);
 	strcpy(sl->resource_version, m.rv);
 	sl->proxy_ignored = proxy_ignored(&m);
+	sl->trigger_wall = trigger_time(m.annotations);
 
 	rc = get_str(&d, m.labels, "metadata.labels", LABEL_SERVICE_NAME,
 		     sl->service_name, sizeof(sl->service_name), false);

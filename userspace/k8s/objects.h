@@ -107,6 +107,9 @@ struct kpx_endpoint_slice {
 	char service_name[KPX_NAME_MAX]; /* kubernetes.io/service-name */
 	bool proxy_ignored;		 /* as for services */
 	uint8_t family;			 /* AF_INET/AF_INET6 (FQDN: rejected) */
+	/* endpoints.kubernetes.io/last-change-trigger-time as wall-clock
+	 * seconds (0: absent): the start of network programming latency. */
+	double trigger_wall;
 	struct kpx_slice_port *ports;
 	size_t n_ports;
 	struct kpx_endpoint *endpoints;

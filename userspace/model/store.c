@@ -200,6 +200,10 @@ struct kpx_store {
 	bool dirty_overflow; /* a mark_dirty was lost: everything changed */
 	bool node_dirty;
 	struct kpx_store_stats st;
+	/* trigger times of slice changes since the last clear; capped, the
+	 * metric is a sample */
+	double *triggers;
+	size_t n_triggers, cap_triggers;
 };
 
 static double wall_now(void)
@@ -236,6 +240,30 @@ static void mark_dirty(struct kpx_store *s, const char *ns, const char *name)
 	 * consumer recomputes everything instead of missing this one. */
 	if (!ht_put(&s->dirty, key, &created))
 		s->dirty_overflow = true;
+}
+
+#define TRIGGERS_MAX 4096
+
+static void note_trigger(struct kpx_store *s, double t)
+{
+	if (t <= 0 || s->n_triggers >= TRIGGERS_MAX)
+		return;
+	if (s->n_triggers == s->cap_triggers) {
+		size_t nc = s->cap_triggers ? s->cap_triggers * 2 : 16;
+		double *nv = realloc(s->triggers, nc * sizeof(*nv));
+
+		if (!nv)
+			return;
+		s->triggers = nv;
+		s->cap_triggers = nc;
+	}
+	s->triggers[s->n_triggers++] = t;
+}
+
+size_t kpx_store_trigger_times(const struct kpx_store *s, const double **out)
+{
+	*out = s->triggers;
+	return s->n_triggers;
 }
 
 int kpx_store_new(struct kpx_store **out)
@@ -292,6 +320,7 @@ void kpx_store_free(struct kpx_store *s)
 	}
 	ht_free(&s->addrs);
 	ht_free(&s->dirty);
+	free(s->triggers);
 	if (s->node)
 		kpx_object_free(KPX_KIND_NODE, s->node);
 	free(s->sorted);
@@ -598,6 +627,7 @@ void kpx_store_upsert(struct kpx_store *s, enum kpx_kind kind, void *obj)
 		index_add(s, sl);
 		mark_dirty(s, sl->ns, sl->service_name);
 		count_change(s, kind);
+		note_trigger(s, sl->trigger_wall);
 		return;
 	}
 	kpx_object_free(kind, obj);
@@ -862,6 +892,7 @@ void kpx_store_for_each_dirty(const struct kpx_store *s, kpx_dirty_fn fn,
 void kpx_store_clear_dirty(struct kpx_store *s)
 {
 	ht_free(&s->dirty);
+	s->n_triggers = 0;
 	s->dirty_overflow = false;
 	s->node_dirty = false;
 	s->st.service_changes_pending = 0;

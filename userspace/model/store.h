@@ -72,6 +72,10 @@ typedef void (*kpx_dirty_fn)(const char *ns, const char *name, void *arg);
 void kpx_store_for_each_dirty(const struct kpx_store *s, kpx_dirty_fn fn,
 			      void *arg);
 void kpx_store_clear_dirty(struct kpx_store *s);
+/* The last-change-trigger-times (wall-clock seconds) of the slice changes
+ * since the last clear, for the network programming latency; valid until
+ * the next write or clear. */
+size_t kpx_store_trigger_times(const struct kpx_store *s, const double **out);
 /* True when a change could not be recorded (out of memory): the dirty set
  * is incomplete and consumers must treat every service as changed. */
 bool kpx_store_dirty_overflow(const struct kpx_store *s);
