@@ -118,8 +118,11 @@ int kpx_duration_parse_ns(const char *s, int64_t *ns)
 		if (*s == '.') {
 			for (s++; *s >= '0' && *s <= '9'; s++) {
 				post = true;
-				/* Digits past what fits only lose precision. */
-				if (f_full || f > (DUR_MAX - 9) / 10) {
+				/* Digits past what fits only lose precision;
+				 * leading zeros grow only scale, which must
+				 * not wrap to 0 (found by tests/fuzz). */
+				if (f_full || f > (DUR_MAX - 9) / 10 ||
+				    scale > UINT64_MAX / 10) {
 					f_full = true;
 					continue;
 				}
