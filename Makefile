@@ -43,7 +43,23 @@ BPFT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(BPFT_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c perf/tools/*.c)
 TOOLS     := $(patsubst %.c,$(BUILD)/%,$(notdir $(TOOL_SRCS)))
 
-.PHONY: all deps test unit-test bench demo install clean format soak
+# libFuzzer targets (tests/fuzz/fuzz_*.c): clang with ASan+UBSan, their
+# own objects in build-fuzz/. `make fuzz` runs each FUZZ_SECONDS over its
+# corpus (tests/fuzz/run.sh); tests/run.sh's "fuzz" suite runs them briefly.
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		-fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=gnu11 -Wall -Wextra -Werror \
+		-Wno-missing-field-initializers -Wno-unknown-warning-option \
+		-D_GNU_SOURCE \
+		-DKPX_VERSION=\"$(VERSION)\" -I. -Iuserspace -I$(BUILD) \
+		$(PKG_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
+
+.PHONY: all deps test unit-test bench demo install clean format soak fuzz fuzz-build
 all: $(BUILD)/kpx $(BUILD)/tests/unit_tests $(BUILD)/tests/bpf_tests tools
 
 $(BUILD)/vmlinux.h:
@@ -85,6 +101,23 @@ $(BUILD)/%: perf/tools/%.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
 $(TOOLS): $(LIB_OBJS)
 
+$(FUZZ_BUILD)/obj/%.o: %.c $(BPF_SKELS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libkpx.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libkpx.a
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+		$(FUZZ_BUILD)/libkpx.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
 deps:
 	bash scripts/deps.sh
 
@@ -117,6 +150,7 @@ format:
 	clang-format -i $(LIB_SRCS) userspace/cli/main.c $(UNIT_SRCS) $(BPFT_SRCS)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) build-san
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs every build, test and demo dependency on Debian 12; idempotent.
 set -euo pipefail
-PKGS=(make gcc clang llvm pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
+# libclang-rt-14-dev: clang's sanitizer and libFuzzer runtimes (make fuzz)
+PKGS=(make gcc clang llvm libclang-rt-14-dev pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
       libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libjson-c-dev
       libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev libcriterion-dev
       iproute2 nftables conntrack iptables socat netsniff-ng python3

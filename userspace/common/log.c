@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 int kpx_log_verbosity;
+int kpx_log_silent;
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */
 static size_t utf8_len(const unsigned char *s)
@@ -115,6 +116,8 @@ void kpx_log(char severity, const char *file, int line, const char *fmt, ...)
 	 * newline would forge a log line, an escape sequence would act on
 	 * the operator's terminal. */
 	kpx_escape(msg, esc, sizeof(esc));
+	if (kpx_log_silent)
+		return;
 	/* One write per line so concurrent agents never interleave a line. */
 	fprintf(stderr, "%c%02d%02d %02d:%02d:%02d.%06ld %7d %s:%d] %s\n",
 		severity, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,

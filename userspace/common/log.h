@@ -13,6 +13,8 @@
 #include <stddef.h>
 
 extern int kpx_log_verbosity;
+/* Fuzzers: lines are formatted and escaped as always, then dropped. */
+extern int kpx_log_silent;
 
 void kpx_log(char severity, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -1634,3 +1634,46 @@ int kpx_k8s_rest_stats(const struct kpx_k8s_source *src,
 	}
 	return 0;
 }
+
+/* ---- the watch-stream parser alone (tests, tests/fuzz) ----------------- */
+
+int kpx_k8s_watch_feed(struct kpx_store *store, enum kpx_kind kind,
+		       const char *body, size_t len, size_t chunk, char *err,
+		       size_t errlen)
+{
+	struct kpx_k8s_source *src;
+	struct informer *inf;
+	int ret = 0;
+
+	if ((unsigned)kind >= KPX_KIND_COUNT)
+		return -EINVAL;
+	/* Heap: the source holds the connection's PATH_MAX-sized fields. */
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return -ENOMEM;
+	src->store = store;
+	inf = &src->inf[kind];
+	inf->src = src;
+	inf->kind = kind;
+	inf->name = "watch";
+	inf->req = REQ_WATCH;
+	inf->tok = json_tokener_new();
+	if (!inf->tok) {
+		free(src);
+		return -ENOMEM;
+	}
+	if (!chunk)
+		chunk = len ? len : 1;
+	for (size_t off = 0; off < len; off += chunk) {
+		size_t n = len - off < chunk ? len - off : chunk;
+
+		if (feed_watch(inf, body + off, n) < 0) {
+			snprintf(err, errlen, "%s", inf->abort_msg);
+			ret = -EPROTO;
+			break;
+		}
+	}
+	json_tokener_free(inf->tok);
+	free(src);
+	return ret;
+}

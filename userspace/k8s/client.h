@@ -139,4 +139,14 @@ struct json_object *kpx_k8s_status(const struct kpx_k8s_source *src);
 int kpx_k8s_rest_stats(const struct kpx_k8s_source *src,
 		       struct kpx_k8s_rest_stats *out);
 
+/*
+ * The watch-stream parser alone, for tests and fuzzing: feeds body to a
+ * fresh watch of kind writing into store, in pieces of chunk bytes (0:
+ * whole), as libcurl would. 0, or -EPROTO when the stream would be
+ * abandoned (reason in err). No network, no timers.
+ */
+int kpx_k8s_watch_feed(struct kpx_store *store, enum kpx_kind kind,
+		       const char *body, size_t len, size_t chunk, char *err,
+		       size_t errlen);
+
 #endif
