@@ -253,6 +253,28 @@ struct kpx_ct_value {
 	__u8 nh_mac[6]; /* next hop cache: destination MAC */
 };
 
+/* Map "kpx_frag" (nodeport object, private, not pinned): the L4 ports
+ * of a fragmented datagram, learnt from its first fragment so that the
+ * later ones (no L4 header) get the same translation. LRU. The key is
+ * the datagram's identity as the sender wrote it (RFC 791 / RFC 8200). */
+struct kpx_frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be32 id;    /* IPv4: the 16-bit identification in the first 2
+		       * bytes; IPv6: the Fragment header's identification */
+	__u8 proto;   /* IPv4 protocol; IPv6: the Fragment header's next
+		       * header */
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct kpx_frag_value {
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;   /* L4 protocol (IPv6: after the extension headers) */
+	__u8 pad[3];
+};
+
 /* Map "kpx_src_range": LPM trie, (svc_id, source prefix) -> 1. */
 struct kpx_src_range_key {
 	__u32 prefixlen; /* 32 (svc_id) + address prefix */
@@ -331,6 +353,8 @@ _Static_assert(sizeof(struct kpx_ct_key) == 40, "kpx_ct_key");
 _Static_assert(sizeof(struct kpx_ct_value) == 64, "kpx_ct_value");
 _Static_assert(sizeof(struct kpx_src_range_key) == 24, "kpx_src_range_key");
 _Static_assert(sizeof(struct kpx_cidr_key) == 24, "kpx_cidr_key");
+_Static_assert(sizeof(struct kpx_frag_key) == 40, "kpx_frag_key");
+_Static_assert(sizeof(struct kpx_frag_value) == 8, "kpx_frag_value");
 _Static_assert(sizeof(struct kpx_sk_revnat) == 40, "kpx_sk_revnat");
 _Static_assert(sizeof(struct kpx_udp_destroy_key) == 40, "kpx_udp_destroy_key");
 _Static_assert(sizeof(struct kpx_sock_slot) == 48, "kpx_sock_slot");

@@ -35,23 +35,38 @@ static __always_inline int kpx_tc_verdict(struct __sk_buff *skb, int v)
  * The parser reads headers from the linear part only. Some senders
  * (AF_PACKET without the qdisc, some drivers, GRO'd frames) leave little
  * more than the Ethernet header linear: pull up to 128 bytes first, and
- * only when needed, since the pull may reallocate the head.
+ * only when needed, since the pull may reallocate the head. IPv6 frames
+ * with extension headers get up to KPX_L4OFF_MAX + a TCP header
+ * (kpx_parse's bound).
  */
 /* A subprogram, not inlined: inlined, clang shares the ctx offsets of
  * data/data_end with the parser below and the verifier then rejects a
  * "modified ctx ptr" dereference. */
+#define KPX_PULL_EXT (KPX_L4OFF_MAX + 20)
 static __attribute__((noinline)) int kpx_tc_linearize(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	/* 74: Ethernet + IPv6 + TCP without options. */
 	__u32 need = skb->len < 74 ? skb->len : 74;
+	__u32 ext = skb->len < KPX_PULL_EXT ? skb->len : KPX_PULL_EXT;
+	__u8 *h = data;
 
 	/* Pointer compare only: the verifier forbids pkt_end - pkt. */
-	if (need > 74)
+	if (need > 74 || ext > KPX_PULL_EXT)
 		return 0;
-	if (data + need > data_end)
-		return bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+	if (data + need > data_end) {
+		if (bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128))
+			return -1;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		h = data;
+	}
+	if ((void *)(h + KPX_ETH_HLEN + 7) > data_end)
+		return 0;
+	if (h[12] == 0x86 && h[13] == 0xdd && kpx_ip6_is_ext(h[20]) &&
+	    data + ext > data_end)
+		return bpf_skb_pull_data(skb, ext);
 	return 0;
 }
 

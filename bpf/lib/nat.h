@@ -42,13 +42,17 @@ static __always_inline __u32 kpx_l4_csum_off(__u8 proto)
 }
 
 /* Rewrites the TCP/UDP tuple of p to (ns, nd, nsp, ndp). Addresses are
- * 4 or 16 bytes as p->family says. Returns 0 or -1 (packet too short). */
+ * 4 or 16 bytes as p->family says. A non-first fragment gets the
+ * addresses only (its datagram's ports and L4 checksum are in the first
+ * fragment). Returns 0 or -1 (packet too short). */
 static __always_inline int kpx_nat_l4(void *ctx, const bool xdp,
 				      const struct kpx_pkt *p, const __u8 *ns,
 				      const __u8 *nd, __be16 nsp, __be16 ndp)
 {
 	const bool v4 = p->family == KPX_AF_INET;
 	const bool udp = p->proto == KPX_IPPROTO_UDP;
+	/* a non-first fragment: no L4 header (lib/frag.h) */
+	const bool later = p->frag == KPX_FRAG_LATER;
 	__u32 csum_off = p->l4off + kpx_l4_csum_off(p->proto);
 	__u32 aoff = p->l3off + (v4 ? 12 : 8);
 	__u32 olda[8], newa[8];
@@ -77,6 +81,15 @@ static __always_inline int kpx_nat_l4(void *ctx, const bool xdp,
 
 		if (v4 && bpf_l3_csum_replace(skb, p->l3off + 10, 0, adiff, 0))
 			return -1;
+		if (later) {
+			/* Addresses only. IPv6 has no header checksum to
+			 * absorb the change: keep a CHECKSUM_COMPLETE
+			 * skb's sum right (IPv4's header checksum does). */
+			if (bpf_skb_store_bytes(skb, aoff, newa, v4 ? 8 : 32,
+						v4 ? 0 : BPF_F_RECOMPUTE_CSUM))
+				return -1;
+			return 0;
+		}
 		if (bpf_l4_csum_replace(skb, csum_off, 0, adiff,
 					BPF_F_PSEUDO_HDR | mangled))
 			return -1;
@@ -93,22 +106,28 @@ static __always_inline int kpx_nat_l4(void *ctx, const bool xdp,
 		__u16 *csum;
 		__be16 *ports;
 
-		if (p->l4off > 80)
+		if (p->l4off > KPX_L4OFF_MAX)
 			return -1;
 		ports = data + p->l4off;
-		if ((void *)(ports + 2) > data_end)
-			return -1;
 		csum = data + (p->l4off + kpx_l4_csum_off(p->proto));
-		if ((void *)(csum + 1) > data_end)
-			return -1;
-		if (udp)
-			*csum = kpx_csum_apply_udp(*csum, (__u64)(__u32)adiff +
-							  (__u32)pdiff);
-		else
-			*csum = kpx_csum_apply(*csum, (__u64)(__u32)adiff +
-						      (__u32)pdiff);
-		ports[0] = nsp;
-		ports[1] = ndp;
+		if (later) {
+			/* no L4 header in this fragment: addresses only */
+		} else {
+			if ((void *)(ports + 2) > data_end)
+				return -1;
+			if ((void *)(csum + 1) > data_end)
+				return -1;
+			if (udp)
+				*csum = kpx_csum_apply_udp(
+					*csum, (__u64)(__u32)adiff +
+						       (__u32)pdiff);
+			else
+				*csum = kpx_csum_apply(*csum,
+						       (__u64)(__u32)adiff +
+							       (__u32)pdiff);
+			ports[0] = nsp;
+			ports[1] = ndp;
+		}
 		if (v4) {
 			struct iphdr *ip = data + KPX_ETH_HLEN;
 

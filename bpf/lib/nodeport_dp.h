@@ -16,6 +16,7 @@
 #include "bpf/kpx_abi.h"
 #include "bpf/lib/csum.h"
 #include "bpf/lib/ct.h"
+#include "bpf/lib/frag.h"
 #include "bpf/lib/lb.h"
 #include "bpf/lib/maps.h"
 #include "bpf/lib/nat.h"
@@ -250,7 +251,7 @@ static __always_inline int kpx_reject_tcp(void *ctx, const bool xdp,
 	__u32 seglen, seq, ack, l3len;
 	__s64 sum;
 
-	if ((void *)(eth + 1) > data_end || p->l4off > 80)
+	if ((void *)(eth + 1) > data_end || p->l4off > KPX_L4OFF_MAX)
 		return KPX_V_DROP;
 	th = data + p->l4off;
 	if ((void *)(th + 1) > data_end)
@@ -459,6 +460,12 @@ static __always_inline int kpx_reject_udp(void *ctx, const bool xdp,
 static __attribute__((noinline)) int kpx_dsr_push_tc(struct __sk_buff *skb,
 						     const struct kpx_pkt *p)
 {
+	/* Fragments of a DSR flow travel without the option: a later
+	 * fragment has no room we could use, and the backend node learnt
+	 * the flow from its unfragmented packets (a flow whose first
+	 * packet is a fragment takes the SNAT path, kpx_new_flow). */
+	if (p->frag)
+		return 0;
 	if (p->family == KPX_AF_INET6) {
 		if (p->l4off != p->l3off + 40) {
 			kpx_count_drop(KPX_DROP_UNSUPPORTED);
@@ -532,7 +539,11 @@ static __attribute__((noinline)) int kpx_dsr_learn(struct __sk_buff *skb,
 		opt = data + KPX_ETH_HLEN + 40;
 		if ((void *)(opt + KPX_DSR6_HDR_LEN) > data_end)
 			return -1;
-		if (opt[2] != KPX_DSR6_OPT_TYPE || opt[3] != KPX_DSR6_OPT_LEN)
+		/* the first extension header, a Destination Options
+		 * header of our length (kpx_parse walks any chain) */
+		if (((__u8 *)data)[KPX_ETH_HLEN + 6] != KPX_IPPROTO_DSTOPTS ||
+		    opt[1] != KPX_DSR6_HDR_LEN / 8 - 1 ||
+		    opt[2] != KPX_DSR6_OPT_TYPE || opt[3] != KPX_DSR6_OPT_LEN)
 			return -1;
 		__builtin_memcpy(&fe_port, opt + 4, 2);
 		__builtin_memcpy(v.new_saddr, opt + 6, 16);
@@ -739,9 +750,9 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 		return KPX_V_PASS;
 	/* DSR instead of SNAT: remote backends of eTP=Cluster services, IPv4
 	 * packets without IP options (room for ours), IPv6 packets without
-	 * extension headers, tc only (XDP leaves the flow to tc, which can
-	 * grow the packet). */
-	dsr = snat && !local && (cfg->flags & KPX_DP_F_DSR) &&
+	 * extension headers, not fragments (kpx_dsr_push_tc), tc only (XDP
+	 * leaves the flow to tc, which can grow the packet). */
+	dsr = snat && !local && (cfg->flags & KPX_DP_F_DSR) && !p->frag &&
 	      ((p->family == KPX_AF_INET && p->l4off == p->l3off + 20) ||
 	       (p->family == KPX_AF_INET6 && p->l4off == p->l3off + 40));
 	if (dsr && xdp)
@@ -898,6 +909,10 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 		return kpx_apply_tc(ctx, p, e,
 				    local && !(e->flags & KPX_CT_F_SNAT));
 	}
+	/* A non-first fragment never starts a flow (nor gets a reject
+	 * reply): without its flow it is the stack's (lib/frag.h). */
+	if (p->frag == KPX_FRAG_LATER)
+		return KPX_V_PASS;
 	if (xdp)
 		r = kpx_new_flow_xdp(ctx, p, svc, &ck);
 	else
@@ -952,11 +967,16 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	struct kpx_pkt p;
 	int r;
 
-	r = kpx_parse(data, data_end, &p);
+	/* tc: the whole frame, which may be longer than its linear part */
+	r = kpx_parse(data, data_end, &p,
+		      xdp ? (__u32)(data_end - data) :
+			    ((struct __sk_buff *)ctx)->len);
 	if (r == KPX_PARSE_SKIP)
 		return KPX_V_PASS;
 	if (r == KPX_PARSE_ICMP_ERR)
 		return xdp ? KPX_V_PASS : kpx_icmp_err(ctx, &p, false);
+	if (r == KPX_PARSE_FRAG && kpx_frag_lookup(&p))
+		return KPX_V_PASS;
 
 	__builtin_memcpy(sk.addr, p.daddr, 16);
 	sk.port = p.dport;
@@ -965,12 +985,17 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	sk.family = p.family;
 	sk.pad[0] = sk.pad[1] = sk.pad[2] = 0;
 	svc = bpf_map_lookup_elem(&kpx_svc, &sk);
-	if (svc)
+	if (svc) {
+		if (p.frag == KPX_FRAG_FIRST)
+			kpx_frag_register(&p);
 		return kpx_service(ctx, xdp, &p, svc);
+	}
 	/* IHL 7: room for exactly the DSR option (XDP passes it to tc);
-	 * IPv6: kpx_parse only steps over our Destination Options header.
-	 * Anything else (or SNAT mode) goes on to the reply lookup. */
-	if (!xdp && ((p.family == KPX_AF_INET && p.l4off == p.l3off + 28) ||
+	 * IPv6: one 24-byte extension header, which kpx_dsr_learn checks is
+	 * our Destination Options header. Anything else (or SNAT mode, or a
+	 * fragment) goes on to the reply lookup. */
+	if (!xdp && !p.frag &&
+	    ((p.family == KPX_AF_INET && p.l4off == p.l3off + 28) ||
 		     (p.family == KPX_AF_INET6 &&
 		      p.l4off == p.l3off + 40 + KPX_DSR6_HDR_LEN))) {
 		r = kpx_dsr_learn(ctx, &p);
@@ -984,6 +1009,8 @@ static __always_inline int kpx_np_ingress(void *ctx, const bool xdp)
 	e = bpf_map_lookup_elem(&kpx_ct, &ck);
 	if (!e)
 		return KPX_V_PASS;
+	if (p.frag == KPX_FRAG_FIRST)
+		kpx_frag_register(&p);
 	kpx_ct_touch(e, bpf_ktime_get_coarse_ns(), p.tcp_flags);
 	if (xdp)
 		return kpx_apply_xdp(ctx, &p, e);
@@ -1001,16 +1028,20 @@ static __always_inline int kpx_np_egress(struct __sk_buff *skb)
 	struct kpx_pkt p;
 	int r;
 
-	r = kpx_parse(data, data_end, &p);
+	r = kpx_parse(data, data_end, &p, skb->len);
 	if (r == KPX_PARSE_SKIP)
 		return KPX_V_PASS;
 	if (r == KPX_PARSE_ICMP_ERR)
 		return kpx_icmp_err(skb, &p, true);
+	if (r == KPX_PARSE_FRAG && kpx_frag_lookup(&p))
+		return KPX_V_PASS;
 	kpx_ct_key_init(&ck, p.saddr, p.daddr, p.sport, p.dport, p.proto,
 			p.family, KPX_CT_DIR_REPLY);
 	e = bpf_map_lookup_elem(&kpx_ct, &ck);
 	if (!e || !(e->flags & KPX_CT_F_LOCAL))
 		return KPX_V_PASS;
+	if (p.frag == KPX_FRAG_FIRST)
+		kpx_frag_register(&p);
 	kpx_ct_touch(e, bpf_ktime_get_coarse_ns(), p.tcp_flags);
 	/* to the stack after the rewrite: same as kpx_apply(to_stack) */
 	return kpx_apply_tc(skb, &p, e, true);
