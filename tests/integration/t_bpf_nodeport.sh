@@ -11,6 +11,8 @@
 # n1:nodePort, n1 keeps only the forward entry (no SNAT/reply state);
 # the same for IPv6 (Destination Options header instead of the option),
 # and full-size uploads through both (MSS lowered by 8 resp. 24 bytes).
+# Every mode: a 3000-byte UDP datagram (MTU 1500: fragmented both ways)
+# to a NodePort whose endpoint is on n2 comes back whole (frag-udp4/6).
 # Prints PASS/FAIL/SKIP np-<mode>/<check>. KPX_NP_MODES="tc xdp dsr dsr-xdp"
 # picks modes.
 set -uo pipefail
@@ -156,6 +158,53 @@ dsr_checks() {
 	fi
 }
 
+# udp_svc NAME CLUSTERIP NODEPORT FAMILY TARGETPORT IP@NODE: a UDP-only
+# eTP=Cluster NodePort service with one endpoint.
+udp_svc() {
+	echo "apiVersion: v1"; echo "kind: Service"
+	echo "metadata: {name: $1, namespace: np}"
+	echo "spec: {type: NodePort, clusterIP: $2, clusterIPs: [$2], ipFamilies: [$4], externalTrafficPolicy: Cluster, ports: [{name: u, protocol: UDP, port: 80, targetPort: $5, nodePort: $3}]}"
+	echo "---"; echo "apiVersion: discovery.k8s.io/v1"; echo "kind: EndpointSlice"
+	echo "metadata: {name: $1-a, namespace: np, labels: {kubernetes.io/service-name: $1}}"
+	echo "addressType: $4"; echo "ports: [{name: u, protocol: UDP, port: $5}]"
+	echo "endpoints: [{addresses: [\"${6%@*}\"], conditions: {ready: true}, nodeName: ${6#*@}}]"
+}
+
+# frag_checks: a 3000-byte UDP datagram from the external client to
+# n1:30098 (IPv4) / n1:30099 (IPv6), whose only endpoint is a socat echo
+# in n2-p2: three fragments each way at MTU 1500, the first fragment
+# creates the flow on n1 (SNAT, or the SNAT path in DSR mode), the later
+# ones follow it, and the backend's fragmented reply takes the SNAT
+# reverse path on n1. The client must get all 3000 bytes back.
+frag_checks() {
+	local fam addr port out in=$RIG_DIR/frag.in
+	if ! command -v socat >/dev/null; then
+		skip frag-udp4 "socat not installed"
+		skip frag-udp6 "socat not installed"
+		return
+	fi
+	head -c 3000 /dev/urandom >"$in"
+	rig_pod_run n2 2 socat UDP4-RECVFROM:9002,fork PIPE
+	rig_pod_run n2 2 socat UDP6-RECVFROM:9003,fork PIPE
+	sleep 0.5
+	for fam in 4 6; do
+		if [ "$fam" = 4 ]; then
+			addr=UDP4:$(rig_node_ip4 n1):30098
+		else
+			addr="UDP6:[$(rig_node_ip6 n1)]:30099"
+		fi
+		out=$RIG_DIR/frag.out$fam
+		# one datagram of 3000 bytes (-b: read the file in one go);
+		# -t: wait for the echo after our EOF
+		rig_ext_exec timeout 6 socat -b 65536 -t 2 - "$addr" <"$in" >"$out" 2>"$out.err"
+		if cmp -s "$in" "$out"; then
+			pass frag-udp$fam
+		else
+			fail frag-udp$fam "got $(stat -c %s "$out" 2>/dev/null) of 3000 bytes back ($(head -c 200 "$out.err" | tr '\n' ' '))"
+		fi
+	done
+}
+
 run_mode() {
 	MODE=$1
 	(
@@ -202,6 +251,9 @@ run_mode() {
 		  echo "addressType: IPv6"; echo "ports: [{name: p, protocol: TCP, port: 9001}]"
 		  echo "endpoints: [{addresses: [\"$Q6\"], conditions: {ready: true}, nodeName: n2}]"
 		} | rig_manifest_write npm6.yaml
+		# fragmented UDP (frag_checks): socat echoes in n2-p2
+		udp_svc npf 198.18.100.156 30098 IPv4 9002 198.19.2.12@n2 | rig_manifest_write npf.yaml
+		udp_svc npf6 fd00:18:100::18 30099 IPv6 9003 fd00:19:2::12@n2 | rig_manifest_write npf6.yaml
 		rig_pod_servers 8080
 		rig_agent_start n1 "${extra[@]}"
 		rig_agent_start n2 "${extra[@]}"
@@ -271,6 +323,8 @@ run_mode() {
 			done
 		done
 		check_why ipv6 "$why"
+
+		frag_checks
 
 		# long-lived connections through both nodes survive a kill -9 and
 		# restart of n1's agent (state lives in pinned maps)
