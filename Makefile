@@ -28,7 +28,20 @@ endif
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.skel.h,$(BPF_SRCS))
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+# The target's architecture for the BPF objects' __TARGET_ARCH_* define
+# (libbpf's names): the build machine's unless ARCH (uname -m spelling) or
+# BPF_ARCH (x86, arm64, ...) is given; the Containerfile passes Docker's
+# TARGETARCH. `make BPF_ARCH=arm64 bpf` builds only the BPF objects.
+ARCH     ?= $(shell uname -m)
+BPF_ARCH ?= $(or $(strip \
+	$(if $(filter x86_64 amd64 i386 i686,$(ARCH)),x86) \
+	$(if $(filter aarch64 arm64,$(ARCH)),arm64) \
+	$(if $(filter armv7l armv6l arm,$(ARCH)),arm) \
+	$(if $(filter ppc64le ppc64,$(ARCH)),powerpc) \
+	$(if $(filter s390x,$(ARCH)),s390) \
+	$(if $(filter riscv64,$(ARCH)),riscv) \
+	$(if $(filter loongarch64,$(ARCH)),loongarch)),$(error unknown ARCH '$(ARCH)': set BPF_ARCH))
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Werror \
 	      -Wno-unused-function -I$(BUILD) -Ibpf -I.
 
 LIB_SRCS := $(filter-out %.bpf.c userspace/cli/main.c, \
@@ -59,8 +72,10 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
 
-.PHONY: all deps test unit-test bench demo install clean format soak fuzz fuzz-build
+.PHONY: all deps test unit-test bench demo install clean format soak fuzz fuzz-build bpf
 all: $(BUILD)/kpx $(BUILD)/tests/unit_tests $(BUILD)/tests/bpf_tests tools
+
+bpf: $(BPF_OBJS)
 
 $(BUILD)/vmlinux.h:
 	@mkdir -p $(@D)

@@ -135,7 +135,13 @@ if (ds && cr && crb && sa) {
 	want(ds.metadata.namespace === "kube-system", "DaemonSet not in kube-system");
 	want(ps.serviceAccountName === sa.metadata.name, "DaemonSet does not use the ServiceAccount");
 	want(ps.hostNetwork === true, "no hostNetwork");
-	want(ps.dnsPolicy === "ClusterFirstWithHostNet", "dnsPolicy");
+	// kpx makes the cluster DNS reachable: it must not depend on it
+	want(ps.dnsPolicy === "Default", "dnsPolicy (want Default)");
+	want(ps.nodeSelector?.["kubernetes.io/os"] === "linux", "nodeSelector kubernetes.io/os: linux");
+	want(ps.securityContext?.appArmorProfile?.type === "Unconfined" &&
+		ds.spec.template.metadata.annotations?.["container.apparmor.security.beta.kubernetes.io/" + c.name] === "unconfined",
+		"AppArmor unconfined (field and pre-1.30 annotation)");
+	want(c.securityContext?.seLinuxOptions?.type === "spc_t", "SELinux type spc_t");
 	want(ps.priorityClassName === "system-node-critical", "priorityClassName");
 	want(ps.tolerations?.some((t) => t.operator === "Exists" && !t.key && !t.effect), "no toleration for every taint");
 	want(ds.spec.updateStrategy?.type === "RollingUpdate" &&
@@ -149,7 +155,8 @@ if (ds && cr && crb && sa) {
 	const caps = c.securityContext?.capabilities?.add || [];
 	want(caps.includes("NET_ADMIN") && (caps.includes("SYS_ADMIN") || (caps.includes("BPF") && caps.includes("PERFMON"))),
 		"capabilities");
-	want(c.args?.join(" ").includes("--config /etc/kpx/config.yaml") && c.args[0] === "run", "args");
+	want(c.args?.includes("--config=/var/lib/kube-proxy/config.conf") && c.args[0] === "run", "args");
+	want(c.args?.includes("--cgroup-path=/host/sys/fs/cgroup"), "--cgroup-path in args (a pasted config.conf has none)");
 	want(c.args?.includes("--hostname-override=$(NODE_NAME)") &&
 		c.env?.some((e) => e.name === "NODE_NAME" && e.valueFrom?.fieldRef?.fieldPath === "spec.nodeName"), "NODE_NAME");
 	const vols = Object.fromEntries(ps.volumes.map((v) => [v.name, v]));
@@ -163,6 +170,11 @@ if (ds && cr && crb && sa) {
 			m.mountPropagation === "Bidirectional")), "no init step mounting bpffs");
 	const cmv = ps.volumes.find((v) => v.configMap);
 	want(cmv?.configMap.name === get("ConfigMap").metadata.name, "config volume is not the ConfigMap");
+	// kube-proxy's layout: its ConfigMap's keys at /var/lib/kube-proxy
+	want(c.volumeMounts.some((m) => m.name === cmv?.name && m.mountPath === "/var/lib/kube-proxy"),
+		"ConfigMap not mounted at /var/lib/kube-proxy");
+	const data = get("ConfigMap").data || {};
+	want(data["config.conf"] && data["kubeconfig.conf"], "ConfigMap lacks kubeadm's keys config.conf, kubeconfig.conf");
 }
 if (problems.length) { console.log(problems.join("; ")); process.exit(1); }
 EOF
@@ -226,8 +238,8 @@ import sys, yaml
 out = sys.argv[1]
 for f in sys.argv[2:]:
     for d in yaml.safe_load_all(open(f)):
-        if d and d.get("kind") == "ConfigMap" and "config.yaml" in (d.get("data") or {}):
-            open(out, "w").write(d["data"]["config.yaml"])
+        if d and d.get("kind") == "ConfigMap" and "config.conf" in (d.get("data") or {}):
+            open(out, "w").write(d["data"]["config.conf"])
             sys.exit(0)
 sys.exit(1)
 EOF
@@ -236,7 +248,7 @@ EOF
 test_config() {
 	local cfg=$TMP/config.yaml out rc
 	if ! extract_config "$cfg" 2>"$TMP/extract.err"; then
-		fail deploy_config_accepted "no ConfigMap with data[config.yaml] in manifests/ ($(head -1 "$TMP/extract.err"))"
+		fail deploy_config_accepted "no ConfigMap with data[config.conf] in manifests/ ($(head -1 "$TMP/extract.err"))"
 		return
 	fi
 	write_manifests_dir
@@ -254,10 +266,10 @@ test_config() {
 	fi
 
 	# A wrong value is refused, naming the field; an unknown field is not.
-	sed 's/^minSyncPeriod: .*/minSyncPeriod: soon/' "$cfg" >"$TMP/bad.yaml"
+	sed 's/minSyncPeriod: .*/minSyncPeriod: soon/' "$cfg" >"$TMP/bad.yaml"
 	# the shipped config must set it, or this check tests an unchanged file
 	if cmp -s "$cfg" "$TMP/bad.yaml"; then
-		fail deploy_config_bad_value "the ConfigMap's config.yaml has no minSyncPeriod line to break"
+		fail deploy_config_bad_value "the ConfigMap's config.conf has no minSyncPeriod line to break"
 		cfg=""
 	fi
 	out=$(tcall "$KPX" plan --config "$TMP/bad.yaml" --manifests "$TMP/objs" 2>&1)
@@ -269,7 +281,8 @@ test_config() {
 	else
 		pass deploy_config_bad_value
 	fi
-	{ cat "$cfg"; echo "someFutureField: 1"; } >"$TMP/unknown.yaml"
+	# (kubeadm writes the key as a |- block: no newline at its end)
+	{ cat "$cfg"; echo; echo "someFutureField: 1"; } >"$TMP/unknown.yaml"
 	out=$(tcall "$KPX" plan --config "$TMP/unknown.yaml" --manifests "$TMP/objs" 2>&1)
 	rc=$?
 	if [ $rc -ne 0 ] || ! echo "$out" | grep -q 'unknown field someFutureField'; then
@@ -448,13 +461,137 @@ EOF
 	fi
 }
 
+# ---- every manifest parses (python3-yaml, independent of node/npm) ---------
+
+test_manifests_parse() {
+	local out
+	if out=$(python3 - manifests/*.yaml 2>&1 <<'PY'
+import sys, yaml
+bad = []
+for f in sys.argv[1:]:
+    try:
+        docs = [d for d in yaml.safe_load_all(open(f)) if d is not None]
+    except yaml.YAMLError as e:
+        bad.append(f"{f}: {e}".replace("\n", " "))
+        continue
+    if not docs:
+        bad.append(f"{f}: no objects")
+    for d in docs:
+        if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") or \
+                not (d.get("metadata") or {}).get("name"):
+            bad.append(f"{f}: an object without apiVersion/kind/metadata.name")
+if bad:
+    print("; ".join(bad))
+    sys.exit(1)
+PY
+	); then
+		pass deploy_manifests_parse
+	else
+		fail deploy_manifests_parse "$out"
+	fi
+}
+
+# ---- BPF objects for arm64 (the image's other platform) --------------------
+
+test_bpf_arm64() {
+	local out objs o m
+	command -v clang >/dev/null && [ -r /sys/kernel/btf/vmlinux ] ||
+		{ skip deploy_bpf_arm64 "needs clang and /sys/kernel/btf/vmlinux"; return; }
+	out=$(timeout 300 make -s --no-print-directory BUILD="$TMP/arm64" BPF_ARCH=arm64 bpf V=1 2>&1)
+	if [ $? -ne 0 ]; then
+		fail deploy_bpf_arm64 "make BPF_ARCH=arm64 bpf: $(tail -2 <<<"$out" | tr '\n' ' ')"
+		return
+	fi
+	objs=$(ls "$TMP"/arm64/bpf/*.bpf.o 2>/dev/null)
+	[ -n "$objs" ] || { fail deploy_bpf_arm64 "no .bpf.o built"; return; }
+	for o in $objs; do
+		m=$(readelf -h "$o" | sed -n 's/ *Machine: *//p')
+		[ "$m" = "Linux BPF" ] || { fail deploy_bpf_arm64 "$o: machine '$m'"; return; }
+	done
+	# the define comes from BPF_ARCH, and ARCH (uname -m / TARGETARCH
+	# spelling) maps to it
+	if ! make -n BUILD="$TMP/arm64-n" ARCH=arm64 "$TMP/arm64-n/bpf/sock_lb.bpf.o" 2>/dev/null |
+		grep -q -- '-D__TARGET_ARCH_arm64' ||
+		! make -n BUILD="$TMP/arm64-n" ARCH=aarch64 "$TMP/arm64-n/bpf/sock_lb.bpf.o" 2>/dev/null |
+		grep -q -- '-D__TARGET_ARCH_arm64' ||
+		! make -n BUILD="$TMP/amd64-n" ARCH=amd64 "$TMP/amd64-n/bpf/sock_lb.bpf.o" 2>/dev/null |
+		grep -q -- '-D__TARGET_ARCH_x86'; then
+		fail deploy_bpf_arm64 "ARCH=arm64/aarch64/amd64 do not map to __TARGET_ARCH_arm64/x86"
+		return
+	fi
+	grep -q 'ARCH=\$TARGETARCH' Containerfile ||
+		{ fail deploy_bpf_arm64 "the Containerfile does not pass TARGETARCH to make"; return; }
+	pass deploy_bpf_arm64 "$(echo "$objs" | wc -l) objects with -D__TARGET_ARCH_arm64"
+}
+
+# ---- rollback: the cleanup container of rollback-to-kube-proxy.yaml --------
+
+# Its args, run as the pod would: nothing is removed until "kube-proxy"
+# answers on 127.0.0.1:10256/healthz, then kpx's state goes and the
+# process stays up (Ready) until SIGTERM, which it exits 0 on.
+test_rollback_pod() {
+	local args pid srv why="" i
+	args=$(python3 - <<'PY'
+import yaml
+for d in yaml.safe_load_all(open("manifests/rollback-to-kube-proxy.yaml")):
+    if d and d.get("kind") == "DaemonSet":
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            if c["name"] == "kpx-cleanup":
+                print("\n".join(c["args"]))
+PY
+)
+	if [ -z "$args" ]; then
+		fail deploy_rollback_pod_stays_ready "no kpx-cleanup container in manifests/rollback-to-kube-proxy.yaml"
+		return
+	fi
+	ip netns add "$NS" 2>/dev/null
+	ip netns exec "$NS" ip link set lo up
+	ip netns exec "$NS" nft add table inet kpx || { fail deploy_rollback_pod_stays_ready "cannot create table inet kpx"; return; }
+	mkdir -p "$TMP/www"
+	echo ok >"$TMP/www/healthz"
+	# the pod's paths, here: config from the shipped ConfigMap, no bpf root
+	extract_config "$TMP/rb-config.conf" 2>/dev/null
+	mapfile -t argv < <(sed -e "s#^--config=.*#--config=$TMP/rb-config.conf#" \
+		-e "s#^--cgroup-path=.*#--cgroup-path=$TMP#" <<<"$args")
+	nsenter --net="/run/netns/$NS" "$KPX" "${argv[@]}" --wait-timeout 20s --backend nft \
+		--state-socket "$TMP/rb.sock" >"$TMP/rb.log" 2>&1 &
+	pid=$!
+	sleep 2
+	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 || why+=" removed before kube-proxy was healthy;"
+	kill -0 "$pid" 2>/dev/null || why+=" exited while waiting: $(tail -1 "$TMP/rb.log");"
+	(cd "$TMP/www" && exec nsenter --net="/run/netns/$NS" python3 -m http.server -b 127.0.0.1 10256) >/dev/null 2>&1 &
+	srv=$!
+	for i in $(seq 1 50); do
+		ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 || break
+		sleep 0.2
+	done
+	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 && why+=" table inet kpx still there after healthz answered;"
+	sleep 0.5
+	kill -0 "$pid" 2>/dev/null || why+=" did not stay up after the cleanup: $(tail -1 "$TMP/rb.log");"
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+	if kill -0 "$pid" 2>/dev/null; then
+		why+=" still running 5 s after SIGTERM;"
+		kill -KILL "$pid" 2>/dev/null
+	else
+		wait "$pid" || why+=" exit status $? on SIGTERM;"
+	fi
+	kill "$srv" 2>/dev/null
+	wait "$srv" 2>/dev/null
+	check_why deploy_rollback_pod_stays_ready "${why% }"
+	ip netns del "$NS" 2>/dev/null
+}
+
 if [ ! -x "$KPX" ]; then
 	fail deploy "build/kpx not built"
 	exit 0
 fi
 snapshot KPX "$TMP" || { fail deploy "build/kpx kept changing for 20 s"; exit 0; }
+test_manifests_parse
 test_manifests
 test_config
 test_containerfile
+test_bpf_arm64
+test_rollback_pod
 test_cleanup
 exit 0

@@ -671,9 +671,10 @@ static int wait_for_url(const char *url, uint64_t timeout_ms)
 			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((uint64_t)(now.tv_sec - t0.tv_sec) * 1000 +
-			    (uint64_t)(now.tv_nsec - t0.tv_nsec) / 1000000 >=
-		    timeout_ms)
+		/* signed: the nanosecond part of the difference may be < 0 */
+		if ((int64_t)(now.tv_sec - t0.tv_sec) * 1000 +
+			    (int64_t)(now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    (int64_t)timeout_ms)
 			break;
 		usleep(500 * 1000);
 	}
