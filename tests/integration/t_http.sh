@@ -7,7 +7,8 @@
 #     within 1 s, the agent closes each slow connection within 5 s, and a
 #     Service change still takes effect (the sync loop is not held up);
 #   - /readyz: 503 (with /livez 200) while the API server cannot be
-#     reached or refuses the credentials, 200 after the first sync; /metrics carries kube-proxy's
+#     reached or refuses the credentials, 200 after the first sync;
+#   - with a low open-files limit, slow clients do not starve syncing; /metrics carries kube-proxy's
 #     names (ip_family labels) and the process_* metrics.
 # One line per check: PASS BACKEND/name | FAIL BACKEND/name: why | SKIP ...
 # KPX_BACKENDS="nft bpf" selects backends. Exits 0 unless the rig broke.
@@ -310,6 +311,45 @@ readiness_checks() {
 	fi
 }
 
+# With few descriptors (here 256), slow clients must not take the ones
+# syncs need (reading a changed manifest, netlink sockets): connections
+# past half the limit are closed at once. 400 slow connections from ten
+# sources would otherwise hold 320 descriptors.
+LOWFD=256
+lowfd_checks() {
+	local why="" s out
+	rig_agent_stop n1
+	rig_node_bg n1 n1 "$RIG_DIR/agent-lowfd.log" prlimit --nofile=$LOWFD:$LOWFD \
+		"$KPX_BIN" run --manifests "$RIG_MANIFESTS" --backend "$B" \
+		--hostname-override n1 --node-ip "$(rig_node_ip4 n1),$(rig_node_ip6 n1)" \
+		--cluster-cidr 198.19.0.0/16,fd00:19::/32 \
+		--state-socket "$RIG_DIR/n1.sock" \
+		--bpf-root "/sys/fs/bpf/$RIG_P-n1" --cgroup-path "$RIG_CG/n1" \
+		--devices eth0 --healthz-bind-address "$NODE_IP:10256" \
+		--metrics-bind-address "$NODE_IP:10249" --min-sync-period 100ms -v 1
+	echo "$RIG_LAST_PID" >"$RIG_DIR/agent-n1.pid"
+	if ! wait_until 15 code_is "$HEALTHZ/readyz" 200; then
+		fail sync-continues-with-few-descriptors "agent with nofile $LOWFD not ready: $(grep -m3 '^E' "$RIG_DIR/agent-lowfd.log" | tr '\n' ' ')"
+		return
+	fi
+	slow_start lowfd-hz 10256 "$MANY_SRCS" silent 200
+	slow_start lowfd-hc $HC_PORT "$MANY_SRCS" silent 200
+	for s in lowfd-hz lowfd-hc; do
+		wait_until 10 slow_ready "$s" || echo "# $B: $s did not start" >&2
+	done
+	sleep 1
+	write_web 4 n1:2
+	wait_until 8 backends_are 198.18.100.1 80 "198.19.1.12:8080" ||
+		why="$why web not reprogrammed within 8 s: [$(backends_of 198.18.100.1 80)], last error: $(grep '^[EW]' "$RIG_DIR/agent-lowfd.log" | tail -1);"
+	rig_agent_alive n1 || why="$why the agent died: $(tail -2 "$RIG_DIR/agent-lowfd.log" | tr '\n' ' ');"
+	for s in lowfd-hz lowfd-hc; do
+		out=$(slow_wait "$s")
+		echo "# $B: nofile $LOWFD $s: $out" >&2
+	done
+	check_why sync-continues-with-few-descriptors "$why"
+	rig_agent_stop n1
+}
+
 run_backend() {
 	local out a
 	B=$1
@@ -347,6 +387,7 @@ run_backend() {
 	load_phase one "$ONE_SRC"
 	load_phase many "$MANY_SRCS"
 	rig_agent_alive n1 || fail agent "the agent died under load: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"
+	lowfd_checks
 	rig_down
 }
 

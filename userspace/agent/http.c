@@ -84,6 +84,10 @@ static struct {
 	unsigned int users; /* running daemons */
 	bool running, stop;
 	struct tracked_conn head; /* circular list */
+	/* Connections of every listener together; past the budget a new one
+	 * is closed at once, so that clients can never take the descriptors
+	 * syncs need (one listener per eTP=Local service adds up). */
+	unsigned long n, budget;
 } reaper = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
@@ -133,6 +137,14 @@ static int reaper_get(void)
 
 	pthread_mutex_lock(&reaper.lock);
 	if (!reaper.running) {
+		struct rlimit rl;
+
+		/* Half the descriptors (after nofile_raise), at least 64. */
+		reaper.budget = 4096;
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY)
+			reaper.budget = rl.rlim_cur / 2;
+		if (reaper.budget < 64)
+			reaper.budget = 64;
 		reaper.stop = false;
 		ret = -pthread_create(&reaper.thread, NULL, reaper_main, NULL);
 		reaper.running = !ret;
@@ -184,6 +196,11 @@ static void httpd_notify(void *cls, struct MHD_Connection *conn,
 		c->prev = &reaper.head;
 		reaper.head.next->prev = c;
 		reaper.head.next = c;
+		if (++reaper.n > reaper.budget) {
+			/* Our own thread owns the socket: the daemon sees EOF. */
+			shutdown(c->fd, SHUT_RDWR);
+			c->reaped = true;
+		}
 		pthread_mutex_unlock(&reaper.lock);
 		*socket_context = c;
 		return;
@@ -194,6 +211,7 @@ static void httpd_notify(void *cls, struct MHD_Connection *conn,
 	pthread_mutex_lock(&reaper.lock);
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
+	reaper.n--;
 	pthread_mutex_unlock(&reaper.lock);
 	free(c);
 	*socket_context = NULL;
