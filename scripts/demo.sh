@@ -92,4 +92,8 @@ say "kpx services (node n1, read from the kernel)"
 rig_node_exec n1 n1 "$KPX_BIN" services --state-socket "$RIG_DIR/n1.sock" \
 	--bpf-root "/sys/fs/bpf/$RIG_P-n1" --backend "$KPX_BACKEND"
 
+say "kpx explain: what node n1 does with the external client's NodePort packet, and why"
+rig_node_exec n1 n1 "$KPX_BIN" explain --state-socket "$RIG_DIR/n1.sock" \
+	--src "$RIG_EXT_IP4" --dst "$(rig_node_ip4 n1)" --port 30080
+
 say "done: removing namespaces, cgroups and pins"
