@@ -435,6 +435,9 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	err = lock_root(b);
 	if (err)
 		goto fail;
+	err = kpx_bpf_abi_check(cfg);
+	if (err)
+		goto fail;
 	oo.pin_root_path = root_of(cfg);
 	b->skel = sock_lb__open_opts(&oo);
 	if (!b->skel) {
@@ -450,6 +453,9 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 		kpx_err("bpf: load sock_lb object: %s", strerror(-err));
 		goto fail;
 	}
+	err = kpx_bpf_abi_store(bpf_map__fd(b->skel->maps.kpx_abi_version));
+	if (err)
+		goto fail;
 	b->fds[KPX_MAP_SVC] = bpf_map__fd(b->skel->maps.kpx_svc);
 	b->fds[KPX_MAP_SLOTS] = bpf_map__fd(b->skel->maps.kpx_slots);
 	b->fds[KPX_MAP_BACKENDS] = bpf_map__fd(b->skel->maps.kpx_backends);
@@ -548,6 +554,7 @@ static const char *const shared_maps[] = {
 	"kpx_revnat",	"kpx_affinity",	 "kpx_svc_meta",      "kpx_drops",
 	"kpx_svc_stats", "kpx_backend_stats", "kpx_config", "kpx_ct",
 	"kpx_src_range", "kpx_sk_revnat", "kpx_sock_slots", "kpx_cluster_cidr",
+	"kpx_abi_version",
 };
 
 static const char *const drop_names[KPX_DROP_REASON_MAX] = {

@@ -500,3 +500,129 @@ int kpx_bpf_size_maps(struct bpf_object *obj, const struct kpx_config *cfg)
 	}
 	return 0;
 }
+
+/* ---- ABI version of the pinned maps ---- */
+
+/* Pin paths: --bpf-root (< PATH_MAX, checked by its mkdir) plus short
+ * fixed names; truncation cannot reach a valid path. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+/*
+ * The KPX_ABI_VERSION that last changed each pinned map's key or value
+ * layout or meaning. Pins written by version v keep a map when
+ * changed_in <= v <= KPX_ABI_VERSION: its layout is the same since (new
+ * flag bits are rewritten by the first sync; capacities and flags are
+ * migrated by copy, migrate_pin). Older pins of a changed map, and every
+ * pin of an unknown version (a newer build, an unreadable version), are
+ * recreated empty. Bump KPX_ABI_VERSION and the map's entry together.
+ */
+static const struct {
+	const char *name;
+	uint32_t changed_in;
+} abi_maps[] = {
+	{ "kpx_svc", 1 },	    { "kpx_slots", 1 },
+	{ "kpx_backends", 1 },	    { "kpx_maglev", 1 },
+	{ "kpx_revnat", 1 },	    { "kpx_affinity", 1 },
+	{ "kpx_svc_meta", 1 },	    { "kpx_drops", 1 },
+	{ "kpx_svc_stats", 1 },	    { "kpx_backend_stats", 1 },
+	{ "kpx_config", 1 },	    { "kpx_ct", 1 },
+	{ "kpx_src_range", 1 },	    { "kpx_sk_revnat", 1 },
+	{ "kpx_sock_slots", 1 },    { "kpx_cluster_cidr", 2 },
+	{ "kpx_abi_version", 2 },
+};
+
+bool kpx_bpf_abi_keep(const char *map, uint32_t pinned)
+{
+	if (pinned == KPX_ABI_VERSION)
+		return true;
+	if (pinned == 0 || pinned > KPX_ABI_VERSION)
+		return false;
+	for (size_t i = 0; i < sizeof(abi_maps) / sizeof(abi_maps[0]); i++)
+		if (!strcmp(abi_maps[i].name, map))
+			return pinned >= abi_maps[i].changed_in;
+	return false;
+}
+
+static const char *root_path(const struct kpx_config *cfg)
+{
+	return cfg->bpf_root[0] ? cfg->bpf_root : "/sys/fs/bpf/kpx";
+}
+
+/* The version the pins under cfg's root were written by: 0 when none is
+ * pinned (a fresh root), 1 when maps are pinned without a version (before
+ * versions were stored), UINT32_MAX when it cannot be read. */
+static uint32_t pinned_version(const struct kpx_config *cfg)
+{
+	char path[PATH_MAX];
+	uint32_t key = 0, v = UINT32_MAX;
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/kpx_abi_version", root_path(cfg));
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		if (bpf_map_lookup_elem(fd, &key, &v) || v == 0)
+			v = UINT32_MAX;
+		close(fd);
+		return v;
+	}
+	snprintf(path, sizeof(path), "%s/kpx_svc", root_path(cfg));
+	return stat(path, &st) ? 0 : 1;
+}
+
+int kpx_bpf_abi_check(const struct kpx_config *cfg)
+{
+	uint32_t v = pinned_version(cfg);
+	size_t kept = 0, recreated = 0;
+
+	if (v == 0 || v == KPX_ABI_VERSION)
+		return 0;
+	if (v == UINT32_MAX)
+		kpx_warn("bpf: pinned maps under %s have an unreadable ABI "
+			 "version; none is reused", root_path(cfg));
+	else
+		kpx_info("bpf: pinned maps under %s are ABI version %u, this "
+			 "build is %u", root_path(cfg), v, KPX_ABI_VERSION);
+	for (size_t i = 0; i < sizeof(abi_maps) / sizeof(abi_maps[0]); i++) {
+		char path[PATH_MAX];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/%s", root_path(cfg),
+			 abi_maps[i].name);
+		if (stat(path, &st))
+			continue;
+		if (kpx_bpf_abi_keep(abi_maps[i].name, v)) {
+			kpx_dbg(1, "map %s: layout unchanged since ABI version "
+				   "%u; reused", abi_maps[i].name, v);
+			kept++;
+			continue;
+		}
+		if (unlink(path)) {
+			int err = -errno;
+
+			kpx_err("map %s: removing pin %s: %s", abi_maps[i].name,
+				path, strerror(-err));
+			return err;
+		}
+		kpx_warn("map %s: pinned by ABI version %u, whose layout this "
+			 "build (%u) does not read; recreated empty",
+			 abi_maps[i].name, v, KPX_ABI_VERSION);
+		recreated++;
+	}
+	kpx_info("bpf: ABI migration %u -> %u: %zu maps reused, %zu recreated",
+		 v == UINT32_MAX ? 0 : v, KPX_ABI_VERSION, kept, recreated);
+	return 0;
+}
+
+int kpx_bpf_abi_store(int version_map_fd)
+{
+	uint32_t key = 0, v = KPX_ABI_VERSION;
+
+	if (bpf_map_update_elem(version_map_fd, &key, &v, BPF_ANY)) {
+		int err = -errno;
+
+		kpx_err("map kpx_abi_version: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}

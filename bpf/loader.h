@@ -13,6 +13,8 @@
 #ifndef KPX_BPF_LOADER_H
 #define KPX_BPF_LOADER_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "agent/config.h"
@@ -32,5 +34,18 @@ int kpx_bpf_lock_root(const struct kpx_config *cfg, int *fd, pid_t *holder);
 /* Before load: sets max_entries (and maglev value size) of every shared
  * map present in obj from cfg, so all objects agree with the pins. */
 int kpx_bpf_size_maps(struct bpf_object *obj, const struct kpx_config *cfg);
+
+/*
+ * KPX_ABI_VERSION of the pins (map "kpx_abi_version"): before the first
+ * object is loaded, removes the pins of maps whose layout changed since
+ * the version that wrote them (all of them for an unknown version), so
+ * that loading recreates them instead of reusing them blindly; logs which
+ * maps were reused and which recreated. Pins without a version are of
+ * version 1. After loading, kpx_bpf_abi_store records this build's.
+ */
+int kpx_bpf_abi_check(const struct kpx_config *cfg);
+int kpx_bpf_abi_store(int version_map_fd);
+/* Pure: whether map (by pin name) pinned by ABI version pinned is reused. */
+bool kpx_bpf_abi_keep(const char *map, uint32_t pinned);
 
 #endif

@@ -218,6 +218,39 @@ masquerade_all() {
 	check_why masquerade-all "$why"
 }
 
+# bpf only: pins written by another ABI version are not reused blindly.
+map_id() { bpftool -j map show pinned "/sys/fs/bpf/$RIG_P-n1/$1" 2>/dev/null | jq -r .id; }
+abi_restart() {	# WHAT: restarts n1's agent, checks it serves again
+	rig_agent_stop n1
+	"$@"
+	rig_agent_start n1
+	rig_agent_wait_synced n1 15 || { why="$why agent did not restart: $(tail -2 "$RIG_DIR/agent-n1.log" | tr '\n' ' ');"; return 1; }
+	rig_sync_all
+	each_proto "outside -> ClusterIP via n1 after the restart" x 198.18.100.21 80 5 n2-p1 "$N1_ADDRS"
+}
+abi_version() {
+	[ "$KPX_BACKEND" = bpf ] || return 0
+	local why="" pin=/sys/fs/bpf/$RIG_P-n1 svc0 ct0 v
+	need_tools abi bpftool jq
+	svc0=$(map_id kpx_svc) ct0=$(map_id kpx_ct)
+	# a newer build's pins (version 999): nothing is reused
+	abi_restart bpftool map update pinned $pin/kpx_abi_version key 0 0 0 0 value 0xe7 0x03 0 0 || true
+	grep -q "are ABI version 999" "$RIG_DIR/agent-n1.log" || why="$why version 999 not reported in the log;"
+	grep -q "map kpx_svc: pinned by ABI version 999.*recreated" "$RIG_DIR/agent-n1.log" || why="$why kpx_svc not reported recreated;"
+	[ -n "$svc0" ] && [ "$(map_id kpx_svc)" != "$svc0" ] && [ "$(map_id kpx_ct)" != "$ct0" ] ||
+		why="$why maps of version 999 reused (kpx_svc id $svc0 -> $(map_id kpx_svc));"
+	v=$(bpftool -j map lookup pinned $pin/kpx_abi_version key 0 0 0 0 2>/dev/null | jq -r '.value | join(" ")')
+	[ "$v" = "0x02 0x00 0x00 0x00" ] || why="$why version after the restart: [$v], want 2;"
+	# pins without a version (before it was stored: version 1): the maps
+	# unchanged since are reused, kpx_cluster_cidr (new in 2) recreated
+	svc0=$(map_id kpx_svc)
+	abi_restart rm -f $pin/kpx_abi_version || true
+	[ "$(map_id kpx_svc)" = "$svc0" ] || why="$why kpx_svc of version 1 not reused;"
+	grep -q "map kpx_cluster_cidr: pinned by ABI version 1.*recreated" "$RIG_DIR/agent-n1.log" ||
+		why="$why kpx_cluster_cidr of version 1 not recreated;"
+	check_why abi-version-pins-not-reused-blindly "$why"
+}
+
 run_backend() {
 	BK=$1
 	(
@@ -236,7 +269,7 @@ run_backend() {
 			fail agents "agent did not start: $(tail -3 "$RIG_DIR/agent-n1.log" | tr '\n' ' ')"
 			exit 0
 		fi
-		for s in ${KPX_SCENARIOS:-offcluster host_endpoint hairpin etp_local masquerade_all}; do
+		for s in ${KPX_SCENARIOS:-offcluster host_endpoint hairpin etp_local abi_version masquerade_all}; do
 			rig_alive || { fail "$s" "the rig vanished"; continue; }
 			"$s"
 		done

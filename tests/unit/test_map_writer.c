@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bpf/map_walk.h"
+#include "bpf/loader.h"
 #include "bpf/map_writer.h"
 #include "plan/plan_internal.h"
 
@@ -1412,4 +1413,20 @@ Test(map_writer, entries_translate_the_rows)
 	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
 	kpx_map_writer_free(w);
 	fake_free(&f);
+}
+
+/* Which pinned maps an agent reuses across ABI versions: the same version
+ * all; an older one those whose layout did not change since; an unknown
+ * one (newer, or unreadable: 0) none. */
+Test(bpf_abi, pins_of_another_version_are_not_reused_blindly)
+{
+	cr_expect(kpx_bpf_abi_keep("kpx_svc", KPX_ABI_VERSION));
+	cr_expect(kpx_bpf_abi_keep("kpx_ct", 1), "unchanged since version 1");
+	cr_expect(kpx_bpf_abi_keep("kpx_svc", 1));
+	cr_expect_not(kpx_bpf_abi_keep("kpx_cluster_cidr", 1),
+		      "introduced by version 2: a version-1 pin is not it");
+	cr_expect_not(kpx_bpf_abi_keep("kpx_svc", KPX_ABI_VERSION + 1),
+		      "a newer build's layout is unknown");
+	cr_expect_not(kpx_bpf_abi_keep("kpx_ct", 0));
+	cr_expect_not(kpx_bpf_abi_keep("kpx_not_a_map", 1));
 }
