@@ -50,6 +50,10 @@ struct kpx_backend {
 	int fds[KPX_MAP_N];
 	struct kpx_map_writer *w;
 	struct kpx_nodeport *np;
+	/* The last sync's svcports that could not be programmed (the
+	 * others were): for the agent's `skipped` op. */
+	size_t n_skipped;
+	char skipped_msg[320];
 	/* UDP backends removed during the current sync. */
 	struct kpx_udp_destroy_key *gone;
 	size_t n_gone, cap_gone;
@@ -499,6 +503,20 @@ static int bpf_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 		st.last_sync_full ? "full" : "incremental", st.last_svcports,
 		plan->n_svcports);
 	udp_destroy_run(b);
+	/* Objects that cannot be programmed never hold back the others:
+	 * the writer wrote every other svcport; the sync succeeds with
+	 * them reported as skipped (the agent keeps the wanted plan, so
+	 * `kpx services --verify` shows them missing). */
+	b->n_skipped = 0;
+	if (err && st.last_skipped && !st.last_sync_failed) {
+		b->n_skipped = st.last_skipped;
+		snprintf(b->skipped_msg, sizeof(b->skipped_msg),
+			 "%u service port%s not programmed (previous state "
+			 "kept, retried by the next sync); last: %s",
+			 st.last_skipped, st.last_skipped == 1 ? "" : "s",
+			 st.last_error);
+		return 0;
+	}
 	/* A full hash map fails with E2BIG ("Argument list too long"), which
 	 * would be the agent's last_error in kpx status and the logs; say
 	 * "No space left on device" instead (the writer logged which map). */
@@ -531,6 +549,12 @@ static int bpf_resync(struct kpx_backend *b, const struct kpx_plan *plan)
 	kpx_map_writer_free(b->w);
 	b->w = w;
 	return bpf_sync(b, plan);
+}
+
+static const char *bpf_skipped(struct kpx_backend *b, size_t *n)
+{
+	*n = b->n_skipped;
+	return b->n_skipped ? b->skipped_msg : NULL;
 }
 
 static void bpf_tick(struct kpx_backend *b)
@@ -1057,6 +1081,7 @@ const struct kpx_backend_ops kpx_bpf_backend = {
 	.sync = bpf_sync,
 	.resync = bpf_resync,
 	.tick = bpf_tick,
+	.skipped = bpf_skipped,
 	.close = bpf_close,
 	.dump_datapath = bpf_dump_datapath,
 	.dump_frontends = bpf_dump_frontends,

@@ -279,12 +279,14 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 	int first_err = 0, err;
 
 	first_err = mw_cidrs_sync(w, plan);
+	w->st.last_sync_failed = first_err != 0;
 	err = diff_plan(w, plan, full, &d);
 	if (!err && !(v = wants_build(w, &d, &n)))
 		err = -ENOMEM;
 	if (err) {
 		diff_free(&d, true);
 		kpx_err("bpf: map writer: out of memory computing the sync");
+		w->st.last_sync_failed = true;
 		return err;
 	}
 	w->epoch++;
@@ -292,6 +294,7 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 	for (size_t t = 0; t < d.n_todo; t++) {
 		d.todo[t].rec->epoch = w->epoch;
 		d.todo[t].rec->failed = false;
+		d.todo[t].rec->write_failed = false;
 	}
 	for (size_t g = 0; g < d.n_gone; g++)
 		d.gone[g]->epoch = w->epoch;
@@ -328,6 +331,7 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 		err = mw_entry_write(w, e, &v[win]);
 		if (err) {
 			v[win].rec->failed = true;
+			v[win].rec->write_failed = true;
 			if (!first_err)
 				first_err = err;
 		}
@@ -338,6 +342,8 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 		err = delete_stale(w);
 		if (err && !first_err)
 			first_err = err;
+		if (err)
+			w->st.last_sync_failed = true;
 	} else {
 		for (size_t t = 0; t < d.n_todo; t++)
 			delete_unwanted(w, d.todo[t].rec);
@@ -350,7 +356,9 @@ int kpx_map_writer_sync(struct kpx_map_writer *w, const struct kpx_plan *plan)
 			mw_owner_set(d.gone[g]->ents, NULL);
 		free(d.gone[g]);
 	}
+	w->st.last_skipped = 0;
 	for (size_t t = 0; t < d.n_todo; t++) {
+		w->st.last_skipped += d.todo[t].rec->write_failed;
 		d.todo[t].rec->hash = d.todo[t].sp->hash;
 		d.todo[t].rec->retry = d.todo[t].rec->failed;
 	}

@@ -109,6 +109,14 @@ struct kpx_map_writer_stats {
 	 * them when it was a full sync) */
 	uint32_t last_svcports;
 	bool last_sync_full;
+	/* svcports of the last sync with an entry that could not be
+	 * written (map full, too many endpoints for the ABI, ...): skipped,
+	 * their previous state kept, retried by the next sync; the others
+	 * were written */
+	uint32_t last_skipped;
+	/* the last sync failed as a whole, not per object (out of memory,
+	 * kpx_cluster_cidr) */
+	bool last_sync_failed;
 	char last_error[256];
 };
 

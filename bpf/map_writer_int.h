@@ -66,6 +66,9 @@ struct sp_rec {
 	/* A write failed or a frontend was taken by another svcport: the
 	 * next sync processes it again even if its hash is unchanged. */
 	bool retry, failed;
+	/* An entry of it could not be written in this sync (not a
+	 * conflict): it keeps its previous state, counted as skipped. */
+	bool write_failed;
 	struct svc_entry *ents;
 	char id[];
 };

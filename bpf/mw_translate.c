@@ -108,9 +108,10 @@ void mw_want_fill(struct kpx_map_writer *w, struct want *x,
 	}
 	if (w->o.alg == KPX_LB_MAGLEV)
 		x->flags |= KPX_SVC_F_MAGLEV;
-	if (x->n > UINT16_MAX)
-		x->n = UINT16_MAX;
-	/* Names longer than the ABI field are cut (dumps only). */
+	/* A set larger than kpx_svc_value.count holds is refused by
+	 * mw_entry_write (an error naming it), never cut silently. Names
+	 * longer than the ABI field are cut (dumps only; the API's name
+	 * limits keep "ns/name:port" well below it). */
 	{
 		char full[KPX_NS_MAX + KPX_NAME_MAX + KPX_PORTNAME_MAX + 4] = {0};
 		int l = snprintf(full, sizeof(full), "%s/%s:%s", sp->ns,

@@ -154,10 +154,20 @@ int mw_entry_write(struct kpx_map_writer *w, struct svc_entry *e,
 	size_t got = 0, slots = 0, nr = 0, added_r = 0;
 	bool maglev = x->flags & KPX_SVC_F_MAGLEV, maglev_done = false;
 	const char *step = "memory";
+	char too_many[80];
 	int err = -ENOMEM;
 
 	if (!ids || !ranges)
 		goto fail;
+	if (x->n > UINT16_MAX) {
+		/* kpx_svc_value.count and kpx_slot_key.slot are 16 bits */
+		snprintf(too_many, sizeof(too_many),
+			 "%zu endpoints, above the %u slots of the ABI", x->n,
+			 UINT16_MAX);
+		step = too_many;
+		err = -ERANGE;
+		goto fail;
+	}
 	if (is_new) {
 		e = calloc(1, sizeof(*e));
 		if (!e)

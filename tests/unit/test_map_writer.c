@@ -1430,3 +1430,68 @@ Test(bpf_abi, pins_of_another_version_are_not_reused_blindly)
 	cr_expect_not(kpx_bpf_abi_keep("kpx_ct", 0));
 	cr_expect_not(kpx_bpf_abi_keep("kpx_not_a_map", 1));
 }
+
+/* Issue 13: an object that cannot be programmed (here: more endpoints
+ * than the ABI's 16-bit slot count; a full map likewise) is skipped with
+ * an error naming it, and every other object is written. */
+Test(map_writer, object_that_cannot_be_programmed_never_blocks_others)
+{
+	struct kpx_map_writer_opts o = opts(KPX_LB_RANDOM);
+	struct kpx_map_writer_stats st;
+	struct kpx_plan_svcport sps[2];
+	struct kpx_plan_endpoint *eps;
+	struct kpx_map_writer *w;
+	struct kpx_map_ops ops;
+	struct kpx_svc_value v;
+	struct fake f;
+	struct tplan t, big;
+	uint32_t *set;
+	const size_t n = 70000;
+
+	fake_init(&f, 128);
+	ops = fake_ops(&f);
+	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
+	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
+	tplan_init(&big, (int[]){ 1 }, 1, IPPROTO_TCP);
+	strcpy(big.sp.id, "default/big:http/TCP/v4");
+	strcpy(big.sp.name, "big");
+	kpx_addr_parse("198.18.100.2", &big.fe.addr);
+	eps = calloc(n, sizeof(*eps));
+	set = calloc(n, sizeof(*set));
+	cr_assert(eps && set);
+	for (size_t i = 0; i < n; i++) {
+		eps[i].addr.family = AF_INET;
+		eps[i].addr.bytes[0] = 10;
+		eps[i].addr.bytes[1] = (uint8_t)(i >> 16);
+		eps[i].addr.bytes[2] = (uint8_t)(i >> 8);
+		eps[i].addr.bytes[3] = (uint8_t)i;
+		eps[i].port = 8080;
+		eps[i].flags = KPX_EP_READY | KPX_EP_SERVING;
+		set[i] = (uint32_t)i;
+	}
+	big.sp.endpoints = eps;
+	big.sp.n_endpoints = n;
+	big.sp.internal = big.sp.external = big.sp.cluster = set;
+	big.sp.n_internal = big.sp.n_external = big.sp.n_cluster = n;
+	big.sp.frontends = &big.fe;
+	sps[0] = big.sp; /* sorted by id: big before web */
+	sps[1] = t.sp;
+	t.plan.svcports = sps;
+	t.plan.n_svcports = 2;
+
+	cr_expect_neq(wsync(w, &t.plan), 0, "the sync reports the skipped one");
+	kpx_map_writer_get_stats(w, &st);
+	cr_expect_eq(st.last_skipped, 1, "one svcport skipped");
+	cr_expect_not(st.last_sync_failed, "not a failure of the whole sync");
+	cr_expect(strstr(st.last_error, "default/big:http") &&
+			  strstr(st.last_error, "70000 endpoints"),
+		  "error names the object and why: %s", st.last_error);
+	v = svc_get(&f, KPX_SCOPE_INTERNAL);
+	cr_expect_eq(v.count, 2, "the other service is programmed");
+	cr_expect_eq(f.m[KPX_MAP_SVC].n, 2, "only web's two entries");
+	cr_assert_eq(f.violations, 0, "ordering: %s", f.violation);
+	kpx_map_writer_free(w);
+	fake_free(&f);
+	free(eps);
+	free(set);
+}
