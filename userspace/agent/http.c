@@ -34,16 +34,19 @@
  * balancer checkers); a source needing more than per_ip at once is not
  * probing. Twenty sources holding the per-ip maximum fit in conn_limit. */
 const struct kpx_httpd_limits kpx_httpd_health_limits = {
-	.threads = 2, .conn_limit = 512, .per_ip = 16, .stack_size = 256 << 10
+	.threads = 2, .conn_limit = 512, .per_ip = 16, .stack_size = 256 << 10,
+	.answer_ms = KPX_HTTP_REQUEST_DEADLINE_MS
 };
 /* Scrapes read the kernel (dumps), so give them the default stack. */
 const struct kpx_httpd_limits kpx_httpd_metrics_limits = {
-	.threads = 2, .conn_limit = 128, .per_ip = 16, .stack_size = 0
+	.threads = 2, .conn_limit = 128, .per_ip = 16, .stack_size = 0,
+	.answer_ms = 30000
 };
 /* One per eTP=Local service: a single thread each keeps many services
  * cheap. */
 const struct kpx_httpd_limits kpx_httpd_hcnp_limits = {
-	.threads = 1, .conn_limit = 512, .per_ip = 16, .stack_size = 256 << 10
+	.threads = 1, .conn_limit = 512, .per_ip = 16, .stack_size = 256 << 10,
+	.answer_ms = KPX_HTTP_REQUEST_DEADLINE_MS
 };
 
 /* Memory MHD may use per connection (request head and our reply
@@ -54,6 +57,7 @@ const struct kpx_httpd_limits kpx_httpd_hcnp_limits = {
 
 struct kpx_httpd {
 	struct MHD_Daemon *mhd;
+	unsigned int answer_ms;
 	kpx_httpd_handler handler;
 	void *arg;
 };
@@ -73,6 +77,7 @@ struct kpx_http {
 struct tracked_conn {
 	int fd;
 	uint64_t deadline_ms; /* monotonic; the next request head is due */
+	unsigned int answer_ms; /* the listener's kpx_httpd_limits.answer_ms */
 	bool reaped;
 	struct tracked_conn *prev, *next;
 };
@@ -178,7 +183,6 @@ static void httpd_notify(void *cls, struct MHD_Connection *conn,
 	const union MHD_ConnectionInfo *ci;
 	struct tracked_conn *c;
 
-	(void)cls;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		ci = MHD_get_connection_info(conn,
 					     MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -190,6 +194,7 @@ static void httpd_notify(void *cls, struct MHD_Connection *conn,
 			return;
 		}
 		c->fd = ci->connect_fd;
+		c->answer_ms = ((const struct kpx_httpd *)cls)->answer_ms;
 		c->deadline_ms = mono_ms() + KPX_HTTP_REQUEST_DEADLINE_MS;
 		pthread_mutex_lock(&reaper.lock);
 		c->next = reaper.head.next;
@@ -229,7 +234,7 @@ static void conn_answered(struct MHD_Connection *conn)
 	if (!c)
 		return;
 	pthread_mutex_lock(&reaper.lock);
-	c->deadline_ms = mono_ms() + KPX_HTTP_REQUEST_DEADLINE_MS;
+	c->deadline_ms = mono_ms() + c->answer_ms;
 	pthread_mutex_unlock(&reaper.lock);
 }
 
@@ -388,7 +393,7 @@ static struct MHD_Daemon *httpd_listen(struct kpx_httpd *d, unsigned int flags,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, lim->per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)KPX_HTTP_CONN_MEMORY,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-		MHD_OPTION_NOTIFY_CONNECTION, httpd_notify, NULL,
+		MHD_OPTION_NOTIFY_CONNECTION, httpd_notify, d,
 		MHD_OPTION_EXTERNAL_LOGGER, httpd_log, NULL,
 		MHD_OPTION_THREAD_STACK_SIZE, lim->stack_size,
 		lim->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
@@ -416,6 +421,8 @@ int kpx_httpd_start(const char *bind_addr, const struct kpx_httpd_limits *lim,
 		return -ENOMEM;
 	d->handler = handler;
 	d->arg = arg;
+	d->answer_ms = lim->answer_ms ? lim->answer_ms :
+					KPX_HTTP_REQUEST_DEADLINE_MS;
 	pthread_once(&nofile_once, nofile_raise);
 	ret = reaper_get();
 	if (ret) {

@@ -61,6 +61,9 @@ struct kpx_httpd_limits {
 	unsigned int conn_limit;  /* connections at once */
 	unsigned int per_ip;	  /* connections at once from one address */
 	size_t stack_size;	  /* per thread; 0: libc default */
+	/* After an answer: time to send it and receive the next request
+	 * head (a long /metrics body needs longer than a health reply). */
+	unsigned int answer_ms;
 };
 
 /* Healthz/readyz/livez, metrics, one healthCheckNodePort. */
@@ -71,8 +74,9 @@ extern const struct kpx_httpd_limits kpx_httpd_hcnp_limits;
 /*
  * Listens on bind_addr ("IP:port", "[v6]:port", ":port" = all addresses,
  * dual-stack when the kernel allows) and serves from threads of its own.
- * A client gets KPX_HTTP_REQUEST_DEADLINE_MS to send each complete
- * request head and is idle-closed after KPX_HTTP_IDLE_TIMEOUT_S. Returns 0
+ * A client gets KPX_HTTP_REQUEST_DEADLINE_MS to send its first request
+ * head, lim->answer_ms after each answer to take it and send the next,
+ * and is idle-closed after KPX_HTTP_IDLE_TIMEOUT_S. Returns 0
  * or a negative errno (-EADDRINUSE...); the caller logs.
  */
 int kpx_httpd_start(const char *bind_addr, const struct kpx_httpd_limits *lim,
