@@ -607,6 +607,19 @@ static int state_commit(struct kpx_backend *b, const struct kpx_plan *plan,
 		}
 		nn += b->todo[t].st == SIZE_MAX;
 	}
+	/* Only changes (the common endpoint change): in place, no walk. */
+	if (!nn && !b->n_gone) {
+		for (t = 0; t < b->n_todo; t++) {
+			struct spstate *s = &b->st[b->todo[t].st];
+
+			sp_free(s->sp);
+			*s = (struct spstate){ b->todo[t].dup,
+					       plan->svcports[b->todo[t].i].hash,
+					       b->todo[t].num };
+		}
+		memcpy(b->cnt, cnt, sizeof(b->cnt));
+		return 0;
+	}
 	st = malloc((b->n_st + nn + 1) * sizeof(*st));
 	if (!st) {
 		for (t = 0; t < b->n_todo; t++)

@@ -7,7 +7,7 @@
 # too, /healthz stays 200, no sync error is counted, `kpx services` names
 # it and --verify agrees with the wanted plan; and that `kpx services`
 # shows affinity gone after ClientIP -> None (issue 15).
-# Backends: ${KPX_BACKENDS:-nft}. Prints PASS/FAIL/SKIP <backend>/<check>.
+# Backends: ${KPX_BACKENDS:-nft bpf}. Prints PASS/FAIL/SKIP <backend>/<check>.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=lib/check.sh
@@ -147,7 +147,7 @@ run_backend() {
 }
 
 rc=0
-for BK in ${KPX_BACKENDS:-nft}; do
+for BK in ${KPX_BACKENDS:-nft bpf}; do
 	run_backend "$BK" || rc=1
 done
 exit $rc
