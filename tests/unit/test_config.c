@@ -481,3 +481,17 @@ Test(config, missing_kubeconfig_is_an_error_naming_it, .init = cr_redirect_stder
 	/* the manifests source needs no API server */
 	cr_expect_eq(parse(&cfg, with_manifests), 0);
 }
+
+Test(config, api_watch_stall_timeout)
+{
+	struct kpx_config cfg;
+	const char *none[] = { NULL };
+	const char *set[] = { "--api-watch-stall-timeout", "3m", NULL };
+	const char *tiny[] = { "--api-watch-stall-timeout=500ms", NULL };
+
+	cr_assert_eq(parse(&cfg, none), 0);
+	cr_expect_eq(cfg.watch_stall_ms, 120000, "documented default 2m");
+	cr_assert_eq(parse(&cfg, set), 0);
+	cr_expect_eq(cfg.watch_stall_ms, 180000);
+	cr_expect_neq(parse(&cfg, tiny), 0, "below 1s is refused");
+}

@@ -543,6 +543,7 @@ static int open_source(struct kpx_agent *agent)
 			 agent->cfg.master);
 	snprintf(opts.node_name, sizeof(opts.node_name), "%s",
 		 agent->cfg.hostname);
+	opts.stall_ms = agent->cfg.watch_stall_ms;
 	ret = kpx_k8s_open(agent->loop, &opts, agent->store, on_source_change,
 			   agent, &agent->k8s);
 	kpx_k8s_conn_clear(&opts.conn);

@@ -23,6 +23,7 @@ void kpx_config_defaults(struct kpx_config *cfg)
 	cfg->backend = KPX_BACKEND_AUTO;
 	cfg->min_sync_ms = 1000;
 	cfg->sync_ms = 30000;
+	cfg->watch_stall_ms = 120000;
 	strcpy(cfg->healthz_addr, "0.0.0.0:10256");
 	strcpy(cfg->metrics_addr, "127.0.0.1:10249");
 	strcpy(cfg->bpf_root, "/sys/fs/bpf/kpx");
@@ -283,6 +284,7 @@ enum {
 	OPT_MASQUERADE_ALL,
 	OPT_MIN_SYNC,
 	OPT_SYNC,
+	OPT_WATCH_STALL,
 	OPT_HEALTHZ,
 	OPT_METRICS,
 	OPT_CGROUP,
@@ -341,6 +343,7 @@ const struct kpx_flag kpx_flags[] = {
 	KPX("masquerade-all", KPX_FT_BOOL, OPT_MASQUERADE_ALL),
 	KPX("min-sync-period", KPX_FT_DURATION, OPT_MIN_SYNC),
 	KPX("sync-period", KPX_FT_DURATION, OPT_SYNC),
+	KPX("api-watch-stall-timeout", KPX_FT_DURATION, OPT_WATCH_STALL),
 	KPX("healthz-bind-address", KPX_FT_STRING, OPT_HEALTHZ),
 	KPX("metrics-bind-address", KPX_FT_STRING, OPT_METRICS),
 	KPX("cgroup-path", KPX_FT_STRING, OPT_CGROUP),
@@ -472,6 +475,8 @@ static void run_usage(FILE *f)
 		"Sync:\n"
 		"  --min-sync-period DUR        coalescing (1s)\n"
 		"  --sync-period DUR            periodic full resync (30s)\n"
+		"  --api-watch-stall-timeout DUR  an API watch silent this long after\n"
+		"                               bookmarks is restarted (2m)\n"
 		"Serving:\n"
 		"  --healthz-bind-address ADDR  /healthz, /livez (0.0.0.0:10256; \"\" off)\n"
 		"  --metrics-bind-address ADDR  /metrics, /configz (127.0.0.1:10249; \"\" off)\n"
@@ -657,6 +662,16 @@ static int apply_option(struct kpx_config *cfg, int opt, const char *arg)
 		if (kpx_duration_parse(arg, &ms) || !ms)
 			return -EINVAL;
 		cfg->sync_ms = ms;
+		return 0;
+	}
+	case OPT_WATCH_STALL: {
+		uint64_t ms;
+
+		/* Below the watch cache's ~60 s bookmark interval every idle
+		 * watch would be taken for a stalled one. */
+		if (kpx_duration_parse(arg, &ms) || ms < 1000)
+			return -EINVAL;
+		cfg->watch_stall_ms = ms;
 		return 0;
 	}
 	case OPT_HEALTHZ:

@@ -48,6 +48,8 @@ struct kpx_config {
 	bool masquerade_all;
 	uint64_t min_sync_ms;
 	uint64_t sync_ms;
+	/* API watch silent this long after bookmarks: restarted (k8s/client.h) */
+	uint64_t watch_stall_ms;
 	char healthz_addr[128]; /* "" disables */
 	char metrics_addr[128]; /* "" disables */
 	char cgroup_path[PATH_MAX];
