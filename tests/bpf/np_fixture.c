@@ -39,6 +39,7 @@ uint8_t np_mac_pod_dev[6];
 const uint8_t np_mac_localbe[6] = { 0x02, 0, 0, 0, 0, 0x05 };
 
 struct np_fix npf;
+bool np_small_maps;
 
 static void remove_stale_pin_dirs(void);
 
@@ -149,6 +150,12 @@ void np_setup(void)
 		snprintf(npf.skip, sizeof(npf.skip), "open nodeport object: %s",
 			 strerror(errno));
 		return;
+	}
+	if (np_small_maps) {
+		/* map walks cost a syscall per bucket chunk: small state
+		 * maps keep per-frame state checks cheap (torture test) */
+		bpf_map__set_max_entries(npf.skel->maps.kpx_ct, 1024);
+		bpf_map__set_max_entries(npf.skel->maps.kpx_frag, 256);
 	}
 	err = nodeport__load(npf.skel);
 	if (err) {

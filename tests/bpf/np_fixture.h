@@ -45,6 +45,8 @@ struct np_fix {
 };
 
 extern struct np_fix npf;
+/* Set before np_setup(): kpx_ct and kpx_frag get 1024 / 256 entries. */
+extern bool np_small_maps;
 
 /* Criterion .init/.fini */
 void np_setup(void);
