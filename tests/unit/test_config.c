@@ -495,3 +495,47 @@ Test(config, api_watch_stall_timeout)
 	cr_expect_eq(cfg.watch_stall_ms, 180000);
 	cr_expect_neq(parse(&cfg, tiny), 0, "below 1s is refused");
 }
+
+/* The one table: every flag `kpx run` takes is taken by `kpx cleanup`
+ * and `kpx status`/`kpx services` too (a value of the right type each;
+ * --help last, so that every flag before it is read, and nothing runs). */
+int kpx_cmd_cleanup(int argc, char **argv);
+int kpx_cmd_status(int argc, char **argv);
+
+Test(config, cleanup_and_inspect_accept_every_run_flag, .init = cr_redirect_stdout)
+{
+	static char *argv[2 * 256 + 3];
+	int argc = 1;
+
+	for (size_t i = 0; i < kpx_n_flags; i++) {
+		const struct kpx_flag *f = &kpx_flags[i];
+		static char names[256][80];
+
+		if (!strcmp(f->name, "help") || !strcmp(f->name, "version"))
+			continue;
+		snprintf(names[i], sizeof(names[i]), "--%s", f->name);
+		argv[argc++] = names[i];
+		switch (f->type) {
+		case KPX_FT_BOOL:
+		case KPX_FT_VERSION:
+			break;
+		case KPX_FT_INT:
+		case KPX_FT_FLOAT:
+			argv[argc++] = "1";
+			break;
+		case KPX_FT_DURATION:
+			argv[argc++] = "1s";
+			break;
+		default:
+			/* --config is read in the first pass: a real file */
+			argv[argc++] = !strcmp(f->name, "config") ?
+					       (char *)write_min_config() : "x";
+		}
+	}
+	argv[argc++] = "--help";
+	argv[argc] = NULL;
+	argv[0] = "cleanup";
+	cr_expect_eq(kpx_cmd_cleanup(argc, argv), 0);
+	argv[0] = "status";
+	cr_expect_eq(kpx_cmd_status(argc, argv), 0);
+}
