@@ -480,7 +480,8 @@ static int check_svcport(struct kpx_backend *b,
 	}
 	if (err)
 		return err;
-	if (kpx_nft_chain_ud(ud, sizeof(ud), "clu", sp->id, UINT32_MAX) < 0) {
+	if (kpx_nft_chain_ud(ud, sizeof(ud), kpx_nft_set_chain_prefix[KPX_SET_CLUSTER],
+			     sp->id, UINT32_MAX) < 0) {
 		kpx_nft_shape_free(s);
 		skip_add(b, sp->id, "chain userdata over the kernel's %d bytes",
 			 KPX_NFT_USERDATA_MAX);

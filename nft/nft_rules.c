@@ -315,7 +315,7 @@ static void emit_dispatch(struct kpx_backend *b, const char *chain,
 
 	if (!n)
 		return; /* empty: the filter endpoints-check rejects/drops */
-	snprintf(name, sizeof(name), "disp%c-%c-a%u", v6 ? '6' : '4',
+	snprintf(name, sizeof(name), KPX_NFT_DISP_FMT, v6 ? '6' : '4',
 		 "iec"[set], sp->affinity_timeout);
 	if (!shared_have(b, name)) {
 		chain_emit(b, name, NULL, 0, 0, NULL);
@@ -646,7 +646,7 @@ static void emit_prefix(struct kpx_backend *b, const char *chain,
 		rule_emit(b, r);
 		return;
 	}
-	snprintf(mc, sizeof(mc), "masq%c-%s", v6 ? '6' : '4', p->masq);
+	snprintf(mc, sizeof(mc), KPX_NFT_MASQ_FMT, v6 ? '6' : '4', p->masq);
 	if (!shared_have(b, mc))
 		masq_chain(b, mc, sp->family, p->masq);
 	if (r)

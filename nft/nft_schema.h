@@ -56,6 +56,8 @@ extern const char *const kpx_nft_set_chain_prefix[3]; /* by kpx_plan_set */
  *             n never, a always, o unless the source is in a cluster CIDR.
  */
 #define KPX_NFT_SHARED_NAME_MAX 48
+#define KPX_NFT_DISP_FMT "disp%c-%c-a%u" /* family, set letter, timeout */
+#define KPX_NFT_MASQ_FMT "masq%c-%s"	   /* family, pattern */
 
 /* Sets and maps: one per kind and family. */
 enum kpx_nft_set_kind {

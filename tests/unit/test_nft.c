@@ -313,6 +313,52 @@ Test(nft, nodeport_local_policy_branches_node_and_pods_to_cluster_set)
 	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
 	slice("np", "np-1", 8080, "198.19.1.1@" ME ",198.19.2.1@other");
 	t = first_sync();
+	/* The whole text: the ClusterIP's own chain with its masquerade
+	 * (pod never, node always, remote unless in the cluster CIDR);
+	 * the NodePort enters ext-1 (remote: local endpoints, client
+	 * address kept), node sources are marked and go to clu-1, pods go
+	 * to clu-1 unmarked; three groups: 4 internal (2), 5 external
+	 * (the local one), 6 cluster (2). */
+	expect_text(t,
+		"add chain svc-1 ud \"svc|ns/np:/TCP/v4|4\"\n"
+		"add chain ext-1 ud \"ext|ns/np:/TCP/v4|5\"\n"
+		"add chain clu-1 ud \"clu|ns/np:/TCP/v4|6\"\n"
+		"add chain masq4-oao\n"
+		"add rule masq4-oao [ fib saddr type => reg 8 ] [ cmp eq reg 8 0x00000002 ] [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ] [ immediate reg 0 return ]\n"
+		"add rule masq4-oao [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 return ]\n"
+		"add rule masq4-oao [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ]\n"
+		"add rule svc-1 [ immediate reg 0 jump -> masq4-oao ]\n"
+		"add chain disp4-i-a0\n"
+		"add rule disp4-i-a0 [ meta load mark => reg 23 ] [ payload load 4b @ network header + 16 => reg 10 ] [ meta load l4proto => reg 11 ] [ payload load 2b @ transport header + 2 => reg 12 ] [ lookup reg 10 set gint4 dreg 8 ] [ meta set mark with reg 8 ] [ meta load mark => reg 8 ] [ meta set mark with reg 23 ] [ lookup reg 8 set gn4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ numgen reg 10 = random mod 4096 ] [ lookup reg 9 set sel4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ lookup reg 8 set slots4 dreg 10 ] [ nat dnat ip addr_min reg 10 proto_min reg 11 ]\n"
+		"add rule svc-1 [ immediate reg 0 goto -> disp4-i-a0 ]\n"
+		"add rule ext-1 [ fib saddr type => reg 8 ] [ cmp eq reg 8 0x00000002 ] [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ] [ immediate reg 0 goto -> clu-1 ]\n"
+		"add rule ext-1 [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 goto -> clu-1 ]\n"
+		"add chain disp4-e-a0\n"
+		"add rule disp4-e-a0 [ meta load mark => reg 23 ] [ payload load 4b @ network header + 16 => reg 10 ] [ meta load l4proto => reg 11 ] [ payload load 2b @ transport header + 2 => reg 12 ] [ lookup reg 10 set gext4 dreg 8 ] [ meta set mark with reg 8 ] [ meta load mark => reg 8 ] [ meta set mark with reg 23 ] [ lookup reg 8 set gn4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ numgen reg 10 = random mod 4096 ] [ lookup reg 9 set sel4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ lookup reg 8 set slots4 dreg 10 ] [ nat dnat ip addr_min reg 10 proto_min reg 11 ]\n"
+		"add rule disp4-e-a0 [ meta load mark => reg 23 ] [ meta load l4proto => reg 10 ] [ payload load 2b @ transport header + 2 => reg 11 ] [ lookup reg 10 set gnpext4 dreg 8 ] [ meta set mark with reg 8 ] [ meta load mark => reg 8 ] [ meta set mark with reg 23 ] [ lookup reg 8 set gn4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ numgen reg 10 = random mod 4096 ] [ lookup reg 9 set sel4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ lookup reg 8 set slots4 dreg 10 ] [ nat dnat ip addr_min reg 10 proto_min reg 11 ]\n"
+		"add rule ext-1 [ immediate reg 0 goto -> disp4-e-a0 ]\n"
+		"add chain disp4-c-a0\n"
+		"add rule disp4-c-a0 [ meta load mark => reg 23 ] [ payload load 4b @ network header + 16 => reg 10 ] [ meta load l4proto => reg 11 ] [ payload load 2b @ transport header + 2 => reg 12 ] [ lookup reg 10 set gclu4 dreg 8 ] [ meta set mark with reg 8 ] [ meta load mark => reg 8 ] [ meta set mark with reg 23 ] [ lookup reg 8 set gn4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ numgen reg 10 = random mod 4096 ] [ lookup reg 9 set sel4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ lookup reg 8 set slots4 dreg 10 ] [ nat dnat ip addr_min reg 10 proto_min reg 11 ]\n"
+		"add rule disp4-c-a0 [ meta load mark => reg 23 ] [ meta load l4proto => reg 10 ] [ payload load 2b @ transport header + 2 => reg 11 ] [ lookup reg 10 set gnpclu4 dreg 8 ] [ meta set mark with reg 8 ] [ meta load mark => reg 8 ] [ meta set mark with reg 23 ] [ lookup reg 8 set gn4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ numgen reg 10 = random mod 4096 ] [ lookup reg 9 set sel4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ lookup reg 8 set slots4 dreg 10 ] [ nat dnat ip addr_min reg 10 proto_min reg 11 ]\n"
+		"add rule clu-1 [ immediate reg 0 goto -> disp4-c-a0 ]\n"
+		"add element sel4 { 2 . 0-4095 } (4096 elements)\n"
+		"add element sel4 { 1 . 0-4095 } (4096 elements)\n"
+		"add element fe4 { 198.18.100.2 . tcp . 80 : goto svc-1 } ud ClusterIP sets internal,internal,internal affinity 0\n"
+		"add element np4 { tcp . 30080 : goto ext-1 } ud NodePort sets cluster,cluster,external affinity 0\n"
+		"add element npaddr4 { 198.18.0.10 }\n"
+		"add element slots4 { 4 . 0 : 198.19.1.1 . 8080 } ud 0b\n"
+		"add element slots4 { 4 . 1 : 198.19.2.1 . 8080 } ud 03\n"
+		"add element slots4 { 5 . 0 : 198.19.1.1 . 8080 } ud 0b\n"
+		"add element slots4 { 6 . 0 : 198.19.1.1 . 8080 } ud 0b\n"
+		"add element slots4 { 6 . 1 : 198.19.2.1 . 8080 } ud 03\n"
+		"add element hp4 { 198.19.1.1 . 198.19.1.1 }\n"
+		"add element gint4 { 198.18.100.2 . tcp . 80 : 4 }\n"
+		"add element gnpext4 { tcp . 30080 : 5 }\n"
+		"add element gnpclu4 { tcp . 30080 : 6 }\n"
+		"add element gn4 { 4 : 2 }\n"
+		"add element gn4 { 5 : 1 }\n"
+		"add element gn4 { 6 : 2 }\n"
+		"add element sel4 { 3 . 0-4095 } (4096 elements)\n");
 	/* the frontend enters ext-1 (remote: local endpoints, client
 	 * address kept); node sources masqueraded and pods go to clu-1 */
 	cr_expect_not_null(strstr(t,
