@@ -657,6 +657,106 @@ static void wait_change(struct kpx_loop *loop, int *calls, int want)
 		kpx_loop_run_once(loop, 50);
 }
 
+static long rss_kb(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	cr_assert(f);
+	cr_assert_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
+	fclose(f);
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* n services with a 2-endpoint slice each, written straight to the file. */
+static size_t write_big(const char *name, int n)
+{
+	char path[256];
+	size_t bytes;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	cr_assert(f);
+	for (int i = 0; i < n; i++)
+		fprintf(f,
+			"apiVersion: v1\nkind: Service\nmetadata:\n"
+			"  name: svc-%d\n  namespace: ns-%d\n"
+			"  labels: {app: svc-%d, tier: backend}\n"
+			"  annotations: {note: \"generated service %d\"}\n"
+			"spec:\n  clusterIP: 198.18.%d.%d\n"
+			"  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+			"  - {name: https, port: 443, targetPort: 8443}\n---\n"
+			"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+			"metadata:\n  name: svc-%d-abcde\n  namespace: ns-%d\n"
+			"  labels: {kubernetes.io/service-name: svc-%d}\n"
+			"addressType: IPv4\nports: [{name: http, port: 8080}, "
+			"{name: https, port: 8443}]\nendpoints:\n"
+			"- {addresses: [198.19.%d.%d], conditions: {ready: true}, nodeName: node-%d}\n"
+			"- {addresses: [198.19.%d.%d], conditions: {ready: true}, nodeName: node-%d}\n---\n",
+			i, i % 50, i, i, 100 + i / 250, i % 250 + 1, i, i % 50, i,
+			i / 250, i % 250 + 1, i % 100, i / 250 + 1, i % 250 + 1,
+			(i + 1) % 100);
+	bytes = (size_t)ftell(f);
+	cr_assert_eq(fclose(f), 0);
+	return bytes;
+}
+
+/*
+ * A big manifest file, loaded and then deleted: the memory comes back.
+ * The whole file's JSON trees were built before decoding (about 25 times
+ * the file size at the peak), and after deleting the file RSS stayed at
+ * hundreds of MB because glibc kept the freed heap. Now documents are
+ * decoded as they are read, and big re-reads end with malloc_trim.
+ */
+Test(manifests, memory_comes_back_after_a_big_file_is_deleted,
+     .init = mk_tmpdir, .fini = rm_tmpdir, .timeout = 120)
+{
+	struct kpx_store *s = new_store();
+	struct kpx_manifests_source *src = NULL;
+	struct kpx_loop *loop = NULL;
+	long base, loaded, after, peak;
+	struct kpx_store_stats st;
+	struct rusage ru;
+	int calls = 0;
+	size_t bytes;
+
+	write_file("small.yaml", svc_yaml("keep", "198.18.99.1", 80));
+	bytes = write_big("big.yaml", 12000);
+	cr_assert_eq(kpx_loop_new(&loop), 0);
+	base = rss_kb();
+	cr_assert_eq(kpx_manifests_open(loop, tmpdir, s, on_change, &calls,
+					&src),
+		     0);
+	loaded = rss_kb();
+	kpx_store_get_stats(s, &st);
+	cr_assert_eq(st.n_services, 12001);
+	kpx_store_clear_dirty(s); /* as the agent's sync does */
+
+	rm_file("big.yaml");
+	wait_change(loop, &calls, 1);
+	cr_assert_eq(calls, 1);
+	kpx_store_get_stats(s, &st);
+	cr_assert_eq(st.n_services, 1);
+	kpx_store_clear_dirty(s);
+	after = rss_kb();
+	getrusage(RUSAGE_SELF, &ru);
+	peak = ru.ru_maxrss;
+	cr_log_info("file %zu kB: RSS %ld kB before, %ld kB loaded, %ld kB after "
+		    "deleting it; peak %ld kB",
+		    bytes / 1024, base, loaded, after, peak);
+	cr_assert_lt(after - base, 8 * 1024,
+		     "RSS %ld kB before, %ld kB after the file was deleted",
+		     base, after);
+	/* the trees of the whole file never exist at once */
+	cr_assert_lt(peak - base, (long)(6 * bytes / 1024),
+		     "peak RSS %ld kB over a %zu kB file", peak - base,
+		     bytes / 1024);
+	kpx_manifests_close(src);
+	kpx_loop_free(loop);
+	kpx_store_free(s);
+}
+
 Test(manifests, inotify_rereads, .init = mk_tmpdir, .fini = rm_tmpdir)
 {
 	struct kpx_store *s = new_store();

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <malloc.h>
 #include <search.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -54,7 +55,12 @@
 #include "k8s/objects.h"
 #include "model/store.h"
 
+/* Bigger files are refused (an error naming the file); README. */
 #define MAX_FILE_SIZE (64ull << 20)
+/* Re-reads at least this big, deleting this many objects, and listings
+ * with replace semantics end with a malloc_trim (batch_free). */
+#define TRIM_BYTES (1u << 20)
+#define TRIM_KEYS 1000
 #define COALESCE_MS 100
 /* Retry period for re-watching a directory that is gone. */
 #define REWATCH_MS 1000
@@ -495,6 +501,8 @@ struct batch {
 	struct ptrvec gone;    /* struct mfile * deleted, freed at the end */
 	struct ptrvec refresh; /* struct mfile * to re-read next round */
 	size_t reread;
+	size_t bytes_read;     /* of the files re-read */
+	size_t keys_deleted;   /* objects no file has any more */
 };
 
 static void set_broken(struct batch *b, const char *what)
@@ -688,18 +696,61 @@ static void file_failed(struct batch *b, const char *name, struct mfile *f,
 	stats_add(&b->ix->total, &f->st);
 }
 
-struct doc_err_ctx {
+/* One file's documents, decoded as the reader hands them over: the typed
+ * objects are a fraction of the JSON trees' size, which are freed at once. */
+struct decoded {
 	const char *file;
 	struct load_stats *st;
+	size_t idx;
+	struct decoded_obj {
+		int kind;
+		void *obj;
+	} *v;
+	size_t n, cap;
+	bool oom; /* an object was lost: the index must be rebuilt */
 };
+
+static void doc_decode(void *arg, struct json_object *doc)
+{
+	struct decoded *d = arg;
+	void *obj;
+	int kind = decode_object(d->file, d->idx++, doc, &obj, d->st);
+
+	if (kind < 0)
+		return;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+		struct decoded_obj *v = realloc(d->v, cap * sizeof(*v));
+
+		if (!v) {
+			kpx_object_free(kind, obj);
+			d->oom = true;
+			return;
+		}
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n].kind = kind;
+	d->v[d->n++].obj = obj;
+}
+
+static void decoded_free(struct decoded *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		kpx_object_free(d->v[i].kind, d->v[i].obj);
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
+}
 
 /* A document the YAML reader refused (an alias bomb): only it is skipped. */
 static void doc_error(void *arg, const char *msg)
 {
-	struct doc_err_ctx *c = arg;
+	struct decoded *d = arg;
 
-	kpx_err("manifests: %s: %s", c->file, msg);
-	c->st->errors++;
+	kpx_err("manifests: %s: %s", d->file, msg);
+	d->st->errors++;
+	d->idx++;
 }
 
 /*
@@ -711,7 +762,7 @@ static void batch_file(struct batch *b, const char *name)
 {
 	struct mfile *f = file_find(b->ix, name);
 	struct load_stats st = { 0 };
-	struct json_object *docs = NULL;
+	struct decoded dec = { .file = name, .st = &st };
 	char path[4096], err[256];
 	char *buf = NULL;
 	size_t len;
@@ -746,37 +797,39 @@ static void batch_file(struct batch *b, const char *name)
 		return;
 	}
 	if (!rc) {
-		struct doc_err_ctx dctx = { .file = name, .st = &st };
-
 		st.files = 1;
-		rc = kpx_yaml_to_json_ex(buf, len, &docs, err, sizeof(err),
-					 doc_error, &dctx);
+		b->bytes_read += len;
+		rc = kpx_yaml_each_doc(buf, len, doc_decode, &dec, err,
+				       sizeof(err), doc_error, &dec);
 		free(buf);
 	}
 	if (rc) {
-		/* The file as a whole counts as one error. */
+		/* Nothing of a file that does not parse applies; the file
+		 * as a whole counts as one error. */
+		decoded_free(&dec);
+		st.objects = 0;
 		st.errors = 0;
 		file_failed(b, name, f, &st, err);
 		return;
 	}
+	if (dec.oom)
+		set_broken(b, name);
 	if (!f)
 		f = file_get(b->ix, name);
 	if (!f || file_unlink_keys(b, f)) {
 		set_broken(b, name);
-		json_object_put(docs);
+		decoded_free(&dec);
 		return;
 	}
 	f->seen = b->ix->serial;
-	for (size_t i = 0; i < json_object_array_length(docs); i++) {
+	for (size_t i = 0; i < dec.n; i++) {
 		const char *ns, *oname;
 		struct mkey *k;
-		void *obj;
-		int kind;
+		void *obj = dec.v[i].obj;
+		int kind = dec.v[i].kind;
 
-		kind = decode_object(name, i, json_object_array_get_idx(docs, i),
-				     &obj, &st);
-		if (kind < 0)
-			continue;
+		/* Owned by the store or freed below, whatever happens. */
+		dec.v[i].obj = NULL;
 		obj_key(kind, obj, &ns, &oname);
 		k = key_get(b->ix, kind, ns, oname);
 		if (!k || file_link_key(f, k)) {
@@ -790,7 +843,7 @@ static void batch_file(struct batch *b, const char *name)
 		else
 			kpx_object_free(kind, obj);
 	}
-	json_object_put(docs);
+	free(dec.v);
 	stats_sub(&b->ix->total, &f->st);
 	f->st = st;
 	stats_add(&b->ix->total, &f->st);
@@ -821,6 +874,7 @@ static void batch_finish(struct batch *b)
 		struct mfile *w;
 
 		if (!k->prov.n) {
+			b->keys_deleted++;
 			store_delete_key(b->store, k);
 			tdelete(k->id, &b->ix->keys, cmp_str);
 			key_free(k->id);
@@ -904,11 +958,21 @@ static int run_batch(struct batch *b, char **names, size_t n)
 	}
 }
 
+/*
+ * After reading big files or deleting many objects, hands the freed heap
+ * back to the kernel. glibc returns only the top of the heap by itself;
+ * the trees of a 60 MB file, freed between long-lived objects, otherwise
+ * stay resident (RSS stayed at hundreds of MB after such a file was
+ * deleted). malloc_trim walks the heap: only after big changes.
+ */
 static void batch_free(struct batch *b)
 {
 	free(b->touched.v);
 	free(b->gone.v);
 	free(b->refresh.v);
+	if (b->replace || b->bytes_read >= TRIM_BYTES ||
+	    b->keys_deleted >= TRIM_KEYS)
+		malloc_trim(0);
 }
 
 static void twalk_name(const void *node, VISIT which, void *arg)

@@ -63,5 +63,15 @@ typedef void (*kpx_yaml_doc_err_fn)(void *arg, const char *msg);
 int kpx_yaml_to_json_ex(const char *buf, size_t len, struct json_object **docs,
 			char *err, size_t errlen,
 			kpx_yaml_doc_err_fn on_doc_err, void *arg);
+/*
+ * The same, each document handed to fn as soon as it is built (borrowed:
+ * freed when fn returns), so that a big multi-document file never holds
+ * every tree at once. Documents before a later syntax error have been
+ * handed over already: apply them only when this returns 0.
+ */
+typedef void (*kpx_yaml_doc_fn)(void *arg, struct json_object *doc);
+int kpx_yaml_each_doc(const char *buf, size_t len, kpx_yaml_doc_fn fn,
+		      void *fn_arg, char *err, size_t errlen,
+		      kpx_yaml_doc_err_fn on_doc_err, void *arg);
 
 #endif

@@ -479,9 +479,26 @@ static void reset_stack(struct builder *b)
 	}
 }
 
+/* Where finished documents go: an array, or one by one to a callback (a
+ * big multi-document file then never holds all its trees at once). */
+struct sink {
+	struct json_object *arr;
+	kpx_yaml_doc_fn fn;
+	void *arg;
+};
+
+static void emit(struct sink *s, struct json_object *doc)
+{
+	if (s->fn) {
+		s->fn(s->arg, doc);
+		json_object_put(doc);
+	} else {
+		json_object_array_add(s->arr, doc);
+	}
+}
+
 /* `kind: List` (and `ServiceList` etc.) with items[]: append the items. */
-static void append_doc(struct json_object *docs, struct json_object *doc,
-		       int level)
+static void append_doc(struct sink *docs, struct json_object *doc, int level)
 {
 	struct json_object *kind, *items;
 	const char *k;
@@ -505,7 +522,7 @@ static void append_doc(struct json_object *docs, struct json_object *doc,
 			return;
 		}
 	}
-	json_object_array_add(docs, doc);
+	emit(docs, doc);
 }
 
 /*
@@ -558,7 +575,7 @@ static int count_alias(struct builder *b, const yaml_event_t *ev,
 	return refuse_doc(b, ev, why);
 }
 
-static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
+static int parse_yaml(const char *buf, size_t len, struct sink *docs,
 		      char *err, size_t errlen, kpx_yaml_doc_err_fn on_doc_err,
 		      void *arg)
 {
@@ -687,7 +704,7 @@ static int parse_yaml(const char *buf, size_t len, struct json_object *docs,
  * big dumps, and exact on JSON's number typing. A JSON stream that fails
  * here is re-parsed as YAML, whose error carries a line number.
  */
-static int try_json(const char *buf, size_t len, struct json_object *docs)
+static int try_json(const char *buf, size_t len, struct sink *docs)
 {
 	struct json_tokener *tok;
 	struct json_object *list;
@@ -750,6 +767,29 @@ static int try_json(const char *buf, size_t len, struct json_object *docs)
 	return rc;
 }
 
+/* Everything is handed to sink or an error is returned with err set. */
+static int convert(const char *buf, size_t len, struct sink *sink, char *err,
+		   size_t errlen, kpx_yaml_doc_err_fn on_doc_err, void *arg)
+{
+	char dummy[1];
+	int rc;
+
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	/* try_json hands nothing over unless the whole stream parsed. */
+	rc = try_json(buf, len, sink);
+	if (rc == -ENOMEM) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	if (rc)
+		rc = parse_yaml(buf, len, sink, err, errlen, on_doc_err, arg);
+	return rc;
+}
+
 int kpx_yaml_to_json(const char *buf, size_t len, struct json_object **docs,
 		     char *err, size_t errlen)
 {
@@ -760,41 +800,29 @@ int kpx_yaml_to_json_ex(const char *buf, size_t len, struct json_object **docs,
 			char *err, size_t errlen,
 			kpx_yaml_doc_err_fn on_doc_err, void *arg)
 {
-	struct json_object *arr;
-	char dummy[1];
+	struct sink sink = { .arr = json_object_new_array() };
 	int rc;
 
-	if (!err || !errlen) {
-		err = dummy;
-		errlen = sizeof(dummy);
-	}
-	err[0] = '\0';
 	*docs = NULL;
-	arr = json_object_new_array();
-	if (!arr) {
-		snprintf(err, errlen, "out of memory");
+	if (!sink.arr) {
+		if (err && errlen)
+			snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	rc = try_json(buf, len, arr);
-	if (rc == -ENOMEM) {
-		json_object_put(arr);
-		snprintf(err, errlen, "out of memory");
+	rc = convert(buf, len, &sink, err, errlen, on_doc_err, arg);
+	if (rc) {
+		json_object_put(sink.arr);
 		return rc;
 	}
-	if (rc) {
-		/* Partial JSON results are dropped; start over as YAML. */
-		json_object_put(arr);
-		arr = json_object_new_array();
-		if (!arr) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
-		rc = parse_yaml(buf, len, arr, err, errlen, on_doc_err, arg);
-		if (rc) {
-			json_object_put(arr);
-			return rc;
-		}
-	}
-	*docs = arr;
+	*docs = sink.arr;
 	return 0;
+}
+
+int kpx_yaml_each_doc(const char *buf, size_t len, kpx_yaml_doc_fn fn,
+		      void *fn_arg, char *err, size_t errlen,
+		      kpx_yaml_doc_err_fn on_doc_err, void *arg)
+{
+	struct sink sink = { .fn = fn, .arg = fn_arg };
+
+	return convert(buf, len, &sink, err, errlen, on_doc_err, arg);
 }

@@ -7,6 +7,7 @@
  * only after a write, so a plan build over 10k services sorts once.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -891,7 +892,14 @@ void kpx_store_for_each_dirty(const struct kpx_store *s, kpx_dirty_fn fn,
 
 void kpx_store_clear_dirty(struct kpx_store *s)
 {
+	/* The change set may hold the last references to thousands of
+	 * deleted objects (a big manifest file deleted): give that heap
+	 * back to the kernel, glibc would keep it resident. */
+	bool big = s->dirty.n >= 1000;
+
 	ht_free(&s->dirty);
+	if (big)
+		malloc_trim(0);
 	s->n_triggers = 0;
 	s->dirty_overflow = false;
 	s->node_dirty = false;
