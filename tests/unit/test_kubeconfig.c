@@ -2,6 +2,7 @@
 /* kubeconfig and in-cluster config parsing. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -662,4 +663,25 @@ Test(kubeconfig, exec_run_slow_plugin_within_timeout)
 		     "%s", err);
 	cr_expect_str_eq(cred.token, "slow");
 	kpx_k8s_exec_cred_clear(&cred);
+}
+
+Test(kubeconfig, exec_run_plugin_inherits_no_agent_fd)
+{
+	struct kpx_k8s_exec_cred cred;
+	char json[2048], err[512] = "", script[512];
+	int fd = open("/dev/null", O_RDONLY); /* no O_CLOEXEC, as a leak */
+
+	cr_assert_geq(fd, 3);
+	snprintf(script, sizeof(script),
+		 "#!/bin/sh\n"
+		 "t=open; [ -e /proc/$$/fd/%d ] || t=closed\n"
+		 "echo \"{\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1\\\","
+		 "\\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{\\\"token\\\":\\\"$t\\\"}}\"\n",
+		 fd);
+	exec_script(script, json, sizeof(json), "client.authentication.k8s.io/v1");
+	cr_assert_eq(kpx_k8s_exec_run(json, 5000, &cred, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_expect_str_eq(cred.token, "closed", "the plugin saw the agent's fd %d", fd);
+	kpx_k8s_exec_cred_clear(&cred);
+	close(fd);
 }

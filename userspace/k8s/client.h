@@ -3,9 +3,13 @@
  * The Kubernetes API source: list+watch of Services, EndpointSlices (with
  * kube-proxy's label selector) and the own Node over libcurl multi,
  * integrated in the agent's event loop; streamed watch bodies parsed
- * incrementally with json_tokener. Relists on 410, resumes on disconnect,
- * backs off with jitter, restarts stalled watches.
- * Owns: the curl handles and the connection config.
+ * incrementally with json_tokener. The initial state by streaming list
+ * (sendInitialEvents) or paginated LIST; relists on 410, resumes on
+ * disconnect, backs off with jitter, restarts stalled watches. The
+ * connection config (kubeconfig.c): kubeconfig or in-cluster, exec
+ * credential plugins, proxy choice, tls-server-name.
+ * Owns: the curl handles, the connection config, the exec plugin's
+ * child process while it runs.
  * Must not: interpret objects beyond decoding.
  */
 #ifndef KPX_K8S_CLIENT_H

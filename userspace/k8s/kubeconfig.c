@@ -1129,6 +1129,7 @@ int kpx_k8s_exec_run(const char *exec_json, uint64_t timeout_ms,
 	const char *cmd, *api, *hint;
 	struct timespec t0, t;
 	pid_t pid = -1;
+	long maxfd;
 	int ret = -EINVAL, status = 0, child_errno = 0;
 	bool out_open = true, err_open = true, reaped = false;
 
@@ -1180,6 +1181,9 @@ int kpx_k8s_exec_run(const char *exec_json, uint64_t timeout_ms,
 		seterr(err, errlen, "exec plugin %s: pipe: %s", cmd, strerror(errno));
 		goto out;
 	}
+	maxfd = sysconf(_SC_OPEN_MAX);
+	if (maxfd < 0 || maxfd > 65536)
+		maxfd = 65536;
 	pid = fork();
 	if (pid < 0) {
 		ret = -errno;
@@ -1203,8 +1207,11 @@ int kpx_k8s_exec_run(const char *exec_json, uint64_t timeout_ms,
 		    dup2(errp[1], 2) < 0) {
 			e = errno;
 		} else {
-			/* The agent's sockets, maps and pins stay ours. */
-			syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+			/* The agent's sockets, maps and pins stay ours;
+			 * kernels before 5.11 have no close_range. */
+			if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC))
+				for (long fd = 3; fd < maxfd; fd++)
+					fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 			execvpe(argv[0], argv, envp);
 			e = errno;
 		}
