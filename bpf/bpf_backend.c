@@ -54,10 +54,19 @@ struct kpx_backend {
 	 * others were): for the agent's `skipped` op. */
 	size_t n_skipped;
 	char skipped_msg[320];
-	/* UDP backends removed during the current sync. */
+	/* UDP backends removed during the current sync (loop only). */
 	struct kpx_udp_destroy_key *gone;
 	size_t n_gone, cap_gone;
+	/* The UDP cleanup worker: uw_q/uw_n/uw_cap, uw_stop and the
+	 * counters below are guarded by uw_mu. */
+	pthread_t uw_thread;
+	pthread_mutex_t uw_mu;
+	pthread_cond_t uw_cv;
+	bool uw_started, uw_stop;
+	struct kpx_udp_destroy_key *uw_q;
+	size_t uw_n, uw_cap;
 	uint64_t udp_destroy_runs;
+	uint64_t uw_last_ms;
 };
 
 struct hook {
@@ -212,48 +221,37 @@ static int attach_all(struct kpx_backend *b)
 	return err;
 }
 
-/* ---- UDP socket destroy, per network namespace ---- */
+/* ---- UDP socket destroy, per network namespace, off the sync loop ----
+ *
+ * Finding the connected UDP sockets toward removed backends walks /proc
+ * for every network namespace and runs the socket iterator in each: with
+ * many pods that takes long, and on the agent's single-threaded loop it
+ * held /healthz, the status socket and the next sync. A worker thread
+ * does it; the loop only queues the (frontend, backend) pairs of a sync.
+ * The worker takes everything queued at once (a burst of syncs costs one
+ * walk), owns the kpx_udp_destroy map and the iterator link, and enters
+ * namespaces only in its own thread (setns), returning to the agent's
+ * after each run. Sockets are destroyed shortly after the sync that
+ * removed their backend instead of inside it; the datapath already sends
+ * new datagrams elsewhere.
+ */
 
-struct destroy_job {
-	int link_fd;
-	int *ns_fds;
-	size_t n_ns;
-	size_t done;
-};
-
-static void *destroy_thread(void *arg)
-{
-	struct destroy_job *j = arg;
-	char buf[256];
-
-	/* setns() in this thread only: the iterator walks the sockets of
-	 * the netns current when its fd is created. */
-	for (size_t i = 0; i < j->n_ns; i++) {
-		int it;
-
-		if (setns(j->ns_fds[i], CLONE_NEWNET))
-			continue;
-		it = bpf_iter_create(j->link_fd);
-		if (it < 0)
-			continue;
-		while (read(it, buf, sizeof(buf)) > 0)
-			;
-		close(it);
-		j->done++;
-	}
-	return NULL;
-}
+static void *udp_worker_main(void *arg);
 
 /* Every distinct netns of a process on this machine (pods included). */
 static size_t collect_netns(int *fds, size_t max)
 {
-	ino_t seen[KPX_NETNS_MAX];
+	ino_t *seen = calloc(max, sizeof(*seen));
 	size_t n = 0;
 	struct dirent *de;
 	DIR *d = opendir("/proc");
 
-	if (!d)
+	if (!d || !seen) {
+		if (d)
+			closedir(d);
+		free(seen);
 		return 0;
+	}
 	while ((de = readdir(d)) && n < max) {
 		char path[64];
 		struct stat st;
@@ -276,22 +274,35 @@ static size_t collect_netns(int *fds, size_t max)
 		fds[n++] = fd;
 	}
 	closedir(d);
+	free(seen);
 	return n;
 }
 
-static void udp_destroy_run(struct kpx_backend *b)
+static bool udp_worker_stopping(struct kpx_backend *b)
+{
+	bool stop;
+
+	pthread_mutex_lock(&b->uw_mu);
+	stop = b->uw_stop;
+	pthread_mutex_unlock(&b->uw_mu);
+	return stop;
+}
+
+/* One run in the worker: the pairs in keys[0, n). */
+static void udp_destroy_batch(struct kpx_backend *b,
+			      const struct kpx_udp_destroy_key *keys, size_t n,
+			      int home_ns)
 {
 	int map_fd = bpf_map__fd(b->skel->maps.kpx_udp_destroy);
-	struct destroy_job j = {};
+	uint64_t t0 = kpx_now_ms();
 	struct bpf_link *link;
-	pthread_t t;
+	size_t n_ns = 0, done = 0;
 	uint8_t one = 1;
-	size_t n;
+	int *ns_fds;
+	char buf[256];
 
-	if (!b->n_gone)
-		return;
-	for (n = 0; n < b->n_gone; n++)
-		bpf_map_update_elem(map_fd, &b->gone[n], &one, BPF_ANY);
+	for (size_t i = 0; i < n; i++)
+		bpf_map_update_elem(map_fd, &keys[i], &one, BPF_ANY);
 	link = bpf_program__attach_iter(b->skel->progs.kpx_udp_destroy_iter,
 					NULL);
 	if (!link) {
@@ -300,24 +311,133 @@ static void udp_destroy_run(struct kpx_backend *b)
 			 strerror(errno));
 		goto out;
 	}
-	j.link_fd = bpf_link__fd(link);
-	j.ns_fds = calloc(KPX_NETNS_MAX, sizeof(int));
-	if (j.ns_fds) {
-		j.n_ns = collect_netns(j.ns_fds, KPX_NETNS_MAX);
-		if (pthread_create(&t, NULL, destroy_thread, &j) == 0)
-			pthread_join(t, NULL);
-		for (size_t i = 0; i < j.n_ns; i++)
-			close(j.ns_fds[i]);
-		free(j.ns_fds);
+	ns_fds = calloc(KPX_NETNS_MAX, sizeof(int));
+	if (ns_fds) {
+		n_ns = collect_netns(ns_fds, KPX_NETNS_MAX);
+		/* The iterator walks the sockets of the netns current when
+		 * its fd is created. */
+		for (size_t i = 0; i < n_ns; i++) {
+			int it;
+
+			if (udp_worker_stopping(b) ||
+			    setns(ns_fds[i], CLONE_NEWNET))
+				continue;
+			it = bpf_iter_create(bpf_link__fd(link));
+			if (it < 0)
+				continue;
+			while (read(it, buf, sizeof(buf)) > 0)
+				;
+			close(it);
+			done++;
+		}
+		if (home_ns >= 0 && setns(home_ns, CLONE_NEWNET))
+			kpx_warn("bpf: udp cleanup worker: back to the agent's "
+				 "netns: %s", strerror(errno));
+		for (size_t i = 0; i < n_ns; i++)
+			close(ns_fds[i]);
+		free(ns_fds);
 	}
-	kpx_dbg(1, "bpf: destroyed connected UDP sockets toward %zu removed "
-		   "(frontend, backend) pairs in %zu network namespaces", b->n_gone, j.done);
-	b->udp_destroy_runs++;
 	bpf_link__destroy(link);
 out:
-	for (n = 0; n < b->n_gone; n++)
-		bpf_map_delete_elem(map_fd, &b->gone[n]);
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(map_fd, &keys[i]);
+	pthread_mutex_lock(&b->uw_mu);
+	b->udp_destroy_runs++;
+	b->uw_last_ms = kpx_now_ms() - t0;
+	pthread_mutex_unlock(&b->uw_mu);
+	kpx_dbg(1, "bpf: destroyed connected UDP sockets toward %zu removed "
+		   "(frontend, backend) pairs in %zu of %zu network namespaces "
+		   "in %llu ms (worker thread)", n, done, n_ns,
+		(unsigned long long)(kpx_now_ms() - t0));
+}
+
+static void *udp_worker_main(void *arg)
+{
+	struct kpx_backend *b = arg;
+	int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+
+	pthread_mutex_lock(&b->uw_mu);
+	for (;;) {
+		struct kpx_udp_destroy_key *keys;
+		size_t n;
+
+		while (!b->uw_n && !b->uw_stop)
+			pthread_cond_wait(&b->uw_cv, &b->uw_mu);
+		if (b->uw_stop)
+			break;
+		keys = b->uw_q;
+		n = b->uw_n;
+		b->uw_q = NULL;
+		b->uw_n = b->uw_cap = 0;
+		pthread_mutex_unlock(&b->uw_mu);
+		udp_destroy_batch(b, keys, n, home);
+		free(keys);
+		pthread_mutex_lock(&b->uw_mu);
+	}
+	pthread_mutex_unlock(&b->uw_mu);
+	if (home >= 0)
+		close(home);
+	return NULL;
+}
+
+/* On the loop: hands this sync's pairs to the worker (started at the
+ * first use), never waits for it. */
+static void udp_destroy_run(struct kpx_backend *b)
+{
+	uint64_t t0 = kpx_now_ms();
+
+	if (!b->n_gone)
+		return;
+	pthread_mutex_lock(&b->uw_mu);
+	if (!b->uw_started) {
+		if (pthread_create(&b->uw_thread, NULL, udp_worker_main, b)) {
+			pthread_mutex_unlock(&b->uw_mu);
+			kpx_warn("bpf: cannot start the UDP cleanup worker; "
+				 "connected UDP clients of removed backends are "
+				 "not re-balanced");
+			b->n_gone = 0;
+			return;
+		}
+		b->uw_started = true;
+	}
+	if (b->uw_n + b->n_gone > b->uw_cap) {
+		size_t cap = b->uw_cap ? b->uw_cap : 16;
+		void *p;
+
+		while (cap < b->uw_n + b->n_gone)
+			cap *= 2;
+		p = realloc(b->uw_q, cap * sizeof(*b->uw_q));
+		if (!p) {
+			pthread_mutex_unlock(&b->uw_mu);
+			kpx_warn("bpf: out of memory; connected UDP sockets of "
+				 "%zu removed backends are not re-balanced",
+				 b->n_gone);
+			b->n_gone = 0;
+			return;
+		}
+		b->uw_q = p;
+		b->uw_cap = cap;
+	}
+	memcpy(b->uw_q + b->uw_n, b->gone, b->n_gone * sizeof(*b->gone));
+	b->uw_n += b->n_gone;
+	pthread_cond_signal(&b->uw_cv);
+	pthread_mutex_unlock(&b->uw_mu);
+	kpx_dbg(2, "bpf: queued %zu (frontend, backend) pairs for UDP cleanup "
+		   "in %llu ms", b->n_gone,
+		(unsigned long long)(kpx_now_ms() - t0));
 	b->n_gone = 0;
+}
+
+static void udp_worker_stop(struct kpx_backend *b)
+{
+	if (!b->uw_started)
+		return;
+	pthread_mutex_lock(&b->uw_mu);
+	b->uw_stop = true;
+	pthread_cond_signal(&b->uw_cv);
+	pthread_mutex_unlock(&b->uw_mu);
+	pthread_join(b->uw_thread, NULL);
+	b->uw_started = false;
 }
 
 static void udp_backend_removed(void *ctx, const struct kpx_svc_key *fe,
@@ -353,6 +473,11 @@ static void bpf_close(struct kpx_backend *b)
 {
 	if (!b)
 		return;
+	/* first: it uses the skeleton's map and program */
+	udp_worker_stop(b);
+	free(b->uw_q);
+	pthread_mutex_destroy(&b->uw_mu);
+	pthread_cond_destroy(&b->uw_cv);
 	kpx_map_writer_free(b->w);
 	if (b->np)
 		kpx_nodeport_close(b->np);
@@ -433,6 +558,8 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 		return -ENOMEM;
 	b->cfg = *cfg;
 	b->root_lock = -1;
+	pthread_mutex_init(&b->uw_mu, NULL);
+	pthread_cond_init(&b->uw_cv, NULL);
 	err = kpx_bpf_prepare_root(cfg);
 	if (err)
 		goto fail;
