@@ -811,4 +811,33 @@ else
 	stop_pid "$PROBE_PID" 3; PROBE_PID=
 fi
 stop_pid "$PROXY_PID" 3; PROXY_PID=
+# 14. username/password: HTTP basic auth, as client-go sends it.
+ctl config '{"basic":"kpx-user:pa:ss word"}'
+cat >"$T/kc-basic" <<EOF
+apiVersion: v1
+kind: Config
+current-context: c
+clusters:
+- name: fake
+  cluster: {server: "$URL", certificate-authority: "$T/pki/ca.crt"}
+users:
+- name: u
+  user: {username: kpx-user, password: "pa:ss word"}
+contexts:
+- name: c
+  context: {cluster: fake, user: u}
+EOF
+DUMP=$T/dumpBA
+b0=$(sstat '.basic_auth')
+"$PROBE" --kubeconfig "$T/kc-basic" --node node-a --dump "$DUMP" \
+	--interval 100 --backoff-min-ms 100 --backoff-max-ms 500 2>"$T/probeBA.log" &
+PROBE_PID=$!
+why=$(converge 10); rc=$?
+b1=$(sstat '.basic_auth')
+if [ $rc -eq 0 ] && { ! is_uint "$b0" "$b1" || [ "$b1" -le "$b0" ]; }; then
+	rc=1; why="the server saw no basic auth ($b0 -> $b1)"
+fi
+result basic_auth $rc "$why"
+stop_pid "$PROBE_PID" 3; PROBE_PID=
+ctl config '{"basic":""}'
 exit 0
