@@ -180,6 +180,9 @@ unit-test: $(BUILD)/tests/unit_tests
 soak: deps
 	$(MAKE) all
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} bash tests/integration/t_soak.sh
+	$(MAKE) BUILD=build-san SANITIZE=1 build-san/kpx build-san/kpx_echo
+	KPX_BIN=$(CURDIR)/build-san/kpx KPX_SOAK_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1 \
+		SOAK_SECONDS=$${SOAK_SECONDS:-600} bash tests/integration/t_soak.sh
 	KPX_CRASH_KILLS=$${KPX_CRASH_KILLS:-20} bash tests/integration/t_crash.sh
 
 bench: deps
