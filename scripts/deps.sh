@@ -1,14 +1,16 @@
 #!/bin/bash
 # Installs every build, test and demo dependency on Debian 12; idempotent.
 set -euo pipefail
-# libclang-rt-14-dev: clang's sanitizer and libFuzzer runtimes (make fuzz)
-PKGS=(make gcc clang llvm libclang-rt-14-dev pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
+PKGS=(make gcc clang llvm pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
       libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libjson-c-dev
       libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev libcriterion-dev
       iproute2 nftables conntrack iptables socat netsniff-ng python3
       python3-yaml openssl curl util-linux procps git time jq)
+# Only for the tests, not for building kpx (so not in the Containerfile's
+# build stage): clang's sanitizer and libFuzzer runtimes (make fuzz).
+TEST_PKGS=(libclang-rt-14-dev)
 missing=()
-for p in "${PKGS[@]}"; do
+for p in "${PKGS[@]}" "${TEST_PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=("$p")
 done
