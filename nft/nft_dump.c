@@ -247,6 +247,20 @@ static const struct chaininfo *find_chain(const struct chains *c,
 
 #define ud_field kpx_nft_ud_field
 
+/* The group field of a chain userdata: field 2, or field 6 in the
+ * format before the key (kind, id, ns, name, port, affinity, group,
+ * etp), which a table programmed by an older kpx still has until the
+ * first sync after an upgrade replaces it (the affinity carry-over of
+ * that sync reads it). */
+static int ud_group(const char *ud, char *out, size_t len)
+{
+	size_t tabs = 0;
+
+	for (const char *p = ud; *p; p++)
+		tabs += *p == '\t';
+	return ud_field(ud, tabs >= 7 ? 6 : 2, out, len);
+}
+
 static const char *noep_action(const struct elist *noep, const uint8_t *key,
 			       uint32_t klen)
 {
@@ -339,7 +353,7 @@ static struct json_object *frontend(const struct chains *ch,
 	if (ci && !ud_field(ci->ud, 1, key, sizeof(key))) {
 		kpx_nft_key_names(key, ns, sizeof(ns), name, sizeof(name), pn,
 				  sizeof(pn));
-		if (!ud_field(ci->ud, 2, tmp, sizeof(tmp)))
+		if (!ud_group(ci->ud, tmp, sizeof(tmp)))
 			g = (uint32_t)strtoul(tmp, NULL, 10);
 	}
 	/* What may change while the chains stay is in the element. */
@@ -639,7 +653,7 @@ static int grp_cb(const struct nlmsghdr *nlh, void *data)
 	     strcmp(tmp, kpx_nft_set_chain_prefix[1]) &&
 	     strcmp(tmp, kpx_nft_set_chain_prefix[2])))
 		goto out;
-	if (ud_field(ud, 2, tmp, sizeof(tmp)))
+	if (ud_group(ud, tmp, sizeof(tmp)))
 		goto out;
 	if (!grow((void **)&r->v, &r->cap, r->n, sizeof(*r->v))) {
 		r->err = -ENOMEM;
