@@ -711,7 +711,7 @@ static const char *const shared_maps[] = {
 static const char *const drop_names[KPX_DROP_REASON_MAX] = {
 	"no_backend",	 "local_none", "source_range", "backend_missing",
 	"ct_full",	 "snat_exhausted", "fib_failed", "malformed",
-	"unsupported",
+	"unsupported",	 "flood",
 };
 
 static long count_by_key(int fd, __u32 key_size, __u32 limit)

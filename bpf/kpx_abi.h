@@ -167,6 +167,7 @@ enum kpx_drop_reason {
 	KPX_DROP_FIB_FAILED,	   /* bpf_fib_lookup failure */
 	KPX_DROP_MALFORMED,	   /* unparseable packet */
 	KPX_DROP_UNSUPPORTED,	   /* fragments, options we skip */
+	KPX_DROP_FLOOD,		   /* new flow refused: new-flow flood guard */
 	KPX_DROP_REASON_MAX,
 };
 

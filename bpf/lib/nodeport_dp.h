@@ -16,6 +16,7 @@
 #include "bpf/kpx_abi.h"
 #include "bpf/lib/csum.h"
 #include "bpf/lib/ct.h"
+#include "bpf/lib/flood.h"
 #include "bpf/lib/frag.h"
 #include "bpf/lib/lb.h"
 #include "bpf/lib/maps.h"
@@ -757,6 +758,18 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	       (p->family == KPX_AF_INET6 && p->l4off == p->l3off + 40));
 	if (dsr && xdp)
 		return KPX_V_PASS;
+	/* Flood guard (lib/flood.h): above the new-flow rate, a DSR flow of
+	 * a Maglev service is forwarded without state; every other new flow
+	 * needs its state for the replies and is refused. Verifier
+	 * workaround: "stateless" is ck = NULL, not one more variable (the
+	 * 512-byte combined stack limit). */
+	if (kpx_under_flood(now)) {
+		if (!dsr || !(svc->flags & KPX_SVC_F_MAGLEV)) {
+			kpx_count_drop(KPX_DROP_FLOOD);
+			return KPX_V_DROP;
+		}
+		ck = NULL;
+	}
 	if (dsr)
 		snat = false;
 	sc = bpf_map_lookup_elem(&kpx_np_scratch, &zero);
@@ -832,7 +845,7 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 		}
 	}
 	/* DSR: no reply entry, the backend's node answers the client */
-	if (bpf_map_update_elem(&kpx_ct, ck, &sc->v0, BPF_ANY)) {
+	if (ck && bpf_map_update_elem(&kpx_ct, ck, &sc->v0, BPF_ANY)) {
 		if (!dsr)
 			bpf_map_delete_elem(&kpx_ct, &sc->rk);
 		kpx_count_drop(KPX_DROP_CT_FULL);

@@ -40,6 +40,7 @@ const uint8_t np_mac_localbe[6] = { 0x02, 0, 0, 0, 0, 0x05 };
 
 struct np_fix npf;
 bool np_small_maps;
+uint32_t np_new_flow_rate;
 
 static void remove_stale_pin_dirs(void);
 
@@ -151,6 +152,7 @@ void np_setup(void)
 			 strerror(errno));
 		return;
 	}
+	npf.skel->rodata->kpx_new_flow_rate = np_new_flow_rate;
 	if (np_small_maps) {
 		/* map walks cost a syscall per bucket chunk: small state
 		 * maps keep per-frame state checks cheap (torture test) */

@@ -47,6 +47,8 @@ struct np_fix {
 extern struct np_fix npf;
 /* Set before np_setup(): kpx_ct and kpx_frag get 1024 / 256 entries. */
 extern bool np_small_maps;
+/* Set before np_setup(): the flood guard's rate (lib/flood.h); 0: off. */
+extern uint32_t np_new_flow_rate;
 
 /* Criterion .init/.fini */
 void np_setup(void);
