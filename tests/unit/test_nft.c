@@ -259,7 +259,7 @@ Test(nft, masquerade_rows_without_cluster_cidr_mark_nothing)
 	free(t);
 }
 
-Test(nft, masquerade_rows_with_cluster_cidr_mark_node_and_off_cluster)
+Test(nft, masquerade_rows_with_cluster_cidr_mark_what_is_outside_it)
 {
 	char *t;
 
@@ -269,17 +269,16 @@ Test(nft, masquerade_rows_with_cluster_cidr_mark_node_and_off_cluster)
 			     KPX_PROTO_TCP, 80, 0));
 	slice("web", "web-1", 8080, "198.19.1.1@" ME);
 	t = first_sync();
-	/* pod never, node always, remote unless in the cluster CIDR: one
-	 * shared chain, node first, then the CIDR, then the mark */
-	cr_expect_not_null(strstr(t, "add rule svc-1 [ immediate reg 0 jump -> masq4-oao ]\n"),
+	/* pod never, node and remote unless in the cluster CIDR: kube-
+	 * proxy's masq-check, one shared chain */
+	cr_expect_not_null(strstr(t, "add rule svc-1 [ immediate reg 0 jump -> masq4-ooo ]\n"),
 			   "%s", t);
 	cr_expect_not_null(strstr(t, "add rule svc-1 [ immediate reg 0 goto -> disp4-i-a0 ]\n"),
 			   "%s", t);
 	cr_expect_not_null(strstr(t,
-		"add chain masq4-oao\n"
-		"add rule masq4-oao [ fib saddr type => reg 8 ] [ cmp eq reg 8 0x00000002 ] [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ] [ immediate reg 0 return ]\n"
-		"add rule masq4-oao [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 return ]\n"
-		"add rule masq4-oao [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ]\n"),
+		"add chain masq4-ooo\n"
+		"add rule masq4-ooo [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 return ]\n"
+		"add rule masq4-ooo [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ]\n"),
 		"%s", t);
 	free(t);
 }
@@ -314,23 +313,24 @@ Test(nft, nodeport_local_policy_branches_node_and_pods_to_cluster_set)
 	slice("np", "np-1", 8080, "198.19.1.1@" ME ",198.19.2.1@other");
 	t = first_sync();
 	/* The whole text: the ClusterIP's own chain with its masquerade
-	 * (pod never, node always, remote unless in the cluster CIDR);
-	 * the NodePort enters ext-1 (remote: local endpoints, client
-	 * address kept), node sources are marked and go to clu-1, pods go
-	 * to clu-1 unmarked; three groups: 4 internal (2), 5 external
+	 * (kube-proxy's masq-check: unless the source is in the cluster
+	 * CIDR); the NodePort enters ext-1 (remote: local endpoints, client
+	 * address kept), node sources inside the cluster CIDR and pods go to
+	 * clu-1 unmarked, other node sources are marked and go there; three
+	 * groups: 4 internal (2), 5 external
 	 * (the local one), 6 cluster (2). */
 	expect_text(t,
 		"add chain svc-1 ud \"svc|ns/np:/TCP/v4|4\"\n"
 		"add chain ext-1 ud \"ext|ns/np:/TCP/v4|5\"\n"
 		"add chain clu-1 ud \"clu|ns/np:/TCP/v4|6\"\n"
-		"add chain masq4-oao\n"
-		"add rule masq4-oao [ fib saddr type => reg 8 ] [ cmp eq reg 8 0x00000002 ] [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ] [ immediate reg 0 return ]\n"
-		"add rule masq4-oao [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 return ]\n"
-		"add rule masq4-oao [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ]\n"
-		"add rule svc-1 [ immediate reg 0 jump -> masq4-oao ]\n"
+		"add chain masq4-ooo\n"
+		"add rule masq4-ooo [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 return ]\n"
+		"add rule masq4-ooo [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ]\n"
+		"add rule svc-1 [ immediate reg 0 jump -> masq4-ooo ]\n"
 		"add chain disp4-i-a0\n"
 		"add rule disp4-i-a0 [ meta load mark => reg 23 ] [ payload load 4b @ network header + 16 => reg 10 ] [ meta load l4proto => reg 11 ] [ payload load 2b @ transport header + 2 => reg 12 ] [ lookup reg 10 set gint4 dreg 8 ] [ meta set mark with reg 8 ] [ meta load mark => reg 8 ] [ meta set mark with reg 23 ] [ lookup reg 8 set gn4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ numgen reg 10 = random mod 4096 ] [ lookup reg 9 set sel4 dreg 9 ] [ meta set mark with reg 9 ] [ meta load mark => reg 9 ] [ meta set mark with reg 23 ] [ lookup reg 8 set slots4 dreg 10 ] [ nat dnat ip addr_min reg 10 proto_min reg 11 ]\n"
 		"add rule svc-1 [ immediate reg 0 goto -> disp4-i-a0 ]\n"
+		"add rule ext-1 [ fib saddr type => reg 8 ] [ cmp eq reg 8 0x00000002 ] [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 goto -> clu-1 ]\n"
 		"add rule ext-1 [ fib saddr type => reg 8 ] [ cmp eq reg 8 0x00000002 ] [ meta load mark => reg 9 ] [ bitwise reg 9 = ( reg 9 & 0xffffbfff ) ^ 0x00004000 ] [ meta set mark with reg 9 ] [ immediate reg 0 goto -> clu-1 ]\n"
 		"add rule ext-1 [ payload load 4b @ network header + 12 => reg 8 ] [ bitwise reg 8 = ( reg 8 & 0x0000ffff ) ^ 0x00000000 ] [ cmp eq reg 8 0x000013c6 ] [ immediate reg 0 goto -> clu-1 ]\n"
 		"add chain disp4-e-a0\n"

@@ -774,7 +774,9 @@ Test(plan, cluster_ip_masquerade_follows_cluster_cidr_per_origin)
 	build();
 	sp = sp_of("ns/lb:/TCP/v4");
 	ROW(sp, 0, KPX_ORIGIN_POD, "internal/reject/never");
-	ROW(sp, 0, KPX_ORIGIN_NODE, "internal/reject/always");
+	/* kube-proxy tests the source: a node address inside the cluster
+	 * CIDR is not masqueraded either */
+	ROW(sp, 0, KPX_ORIGIN_NODE, "internal/reject/off-cluster");
 	/* An off-cluster client routed to the service CIDR. */
 	ROW(sp, 0, KPX_ORIGIN_REMOTE, "internal/reject/off-cluster");
 	in.masquerade_all = true;
@@ -809,7 +811,7 @@ Test(plan, external_traffic_policy_local_short_circuits_node_and_pods)
 	build();
 	sp = sp_of("ns/lb:/TCP/v4");
 	ROW(sp, 2, KPX_ORIGIN_POD, "cluster/reject/never/ranges");
-	ROW(sp, 2, KPX_ORIGIN_NODE, "cluster/reject/always/ranges");
+	ROW(sp, 2, KPX_ORIGIN_NODE, "cluster/reject/off-cluster/ranges");
 	ROW(sp, 2, KPX_ORIGIN_REMOTE, "external/drop/never/ranges");
 	/* Source ranges are for LoadBalancer IPs only. */
 	ROW(sp, 1, KPX_ORIGIN_REMOTE, "external/drop/never");
@@ -818,6 +820,7 @@ Test(plan, external_traffic_policy_local_short_circuits_node_and_pods)
 	build();
 	sp = sp_of("ns/lb:/TCP/v4");
 	ROW(sp, 2, KPX_ORIGIN_POD, "external/drop/never/ranges");
+	ROW(sp, 2, KPX_ORIGIN_NODE, "cluster/reject/always/ranges");
 }
 
 Test(plan, rows_a_backend_cannot_express_are_marked_degraded)

@@ -670,9 +670,10 @@ static void build_rows(const struct kpx_plan_input *in,
 				r->masq = KPX_MASQ_NEVER;
 			else if (o == KPX_ORIGIN_POD)
 				r->masq = KPX_MASQ_NEVER;
-			else if (o == KPX_ORIGIN_NODE)
-				r->masq = KPX_MASQ_ALWAYS;
 			else
+				/* kube-proxy tests the source, not where it
+				 * comes from: a node address inside the
+				 * cluster CIDR is not masqueraded either. */
 				r->masq = KPX_MASQ_OFF_CLUSTER;
 		} else if (!sp->etp_local) {
 			/* eTP=Cluster: every origin is masqueraded, so that
@@ -691,8 +692,14 @@ static void build_rows(const struct kpx_plan_input *in,
 			 * here has no endpoint at all. */
 			r->set = KPX_SET_CLUSTER;
 			r->empty = KPX_EMPTY_REJECT;
-			r->masq = o == KPX_ORIGIN_NODE ? KPX_MASQ_ALWAYS
-						       : KPX_MASQ_NEVER;
+			/* kube-proxy matches the cluster CIDR before
+			 * "fib saddr type local": a node source inside it
+			 * is kept like a pod's. */
+			if (o == KPX_ORIGIN_POD)
+				r->masq = KPX_MASQ_NEVER;
+			else
+				r->masq = cidr ? KPX_MASQ_OFF_CLUSTER
+					       : KPX_MASQ_ALWAYS;
 		} else {
 			/* eTP=Local from outside (and from pods that cannot
 			 * be told from outside): local endpoints only, the
