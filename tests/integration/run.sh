@@ -7,11 +7,12 @@
 # Every file is bounded: after KPX_TEST_TIMEOUT seconds (default 600) it is
 # sent SIGTERM (its EXIT trap cleans up), SIGKILL 10 s later. A file is
 # reported as "FAIL <file>: why" when it timed out, died of a signal,
-# exited non-zero or printed no check line at all. Afterwards whatever it
-# left behind (netns, cgroups, pins, processes, /tmp dirs named after its
-# PID) is swept; a file that was not killed and left something fails too
-# (its trap missed it). KPX_KEEP_RIG / KPX_TEST_KEEP keep state on purpose
-# and turn that check off.
+# exited non-zero or printed no check line at all. A file that needs more
+# says so in a "# kpx-test-timeout: SECS" line (the larger bound wins).
+# Afterwards whatever it left behind (netns, cgroups, pins, processes, /tmp
+# dirs named after its PID) is swept; a file that was not killed and left
+# something fails too (its trap missed it). KPX_KEEP_RIG / KPX_TEST_KEEP
+# keep state on purpose and turn that check off.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 # shellcheck source=lib/check.sh
@@ -29,10 +30,12 @@ for t in tests/integration/${KPX_TESTS:-t_*.sh}; do
 	echo "# $t"
 	start=$(date +%s)
 	out=$(mktemp /tmp/kpx-run.XXXXXX)
+	limit=$(sed -n 's/^# kpx-test-timeout: *\([0-9][0-9]*\).*/\1/p' "$t" | head -1)
+	[ -n "$limit" ] && [ "$limit" -gt "$LIMIT" ] || limit=$LIMIT
 	# Output goes to a file, not a pipe: a process the test leaves behind
 	# would hold a pipe open and hang this loop. bash -c records the PID
 	# the test runs as (it execs the test) for the sweep below.
-	timeout -k 10 "$LIMIT" bash -c 'echo $$ >"$0"; exec bash "$1"' "$out.pid" "$t" \
+	timeout -k 10 "$limit" bash -c 'echo $$ >"$0"; exec bash "$1"' "$out.pid" "$t" \
 		>"$out" 2>&1 </dev/null &
 	TP=$!
 	tail -n +1 -f --pid="$TP" "$out" 2>/dev/null
@@ -41,8 +44,8 @@ for t in tests/integration/${KPX_TESTS:-t_*.sh}; do
 	TP=""
 	took=$(($(date +%s) - start))
 	killed=0
-	if [ $rc -eq 124 ] || { [ $rc -eq 137 ] && [ $took -ge "$LIMIT" ]; }; then
-		echo "FAIL $name: timed out after ${LIMIT}s (killed; checks after the last line above did not run)"
+	if [ $rc -eq 124 ] || { [ $rc -eq 137 ] && [ $took -ge "$limit" ]; }; then
+		echo "FAIL $name: timed out after ${limit}s (killed; checks after the last line above did not run)"
 		killed=1
 	elif [ $rc -gt 128 ]; then
 		echo "FAIL $name: killed by signal $((rc - 128))"
