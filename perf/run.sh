@@ -10,4 +10,19 @@ for b in perf/plan_bench.sh perf/nft_bench.sh perf/connect_bench.sh perf/pktrate
 	echo "== $b"
 	bash "$b" || { echo "benchmark $b failed"; rc=1; }
 done
+# kpx against the real kube-proxy (tests/cluster's control plane, make k8s):
+# quick profile 1,000 and 10,000 Services (about 15 minutes here),
+# BENCH=full adds 30,000 (about 40 minutes more: the API server writes
+# 30-100 objects a second on 2 cores).
+echo "== perf/kube_proxy_bench.sh"
+if make -s k8s; then
+	sizes="1000 10000"
+	[ "${BENCH:-quick}" = full ] && sizes="1000 10000 30000"
+	SIZES=$sizes bash perf/kube_proxy_bench.sh &&
+		bash perf/plot_kube_proxy.sh "perf/results/kube-proxy-$(date +%Y-%m-%d).md" ||
+		{ echo "benchmark perf/kube_proxy_bench.sh failed"; rc=1; }
+else
+	echo "benchmark perf/kube_proxy_bench.sh: make k8s failed"
+	rc=1
+fi
 exit $rc
