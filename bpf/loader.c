@@ -498,6 +498,13 @@ int kpx_bpf_size_maps(struct bpf_object *obj, const struct kpx_config *cfg)
 			bpf_object__name(obj), strerror(-err));
 		return err;
 	}
+	/* Only the tc/XDP object has the flood guard (-ENOENT elsewhere). */
+	err = set_rodata_u32(obj, "kpx_new_flow_rate", cfg->bpf_new_flow_rate);
+	if (err && err != -ENOENT) {
+		kpx_err("bpf object %s: kpx_new_flow_rate: %s",
+			bpf_object__name(obj), strerror(-err));
+		return err;
+	}
 	return 0;
 }
 

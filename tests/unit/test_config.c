@@ -539,3 +539,17 @@ Test(config, cleanup_and_inspect_accept_every_run_flag, .init = cr_redirect_stdo
 	argv[0] = "status";
 	cr_expect_eq(kpx_cmd_status(argc, argv), 0);
 }
+
+Test(config, bpf_new_flow_rate_sets_the_flood_guard)
+{
+	struct kpx_config c;
+	char *argv[] = { "run", "--bpf-new-flow-rate", "20000", NULL };
+	char *bad[] = { "run", "--bpf-new-flow-rate=-1", NULL };
+
+	kpx_config_defaults(&c);
+	cr_assert_eq(c.bpf_new_flow_rate, 0, "off by default");
+	cr_assert_eq(kpx_config_parse_run(&c, 3, argv), 0);
+	cr_assert_eq(c.bpf_new_flow_rate, 20000);
+	kpx_config_defaults(&c);
+	cr_assert_neq(kpx_config_parse_run(&c, 2, bad), 0);
+}

@@ -292,6 +292,7 @@ enum {
 	OPT_STATE_SOCKET,
 	OPT_CONFIG,
 	OPT_MAGLEV_SIZE,
+	OPT_NEW_FLOW_RATE,
 	OPT_MAGLEV_SEED,
 	OPT_SNAT_RANGE,
 	OPT_SERVICES_MAX,
@@ -351,6 +352,7 @@ const struct kpx_flag kpx_flags[] = {
 	KPX("state-socket", KPX_FT_STRING, OPT_STATE_SOCKET),
 	KPX("config", KPX_FT_STRING, OPT_CONFIG),
 	KPX("maglev-table-size", KPX_FT_STRING, OPT_MAGLEV_SIZE),
+	KPX("bpf-new-flow-rate", KPX_FT_STRING, OPT_NEW_FLOW_RATE),
 	KPX("maglev-seed", KPX_FT_STRING, OPT_MAGLEV_SEED),
 	KPX("snat-port-range", KPX_FT_STRING, OPT_SNAT_RANGE),
 	KPX("bpf-services-max", KPX_FT_STRING, OPT_SERVICES_MAX),
@@ -462,6 +464,8 @@ static void run_usage(FILE *f)
 		"  --nodeport-mode snat|dsr     bpf: remote backends for external traffic\n"
 		"  --lb-algorithm random|maglev bpf: backend selection\n"
 		"  --maglev-table-size N        prime, default 16381\n"
+		"  --bpf-new-flow-rate N        bpf: new flows/s per CPU above which no\n"
+		"                               new NodePort flow state is made (0: off)\n"
 		"  --maglev-seed N              same seed on every node\n"
 		"  --snat-port-range MIN-MAX    bpf: SNAT source ports (32768-60999)\n"
 		"  --bpf-services-max N         bpf: service entries, one per frontend\n"
@@ -691,6 +695,8 @@ static int apply_option(struct kpx_config *cfg, int opt, const char *arg)
 		return 0; /* loaded in the first pass */
 	case OPT_MAGLEV_SIZE:
 		return parse_u32(arg, 7, 131071, &cfg->maglev_table_size);
+	case OPT_NEW_FLOW_RATE:
+		return parse_u32(arg, 0, UINT32_MAX, &cfg->bpf_new_flow_rate);
 	case OPT_MAGLEV_SEED:
 		return parse_u32(arg, 0, UINT32_MAX, &cfg->maglev_seed);
 	case OPT_SNAT_RANGE:

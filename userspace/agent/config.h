@@ -64,6 +64,9 @@ struct kpx_config {
 	uint32_t bpf_ct_max;
 	uint32_t bpf_affinity_max;
 	uint32_t maglev_table_size; /* prime */
+	/* --bpf-new-flow-rate: new flows per second per CPU above which the
+	 * tc/XDP path stops creating state (flood guard); 0: off. */
+	uint32_t bpf_new_flow_rate;
 	uint32_t maglev_seed;
 	uint16_t snat_port_min, snat_port_max;
 
