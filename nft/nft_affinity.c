@@ -79,7 +79,7 @@ static const uint32_t *group_idx(const struct kpx_plan_svcport *sp,
 	*n = 0;
 	if (set > KPX_SET_CLUSTER || !s->chain[set])
 		return NULL;
-	idx = kpx_nft_set_idx(sp, set, n);
+	idx = kpx_plan_set_idx(sp, set, n);
 	if (*n > SEL_M)
 		*n = SEL_M;
 	return idx;

@@ -384,7 +384,7 @@ static void emit_gmaps(struct kpx_backend *b, int add,
 
 			if (!(s->fe[i].sets & (1u << set)))
 				continue;
-			kpx_nft_set_idx(sp, set, &n);
+			kpx_plan_set_idx(sp, set, &n);
 			g[0] = KPX_NFT_GROUP(num, set);
 			g[1] = (uint32_t)kpx_nft_group_n(sp, n);
 			if (!g[1] || (np && gnp[set] < 0))
@@ -464,7 +464,7 @@ void kpx_nft_emit_elems(struct kpx_backend *b, int add,
 
 		if (!s->chain[set])
 			continue;
-		idx = kpx_nft_set_idx(sp, set, &n);
+		idx = kpx_plan_set_idx(sp, set, &n);
 		emit_group_elems(b, add, sp, KPX_NFT_GROUP(num, set), idx, n);
 	}
 	for (size_t i = 0; i < sp->n_endpoints; i++) {

@@ -69,9 +69,6 @@ void kpx_nft_shape_free(struct kpx_nft_shape *s);
 /* Same chains and rules (the elements may still differ). */
 bool kpx_nft_shape_same_rules(const struct kpx_nft_shape *a,
 			      const struct kpx_nft_shape *b);
-bool kpx_nft_have_cidr(const struct kpx_plan_input *in, uint8_t family);
-const uint32_t *kpx_nft_set_idx(const struct kpx_plan_svcport *sp, int set,
-				size_t *n);
 
 /* ----------------------------------------------------------- backend */
 

@@ -40,35 +40,11 @@ static const char masq_letter[] = {
 	[KPX_MASQ_OFF_CLUSTER] = 'o',
 };
 
-bool kpx_nft_have_cidr(const struct kpx_plan_input *in, uint8_t family)
-{
-	for (size_t i = 0; i < in->n_cluster_cidrs; i++)
-		if (in->cluster_cidrs[i].addr.family == family)
-			return true;
-	return false;
-}
-
-const uint32_t *kpx_nft_set_idx(const struct kpx_plan_svcport *sp, int set,
-				size_t *n)
-{
-	switch (set) {
-	case KPX_SET_INTERNAL:
-		*n = sp->n_internal;
-		return sp->internal;
-	case KPX_SET_EXTERNAL:
-		*n = sp->n_external;
-		return sp->external;
-	default:
-		*n = sp->n_cluster;
-		return sp->cluster;
-	}
-}
-
 static size_t set_n(const struct kpx_plan_svcport *sp, int set)
 {
 	size_t n;
 
-	kpx_nft_set_idx(sp, set, &n);
+	kpx_plan_set_idx(sp, set, &n);
 	return n;
 }
 
@@ -153,7 +129,7 @@ int kpx_nft_shape(const struct kpx_plan_input *in,
 		  const struct kpx_plan_svcport *sp, struct kpx_nft_shape *s,
 		  char *why, size_t whylen)
 {
-	bool c = kpx_nft_have_cidr(in, sp->family);
+	bool c = kpx_plan_has_cluster_cidr(in, sp->family);
 	bool fw_seen = false;
 	int r = 0;
 

@@ -691,7 +691,7 @@ void kpx_nft_emit_chains(struct kpx_backend *b,
 		kpx_nft_chain_name(name, kpx_nft_set_chain_prefix[set], num);
 		if (s->is_entry[set])
 			emit_prefix(b, name, sp, &s->pre[set], num);
-		kpx_nft_set_idx(sp, set, &n);
+		kpx_plan_set_idx(sp, set, &n);
 		emit_dispatch(b, name, sp, set, n);
 	}
 	if (s->fw) {

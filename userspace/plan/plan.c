@@ -90,7 +90,13 @@ const char *kpx_plan_set_name(enum kpx_plan_set s)
 const uint32_t *kpx_plan_row_set(const struct kpx_plan_svcport *sp,
 				 const struct kpx_plan_row *row, size_t *n)
 {
-	switch (row->set) {
+	return kpx_plan_set_idx(sp, row->set, n);
+}
+
+const uint32_t *kpx_plan_set_idx(const struct kpx_plan_svcport *sp,
+				 enum kpx_plan_set set, size_t *n)
+{
+	switch (set) {
 	case KPX_SET_INTERNAL:
 		*n = sp->n_internal;
 		return sp->internal;
@@ -632,7 +638,7 @@ static int build_source_ranges(const struct kpx_service *svc,
 
 /* ---- traffic rows ------------------------------------------------------- */
 
-static bool have_cluster_cidr(const struct kpx_plan_input *in, uint8_t fam)
+bool kpx_plan_has_cluster_cidr(const struct kpx_plan_input *in, uint8_t fam)
 {
 	for (size_t i = 0; i < in->n_cluster_cidrs; i++)
 		if (in->cluster_cidrs[i].addr.family == fam)
@@ -648,7 +654,7 @@ static bool have_cluster_cidr(const struct kpx_plan_input *in, uint8_t fam)
 static void build_rows(const struct kpx_plan_input *in,
 		       struct kpx_plan_svcport *sp, struct kpx_plan_frontend *fe)
 {
-	bool cidr = have_cluster_cidr(in, sp->family);
+	bool cidr = kpx_plan_has_cluster_cidr(in, sp->family);
 	bool ranges = fe->kind == KPX_FE_LOAD_BALANCER && sp->n_source_ranges;
 
 	for (int o = 0; o < KPX_ORIGINS; o++) {

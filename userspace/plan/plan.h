@@ -296,9 +296,13 @@ const char *kpx_origin_name(enum kpx_origin o);
 const char *kpx_refusal_name(enum kpx_refusal r);
 const char *kpx_masq_name(enum kpx_masq m);
 const char *kpx_plan_set_name(enum kpx_plan_set s);
-/* The endpoint indices (into sp->endpoints) a row uses. */
+/* The endpoint indices (into sp->endpoints) a row, or a set, uses. */
 const uint32_t *kpx_plan_row_set(const struct kpx_plan_svcport *sp,
 				 const struct kpx_plan_row *row, size_t *n);
+const uint32_t *kpx_plan_set_idx(const struct kpx_plan_svcport *sp,
+				 enum kpx_plan_set set, size_t *n);
+/* input has a --cluster-cidr of family: pods can be told apart. */
+bool kpx_plan_has_cluster_cidr(const struct kpx_plan_input *in, uint8_t fam);
 /* Whether the row's set keeps only this node's endpoints (a Local
  * traffic policy applies to it): for inspection output. */
 bool kpx_plan_row_local_only(const struct kpx_plan_svcport *sp,

@@ -86,6 +86,20 @@ static const char *empty_name(enum kpx_empty_action a)
 				  JSON_C_OBJECT_ADD_KEY_IS_NEW |               \
 					  JSON_C_OBJECT_KEY_IS_CONSTANT)
 
+/* ["addr/prefix", ...] */
+static struct json_object *cidrs_json(const struct kpx_cidr *v, size_t n)
+{
+	struct json_object *arr = json_object_new_array();
+	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 8];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%s/%u", kpx_addr_str(&v[i].addr, a),
+			 v[i].prefix);
+		json_object_array_add(arr, json_object_new_string(buf));
+	}
+	return arr;
+}
+
 static struct json_object *rows_json(const struct kpx_plan_svcport *sp,
 				     const struct kpx_plan_frontend *fe)
 {
@@ -120,8 +134,7 @@ static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 	struct json_object *o = json_object_new_object();
 	struct json_object *fes = json_object_new_array();
 	struct json_object *eps = json_object_new_array();
-	struct json_object *srs = json_object_new_array();
-	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 8];
+	char a[KPX_ADDR_STRLEN];
 
 	ADD(o, "id", json_object_new_string(sp->id));
 	ADD(o, "namespace", json_object_new_string(sp->ns));
@@ -169,13 +182,7 @@ static struct json_object *svcport_json(const struct kpx_plan_svcport *sp)
 	ADD(o, "cluster", set_json(sp, sp->cluster, sp->n_cluster));
 	ADD(o, "internal_empty", json_object_new_string(empty_name(sp->internal_empty)));
 	ADD(o, "external_empty", json_object_new_string(empty_name(sp->external_empty)));
-	for (size_t i = 0; i < sp->n_source_ranges; i++) {
-		snprintf(buf, sizeof(buf), "%s/%u",
-			 kpx_addr_str(&sp->source_ranges[i].addr, a),
-			 sp->source_ranges[i].prefix);
-		json_object_array_add(srs, json_object_new_string(buf));
-	}
-	ADD(o, "source_ranges", srs);
+	ADD(o, "source_ranges", cidrs_json(sp->source_ranges, sp->n_source_ranges));
 	ADD(o, "local_ready", json_object_new_int64(sp->local_ready));
 	ADD(o, "refused", kpx_plan_refused_json(sp, false));
 	return o;
@@ -219,18 +226,10 @@ static struct json_object *addrs_json(const struct kpx_addr *v, size_t n)
 static struct json_object *input_json(const struct kpx_plan_input *in)
 {
 	struct json_object *o = json_object_new_object();
-	struct json_object *cidrs = json_object_new_array();
-	char a[KPX_ADDR_STRLEN], buf[KPX_ADDR_STRLEN + 8];
 
 	ADD(o, "node_ips", addrs_json(in->node_ips, in->n_node_ips));
 	ADD(o, "local_addresses", addrs_json(in->local_addrs, in->n_local_addrs));
-	for (size_t i = 0; i < in->n_cluster_cidrs; i++) {
-		snprintf(buf, sizeof(buf), "%s/%u",
-			 kpx_addr_str(&in->cluster_cidrs[i].addr, a),
-			 in->cluster_cidrs[i].prefix);
-		json_object_array_add(cidrs, json_object_new_string(buf));
-	}
-	ADD(o, "cluster_cidrs", cidrs);
+	ADD(o, "cluster_cidrs", cidrs_json(in->cluster_cidrs, in->n_cluster_cidrs));
 	ADD(o, "masquerade_all", json_object_new_boolean(in->masquerade_all));
 	return o;
 }
