@@ -623,7 +623,12 @@ fail:
 static int bpf_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 {
 	struct kpx_map_writer_stats st;
-	int err = kpx_map_writer_sync(b->w, plan);
+	uint64_t full0;
+	int err;
+
+	kpx_map_writer_get_stats(b->w, &st);
+	full0 = st.full;
+	err = kpx_map_writer_sync(b->w, plan);
 
 	kpx_map_writer_get_stats(b->w, &st);
 	kpx_dbg(2, "bpf: %s sync processed %u of %zu service ports",
@@ -635,7 +640,11 @@ static int bpf_sync(struct kpx_backend *b, const struct kpx_plan *plan)
 	 * them reported as skipped (the agent keeps the wanted plan, so
 	 * `kpx services --verify` shows them missing). */
 	b->n_skipped = 0;
-	if (err && st.last_skipped && !st.last_sync_failed) {
+	/* A full map is the node's capacity, not an object's fault: the
+	 * sync fails (health follows, retries back off) though every other
+	 * object was written all the same. */
+	if (err && st.last_skipped && !st.last_sync_failed &&
+	    st.full == full0) {
 		b->n_skipped = st.last_skipped;
 		snprintf(b->skipped_msg, sizeof(b->skipped_msg),
 			 "%u service port%s not programmed (previous state "
