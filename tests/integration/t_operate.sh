@@ -261,26 +261,8 @@ unstall_nft() {
 	exec 4>&-
 	HOLDER_FD_OPEN=0
 }
-# bpf: a full map is no stall any more (issue 13: an object that cannot
-# be programmed is skipped, the rest is programmed, syncs go on), so the
-# 503 path of /healthz is exercised with nft only; here the full map must
-# cost only the Services that do not fit: /healthz stays 200, the sync
-# errors count them and `kpx status` names one.
-errors_moved() { [ "$(metric kpx_sync_errors_total)" != "$1" ]; }
-full_map_isolation_bpf() {
-	local e0 e1 out why=""
-	e0=$(metric kpx_sync_errors_total)
-	write_extra 20
-	wait_until 10 errors_moved "$e0"
-	e1=$(metric kpx_sync_errors_total)
-	[ "${e1:-0}" -gt "${e0:-0}" ] 2>/dev/null || why="$why sync errors $e0 -> $e1 with more Services than the map holds;"
-	sleep $((2 * SYNC_PERIOD + 1))
-	code_is "$HEALTHZ/healthz" 200 || why="$why healthz $(http_code "$HEALTHZ/healthz") although every other Service is programmed;"
-	out=$(kpx status $(kflags))
-	grep -q 'last error.*extra-' <<<"$out" || why="$why kpx status does not name a skipped Service: $(grep 'last error' <<<"$out");"
-	check_why full-map-skips-only-what-does-not-fit "$why"
-	rig_manifest_rm extra.yaml
-}
+stall_bpf() { write_extra 20; }
+unstall_bpf() { rig_manifest_rm extra.yaml; }
 
 # When drift was not repaired, a restart (open = full reconcile) brings
 # the kernel back to the plan so that later checks start from a known state.
@@ -686,44 +668,40 @@ EOF
 		fail healthz-node-untainted "healthz $(http_code "$HEALTHZ/healthz") after the Node object went away"
 	fi
 
-	if [ "$B" = bpf ]; then
-		full_map_isolation_bpf
-	else
-		e0=$(metric kpx_sync_errors_total)
-		if stall_$B >"$RIG_DIR/stall.log" 2>&1; then
-			if wait_until $((3 * SYNC_PERIOD + 3)) code_is "$HEALTHZ/healthz" 503; then
-				e1=$(metric kpx_sync_errors_total)
-				code=$(http_code "$HEALTHZ/livez")
-				v1=$(metric 'kubeproxy_proxy_healthz_total{code="503"}')
-				if [ "$code" = 503 ] && [ "${v1:-0}" -ge 1 ] &&
-					[ "${e1:-0}" -gt "${e0:-0}" ]; then
-					pass healthz-stall
-				else
-					fail healthz-stall "livez $code, healthz 503 count ${v1:-none}, sync errors $e0 -> $e1"
-				fi
-				out=$(kpx status $(kflags))
-				if grep -q 'UNHEALTHY' <<<"$out" && grep -q 'last error' <<<"$out"; then
-					pass status-unhealthy
-				else
-					fail status-unhealthy "kpx status does not show the failing syncs: $(tr '\n' '|' <<<"$out" | head -c 300)"
-				fi
-				if hc_is 503; then
-					pass hcnp-unhealthy
-				else
-					fail hcnp-unhealthy "healthCheckNodePort $(hc_code) while the agent is unhealthy"
-				fi
+	e0=$(metric kpx_sync_errors_total)
+	if stall_$B >"$RIG_DIR/stall.log" 2>&1; then
+		if wait_until $((3 * SYNC_PERIOD + 3)) code_is "$HEALTHZ/healthz" 503; then
+			e1=$(metric kpx_sync_errors_total)
+			code=$(http_code "$HEALTHZ/livez")
+			v1=$(metric 'kubeproxy_proxy_healthz_total{code="503"}')
+			if [ "$code" = 503 ] && [ "${v1:-0}" -ge 1 ] &&
+				[ "${e1:-0}" -gt "${e0:-0}" ]; then
+				pass healthz-stall
 			else
-				fail healthz-stall "healthz $(http_code "$HEALTHZ/healthz") $((3 * SYNC_PERIOD + 3)) s after the stall; sync errors $e0 -> $(metric kpx_sync_errors_total)"
+				fail healthz-stall "livez $code, healthz 503 count ${v1:-none}, sync errors $e0 -> $e1"
 			fi
-			unstall_$B
-			if wait_until $((3 * SYNC_PERIOD + 5)) code_is "$HEALTHZ/healthz" 200; then
-				pass healthz-recovers
+			out=$(kpx status $(kflags))
+			if grep -q 'UNHEALTHY' <<<"$out" && grep -q 'last error' <<<"$out"; then
+				pass status-unhealthy
 			else
-				fail healthz-recovers "healthz $(http_code "$HEALTHZ/healthz") after the kernel accepts syncs again; last error: $(grep '^E' "$RIG_DIR/agent-n1.log" | tail -1)"
+				fail status-unhealthy "kpx status does not show the failing syncs: $(tr '\n' '|' <<<"$out" | head -c 300)"
+			fi
+			if hc_is 503; then
+				pass hcnp-unhealthy
+			else
+				fail hcnp-unhealthy "healthCheckNodePort $(hc_code) while the agent is unhealthy"
 			fi
 		else
-			fail healthz-stall "could not make $B syncs fail: $(tail -1 "$RIG_DIR/stall.log")"
+			fail healthz-stall "healthz $(http_code "$HEALTHZ/healthz") $((3 * SYNC_PERIOD + 3)) s after the stall; sync errors $e0 -> $(metric kpx_sync_errors_total)"
 		fi
+		unstall_$B
+		if wait_until $((3 * SYNC_PERIOD + 5)) code_is "$HEALTHZ/healthz" 200; then
+			pass healthz-recovers
+		else
+			fail healthz-recovers "healthz $(http_code "$HEALTHZ/healthz") after the kernel accepts syncs again; last error: $(grep '^E' "$RIG_DIR/agent-n1.log" | tail -1)"
+		fi
+	else
+		fail healthz-stall "could not make $B syncs fail: $(tail -1 "$RIG_DIR/stall.log")"
 	fi
 
 	# Back to web + lb only, for the counts below.
