@@ -20,7 +20,7 @@
 # sockets), the same as every other integration test.
 #
 # Check names: <proxy>/<behaviour>, proxy in $KPX_CLUSTER_PROXIES (default
-# "kpx-bpf kpx-nft kube-proxy-nftables kube-proxy-iptables"); the same
+# "kpx-bpf kpx-nft"; add kube-proxy-nftables kube-proxy-iptables); the same
 # behaviour checks run for each, so the names line up in
 # tests/cluster/README.md's table. kpx-only checks (its CLI, its API
 # handling) are named kpx-<backend>/kpx-only-*. Set-up checks: cluster/*.
@@ -40,7 +40,12 @@ for b in etcd kube-apiserver kube-controller-manager kubectl kube-proxy; do
 done
 need_tools cluster openssl jq unshare nsenter curl conntrack
 
-PROXIES=${KPX_CLUSTER_PROXIES:-kpx-bpf kpx-nft kube-proxy-nftables kube-proxy-iptables}
+# The kube-proxy columns are the reference for tests/cluster/README.md's
+# table, run by hand (KPX_CLUSTER_PROXIES="kpx-bpf kpx-nft
+# kube-proxy-nftables kube-proxy-iptables"): under a loaded machine the
+# reference itself was seen to miss the 500 ms refusal bound and topology
+# hints once, and make test must not fail on the reference.
+PROXIES=${KPX_CLUSTER_PROXIES:-kpx-bpf kpx-nft}
 export KPX_BACKEND=bpf	# rig_up mounts bpffs and makes the node cgroups
 export RIG_P=k$$c
 # shellcheck source=lib/rig.sh
