@@ -514,12 +514,15 @@ test_bpf_arm64() {
 	done
 	# the define comes from BPF_ARCH, and ARCH (uname -m / TARGETARCH
 	# spelling) maps to it
-	if ! make -n BUILD="$TMP/arm64-n" ARCH=arm64 "$TMP/arm64-n/bpf/sock_lb.bpf.o" 2>/dev/null |
-		grep -q -- '-D__TARGET_ARCH_arm64' ||
-		! make -n BUILD="$TMP/arm64-n" ARCH=aarch64 "$TMP/arm64-n/bpf/sock_lb.bpf.o" 2>/dev/null |
-		grep -q -- '-D__TARGET_ARCH_arm64' ||
-		! make -n BUILD="$TMP/amd64-n" ARCH=amd64 "$TMP/amd64-n/bpf/sock_lb.bpf.o" 2>/dev/null |
-		grep -q -- '-D__TARGET_ARCH_x86'; then
+	# (make's output is read whole: grep -q in a pipe under pipefail
+	# fails when make is cut off by SIGPIPE after the match)
+	local a64 aa64 x86
+	a64=$(make -n BUILD="$TMP/arm64-n" ARCH=arm64 "$TMP/arm64-n/bpf/sock_lb.bpf.o" 2>/dev/null)
+	aa64=$(make -n BUILD="$TMP/arm64-n" ARCH=aarch64 "$TMP/arm64-n/bpf/sock_lb.bpf.o" 2>/dev/null)
+	x86=$(make -n BUILD="$TMP/amd64-n" ARCH=amd64 "$TMP/amd64-n/bpf/sock_lb.bpf.o" 2>/dev/null)
+	if ! grep -q -- '-D__TARGET_ARCH_arm64' <<<"$a64" ||
+		! grep -q -- '-D__TARGET_ARCH_arm64' <<<"$aa64" ||
+		! grep -q -- '-D__TARGET_ARCH_x86' <<<"$x86"; then
 		fail deploy_bpf_arm64 "ARCH=arm64/aarch64/amd64 do not map to __TARGET_ARCH_arm64/x86"
 		return
 	fi
