@@ -1,9 +1,8 @@
 #!/bin/bash
-# The README's two commands on a machine that may not have make yet (a
-# minimal Debian 12): installs make when it is missing (as root; a user
-# with sudo gets sudo), then runs `make "$@"` from the repository root.
-# `bash scripts/make.sh demo` and `bash scripts/make.sh test` are the
-# two commands; with make installed they equal `make demo` / `make test`.
+# `make "$@"` on an image that may not have make yet (a minimal Debian
+# 12): installs make when it is missing (as root; a user with sudo gets
+# sudo), then runs make from the repository root. `bash scripts/make.sh
+# test` is `make test` there; .ci/run uses it only to get make.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v make >/dev/null; then
