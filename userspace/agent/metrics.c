@@ -744,29 +744,23 @@ void kpx_metrics_write_agent(FILE *f, const struct kpx_agent *agent)
 	rest_client_metrics(f, agent->k8s);
 }
 
+/* NAME{code="200"} and NAME{code="503"}: the probe counters. */
+static void probe_counter(FILE *f, const char *name, const char *text,
+			  const uint64_t v[2])
+{
+	help(f, name, "counter", text);
+	fprintf(f, "%s{code=\"200\"} %llu\n%s{code=\"503\"} %llu\n", name,
+		(unsigned long long)v[0], name, (unsigned long long)v[1]);
+}
+
 void kpx_metrics_write_counters(FILE *f, const struct kpx_serve_counters *c)
 {
-	help(f, "kubeproxy_proxy_healthz_total", "counter",
-	     "Cumulative proxy healthz HTTP status");
-	fprintf(f,
-		"kubeproxy_proxy_healthz_total{code=\"200\"} %llu\n"
-		"kubeproxy_proxy_healthz_total{code=\"503\"} %llu\n",
-		(unsigned long long)c->healthz[0],
-		(unsigned long long)c->healthz[1]);
-	help(f, "kubeproxy_proxy_livez_total", "counter",
-	     "Cumulative proxy livez HTTP status");
-	fprintf(f,
-		"kubeproxy_proxy_livez_total{code=\"200\"} %llu\n"
-		"kubeproxy_proxy_livez_total{code=\"503\"} %llu\n",
-		(unsigned long long)c->livez[0],
-		(unsigned long long)c->livez[1]);
-	help(f, "kpx_readyz_total", "counter",
-	     "Cumulative /readyz HTTP status");
-	fprintf(f,
-		"kpx_readyz_total{code=\"200\"} %llu\n"
-		"kpx_readyz_total{code=\"503\"} %llu\n",
-		(unsigned long long)c->readyz[0],
-		(unsigned long long)c->readyz[1]);
+	probe_counter(f, "kubeproxy_proxy_healthz_total",
+		      "Cumulative proxy healthz HTTP status", c->healthz);
+	probe_counter(f, "kubeproxy_proxy_livez_total",
+		      "Cumulative proxy livez HTTP status", c->livez);
+	probe_counter(f, "kpx_readyz_total", "Cumulative /readyz HTTP status",
+		      c->readyz);
 }
 
 void kpx_metrics_write_datapath(FILE *f, const struct json_object *datapath,
