@@ -440,6 +440,27 @@ b_itp_local() {
 	svcdel il
 }
 
+# kpx only (kube-proxy is open to CVE-2020-8554): a tenant's Service that
+# writes another Service's ClusterIP (allocated by the real server) as its
+# externalIP never takes that ClusterIP over, whatever the names sort as.
+b_external_ip_hijack() {
+	local why="" ip
+	local n1all="n1-p1 n1-p2 n1-p3" n2all="n2-p1 n2-p2 n2-p3"
+	case $CUR in kpx-*) ;; *) return 0 ;; esac
+	svc vic '"selector": {"kpx.test/node": "n1"}'
+	ip=$(svcget vic '{.spec.clusterIP}')
+	svc a-evil "\"selector\": {\"kpx.test/node\": \"n2\"}, \"externalIPs\": [\"$ip\"]"
+	# the tenant's Service is programmed (its own ClusterIP answers) ...
+	eventually reach_ids n1p3 "$(svcget a-evil '{.spec.clusterIP}')" 80 tcp 10 "$n2all" ||
+		why="$why the tenant's own ClusterIP: $(brief "$OUT");"
+	# ... and the victim's ClusterIP still reaches only the victim
+	reach_ids n1p3 "$ip" 80 tcp 30 "$n1all" || why="$why $ip reached $(idset "$OUT")instead of only $n1all;"
+	status_json n1 | jq -e '[.agent.refused[]? | select(.service == "t/a-evil" and .owner == "t/vic")] | length > 0' >/dev/null ||
+		why="$why kpx status does not list the refused externalIP;"
+	check_why kpx-only-external-ip-cannot-take-a-cluster-ip "$why"
+	svcdel vic a-evil
+}
+
 b_affinity() {
 	local why="" ip
 	svc af '"sessionAffinity": "ClientIP", "selector": {"web": "y"}'
@@ -663,7 +684,7 @@ api_checks() {
 	svcdel ar
 }
 
-BEHAVIOURS=${KPX_CLUSTER_BEHAVIOURS:-clusterip_v4 clusterip_v6 clusterip_dual nodeport externalip lb_source_ranges etp_local itp_local affinity no_endpoints not_ready terminating topology proxy_name type_port_change}
+BEHAVIOURS=${KPX_CLUSTER_BEHAVIOURS:-clusterip_v4 clusterip_v6 clusterip_dual nodeport externalip lb_source_ranges etp_local itp_local affinity no_endpoints not_ready terminating topology proxy_name type_port_change external_ip_hijack}
 
 run_proxy() {	# PROXY
 	local b
