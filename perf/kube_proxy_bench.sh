@@ -17,6 +17,12 @@
 #                  after the sync, and its peak
 #     CPU          user+system seconds of the dataplane's cgroup to the sync
 #
+#   then, with the dataplane still running, each phase named in
+#   ${PHASES:-latency datapath} whose perf/lib/kp_PHASE.sh exists: the file
+#   defines kp_PHASE_header (its Markdown table's heading and header rows)
+#   and kp_PHASE PROXY N (prints one or more table rows for that dataplane
+#   at that size). Each phase's table follows the first-sync table.
+#
 # This machine has no IP_VS: kube-proxy's ipvs mode cannot run and is not
 # measured. Results are appended to perf/results/kube-proxy-DATE.md with
 # the machine, kernel, commit, release and command.
@@ -41,6 +47,12 @@ export RIG_P="kb$$"
 export CL_SVC_CIDRS=198.18.128.0/17,fd00:18:128::/108
 # shellcheck source=../tests/cluster/cluster.sh
 . tests/cluster/cluster.sh
+PHASES=${PHASES:-latency datapath}
+phases=""
+for ph in $PHASES; do
+	# shellcheck source=/dev/null
+	[ -f "perf/lib/kp_$ph.sh" ] && . "perf/lib/kp_$ph.sh" && phases="$phases $ph"
+done
 MEMCG=/sys/fs/cgroup/memory/kpxbench$$
 CPUCG=/sys/fs/cgroup/cpuacct/kpxbench$$
 DP_PID=""
@@ -181,7 +193,7 @@ rss_mib() { awk '$1 == "total_rss" || $1 == "rss" {s = $2} END {printf "%.0f", s
 	echo
 	echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 	echo "- kube-proxy and control plane: $("$CL_K8S/kube-proxy" --version 2>/dev/null) (tests/cluster, make k8s); no IP_VS in this kernel: ipvs mode not measured"
-	echo "- command: SIZES=\"$SIZES\" PROXIES=\"$PROXIES\" bash perf/kube_proxy_bench.sh"
+	echo "- command: SIZES=\"$SIZES\" PROXIES=\"$PROXIES\" PHASES=\"$PHASES\" bash perf/kube_proxy_bench.sh"
 	echo "- first sync: dataplane start until 20 sampled Services answer from a pod of the node (bound ${SYNC_BOUND} s); memory: the dataplane's memory cgroup (children included) after the sync, and its peak; CPU: the cgroup's CPU seconds to the sync. Defaults of each: kube-proxy min-sync-period 1 s, kpx 1 s"
 	echo
 	echo "| services x 10 | dataplane | first sync | memory after sync (rss) | peak memory | CPU to sync |"
@@ -215,8 +227,16 @@ for n in $SIZES; do
 		sleep 2
 		line="| $n | $p | $res | $(mem_mib memory.usage_in_bytes) MiB ($(rss_mib) MiB) | $(mem_mib memory.max_usage_in_bytes) MiB | $cpu s |"
 		echo "$line" | tee -a "$out"
+		case $res in *" s") synced=1 ;; *) synced=0 ;; esac
+		for ph in $phases; do
+			[ "$synced" = 1 ] || { echo "| $n | $p | not synced |" >>"$RIG_DIR/table-$ph"; continue; }
+			"kp_$ph" "$p" "$n" | tee -a "$RIG_DIR/table-$ph"
+		done
 		dp_stop
 		clean_proxy "$p"
 	done
+done
+for ph in $phases; do
+	{ echo; "kp_${ph}_header"; cat "$RIG_DIR/table-$ph" 2>/dev/null; } >>"$out"
 done
 echo "results appended to $out"
