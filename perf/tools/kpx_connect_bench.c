@@ -16,10 +16,23 @@
  *       TIME_WAIT pile-up). Prints mean ns per iteration and, with BPFROOT,
  *       the connect4 program's own run time per call (bpf_stats, enabled
  *       through BPF_ENABLE_STATS for the run only).
+ *   kpx_connect_bench conn A:P[,A:P...] ITERS [TIMEOUT_MS]
+ *       ITERS sequential TCP connections to kpx_echo servers through
+ *       whatever dataplane the namespace has (perf/lib/kp_datapath.sh):
+ *       each one socket, non-blocking connect timed until writable (the
+ *       first packet's round trip: SYN through the dataplane, SYN-ACK
+ *       back), the server's "<id> <peer>" line read, RST close (no
+ *       TIME_WAIT, no port exhaustion). With several targets one is
+ *       picked at random per connection (the fair "direct" floor of a
+ *       Service). Prints the rate (timed in the process), connect
+ *       latency percentiles and how many distinct servers answered;
+ *       stops after 20 failures.
  * Must run inside a throwaway network namespace.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +325,143 @@ static int run(const char *addr, int port, long iters, bool tcp,
 	return fails ? 1 : 0;
 }
 
+
+#define CONN_TARGETS 64
+#define CONN_IDS 64
+#define CONN_MAX_FAIL 20
+
+/* Waits for EVENTS on FD until DEADLINE (now_ns() scale); 0 or -errno. */
+static int wait_fd(int fd, short events, double deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	for (;;) {
+		int ms = (int)((deadline - now_ns()) / 1e6), r;
+
+		if (ms < 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, ms);
+		if (r > 0)
+			return 0;
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/*
+ * One connection: 0 and the connect time in *lat_ns, the answering
+ * server's identity in id; -errno on failure.
+ */
+static int conn_one(const struct sockaddr_in *dst, int timeout_ms,
+		    double *lat_ns, char *id, size_t idlen)
+{
+	struct linger lg = { 1, 0 };
+	char buf[256];
+	double t0, deadline;
+	socklen_t sl = sizeof(int);
+	int s, err = 0, soerr = 0;
+	ssize_t n;
+
+	s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return -errno;
+	t0 = now_ns();
+	deadline = t0 + timeout_ms * 1e6;
+	if (connect(s, (const void *)dst, sizeof(*dst)) && errno != EINPROGRESS) {
+		err = -errno;
+		goto out;
+	}
+	err = wait_fd(s, POLLOUT, deadline);
+	if (err)
+		goto out;
+	*lat_ns = now_ns() - t0;
+	if (getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &sl) || soerr) {
+		err = soerr ? -soerr : -errno;
+		goto out;
+	}
+	err = wait_fd(s, POLLIN, deadline);
+	if (err)
+		goto out;
+	n = read(s, buf, sizeof(buf) - 1);
+	if (n <= 0) {
+		err = n < 0 ? -errno : -ECONNRESET;
+		goto out;
+	}
+	buf[n] = 0;
+	buf[strcspn(buf, " \n")] = 0;
+	buf[idlen - 1] = 0;	/* identities are short; keep the prefix */
+	memcpy(id, buf, strlen(buf) + 1);
+out:
+	/* RST: neither side keeps TIME_WAIT, and conntrack forgets at once */
+	setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(s);
+	return err;
+}
+
+static int conn(const char *list, long iters, int timeout_ms)
+{
+	struct sockaddr_in dst[CONN_TARGETS];
+	char ids[CONN_IDS][64], buf[4096], *save = NULL, *tok;
+	int nt = 0, nids = 0, fails = 0, lasterr = 0;
+	long ok = 0, i;
+	double *lat, t;
+
+	if (iters < 1 || iters > 1000000 || timeout_ms < 1 ||
+	    snprintf(buf, sizeof(buf), "%s", list) >= (int)sizeof(buf)) {
+		fprintf(stderr, "bad ITERS (1..1000000), TIMEOUT_MS or targets\n");
+		return 2;
+	}
+	for (tok = strtok_r(buf, ",", &save); tok && nt < CONN_TARGETS;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *c = strrchr(tok, ':');
+
+		memset(&dst[nt], 0, sizeof(dst[nt]));
+		dst[nt].sin_family = AF_INET;
+		if (!c || (*c = 0, inet_pton(AF_INET, tok, &dst[nt].sin_addr) != 1) ||
+		    atoi(c + 1) < 1 || atoi(c + 1) > 65535) {
+			fprintf(stderr, "bad target (A:P, IPv4)\n");
+			return 2;
+		}
+		dst[nt++].sin_port = htons((uint16_t)atoi(c + 1));
+	}
+	lat = calloc((size_t)iters, sizeof(*lat));
+	if (!nt || !lat) {
+		free(lat);
+		return 2;
+	}
+	srand((unsigned)now_ns());
+	t = now_ns();
+	for (i = 0; i < iters && fails < CONN_MAX_FAIL; i++) {
+		char id[64] = "";
+		int k = nt > 1 ? rand() % nt : 0, err, j;
+
+		err = conn_one(&dst[k], timeout_ms, &lat[ok], id, sizeof(id));
+		if (err) {
+			fails++;
+			lasterr = -err;
+			continue;
+		}
+		ok++;
+		for (j = 0; j < nids && strcmp(ids[j], id); j++)
+			;
+		if (j == nids && nids < CONN_IDS)
+			snprintf(ids[nids++], sizeof(ids[0]), "%s", id);
+	}
+	t = now_ns() - t;
+	qsort(lat, (size_t)ok, sizeof(*lat), dbl_cmp);
+#define PCT(p) (ok ? lat[(long)((double)(ok - 1) * (p))] / 1e3 : 0)
+	printf("conn targets=%d iters=%ld ok=%ld fails=%d rate=%.0f p50_us=%.0f "
+	       "p90_us=%.0f p99_us=%.0f max_us=%.0f servers=%d lasterr=%s\n",
+	       nt, i, ok, fails, ok ? (double)ok / (t / 1e9) : 0, PCT(0.5),
+	       PCT(0.9), PCT(0.99), PCT(1.0), nids,
+	       lasterr ? strerror(lasterr) : "-");
+#undef PCT
+	free(lat);
+	return fails ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 5 && !strcmp(argv[1], "load"))
@@ -319,7 +469,10 @@ int main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[1], "run"))
 		return run(argv[2], atoi(argv[3]), atol(argv[4]),
 			   !strcmp(argv[5], "tcp"), argc > 6 ? argv[6] : NULL);
+	if (argc >= 4 && !strcmp(argv[1], "conn"))
+		return conn(argv[2], atol(argv[3]), argc > 4 ? atoi(argv[4]) : 1000);
 	fprintf(stderr, "usage: %s load N CGROUP BPFROOT | run ADDR PORT ITERS "
-			"tcp|udp [BPFROOT]\n", argv[0]);
+			"tcp|udp [BPFROOT] | conn A:P[,A:P...] ITERS [TIMEOUT_MS]\n",
+		argv[0]);
 	return 2;
 }
