@@ -67,6 +67,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# shellcheck source=perf/lib/pkt.sh
+. perf/lib/pkt.sh	# pkt_tg_udp, pkt_cpu_snap, pkt_cpu_use
 die() { echo "fwd_rate: $*" >&2; exit 1; }
 nx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -174,38 +176,22 @@ sink_counts() {
 		END { printf "%d %d %d\n", c[1] + c[2], c[3] + 0, c[1] + 0 }'
 }
 gen_tx() { nx $GEN cat /sys/class/net/g0/statistics/tx_packets; }
-# busy jiffies per CPU: "cpu0 cpu1 ..." then total jiffies of cpu0
-cpu_busy() { awk '/^cpu[0-9]/ {b = $2 + $3 + $4 + $7 + $8; t = b + $5 + $6; printf "%d:%d ", b, t}' /proc/stat; }
 
 # trafgen config: UDP to the NodePort; source port fixed or counting over FLOWS
-tg_conf() {	# SPORT-EXPR
-	cat <<EOF
-{
-  eth(da=$N0_MAC, sa=$G_MAC),
-  ipv4(sa=$GEN_IP, da=$NODE_IP, ttl=64, df),
-  udp(sp=$1, dp=$NP),
-  fill(0x41, 18)
-}
-EOF
-}
+tg_conf() { pkt_tg_udp "$N0_MAC" "$G_MAC" $GEN_IP $NODE_IP "$1" $NP; }	# SPORT-EXPR
 
 # run_load NAME SPORT-EXPR -> prints "pps_sink pps_gen other cpu0% cpu1%"
 run_load() {
 	local name=$1 expr=$2 c0 c1 t0 t1 g0 g1 b0 b1 secs
 	tg_conf "$expr" >"$TMP/$name.cfg"
-	b0=$(cpu_busy); read -r c0 o0 _ < <(sink_counts); g0=$(gen_tx); t0=$(date +%s.%N)
+	b0=$(pkt_cpu_snap); read -r c0 o0 _ < <(sink_counts); g0=$(gen_tx); t0=$(date +%s.%N)
 	timeout "$SECS" taskset -c 0 ip netns exec $GEN "$TRAFGEN" -o g0 -c "$TMP/$name.cfg" \
 		--cpus 1 -n "$MAX" $TG_IO >"$TMP/tg-$name.log" 2>&1
 	sleep 0.3	# let queued frames drain
-	t1=$(date +%s.%N); b1=$(cpu_busy); read -r c1 o1 _ < <(sink_counts); g1=$(gen_tx)
+	t1=$(date +%s.%N); b1=$(pkt_cpu_snap); read -r c1 o1 _ < <(sink_counts); g1=$(gen_tx)
 	secs=$(echo "$t1 - $t0 - 0.3" | bc -l)
-	awk -v c=$((c1 - c0)) -v o=$((o1 - o0)) -v g=$((g1 - g0)) -v s="$secs" -v b0="$b0" -v b1="$b1" 'BEGIN {
-		n = split(b0, x, " "); split(b1, y, " "); busy = 0; pct = ""
-		for (i = 1; i <= n; i++) {
-			split(x[i], p, ":"); split(y[i], q, ":")
-			u = (q[2] - p[2]) > 0 ? (q[1] - p[1]) / (q[2] - p[2]) : 0
-			busy += u; pct = pct sprintf("%.0f%% ", 100 * u)
-		}
+	read -r busy _ pcts < <(pkt_cpu_use "$b0" "$b1")
+	awk -v c=$((c1 - c0)) -v o=$((o1 - o0)) -v g=$((g1 - g0)) -v s="$secs" -v busy="$busy" -v pct="$pcts" 'BEGIN {
 		printf "%.0f %.0f %d %.0f %s\n", c / s, g / s, o, (busy > 0 ? c / s / busy : 0), pct }'
 }
 
