@@ -21,7 +21,10 @@
 #   ${PHASES:-latency datapath} whose perf/lib/kp_PHASE.sh exists: the file
 #   defines kp_PHASE_header (its Markdown table's heading and header rows)
 #   and kp_PHASE PROXY N (prints one or more table rows for that dataplane
-#   at that size). Each phase's table follows the first-sync table.
+#   at that size). Each phase's table follows the first-sync table. A
+#   phase runs in this shell: it may restart the dataplane (dp_stop,
+#   clean_proxy, start_proxy PROXY [extra kpx flags]) if it leaves the same
+#   dataplane running, synced, when it returns.
 #
 # This machine has no IP_VS: kube-proxy's ipvs mode cannot run and is not
 # measured. Results are appended to perf/results/kube-proxy-DATE.md with
@@ -142,7 +145,7 @@ dp_stop() {
 	DP_PID=""
 }
 
-start_proxy() {	# PROXY
+start_proxy() {	# PROXY [extra kpx flags]
 	case $1 in
 	kpx-bpf | kpx-nft)
 		dp_start "$KPX_BIN" run --kubeconfig "$CL_DIR/kube-proxy.kubeconfig" \
@@ -151,7 +154,7 @@ start_proxy() {	# PROXY
 			--cgroup-path "$RIG_CG/n1" --bpf-root "/sys/fs/bpf/$RIG_P-n1" \
 			--state-socket "$RIG_DIR/n1.sock" --devices eth0 \
 			--healthz-bind-address "$(rig_node_ip4 n1):10256" \
-			--metrics-bind-address "$(rig_node_ip4 n1):10249"
+			--metrics-bind-address "$(rig_node_ip4 n1):10249" "${@:2}"
 		;;
 	kube-proxy-*)
 		dp_start "$CL_K8S/kube-proxy" --kubeconfig "$CL_DIR/kube-proxy.kubeconfig" \
@@ -230,7 +233,9 @@ for n in $SIZES; do
 		case $res in *" s") synced=1 ;; *) synced=0 ;; esac
 		for ph in $phases; do
 			[ "$synced" = 1 ] || { echo "| $n | $p | not synced |" >>"$RIG_DIR/table-$ph"; continue; }
-			"kp_$ph" "$p" "$n" | tee -a "$RIG_DIR/table-$ph"
+			# (not in a pipe: a phase may restart the dataplane, DP_PID)
+			"kp_$ph" "$p" "$n" >"$RIG_DIR/rows-$ph"
+			tee -a "$RIG_DIR/table-$ph" <"$RIG_DIR/rows-$ph"
 		done
 		dp_stop
 		clean_proxy "$p"
