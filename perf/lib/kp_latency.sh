@@ -39,7 +39,9 @@
 # (kpx only, from 1 ms) gives p50/p99 interpolated within buckets as
 # histogram_quantile() does ("> B" past the last finite bucket). They count
 # every change of the phase (probe, warm-up and churn), and their clock
-# stops when the agent's sync ends, not when traffic uses it.
+# stops when the agent's sync ends, not when traffic uses it. A quantile in
+# the lowest bucket shows as "<= bound" (interpolating from 0 would make
+# up a value: all of kpx's changes fall below kube-proxy's 0.25 s).
 #
 # Raw samples (one line per counted change: size, dataplane, index,
 # latency ms, probe attempts, write ms; "timeout" rows for changes not
@@ -52,7 +54,6 @@ LAT_CHURN=${LAT_CHURN:-10}
 LAT_PAUSE=${LAT_PAUSE:-1}
 LAT_BOUND=${LAT_BOUND:-30}
 KP_LAT_RAW=${out%.md}-latency-$(date -u +%H%M%S).tsv
-KP_LAT_READY=0
 
 kp_latency_header() {
 	echo "### Network programming latency under churn"
@@ -60,7 +61,7 @@ kp_latency_header() {
 	echo "- clock start: the slice's endpoints.kubernetes.io/last-change-trigger-time, set by the writer (RFC 3339, ns) just before it sends the write; stop: start of the first connection from pod n1p3 that the new endpoint answers (probe loop: 1 ms pause between connections, so late by at most ~2 ms)"
 	echo "- per dataplane: $LAT_WARM warm-up + $LAT_N counted single-endpoint changes of a one-endpoint probe Service (the endpoint moves to the next of 5 pods on n1/n2), a random pause of 0-${LAT_PAUSE} s after each; background churn: $LAT_CHURN writes/s to the slices of random other Services of the size under test (one endpoint not ready, trigger annotation set); a change not seen within $LAT_BOUND s counts as a timeout (max shows \"> $LAT_BOUND s\")"
 	echo "- writer: one python process with keep-alive HTTPS connections (admin cert), JSON merge patches; write = its request round trip. Defaults of each dataplane (kube-proxy min-sync-period 1 s, kpx $(kp_lat_kpx_min_sync))"
-	echo "- metric columns: the dataplane's own histogram over the phase (probe, warm-up and churn changes; ends when its sync ends), quantiles interpolated in buckets; kube-proxy's buckets start at 0.25 s, kpx_network_programming_duration_seconds at 1 ms"
+	echo "- metric columns: the dataplane's own histogram over the phase (probe, warm-up and churn changes; ends when its sync ends), quantiles interpolated in buckets (\"<= B\": in the lowest bucket); kube-proxy's buckets start at 0.25 s, kpx_network_programming_duration_seconds at 1 ms"
 	echo "- raw samples: $(basename "$KP_LAT_RAW") (size, dataplane, change, latency ms, probe attempts, write ms)"
 	echo
 	echo "| services x 10 | dataplane | changes (timeouts) | p50 | p90 | p99 | max | churn writes/s | write p50 | kubeproxy_network_programming p50 / p99 (n) | kpx_network_programming p50 / p99 (n) |"
@@ -72,8 +73,11 @@ kp_lat_kpx_min_sync() {
 	"$KPX_BIN" run --help 2>&1 | awk '$1 == "--min-sync-period" {gsub(/[()]/, "", $NF); print $NF; exit}'
 }
 
+# Once per run (each kp_latency call runs in a pipeline's subshell: the
+# state is in files of the rig's directory).
 kp_lat_setup() {
-	[ "$KP_LAT_READY" = 1 ] && return 0
+	KP_LAT_VIP=$(cat "$RIG_DIR/lat-vip" 2>/dev/null)
+	[ -n "$KP_LAT_VIP" ] && return 0
 	kp_lat_py >"$RIG_DIR/kp_latency.py"
 	kc create namespace lat >/dev/null 2>&1
 	kc apply -f - >/dev/null <<-EOF || return 1
@@ -91,9 +95,8 @@ kp_lat_setup() {
 	EOF
 	KP_LAT_VIP=$(kc -n lat get svc lat -o jsonpath='{.spec.clusterIP}')
 	[ -n "$KP_LAT_VIP" ] || return 1
-	: >"$KP_LAT_RAW"
-	printf '# size\tdataplane\tchange\tlatency_ms\tattempts\twrite_ms\n' >>"$KP_LAT_RAW"
-	KP_LAT_READY=1
+	printf '# size\tdataplane\tchange\tlatency_ms\tattempts\twrite_ms\n' >"$KP_LAT_RAW"
+	echo "$KP_LAT_VIP" >"$RIG_DIR/lat-vip"
 }
 
 kp_lat_scrape() {	# FILE: the dataplane's /metrics (empty when it has none)
@@ -304,10 +307,12 @@ kp_lat_py() {
 	    les = sorted(b)
 	    tot = b[les[-1]]
 	    rank, lo, prev = p * tot, 0.0, 0.0
-	    for le in les:
+	    for i, le in enumerate(les):
 	        if b[le] >= rank:
 	            if le == float("inf"):
-	                return "> %g s" % lo
+	                return "> %g ms" % (lo * 1000) if lo < 1 else "> %g s" % lo
+	            if i == 0:	# from 0: interpolating would invent a value
+	                return "<= %g ms" % (le * 1000) if le < 1 else "<= %g s" % le
 	            v = lo + (le - lo) * (rank - prev) / (b[le] - prev) if b[le] > prev else le
 	            return "%.1f ms" % (v * 1000) if v < 1 else "%.2f s" % v
 	        lo, prev = le, b[le]
