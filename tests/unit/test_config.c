@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/agent.h"
 #include "agent/config.h"
 
 static int parse(struct kpx_config *cfg, const char **args)
@@ -30,6 +31,7 @@ Test(config, defaults_match_design)
 
 	cr_assert_eq(parse(&cfg, args), 0);
 	cr_expect_eq(cfg.min_sync_ms, 1000);
+	cr_expect_not(cfg.min_sync_set);
 	cr_expect_eq(cfg.sync_ms, 30000);
 	cr_expect_str_eq(cfg.healthz_addr, "0.0.0.0:10256");
 	cr_expect_str_eq(cfg.metrics_addr, "127.0.0.1:10249");
@@ -74,6 +76,7 @@ Test(config, every_design_flag_parses)
 	cr_expect_eq(cfg.lb_algorithm, KPX_LB_MAGLEV);
 	cr_expect(cfg.masquerade_all);
 	cr_expect_eq(cfg.min_sync_ms, 100);
+	cr_expect(cfg.min_sync_set);
 	cr_expect_eq(cfg.sync_ms, 90000);
 	cr_expect_str_eq(cfg.metrics_addr, "");
 	cr_expect_str_eq(cfg.cgroup_path, "/cg");
@@ -552,4 +555,30 @@ Test(config, bpf_new_flow_rate_sets_the_flood_guard)
 	cr_assert_eq(c.bpf_new_flow_rate, 20000);
 	kpx_config_defaults(&c);
 	cr_assert_neq(kpx_config_parse_run(&c, 2, bad), 0);
+}
+
+/* Without --min-sync-period, a change waits behind a cheap incremental
+ * sync for a few times that sync's cost, not for a fixed second; an
+ * expensive sync still holds the next one back by at most the 1 s
+ * default. A period the user gives is kept as given (kube-proxy's
+ * meaning), however cheap the syncs. */
+Test(config, sync_period_follows_the_sync_cost_unless_given)
+{
+	struct kpx_config cfg;
+	const char *none[] = { NULL };
+	const char *given[] = { "--min-sync-period", "1s", NULL };
+	const char *short_one[] = { "--min-sync-period", "100ms", NULL };
+
+	cr_assert_eq(parse(&cfg, none), 0);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 0.002), 10);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 0.0001), 0);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 0.1), 500);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 0.3), 1000);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 5.0), 1000);
+
+	cr_assert_eq(parse(&cfg, given), 0);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 0.002), 1000);
+	cr_assert_eq(parse(&cfg, short_one), 0);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 0.002), 100);
+	cr_expect_eq(kpx_sync_period_ms(&cfg, 5.0), 100);
 }

@@ -162,6 +162,7 @@ Test(config_file, kubeadm_configmap_maps_every_field)
 	/* mode nftables: the nftables section's periods, not iptables' 0s */
 	cr_expect_eq(cfg.sync_ms, 60000);
 	cr_expect_eq(cfg.min_sync_ms, 2000);
+	cr_expect(cfg.min_sync_set);
 	cr_expect_eq(cfg.ct_tcp_timeout, 7200);
 	cr_expect_eq(cfg.ct_tcp_close_timeout, 60);
 	cr_expect_eq(cfg.ct_udp_timeout, 45);
@@ -375,6 +376,8 @@ Test(config_file, kubeadm_written_configmap_gets_kube_proxy_defaults)
 	cr_expect_str_eq(cfg.metrics_addr, "127.0.0.1:10249");
 	cr_expect_eq(cfg.sync_ms, 30000);
 	cr_expect_eq(cfg.min_sync_ms, 1000);
+	/* minSyncPeriod: 0s is kube-proxy's "default": kpx's adaptive one */
+	cr_expect_not(cfg.min_sync_set);
 	cr_expect_eq(cfg.backend, KPX_BACKEND_AUTO);
 	cr_expect_str_eq(cfg.kubeconfig, "/var/lib/kube-proxy/kubeconfig.conf");
 	cr_expect(cfg.kubeconfig_from_file);

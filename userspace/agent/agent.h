@@ -42,6 +42,10 @@ void kpx_histogram_init(struct kpx_histogram *h, double start, double factor);
 void kpx_histogram_init_programming(struct kpx_histogram *h);
 void kpx_histogram_observe(struct kpx_histogram *h, double value);
 
+/* The shortest time from the start of one sync to the start of the next,
+ * given the duration of the last change-driven sync (seconds). */
+uint64_t kpx_sync_period_ms(const struct kpx_config *cfg, double sync_cost);
+
 struct kpx_sync_stats {
 	uint64_t syncs_total;
 	uint64_t sync_errors_total;
@@ -82,6 +86,9 @@ struct kpx_agent {
 	struct kpx_timer *resync_timer;
 	struct kpx_timer *tick_timer;
 	uint64_t last_sync_ms; /* monotonic, for --min-sync-period */
+	/* Duration of the last change-driven sync (of the first sync until
+	 * there is one), seconds: the adaptive period's base. */
+	double sync_cost;
 	bool sync_pending;
 	bool full_sync_pending;
 	uint64_t retry_ms;    /* current retry delay after failed syncs */

@@ -477,7 +477,9 @@ static void run_usage(FILE *f)
 		"  --cgroup-path PATH           bpf: cgroup v2 dir for socket hooks\n"
 		"  --bpf-root PATH              bpf: pin directory (/sys/fs/bpf/kpx)\n"
 		"Sync:\n"
-		"  --min-sync-period DUR        coalescing (1s)\n"
+		"  --min-sync-period DUR        syncs start at least DUR apart (default:\n"
+		"                               5x the last change-driven sync's\n"
+		"                               duration, at most 1s)\n"
 		"  --sync-period DUR            periodic full resync (30s)\n"
 		"  --api-watch-stall-timeout DUR  an API watch silent this long after\n"
 		"                               bookmarks is restarted (2m)\n"
@@ -658,7 +660,10 @@ static int apply_option(struct kpx_config *cfg, int opt, const char *arg)
 	case OPT_MASQUERADE_ALL:
 		return kpx_bool_parse(arg, &cfg->masquerade_all);
 	case OPT_MIN_SYNC:
-		return kpx_duration_parse(arg, &cfg->min_sync_ms);
+		if (kpx_duration_parse(arg, &cfg->min_sync_ms))
+			return -EINVAL;
+		cfg->min_sync_set = true;
+		return 0;
 	case OPT_SYNC: {
 		uint64_t ms;
 

@@ -46,7 +46,12 @@ struct kpx_config {
 	enum kpx_nodeport_mode nodeport_mode;
 	enum kpx_lb_alg lb_algorithm;
 	bool masquerade_all;
+	/* With min_sync_set (--min-sync-period or minSyncPeriod given) syncs
+	 * start at least min_sync_ms apart, kube-proxy's meaning; without it
+	 * the period adapts to the cost of a sync, min_sync_ms at most
+	 * (kpx_sync_period_ms). */
 	uint64_t min_sync_ms;
+	bool min_sync_set;
 	uint64_t sync_ms;
 	/* API watch silent this long after bookmarks: restarted (k8s/client.h) */
 	uint64_t watch_stall_ms;

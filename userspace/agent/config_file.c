@@ -400,6 +400,8 @@ static int load_sync(const struct cf_ctx *c, struct json_object *root,
 				set = true;
 			}
 		}
+		if (set && dst[i] == &c->cfg->min_sync_ms)
+			c->cfg->min_sync_set = true;
 	}
 	return 0;
 }
