@@ -197,7 +197,7 @@ rss_mib() { awk '$1 == "total_rss" || $1 == "rss" {s = $2} END {printf "%.0f", s
 	echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 	echo "- kube-proxy and control plane: $("$CL_K8S/kube-proxy" --version 2>/dev/null) (tests/cluster, make k8s); no IP_VS in this kernel: ipvs mode not measured"
 	echo "- command: SIZES=\"$SIZES\" PROXIES=\"$PROXIES\" PHASES=\"$PHASES\" bash perf/kube_proxy_bench.sh"
-	echo "- first sync: dataplane start until 20 sampled Services answer from a pod of the node (bound ${SYNC_BOUND} s); memory: the dataplane's memory cgroup (children included) after the sync, and its peak; CPU: the cgroup's CPU seconds to the sync. Defaults of each: kube-proxy min-sync-period 1 s, kpx 1 s"
+	echo "- first sync: dataplane start until 20 sampled Services answer from a pod of the node (bound ${SYNC_BOUND} s); memory: the dataplane's memory cgroup (children included) after the sync, and its peak; CPU: the cgroup's CPU seconds to the sync. Defaults of each: kube-proxy min-sync-period 1 s, kpx adaptive (5x the last change-driven sync, at most 1 s)"
 	echo
 	echo "| services x 10 | dataplane | first sync | memory after sync (rss) | peak memory | CPU to sync |"
 	echo "|---|---|---|---|---|---|"

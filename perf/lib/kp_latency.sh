@@ -60,7 +60,7 @@ kp_latency_header() {
 	echo
 	echo "- clock start: the slice's endpoints.kubernetes.io/last-change-trigger-time, set by the writer (RFC 3339, ns) just before it sends the write; stop: start of the first connection from pod n1p3 that the new endpoint answers (probe loop: 1 ms pause between connections, so late by at most ~2 ms)"
 	echo "- per dataplane: $LAT_WARM warm-up + $LAT_N counted single-endpoint changes of a one-endpoint probe Service (the endpoint moves to the next of 5 pods on n1/n2), a random pause of 0-${LAT_PAUSE} s after each; background churn: $LAT_CHURN writes/s to the slices of random other Services of the size under test (one endpoint not ready, trigger annotation set); a change not seen within $LAT_BOUND s counts as a timeout (max shows \"> $LAT_BOUND s\")"
-	echo "- writer: one python process with keep-alive HTTPS connections (admin cert), JSON merge patches; write = its request round trip. Defaults of each dataplane (kube-proxy min-sync-period 1 s, kpx $(kp_lat_kpx_min_sync))"
+	echo "- writer: one python process with keep-alive HTTPS connections (admin cert), JSON merge patches; write = its request round trip. Defaults of each dataplane: kube-proxy min-sync-period 1 s; kpx $(kp_lat_kpx_min_sync)"
 	echo "- metric columns: the dataplane's own histogram over the phase (probe, warm-up and churn changes; ends when its sync ends), quantiles interpolated in buckets (\"<= B\": in the lowest bucket); kube-proxy's buckets start at 0.25 s, kpx_network_programming_duration_seconds at 1 ms"
 	echo "- raw samples: $(basename "$KP_LAT_RAW") (size, dataplane, change, latency ms, probe attempts, write ms)"
 	echo
@@ -68,9 +68,9 @@ kp_latency_header() {
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 }
 
-# kpx's default --min-sync-period, from the binary under test
+# kpx's default --min-sync-period, as the binary under test describes it
 kp_lat_kpx_min_sync() {
-	"$KPX_BIN" run --help 2>&1 | awk '$1 == "--min-sync-period" {gsub(/[()]/, "", $NF); print $NF; exit}'
+	"$KPX_BIN" run --help 2>&1 | awk '$1 == "--min-sync-period" {d = 1} d {sub(/^ *(--min-sync-period DUR)? */, ""); s = s " " $0} d && /\)/ {exit} END {print "--min-sync-period:" s}'
 }
 
 # Once per run (each kp_latency call runs in a pipeline's subshell: the
