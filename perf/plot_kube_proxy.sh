@@ -3,7 +3,10 @@
 # first-sync time and memory per dataplane and size, as PNG next to it,
 # and when that run had the latency phase (perf/lib/kp_latency.sh), the
 # CDF of the network programming latency, one PNG per size with one curve
-# per dataplane, from the raw samples file its table names.
+# per dataplane, from the raw samples file its table names; when it had
+# the datapath phase (perf/lib/kp_datapath.sh), connection rate vs N per
+# dataplane (-conn-rate.png) and NodePort packet rate per dataplane
+# (-packet-rate.png).
 #   bash perf/plot_kube_proxy.sh perf/results/kube-proxy-DATE.md
 set -euo pipefail
 in=$1
@@ -54,6 +57,91 @@ plot_one 2 "First sync from the dataplane start (real kube-apiserver; a bar at t
 plot_one 3 "Memory after the first sync (dataplane cgroup, incl. BPF maps)" "MiB" "$base-memory.png"
 plot_one 4 "RSS after the first sync (dataplane cgroup)" "MiB" "$base-rss.png"
 echo "plots: $base-first-sync.png $base-memory.png $base-rss.png"
+
+# Datapath phase (perf/lib/kp_datapath.sh), when the last run had it:
+# connection rate vs N per dataplane (ClusterIP and NodePort, each with
+# the direct floor), and NodePort packet rate per dataplane and mode.
+# dp_rows HEADER-START: the last run's rows of the table whose header row
+# starts with HEADER-START, as "|"-separated fields without spaces around
+dp_rows() {
+	awk -v h="$1" '/^## /{rows=""; t=0} index($0, h) == 1 {t=1; next}
+		t && /^\| [0-9]/ {rows = rows $0 "\n"} t && /^$/ {t=0}
+		END {printf "%s", rows}' "$in" |
+		awk -F'|' -v OFS='|' '{for (i = 2; i < NF; i++) {gsub(/^ +| +$/, "", $i)}; print}'
+}
+
+plot_dp_conn() {
+	local rows=$tmp/dpconn png=$base-conn-rate.png p cmd1="" cmd2="" i=0
+	dp_rows "| services x 10 | dataplane | path | conn/s |" >"$rows"
+	[ -s "$rows" ] || return 0
+	for p in $(awk -F'|' '!s[$3]++ {print $3}' "$rows"); do
+		i=$((i + 1))
+		awk -F'|' -v p="$p" '$3 == p && $4 ~ /^ClusterIP/ {print $2, $5}' "$rows" | sort -n >"$tmp/dpc-c-$p"
+		awk -F'|' -v p="$p" '$3 == p && $4 ~ /^NodePort/ {print $2, $5}' "$rows" | sort -n >"$tmp/dpc-n-$p"
+		cmd1="$cmd1${cmd1:+, }'$tmp/dpc-c-$p' using 1:2 with linespoints lw 2 lt $i title '$p'"
+		cmd2="$cmd2${cmd2:+, }'$tmp/dpc-n-$p' using 1:2 with linespoints lw 2 lt $i title '$p'"
+	done
+	# the floor: direct pod to pod, median over the dataplanes' rows
+	for k in n1 n2; do
+		awk -F'|' -v k="$k" '$4 ~ ("^direct pod " k "p3") {print $2, $5}' "$rows" | sort -n -k1,1 -k2,2 |
+			awk '{v[$1] = v[$1] " " $2; c[$1]++} END {for (n in v) {split(v[n], a, " ");
+				print n, a[int((c[n] + 1) / 2)]}}' | sort -n >"$tmp/dpc-d-$k"
+	done
+	cmd1="$cmd1, '$tmp/dpc-d-n1' using 1:2 with linespoints lw 1 dt 2 lc black title 'direct pod to pod (floor)'"
+	cmd2="$cmd2, '$tmp/dpc-d-n2' using 1:2 with linespoints lw 1 dt 2 lc black title 'direct pod to pod (floor)'"
+	gnuplot <<-GP
+	set terminal pngcairo size 1000,520 noenhanced
+	set output '$png'
+	set multiplot layout 1,2 title 'New TCP connections per second (sequential, one client; median of rounds)'
+	set logscale x
+	set xlabel 'services x 10 endpoints (log)'
+	set ylabel 'connections/s'
+	set yrange [0:*]
+	set grid xtics ytics
+	set key bottom left
+	set title 'ClusterIP, from a pod of the node'
+	plot $cmd1
+	set title 'NodePort, from a pod of another node'
+	plot $cmd2
+	unset multiplot
+	GP
+	echo "plot: $png"
+}
+
+plot_dp_pkt() {
+	local rows=$tmp/dppkt png=$base-packet-rate.png n cmd1="" cmd2="" i=0
+	dp_rows "| services x 10 | dataplane | mode | forwarded pps |" >"$rows"
+	[ -s "$rows" ] || return 0
+	for n in $(awk -F'|' '!s[$2]++ {print $2}' "$rows"); do
+		i=$((i + 1))
+		# label, forwarded, ceiling, kernel ns/pkt above the ceiling
+		awk -F'|' -v n="$n" '$2 == n && $5 ~ /^[0-9]+$/ {a = $10; if (a !~ /^-?[0-9]+$/) a = 0
+			sub(/^kube-proxy-/, "kp-", $3); print $3 "/" $4, $5, $7, a}' "$rows" >"$tmp/dpp-$n"
+		cmd1="$cmd1${cmd1:+, }'$tmp/dpp-$n' using 2:xtic(1) lt $i title 'forwarded, $n services', '' using 3 lt $i fs pattern 4 title 'generator ceiling (same round), $n'"
+		cmd2="$cmd2${cmd2:+, }'$tmp/dpp-$n' using 4:xtic(1) lt $i title '$n services x 10'"
+	done
+	gnuplot <<-GP
+	set terminal pngcairo size 1000,720 noenhanced
+	set output '$png'
+	set multiplot layout 2,1 title 'NodePort UDP forwarding (trafgen, 64-byte frames, DNAT+SNAT to a remote sink)'
+	set style data histograms
+	set style histogram clustered gap 1
+	set style fill solid 0.8 border -1
+	set grid ytics
+	set key top right
+	set yrange [0:*]
+	set ylabel 'packets/s at the sink'
+	set title 'packet rate (sender CPU does the whole path: generator-bound)'
+	plot $cmd1
+	set ylabel 'ns'
+	set title 'kernel CPU per forwarded packet above the ceiling path (what forwarding through the node adds)'
+	plot $cmd2
+	unset multiplot
+	GP
+	echo "plot: $png"
+}
+plot_dp_conn
+plot_dp_pkt
 
 # Programming latency CDF: the raw samples of the last run's latency
 # phase (size, dataplane, change, latency ms or "timeout", ...). A
