@@ -11,8 +11,12 @@
 # connection from a pod of node n1 (n1p3, in n1's cgroup for kpx-bpf's
 # socket hooks) to the probe Service that the new endpoint answers. The
 # prober connects in a tight loop (1 ms pause, 300 ms connect bound, RST on
-# close so no TIME_WAIT piles up), so the stop is late by at most one
-# attempt (~1-2 ms). Writer and prober run on the same machine: one clock.
+# close so no TIME_WAIT piles up) and has made one attempt (answered by
+# the old endpoint) before the writer starts the clock, so the stop is late
+# by at most one step of that loop: the "probe step" (start of the answered
+# attempt minus the start of the one before; ~1.5 ms, more when the loaded
+# machine deschedules the prober) is in the raw samples and its p99 in the
+# table. Writer and prober run on the same machine: one clock.
 #
 #   probe Service lat/lat (no selector, one slice lat-a, managed-by
 #   kpx-bench) with ONE endpoint; each change replaces it by the next pod
@@ -44,7 +48,7 @@
 # up a value: all of kpx's changes fall below kube-proxy's 0.25 s).
 #
 # Raw samples (one line per counted change: size, dataplane, index,
-# latency ms, probe attempts, write ms; "timeout" rows for changes not
+# latency ms, probe attempts, write ms, probe step ms; "timeout" rows for changes not
 # seen within LAT_BOUND s) go to perf/results/kube-proxy-DATE-latency-
 # HHMMSS.tsv, named in the table's heading; perf/plot_kube_proxy.sh draws
 # the CDF from it.
@@ -58,14 +62,14 @@ KP_LAT_RAW=${out%.md}-latency-$(date -u +%H%M%S).tsv
 kp_latency_header() {
 	echo "### Network programming latency under churn"
 	echo
-	echo "- clock start: the slice's endpoints.kubernetes.io/last-change-trigger-time, set by the writer (RFC 3339, ns) just before it sends the write; stop: start of the first connection from pod n1p3 that the new endpoint answers (probe loop: 1 ms pause between connections, so late by at most ~2 ms)"
+	echo "- clock start: the slice's endpoints.kubernetes.io/last-change-trigger-time, set by the writer (RFC 3339, ns) just before it sends the write; stop: start of the first connection from pod n1p3 that the new endpoint answers (probe loop: 1 ms pause between connections; the prober is connecting before the clock starts; the stop is late by at most the probe step: start of that connection minus start of the previous one, whose p99 is shown)"
 	echo "- per dataplane: $LAT_WARM warm-up + $LAT_N counted single-endpoint changes of a one-endpoint probe Service (the endpoint moves to the next of 5 pods on n1/n2), a random pause of 0-${LAT_PAUSE} s after each; background churn: $LAT_CHURN writes/s to the slices of random other Services of the size under test (one endpoint not ready, trigger annotation set); a change not seen within $LAT_BOUND s counts as a timeout (max shows \"> $LAT_BOUND s\")"
 	echo "- writer: one python process with keep-alive HTTPS connections (admin cert), JSON merge patches; write = its request round trip. Defaults of each dataplane: kube-proxy min-sync-period 1 s; kpx $(kp_lat_kpx_min_sync)"
 	echo "- metric columns: the dataplane's own histogram over the phase (probe, warm-up and churn changes; ends when its sync ends), quantiles interpolated in buckets (\"<= B\": in the lowest bucket); kube-proxy's buckets start at 0.25 s, kpx_network_programming_duration_seconds at 1 ms"
-	echo "- raw samples: $(basename "$KP_LAT_RAW") (size, dataplane, change, latency ms, probe attempts, write ms)"
+	echo "- raw samples: $(basename "$KP_LAT_RAW") (size, dataplane, change, latency ms, probe attempts, write ms, probe step ms)"
 	echo
-	echo "| services x 10 | dataplane | changes (timeouts) | p50 | p90 | p99 | max | churn writes/s | write p50 | kubeproxy_network_programming p50 / p99 (n) | kpx_network_programming p50 / p99 (n) |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| services x 10 | dataplane | changes (timeouts) | p50 | p90 | p99 | max | probe step p99 | churn writes/s | write p50 | kubeproxy_network_programming p50 / p99 (n) | kpx_network_programming p50 / p99 (n) |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 }
 
 # kpx's default --min-sync-period, as the binary under test describes it
@@ -95,7 +99,7 @@ kp_lat_setup() {
 	EOF
 	KP_LAT_VIP=$(kc -n lat get svc lat -o jsonpath='{.spec.clusterIP}')
 	[ -n "$KP_LAT_VIP" ] || return 1
-	printf '# size\tdataplane\tchange\tlatency_ms\tattempts\twrite_ms\n' >"$KP_LAT_RAW"
+	printf '# size\tdataplane\tchange\tlatency_ms\tattempts\twrite_ms\tstep_ms\n' >"$KP_LAT_RAW"
 	echo "$KP_LAT_VIP" >"$RIG_DIR/lat-vip"
 }
 
@@ -123,7 +127,7 @@ kp_latency() {	# PROXY N
 	kill "$prober" 2>/dev/null
 	kp_lat_scrape "$d/m1"
 	mk=$(python3 "$RIG_DIR/kp_latency.py" metrics "$d/m0" "$d/m1")
-	[ -n "$res" ] || res="| writer failed: $(tail -1 "$d/writer.log") | | | | | | |"
+	[ -n "$res" ] || res="| writer failed: $(tail -1 "$d/writer.log") | | | | | | | |"
 	echo "| $n | $p $res $mk"
 }
 
@@ -207,13 +211,19 @@ kp_lat_py() {
 	        th.start()
 	        time.sleep(2)
 	    rnd = random.Random(11)
-	    lat, writes, timeouts = [], [], 0
+	    lat, writes, steps, timeouts = [], [], [], 0
 	    raw = open(a.raw, "a")
 	    cur = 0
 	    for k in range(a.warm + a.changes):
 	        cur = (cur + 1) % len(PODS)
 	        ip, node, ident = PODS[cur]
+	        # the prober is connecting (one attempt done: the old endpoint
+	        # answered) before the clock starts, so a prober that the
+	        # loaded machine wakes late cannot add its wake-up to a sample
 	        req.write("%s %d\n" % (ident, a.bound))
+	        r, _, _ = select.select([resp], [], [], 15)
+	        if not r or resp.readline().strip() != "ready":
+	            raise SystemExit("prober not ready")
 	        t = time.time_ns()
 	        api.patch(slice_path("lat", "lat-a"),
 	                  {"metadata": {"annotations": {TRIG: rfc3339(t)}},
@@ -227,13 +237,15 @@ kp_lat_py() {
 	        counted = k >= a.warm
 	        if line[0] == "ok":
 	            ms = (int(line[1]) - t) / 1e6
+	            step = (int(line[1]) - int(line[3])) / 1e6
 	            if counted:
 	                lat.append(ms)
 	                writes.append(wms)
-	                raw.write("%d\t%s\t%d\t%.3f\t%s\t%.3f\n" % (a.size, a.proxy, k - a.warm, ms, line[2], wms))
+	                steps.append(step)
+	                raw.write("%d\t%s\t%d\t%.3f\t%s\t%.3f\t%.3f\n" % (a.size, a.proxy, k - a.warm, ms, line[2], wms, step))
 	        elif counted:
 	            timeouts += 1
-	            raw.write("%d\t%s\t%d\ttimeout\t%s\t%.3f\n" % (a.size, a.proxy, k - a.warm, line[1], wms))
+	            raw.write("%d\t%s\t%d\ttimeout\t%s\t%.3f\t-\n" % (a.size, a.proxy, k - a.warm, line[1], wms))
 	        raw.flush()
 	        time.sleep(rnd.uniform(0, a.pause))
 	    stop.set()
@@ -241,6 +253,7 @@ kp_lat_py() {
 	        th.join(30)
 	    lat.sort()
 	    writes.sort()
+	    steps.sort()
 	    rate = stats["writes"] / stats["seconds"] if stats["seconds"] else 0
 	    fmt = lambda v: "%.1f ms" % v if v < 1000 else "%.2f s" % (v / 1000)
 	    if lat:
@@ -248,24 +261,28 @@ kp_lat_py() {
 	        cols = [fmt(q(lat, .5)), fmt(q(lat, .9)), fmt(q(lat, .99)), mx]
 	    else:
 	        cols = ["-"] * 4
-	    print("| %d (%d) | %s | %.1f (%d errors) | %.1f ms |" %
-	          (len(lat) + timeouts, timeouts, " | ".join(cols), rate, stats["errors"],
+	    print("| %d (%d) | %s | %.1f ms | %.1f (%d errors) | %.1f ms |" %
+	          (len(lat) + timeouts, timeouts, " | ".join(cols),
+	           q(steps, .99) if steps else 0, rate, stats["errors"],
 	           q(writes, .5) if writes else 0))
 
 	def prober(vip, port, reqp, respp):
-	    """Waits for "IDENT BOUND" lines; connects until IDENT answers; replies
-	    "ok T_NS ATTEMPTS" (T: the start of the answered attempt) or
-	    "timeout ATTEMPTS"."""
+	    """Waits for "IDENT BOUND" lines; connects until IDENT answers: after
+	    the first attempt "ready", then "ok T_NS ATTEMPTS PREV_NS" (T: the
+	    start of the answered attempt, PREV: of the one before it, which
+	    IDENT did not answer) or "timeout ATTEMPTS"."""
 	    req = open(reqp, "r")
 	    resp = open(respp, "w", buffering=1)
 	    linger = struct.pack("ii", 1, 0)
 	    for line in req:
 	        want, bound = line.split()
 	        end = time.monotonic() + float(bound)
-	        n, got = 0, None
+	        n, got, prev, t = 0, None, 0, 0
 	        while time.monotonic() < end:
+	            if n == 1:
+	                resp.write("ready\n")
 	            n += 1
-	            t = time.time_ns()
+	            prev, t = t, time.time_ns()
 	            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 	            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
 	            s.settimeout(0.3)
@@ -287,7 +304,9 @@ kp_lat_py() {
 	                got = t
 	                break
 	            time.sleep(0.001)
-	        resp.write("ok %d %d\n" % (got, n) if got else "timeout %d\n" % n)
+	        if n <= 1:
+	            resp.write("ready\n")
+	        resp.write("ok %d %d %d\n" % (got, n, prev) if got else "timeout %d\n" % n)
 
 	def hist(path, name):
 	    """{le: cumulative count} of NAME's series (the IPv4 one, or the
