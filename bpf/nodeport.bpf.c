@@ -126,6 +126,16 @@ struct {
 	__uint(max_entries, 1);
 } kpx_bench SEC(".maps");
 
+/* RFC 1624 incremental update of a checksum for one 16-bit word. */
+static __always_inline __u16 kpx_bench_csum(__u16 c, __u16 old, __u16 new)
+{
+	__u32 s = (__u16)~c + (__u16)~old + (__u32)new;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
 static __always_inline int kpx_bench_restore(void *data, void *data_end)
 {
 	__u32 zero = 0;
@@ -135,11 +145,20 @@ static __always_inline int kpx_bench_restore(void *data, void *data_end)
 		return -1;
 	__builtin_memcpy(data, b->data, 128);
 	if (b->new_flow) {
-		/* IPv4 frames only: source port and low source address */
+		/* IPv4 frames only: source port and low source address.
+		 * The IPv4 header checksum is fixed (kpx_parse passes a
+		 * frame with a bad one untouched, which would measure
+		 * nothing), and the TCP one with it. */
 		__u32 n = ++b->seq;
+		__u16 a = (__u16)(n >> 16), sp = (__u16)n;
+		__u16 *ipc = data + 14 + 10, *tcpc = data + 34 + 16;
+		__u16 oa = *(__u16 *)(data + 14 + 14);
+		__u16 osp = *(__u16 *)(data + 34);
 
-		*(__u16 *)(data + 14 + 14) = (__u16)(n >> 16);
-		*(__u16 *)(data + 34) = (__u16)n;
+		*(__u16 *)(data + 14 + 14) = a;
+		*(__u16 *)(data + 34) = sp;
+		*ipc = kpx_bench_csum(*ipc, oa, a);
+		*tcpc = kpx_bench_csum(kpx_bench_csum(*tcpc, oa, a), osp, sp);
 	}
 	return 0;
 }

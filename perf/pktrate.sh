@@ -1,9 +1,12 @@
 #!/bin/bash
 # NodePort datapath cost per packet: build/kpx_pkt_bench runs the tc and
 # XDP programs under BPF_PROG_TEST_RUN (repeat >= 1,000,000) for an
-# established and a new flow at 1 / 10,000 / 100,000 services, next to an
-# XDP_PASS floor, inside its own network namespace. Writes
-# perf/results/bpf-pkt-<date>.md (date, CPU, commit, command).
+# established flow, and for new flows (a distinct 5-tuple each) into a
+# conntrack table filled before to 90 % and to 100 % of its entries, at
+# 1 / 10,000 / 100,000 services, next to an XDP_PASS floor, inside its own
+# network namespace; then established flows through a burst of new ones
+# with and without the flood guard. Writes perf/results/bpf-pkt-<date>.md
+# (date, CPU, commit, command, load).
 # Packets/s through a node namespace (trafgen; tc, XDP, nft): perf/fwd_rate.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ table=$(timeout 900 $cmd) || { echo "kpx_pkt_bench failed"; exit 1; }
 	echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; kernel $(uname -r)"
 	echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet -- bpf perf 2>/dev/null || echo ' (+ local changes in bpf/ or perf/)')"
 	echo "- command: \`$cmd\` (via perf/pktrate.sh)"
+	echo "- load: $(uptime | sed 's/.*load average/load average/')"
 	echo
 	echo "$table"
 } >"$out"
