@@ -113,6 +113,7 @@ static struct kpx_plan_svcport *sp_dup(const struct kpx_plan_svcport *sp)
 	if (!d)
 		return NULL;
 	*d = *sp;
+	kpx_plan_svcport_ref_strings(d);
 #define DUP(f, n)                                                          \
 	do {                                                               \
 		d->f = NULL;                                               \
@@ -144,6 +145,7 @@ fail:
 	free(d->external);
 	free(d->cluster);
 	free(d->source_ranges);
+	kpx_plan_svcport_put_strings(d);
 	free(d);
 	return NULL;
 }
@@ -158,6 +160,7 @@ static void sp_free(struct kpx_plan_svcport *d)
 	free(d->external);
 	free(d->cluster);
 	free(d->source_ranges);
+	kpx_plan_svcport_put_strings(d);
 	free(d);
 }
 

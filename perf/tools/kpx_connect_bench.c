@@ -70,11 +70,15 @@ static double cpu_ns(void)
 
 static void svcport(struct kpx_plan_svcport *sp, size_t i, int proto)
 {
-	snprintf(sp->id, sizeof(sp->id), "bench/s%06zu:p/%s/v4", i,
+	char s[64];
+
+	snprintf(s, sizeof(s), "bench/s%06zu:p/%s/v4", i,
 		 proto == IPPROTO_TCP ? "TCP" : "UDP");
-	snprintf(sp->ns, sizeof(sp->ns), "bench");
-	snprintf(sp->name, sizeof(sp->name), "s%06zu", i);
-	snprintf(sp->port_name, sizeof(sp->port_name), "p");
+	sp->id = kpx_intern(s);
+	sp->ns = kpx_intern("bench");
+	snprintf(s, sizeof(s), "s%06zu", i);
+	sp->name = kpx_intern(s);
+	sp->port_name = kpx_intern("p");
 	sp->family = AF_INET;
 	sp->proto = (uint8_t)proto;
 	sp->port = 80;

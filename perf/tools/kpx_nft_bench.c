@@ -46,10 +46,14 @@ static void mkplan(struct kpx_plan *p, size_t n, size_t e)
 	p->svcports = calloc(n, sizeof(*p->svcports));
 	for (size_t i = 0; i < n; i++) {
 		struct kpx_plan_svcport *sp = &p->svcports[i];
-		snprintf(sp->id, sizeof(sp->id), "bench/svc%06zu:http/TCP/v4", i);
-		snprintf(sp->ns, sizeof(sp->ns), "bench");
-		snprintf(sp->name, sizeof(sp->name), "svc%06zu", i);
-		snprintf(sp->port_name, sizeof(sp->port_name), "http");
+		char s[64];
+
+		snprintf(s, sizeof(s), "bench/svc%06zu:http/TCP/v4", i);
+		sp->id = kpx_intern(s);
+		sp->ns = kpx_intern("bench");
+		snprintf(s, sizeof(s), "svc%06zu", i);
+		sp->name = kpx_intern(s);
+		sp->port_name = kpx_intern("http");
 		sp->family = AF_INET;
 		sp->proto = IPPROTO_TCP;
 		sp->port = 80;

@@ -4,6 +4,9 @@
  * and the manifests source hand it over, through the Service,
  * EndpointSlice and Node decoders and the kind/ref helpers.
  * Corpus: corpus/objects (real objects from tests/fixtures and goldens).
+ * Decoded names are interned (common/intern.h): every reference a decoder
+ * takes, also on a failed decode, is dropped by the free functions, so
+ * the table is back to empty after each input.
  */
 #include <json-c/json.h>
 
@@ -28,6 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_tokener_free(tok);
 	if (!o)
 		return 0;
+	if (kpx_intern_count())
+		abort();
 	kpx_object_kind(o);
 	kpx_object_ref(o, ref, sizeof(ref));
 	if (!kpx_service_decode(o, &svc, err, sizeof(err)))
@@ -43,5 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else if (node)
 		abort();
 	json_object_put(o);
+	if (kpx_intern_count())
+		abort(); /* a reference leaked */
 	return 0;
 }

@@ -2,7 +2,8 @@
 /*
  * Builders for Service/EndpointSlice objects in C, for the store and plan
  * unit tests. Every array is its own heap block, as the decoders allocate
- * them, so kpx_object_free() releases what these build.
+ * them, and strings are interned as the decoders intern them, so
+ * kpx_object_free() releases what these build.
  */
 #ifndef KPX_TEST_OBJ_BUILDERS_H
 #define KPX_TEST_OBJ_BUILDERS_H
@@ -46,8 +47,8 @@ static inline struct kpx_service *b_svc(const char *ns, const char *name,
 	char buf[256], *save = NULL, *tok;
 
 	cr_assert(s);
-	snprintf(s->ns, sizeof(s->ns), "%s", ns);
-	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->ns = kpx_intern(ns);
+	s->name = kpx_intern(name);
 	s->type = type;
 	snprintf(buf, sizeof(buf), "%s", cluster_ips);
 	for (tok = strtok_r(buf, ",", &save); tok;
@@ -65,7 +66,7 @@ static inline void b_svc_port(struct kpx_service *s, const char *name,
 
 	B_GROW(s->ports, s->n_ports);
 	p = &s->ports[s->n_ports++];
-	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->name = kpx_intern(name);
 	p->proto = proto;
 	p->port = port;
 	p->node_port = node_port;
@@ -95,9 +96,9 @@ b_slice(const char *ns, const char *name, const char *svc, uint8_t family)
 	struct kpx_endpoint_slice *sl = calloc(1, sizeof(*sl));
 
 	cr_assert(sl);
-	snprintf(sl->ns, sizeof(sl->ns), "%s", ns);
-	snprintf(sl->name, sizeof(sl->name), "%s", name);
-	snprintf(sl->service_name, sizeof(sl->service_name), "%s", svc);
+	sl->ns = kpx_intern(ns);
+	sl->name = kpx_intern(name);
+	sl->service_name = kpx_intern(svc);
 	sl->family = family;
 	return sl;
 }
@@ -109,7 +110,7 @@ static inline void b_slice_port(struct kpx_endpoint_slice *sl,
 
 	B_GROW(sl->ports, sl->n_ports);
 	p = &sl->ports[sl->n_ports++];
-	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->name = kpx_intern(name);
 	p->proto = proto;
 	p->port = port;
 }
@@ -128,8 +129,8 @@ b_ep(struct kpx_endpoint_slice *sl, const char *ip, bool ready, bool serving,
 	e->ready = ready;
 	e->serving = serving;
 	e->terminating = terminating;
-	snprintf(e->node_name, sizeof(e->node_name), "%s", node ? node : "");
-	snprintf(e->zone, sizeof(e->zone), "%s", zone ? zone : "");
+	e->node_name = kpx_intern(node ? node : "");
+	e->zone = kpx_intern(zone ? zone : "");
 	if (hints) {
 		char buf[256], *save = NULL, *tok;
 
@@ -138,13 +139,12 @@ b_ep(struct kpx_endpoint_slice *sl, const char *ip, bool ready, bool serving,
 		     tok = strtok_r(NULL, ",", &save)) {
 			if (tok[0] == '@') {
 				B_GROW(e->hint_nodes, e->n_hint_nodes);
-				snprintf(e->hint_nodes[e->n_hint_nodes++],
-					 KPX_NAME_MAX, "%s", tok + 1);
+				e->hint_nodes[e->n_hint_nodes++] =
+					kpx_intern(tok + 1);
 				continue;
 			}
 			B_GROW(e->hint_zones, e->n_hint_zones);
-			snprintf(e->hint_zones[e->n_hint_zones++],
-				 KPX_ZONE_MAX, "%s", tok);
+			e->hint_zones[e->n_hint_zones++] = kpx_intern(tok);
 		}
 	}
 	return e;

@@ -337,10 +337,10 @@ struct tplan {
 static void tplan_init(struct tplan *t, const int *eps, size_t n, uint8_t proto)
 {
 	memset(t, 0, sizeof(*t));
-	strcpy(t->sp.id, "default/web:http/TCP/v4");
-	strcpy(t->sp.ns, "default");
-	strcpy(t->sp.name, "web");
-	strcpy(t->sp.port_name, "http");
+	t->sp.id = kpx_intern("default/web:http/TCP/v4");
+	t->sp.ns = kpx_intern("default");
+	t->sp.name = kpx_intern("web");
+	t->sp.port_name = kpx_intern("http");
 	t->sp.family = AF_INET;
 	t->sp.proto = proto;
 	t->sp.port = 80;
@@ -975,10 +975,12 @@ static struct kpx_plan *mp_plan(struct mplan *m)
 		if (!m->present[k])
 			continue;
 		memset(sp, 0, sizeof(*sp));
-		snprintf(sp->id, sizeof(sp->id), "default/s%02d:http/TCP/v4", k);
-		strcpy(sp->ns, "default");
-		snprintf(sp->name, sizeof(sp->name), "s%02d", k);
-		strcpy(sp->port_name, "http");
+		snprintf(s, sizeof(s), "default/s%02d:http/TCP/v4", k);
+		sp->id = kpx_intern(s);
+		sp->ns = kpx_intern("default");
+		snprintf(s, sizeof(s), "s%02d", k);
+		sp->name = kpx_intern(s);
+		sp->port_name = kpx_intern("http");
 		sp->family = AF_INET;
 		sp->proto = IPPROTO_TCP;
 		sp->port = 80;
@@ -1453,8 +1455,8 @@ Test(map_writer, object_that_cannot_be_programmed_never_blocks_others)
 	cr_assert_eq(kpx_map_writer_new(&ops, &o, &w), 0);
 	tplan_init(&t, (int[]){ 1, 2 }, 2, IPPROTO_TCP);
 	tplan_init(&big, (int[]){ 1 }, 1, IPPROTO_TCP);
-	strcpy(big.sp.id, "default/big:http/TCP/v4");
-	strcpy(big.sp.name, "big");
+	big.sp.id = kpx_intern("default/big:http/TCP/v4");
+	big.sp.name = kpx_intern("big");
 	kpx_addr_parse("198.18.100.2", &big.fe.addr);
 	eps = calloc(n, sizeof(*eps));
 	set = calloc(n, sizeof(*set));

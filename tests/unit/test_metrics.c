@@ -264,8 +264,10 @@ static struct kpx_plan *test_plan(void)
 	fes[1].port = 80;
 	fes[1].external = true;
 
-	strcpy(sps[0].ns, "default");
-	strcpy(sps[0].name, "web");
+	sps[0].ns = kpx_intern("default");
+	sps[0].name = kpx_intern("web");
+	sps[0].id = kpx_intern("default/web:/TCP/v4");
+	sps[0].port_name = kpx_intern_empty;
 	sps[0].proto = KPX_PROTO_TCP;
 	sps[0].etp_local = true;
 	sps[0].frontends = fes;
@@ -278,8 +280,10 @@ static struct kpx_plan *test_plan(void)
 	sps[0].n_external = 0;
 	sps[0].external_empty = KPX_EMPTY_DROP;
 
-	strcpy(sps[1].ns, "default");
-	strcpy(sps[1].name, "local");
+	sps[1].ns = kpx_intern("default");
+	sps[1].name = kpx_intern("local");
+	sps[1].id = kpx_intern("default/local:/UDP/v4");
+	sps[1].port_name = kpx_intern_empty;
 	sps[1].proto = KPX_PROTO_UDP;
 	sps[1].itp_local = true;
 	sps[1].endpoints = eps;

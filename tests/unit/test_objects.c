@@ -881,12 +881,13 @@ Test(escape, plan_table_output)
 	cr_assert_eq(kpx_store_new(&store), 0);
 	svc = calloc(1, sizeof(*svc));
 	cr_assert(svc);
-	strcpy(svc->ns, "n");
-	strcpy(svc->name, "w\x1b[2Jx");
+	svc->ns = kpx_intern("n");
+	svc->name = kpx_intern("w\x1b[2Jx");
 	svc->cluster_ips = calloc(1, sizeof(*svc->cluster_ips));
 	cr_assert_eq(kpx_addr_parse("198.18.100.1", svc->cluster_ips), 0);
 	svc->n_cluster_ips = 1;
 	svc->ports = calloc(1, sizeof(*svc->ports));
+	svc->ports[0].name = kpx_intern_empty;
 	svc->ports[0].proto = KPX_PROTO_TCP;
 	svc->ports[0].port = 80;
 	svc->n_ports = 1;

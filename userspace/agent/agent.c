@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <libmnl/libmnl.h>
+#include <malloc.h>
 #include <linux/rtnetlink.h>
 #include <math.h>
 #include <signal.h>
@@ -26,12 +27,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/config_watch.h"
 #include "agent/serve.h"
 #include "agent/serve_priv.h"
 #include "cli/cli.h"
+#include "common/intern.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "k8s/client.h"
@@ -214,6 +217,23 @@ static void log_refused(struct kpx_agent *agent, const struct kpx_plan *plan)
 	}
 }
 
+/* Heap bytes in use (main arena and mmapped chunks), for the -v 1 split
+ * of a full sync's memory between the store, the plan and the backend. */
+static double process_cpu(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double heap_mib(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (double)(mi.uordblks + mi.hblkhd) / 1048576;
+}
+
 static void do_sync(struct kpx_agent *agent)
 {
 	struct kpx_plan_update_stats us = { 0 };
@@ -223,6 +243,7 @@ static void do_sync(struct kpx_agent *agent)
 	const struct kpx_node *node;
 	bool full = agent->full_sync_pending || !agent->plan;
 	double t0, t_in, t_plan, elapsed;
+	double h0 = 0, h_plan = 0, h_end = 0;
 	uint64_t delay;
 	int err;
 
@@ -235,6 +256,8 @@ static void do_sync(struct kpx_agent *agent)
 		return;
 	kpx_store_get_stats(agent->store, &ss);
 	t0 = kpx_wall_seconds();
+	if (full && kpx_log_verbosity >= 1)
+		h0 = heap_mib();
 
 	node = kpx_store_node(agent->store);
 	err = 0;
@@ -269,6 +292,8 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_plan_undo_stats(undo, &us);
 	}
 	t_plan = kpx_wall_seconds() - t0;
+	if (full && kpx_log_verbosity >= 1)
+		h_plan = heap_mib();
 	if (err) {
 		kpx_err("sync: computing the plan failed: %s", strerror(-err));
 		record_error(agent, "plan", err);
@@ -324,6 +349,8 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_plan_free(agent->plan);
 		agent->plan = plan;
 	}
+	if (full && kpx_log_verbosity >= 1)
+		h_end = heap_mib();
 	agent->full_sync_pending = false;
 	agent->resync_due = false;
 	agent->stats.last_sync_wall = kpx_wall_seconds();
@@ -348,6 +375,14 @@ static void do_sync(struct kpx_agent *agent)
 		full ? ", full build" : us.all ? ", input changed: all"
 		       : us.merged ? ", merged" : ", in place",
 		full ? ss.n_services : us.services, t_in * 1000);
+	if (full)
+		kpx_dbg(1, "sync: heap %.1f MiB before the plan, plan +%.1f MiB, backend +%.1f MiB (%zu interned strings, %.1f MiB); process cpu %.2f s",
+			h0, h_plan - h0, h_end - h_plan, kpx_intern_count(),
+			(double)kpx_intern_bytes() / 1048576, process_cpu());
+	/* The first full sync follows the initial listing, whose decode
+	 * buffers are freed now: hand the freed pages back. */
+	if (full && agent->stats.syncs_total == 1)
+		malloc_trim(0);
 }
 
 static void on_sync_timer(void *arg)

@@ -33,6 +33,16 @@
 #include "k8s/client.h"
 #include "model/store.h"
 
+/* CPU seconds of the process so far: a listing's cost on a loaded
+ * machine, where its wall time says little (perf/scale_bench.sh). */
+static double cpu_seconds(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 #define EVENT_MAX (16u << 20)	/* one watch event */
 #define LIST_PAGE_MAX (512u << 20) /* one LIST page */
 #define ERRBODY_MAX 4096
@@ -504,8 +514,9 @@ static void initial_events_done(struct informer *inf, const char *rv)
 	inf->failures = 0;
 	kpx_store_replace_end(src->store, inf->kind);
 	src->changed = true;
-	kpx_info("k8s %s: listed (streaming, %llu objects), resourceVersion %s",
-		 inf->name, (unsigned long long)inf->req_events, inf->rv);
+	kpx_info("k8s %s: listed (streaming, %llu objects), resourceVersion %s, process cpu %.2f s",
+		 inf->name, (unsigned long long)inf->req_events, inf->rv,
+		 cpu_seconds());
 }
 
 /* One watch event. <0: the transfer must end (reason in inf->abort). */
@@ -1056,7 +1067,8 @@ static void list_page_done(struct informer *inf)
 	set_rv(inf, rv);
 	end_request(inf);
 	kpx_store_replace_end(src->store, inf->kind);
-	kpx_info("k8s %s: listed, resourceVersion %s", inf->name, inf->rv);
+	kpx_info("k8s %s: listed, resourceVersion %s, process cpu %.2f s",
+		 inf->name, inf->rv, cpu_seconds());
 	inf->failures = 0;
 	schedule(inf, REQ_WATCH, false);
 }

@@ -196,6 +196,15 @@ static int get_str(struct dec *d, struct json_object *parent, const char *path,
 	return 0;
 }
 
+/* *slot = interned s; the caller's object frees it. */
+static int intern_to(struct dec *d, const char **slot, const char *s)
+{
+	*slot = kpx_intern(s);
+	if (!*slot)
+		return fail(d, -ENOMEM, "out of memory");
+	return 0;
+}
+
 /* Integer field in [min, max]; *out untouched when absent. */
 static int get_int(struct dec *d, struct json_object *parent, const char *path,
 		   const char *key, int64_t min, int64_t max, int64_t *out,
@@ -386,16 +395,19 @@ static int get_str_elem(struct dec *d, struct json_object *arr, size_t i,
  * *port 0 when absent, an error when absent and required.
  */
 static int port_fields(struct dec *d, struct json_object *p, const char *path,
-		       bool required, char (*name)[KPX_PORTNAME_MAX],
-		       uint8_t *proto, uint16_t *port)
+		       bool required, const char **name, uint8_t *proto,
+		       uint16_t *port)
 {
+	char buf[KPX_PORTNAME_MAX];
 	int64_t v = 0;
 	bool present;
 	int rc;
 
-	rc = get_str(d, p, path, "name", *name, sizeof(*name), false);
-	if (!rc && (*name)[0] && !dns_label(*name, strlen(*name), false))
+	rc = get_str(d, p, path, "name", buf, sizeof(buf), false);
+	if (!rc && buf[0] && !dns_label(buf, strlen(buf), false))
 		rc = fail(d, -EINVAL, "%s.name: not " DNS1123_LABEL_RULE, path);
+	if (!rc)
+		rc = intern_to(d, name, buf);
 	if (!rc)
 		rc = parse_proto(d, p, path, proto);
 	if (!rc)
@@ -496,6 +508,8 @@ static int svc_ports(struct dec *d, struct json_object *spec,
 	for (size_t i = 0; i < n; i++) {
 		struct kpx_svc_port *sp = &svc->ports[i];
 
+		/* Count first: free() drops the name of a partial entry. */
+		svc->n_ports = i + 1;
 		rc = get_obj_elem(d, arr, i, "spec.ports", path, sizeof(path),
 				  &p);
 		if (!rc)
@@ -508,7 +522,6 @@ static int svc_ports(struct dec *d, struct json_object *spec,
 		if (rc)
 			return rc;
 		sp->node_port = (uint16_t)v;
-		svc->n_ports = i + 1;
 	}
 	return 0;
 }
@@ -708,10 +721,13 @@ int kpx_service_decode(struct json_object *obj, struct kpx_service **out,
 	svc = calloc(1, sizeof(*svc));
 	if (!svc)
 		return fail(&d, -ENOMEM, "out of memory");
-	strcpy(svc->ns, m.ns);
-	strcpy(svc->name, m.name);
 	strcpy(svc->resource_version, m.rv);
 	svc->proxy_ignored = proxy_ignored(&m);
+	rc = intern_to(&d, &svc->ns, m.ns);
+	if (!rc)
+		rc = intern_to(&d, &svc->name, m.name);
+	if (rc)
+		goto out;
 
 	rc = get_typed(&d, obj, "", "spec", json_type_object, &spec);
 	if (rc)
@@ -773,6 +789,7 @@ static int slice_ports(struct dec *d, struct json_object *obj,
 	for (size_t i = 0; i < n; i++) {
 		struct kpx_slice_port *sp = &sl->ports[i];
 
+		sl->n_ports = i + 1;
 		rc = get_obj_elem(d, arr, i, "ports", path, sizeof(path), &p);
 		if (!rc)
 			rc = port_fields(d, p, path, false, &sp->name,
@@ -784,31 +801,34 @@ static int slice_ports(struct dec *d, struct json_object *obj,
 	return 0;
 }
 
-/* hints.KEY[].name into a calloc'd array of n fixed-width names. */
+/* hints.KEY[].name (each shorter than width) into a calloc'd array of n
+ * interned names. */
 static int hint_names(struct dec *d, struct json_object *hints,
 		      const char *hpath, const char *key, size_t width,
-		      char **names, size_t *n_names)
+		      const char ***names, uint8_t *n_names)
 {
 	struct json_object *arr, *h;
-	char apath[112], epath[128];
+	char apath[112], epath[128], buf[KPX_NAME_MAX];
 	size_t n;
 	int rc;
 
+	_Static_assert(MAX_HINTS <= UINT8_MAX, "n_hint_* are uint8_t");
 	rc = get_array(d, hints, hpath, key, MAX_HINTS, &arr, &n);
 	if (rc || !n)
 		return rc;
-	*names = calloc(n, width);
+	*names = calloc(n, sizeof(**names));
 	if (!*names)
 		return fail(d, -ENOMEM, "out of memory");
 	snprintf(apath, sizeof(apath), "%s.%s", hpath, key);
 	for (size_t i = 0; i < n; i++) {
 		rc = get_obj_elem(d, arr, i, apath, epath, sizeof(epath), &h);
 		if (!rc)
-			rc = get_str(d, h, epath, "name", *names + i * width,
-				     width, true);
+			rc = get_str(d, h, epath, "name", buf, width, true);
+		if (!rc)
+			rc = intern_to(d, &(*names)[i], buf);
 		if (rc)
 			return rc;
-		*n_names = i + 1;
+		*n_names = (uint8_t)(i + 1);
 	}
 	return 0;
 }
@@ -818,7 +838,8 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 			   struct kpx_endpoint *ep)
 {
 	struct json_object *addrs, *cond, *hints;
-	char hpath[80];
+	char hpath[80], node[KPX_NAME_MAX], zone[KPX_ZONE_MAX];
+	bool ready = true, serving = false, terminating = false;
 	bool serving_set = false;
 	const char *a0;
 	size_t n;
@@ -840,8 +861,6 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 			    "%s.addresses[0]: \"%s\" does not match addressType %s",
 			    path, a0, family == AF_INET ? "IPv4" : "IPv6");
 
-	ep->ready = true;
-	ep->terminating = false;
 	rc = get_typed(d, e, path, "conditions", json_type_object, &cond);
 	if (rc)
 		return rc;
@@ -849,44 +868,47 @@ static int endpoint_decode(struct dec *d, struct json_object *e,
 		char cpath[80];
 
 		snprintf(cpath, sizeof(cpath), "%s.conditions", path);
-		rc = get_bool(d, cond, cpath, "ready", &ep->ready);
+		rc = get_bool(d, cond, cpath, "ready", &ready);
 		if (!rc)
 			rc = get_bool(d, cond, cpath, "terminating",
-				      &ep->terminating);
+				      &terminating);
 		if (!rc) {
 			struct json_object *sv;
 
 			rc = get_typed(d, cond, cpath, "serving",
 				       json_type_boolean, &sv);
 			if (sv) {
-				ep->serving = json_object_get_boolean(sv);
+				serving = json_object_get_boolean(sv);
 				serving_set = true;
 			}
 		}
 		if (rc)
 			return rc;
 	}
-	if (!serving_set)
-		ep->serving = ep->ready;
+	ep->ready = ready;
+	ep->serving = serving_set ? serving : ready;
+	ep->terminating = terminating;
 
-	rc = get_str(d, e, path, "nodeName", ep->node_name,
-		     sizeof(ep->node_name), false);
-	if (!rc && ep->node_name[0] && !dns_subdomain(ep->node_name))
+	rc = get_str(d, e, path, "nodeName", node, sizeof(node), false);
+	if (!rc && node[0] && !dns_subdomain(node))
 		rc = fail(d, -EINVAL,
 			  "%s.nodeName: not " DNS1123_SUBDOMAIN_RULE, path);
 	if (!rc)
-		rc = get_str(d, e, path, "zone", ep->zone, sizeof(ep->zone),
-			     false);
+		rc = intern_to(d, &ep->node_name, node);
+	if (!rc)
+		rc = get_str(d, e, path, "zone", zone, sizeof(zone), false);
+	if (!rc)
+		rc = intern_to(d, &ep->zone, zone);
 	if (!rc)
 		rc = get_typed(d, e, path, "hints", json_type_object, &hints);
 	if (rc || !hints)
 		return rc;
 	snprintf(hpath, sizeof(hpath), "%s.hints", path);
 	rc = hint_names(d, hints, hpath, "forZones", KPX_ZONE_MAX,
-			(char **)&ep->hint_zones, &ep->n_hint_zones);
+			&ep->hint_zones, &ep->n_hint_zones);
 	if (!rc)
 		rc = hint_names(d, hints, hpath, "forNodes", KPX_NAME_MAX,
-				(char **)&ep->hint_nodes, &ep->n_hint_nodes);
+				&ep->hint_nodes, &ep->n_hint_nodes);
 	return rc;
 }
 
@@ -926,7 +948,7 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 	struct dec d = { .err = err, .errlen = errlen };
 	struct kpx_endpoint_slice *sl;
 	struct json_object *arr;
-	char at[16], path[32];
+	char at[16], path[32], svc_name[KPX_NAME_MAX];
 	struct meta m;
 	size_t n;
 	int rc;
@@ -938,14 +960,18 @@ int kpx_slice_decode(struct json_object *obj, struct kpx_endpoint_slice **out,
 	sl = calloc(1, sizeof(*sl));
 	if (!sl)
 		return fail(&d, -ENOMEM, "out of memory");
-	strcpy(sl->ns, m.ns);
-	strcpy(sl->name, m.name);
 	strcpy(sl->resource_version, m.rv);
 	sl->proxy_ignored = proxy_ignored(&m);
 	sl->trigger_wall = trigger_time(m.annotations);
 
-	rc = get_str(&d, m.labels, "metadata.labels", LABEL_SERVICE_NAME,
-		     sl->service_name, sizeof(sl->service_name), false);
+	rc = intern_to(&d, &sl->ns, m.ns);
+	if (!rc)
+		rc = intern_to(&d, &sl->name, m.name);
+	if (!rc)
+		rc = get_str(&d, m.labels, "metadata.labels", LABEL_SERVICE_NAME,
+			     svc_name, sizeof(svc_name), false);
+	if (!rc)
+		rc = intern_to(&d, &sl->service_name, svc_name);
 	if (rc)
 		goto out;
 	if (!sl->service_name[0]) {
@@ -1149,6 +1175,10 @@ void kpx_service_free(struct kpx_service *svc)
 {
 	if (!svc)
 		return;
+	kpx_intern_put(svc->ns);
+	kpx_intern_put(svc->name);
+	for (size_t i = 0; i < svc->n_ports; i++)
+		kpx_intern_put(svc->ports[i].name);
 	free(svc->cluster_ips);
 	free(svc->external_ips);
 	free(svc->lb_ips);
@@ -1162,9 +1192,22 @@ void kpx_slice_free(struct kpx_endpoint_slice *slice)
 	if (!slice)
 		return;
 	for (size_t i = 0; i < slice->n_endpoints; i++) {
-		free(slice->endpoints[i].hint_zones);
-		free(slice->endpoints[i].hint_nodes);
+		struct kpx_endpoint *ep = &slice->endpoints[i];
+
+		kpx_intern_put(ep->node_name);
+		kpx_intern_put(ep->zone);
+		for (size_t j = 0; j < ep->n_hint_zones; j++)
+			kpx_intern_put(ep->hint_zones[j]);
+		for (size_t j = 0; j < ep->n_hint_nodes; j++)
+			kpx_intern_put(ep->hint_nodes[j]);
+		free(ep->hint_zones);
+		free(ep->hint_nodes);
 	}
+	for (size_t i = 0; i < slice->n_ports; i++)
+		kpx_intern_put(slice->ports[i].name);
+	kpx_intern_put(slice->ns);
+	kpx_intern_put(slice->name);
+	kpx_intern_put(slice->service_name);
 	free(slice->endpoints);
 	free(slice->ports);
 	free(slice);

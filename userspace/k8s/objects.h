@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/addr.h"
+#include "common/intern.h"
 
 struct json_object;
 
@@ -47,16 +48,24 @@ enum kpx_svc_type {
 	KPX_SVC_EXTERNAL_NAME,
 };
 
+/*
+ * Strings of Services and EndpointSlices (ns, name, service_name, port,
+ * node and zone names) are interned (common/intern.h): never NULL ("" is
+ * kpx_intern_empty), one reference each, dropped by the _free functions.
+ * Whoever builds an object by hand sets them with kpx_intern(). These
+ * structs are what the store holds for every object, a million endpoints
+ * at 100,000 Services: keep them small.
+ */
 struct kpx_svc_port {
-	char name[KPX_PORTNAME_MAX];
+	const char *name;
 	uint8_t proto;
 	uint16_t port;
 	uint16_t node_port; /* 0: none */
 };
 
 struct kpx_service {
-	char ns[KPX_NS_MAX];
-	char name[KPX_NAME_MAX];
+	const char *ns;
+	const char *name;
 	char resource_version[KPX_RV_MAX];
 	enum kpx_svc_type type;
 	/* clusterIP "None": no frontends; kube-proxy ignores it. */
@@ -82,29 +91,29 @@ struct kpx_service {
 };
 
 struct kpx_endpoint {
-	struct kpx_addr addr; /* addresses[0], as kube-proxy */
-	bool ready;	      /* nil -> true */
-	bool serving;	      /* nil -> ready's value, as the API documents */
-	bool terminating;     /* nil -> false */
-	char node_name[KPX_NAME_MAX];
-	char zone[KPX_ZONE_MAX];
-	char (*hint_zones)[KPX_ZONE_MAX];
-	size_t n_hint_zones;
-	char (*hint_nodes)[KPX_NAME_MAX]; /* hints.forNodes (PreferSameNode) */
-	size_t n_hint_nodes;
+	struct kpx_addr addr;	/* addresses[0], as kube-proxy */
+	bool ready : 1;		/* nil -> true */
+	bool serving : 1;	/* nil -> ready's value, as the API documents */
+	bool terminating : 1;	/* nil -> false */
+	uint8_t n_hint_zones;	/* at most MAX_HINTS (64) */
+	uint8_t n_hint_nodes;
+	const char *node_name;
+	const char *zone;
+	const char **hint_zones; /* interned, or NULL when none */
+	const char **hint_nodes; /* hints.forNodes (PreferSameNode) */
 };
 
 struct kpx_slice_port {
-	char name[KPX_PORTNAME_MAX];
+	const char *name;
 	uint8_t proto;
 	uint16_t port; /* 0: port unset; kube-proxy skips such ports */
 };
 
 struct kpx_endpoint_slice {
-	char ns[KPX_NS_MAX];
-	char name[KPX_NAME_MAX];
+	const char *ns;
+	const char *name;
 	char resource_version[KPX_RV_MAX];
-	char service_name[KPX_NAME_MAX]; /* kubernetes.io/service-name */
+	const char *service_name; /* kubernetes.io/service-name */
 	bool proxy_ignored;		 /* as for services */
 	uint8_t family;			 /* AF_INET/AF_INET6 (FQDN: rejected) */
 	/* endpoints.kubernetes.io/last-change-trigger-time as wall-clock

@@ -300,25 +300,22 @@ static bool serving_terminating(uint8_t f)
 /* Which hints pick the cluster endpoints (topology.go topologyModeFromHints). */
 enum topo_mode { TOPO_NONE, TOPO_NODE, TOPO_ZONE };
 
-static bool named_in(const char *names, size_t n, size_t width,
-		     const char *name)
+static bool named_in(const char *const *names, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(names + i * width, name))
+		if (!strcmp(names[i], name))
 			return true;
 	return false;
 }
 
 static bool for_node(const struct kpx_endpoint *ep, const char *node)
 {
-	return named_in((const char *)ep->hint_nodes, ep->n_hint_nodes, KPX_NAME_MAX,
-			node);
+	return named_in(ep->hint_nodes, ep->n_hint_nodes, node);
 }
 
 static bool for_zone(const struct kpx_endpoint *ep, const char *zone)
 {
-	return named_in((const char *)ep->hint_zones, ep->n_hint_zones, KPX_ZONE_MAX,
-			zone);
+	return named_in(ep->hint_zones, ep->n_hint_zones, zone);
 }
 
 /*
@@ -613,6 +610,15 @@ static int build_frontends(const struct build_ctx *c,
 			r = add_fe(sp, &cap, KPX_FE_LOAD_BALANCER, a, sp->port,
 				   true);
 	}
+	/* The plan lives until the next full sync, 100,000 svcports of
+	 * mostly one frontend: no room left for 8 (add_fe's growth). */
+	if (r >= 0 && cap > sp->n_frontends && sp->n_frontends) {
+		void *p = realloc(sp->frontends,
+				  sp->n_frontends * sizeof(*sp->frontends));
+
+		if (p)
+			sp->frontends = p;
+	}
 	return r;
 }
 
@@ -874,8 +880,26 @@ size_t kpx_plan_count_refused(const struct kpx_plan *plan, uint64_t *sig)
 
 /* ---- services ----------------------------------------------------------- */
 
+void kpx_plan_svcport_ref_strings(struct kpx_plan_svcport *sp)
+{
+	kpx_intern_ref(sp->id);
+	kpx_intern_ref(sp->ns);
+	kpx_intern_ref(sp->name);
+	kpx_intern_ref(sp->port_name);
+}
+
+void kpx_plan_svcport_put_strings(struct kpx_plan_svcport *sp)
+{
+	kpx_intern_put(sp->id);
+	kpx_intern_put(sp->ns);
+	kpx_intern_put(sp->name);
+	kpx_intern_put(sp->port_name);
+	sp->id = sp->ns = sp->name = sp->port_name = NULL;
+}
+
 static void svcport_clear(struct kpx_plan_svcport *sp)
 {
+	kpx_plan_svcport_put_strings(sp);
 	free(sp->frontends);
 	free(sp->endpoints);
 	free(sp->internal);
@@ -914,12 +938,24 @@ static int build_svcport(struct build_ctx *c, const struct kpx_service *svc,
 		return -ENOMEM;
 	sp = &plan->svcports[plan->n_svcports];
 	memset(sp, 0, sizeof(*sp));
-	snprintf(sp->id, sizeof(sp->id), "%s/%s:%s/%s/%s", svc->ns, svc->name,
-		 port->name, kpx_proto_name(port->proto),
-		 fam == AF_INET ? "v4" : "v6");
-	snprintf(sp->ns, sizeof(sp->ns), "%s", svc->ns);
-	snprintf(sp->name, sizeof(sp->name), "%s", svc->name);
-	snprintf(sp->port_name, sizeof(sp->port_name), "%s", port->name);
+	{
+		char id[KPX_SVCPORT_ID_MAX];
+		int n = snprintf(id, sizeof(id), "%s/%s:%s/%s/%s", svc->ns,
+				 svc->name, port->name,
+				 kpx_proto_name(port->proto),
+				 fam == AF_INET ? "v4" : "v6");
+
+		sp->id = kpx_intern_n(id, n < (int)sizeof(id) ? (size_t)n
+							       : sizeof(id) - 1);
+	}
+	/* the Service's own interned strings: one more reference each */
+	sp->ns = kpx_intern_ref(svc->ns);
+	sp->name = kpx_intern_ref(svc->name);
+	sp->port_name = kpx_intern_ref(port->name);
+	if (!sp->id) {
+		svcport_clear(sp);
+		return -ENOMEM;
+	}
 	sp->family = fam;
 	sp->proto = port->proto;
 	sp->port = port->port;

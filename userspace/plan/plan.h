@@ -175,11 +175,14 @@ struct kpx_plan_refused {
 };
 
 struct kpx_plan_svcport {
-	/* "ns/name:portname/PROTO/v4"; stable identity for diffs. */
-	char id[KPX_SVCPORT_ID_MAX];
-	char ns[KPX_NS_MAX];
-	char name[KPX_NAME_MAX];
-	char port_name[KPX_PORTNAME_MAX];
+	/* "ns/name:portname/PROTO/v4"; stable identity for diffs. The four
+	 * strings are interned (common/intern.h) and owned by the svcport:
+	 * a copy that outlives the plan takes its own references with
+	 * kpx_plan_svcport_ref_strings(). */
+	const char *id;
+	const char *ns;
+	const char *name;
+	const char *port_name;
 	uint8_t family;
 	uint8_t proto;
 	uint16_t port;
@@ -239,6 +242,12 @@ struct kpx_plan {
 };
 
 /* Pure: computes the plan from the store. Returns 0 or -ENOMEM. */
+/* For a copy of a svcport that outlives the plan (a backend's record of
+ * what it programmed): one more reference to each of its strings, and
+ * their release. */
+void kpx_plan_svcport_ref_strings(struct kpx_plan_svcport *sp);
+void kpx_plan_svcport_put_strings(struct kpx_plan_svcport *sp);
+
 int kpx_plan_build(const struct kpx_store *store,
 		   const struct kpx_plan_input *input, struct kpx_plan **out);
 void kpx_plan_free(struct kpx_plan *plan);
