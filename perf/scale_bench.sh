@@ -17,7 +17,9 @@
 # with gnuplot, scale-DATE-rss.png and scale-DATE-sync.png.
 #
 # Environment: SIZES (default "1000 10000 30000 100000"), BACKENDS
-# ("bpf nft"), KPX_BIN (build/kpx), TIMEOUT per run in s (300),
+# ("bpf nft"), KPX_BIN (build/kpx), VARIANTS ("LABEL=BINARY ...": several
+# kpx builds measured in the same run, size by size, e.g. before/after a
+# change; default "kpx=$KPX_BIN"), TIMEOUT per run in s (300),
 # EXTRA extra `kpx run` flags, KEEP_LOGS (a directory for the agents' logs), OUT (the results file), NOTE (one line for
 # the results, e.g. "before: commit X").
 # Needs root (network namespaces, nftables, bpf); everything stays in the
@@ -91,28 +93,34 @@ start_server() {	# N
 	EOF
 }
 
-bpf_memlock() {	# sum of bytes_memlock of the maps pinned under the agent's root
-	local f total=0 b
+bpf_memlock() {	# N: sum of bytes_memlock of the maps pinned under the agent's root
+	local f total=0 b line
 	command -v bpftool >/dev/null || { echo 0; return; }
+	: >"$RIG_DIR/maps-$1.txt"
 	while IFS= read -r f; do
-		b=$(bpftool -j map show pinned "$f" 2>/dev/null | jq -r '.bytes_memlock // 0' 2>/dev/null)
+		line=$(bpftool -j map show pinned "$f" 2>/dev/null |
+			jq -r '"\(.bytes_memlock // 0) \(.name) \(.type) \(.max_entries)"' 2>/dev/null)
+		b=${line%% *}
 		total=$((total + ${b:-0}))
+		echo "$line" >>"$RIG_DIR/maps-$1.txt"
 	done < <(find "/sys/fs/bpf/$RIG_P-n1" -type f 2>/dev/null)
 	echo "$total"
 }
 
-run_one() {	# BACKEND N
-	local b=$1 n=$2 log=$RIG_DIR/agent-$1-$2.log cg="" pid t0 t_list t_sync i
+run_one() {	# LABEL BINARY BACKEND N
+	local label=$1 bin=$2
+	shift 2
+	local b=$1 n=$2 log=$RIG_DIR/agent-$label-$1-$2.log cg="" pid t0 t_list t_sync i
 	local hwm rss cgpeak=0 cgcur=0 memlock=0 d_list d_sync d_first line
 	local c_list="?" c_sync="?" c_end
 	if [ -n "$MEMCG" ]; then
-		cg=$MEMCG/run-$b-$n
+		cg=$MEMCG/run-$label-$b-$n
 		mkdir -p "$cg"
 	fi
 	t0=$(now_sec)
 	# shellcheck disable=SC2086
 	rig_node_bg n1 n1 "$log" bash -c '[ -n "$1" ] && echo $$ >"$1/cgroup.procs"; shift; exec "$@"' memcg "$cg" \
-		"$KPX_BIN" run --kubeconfig "$RIG_DIR/kubeconfig" --backend "$b" \
+		"$bin" run --kubeconfig "$RIG_DIR/kubeconfig" --backend "$b" \
 		--hostname-override n1 --node-ip 198.18.0.11,fd00:18::11 \
 		--cluster-cidr 198.19.0.0/16,fd00:19::/32 \
 		--state-socket "$RIG_DIR/n1.sock" --bpf-root "/sys/fs/bpf/$RIG_P-n1" \
@@ -127,9 +135,9 @@ run_one() {	# BACKEND N
 	done
 	line=$(grep -m1 'sync: full' "$log")
 	if [ -z "$line" ]; then
-		echo "scale_bench: $b N=$n: no first sync in ${TIMEOUT}s" >&2
+		echo "scale_bench: $label $b N=$n: no first sync in ${TIMEOUT}s" >&2
 		tail -5 "$log" >&2
-		d_first="> $TIMEOUT"
+		d_first=">$TIMEOUT"
 		d_list="?" d_sync="?"
 	else
 		t_sync=$(log_sec <<<"$line")
@@ -155,25 +163,34 @@ run_one() {	# BACKEND N
 		cgpeak=$(cat "$cg/memory.max_usage_in_bytes" 2>/dev/null || echo 0)
 		cgcur=$(cat "$cg/memory.usage_in_bytes" 2>/dev/null || echo 0)
 	fi
-	[ "$b" = bpf ] && memlock=$(bpf_memlock)
-	printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' "$b" "$n" "$d_list" "$d_sync" \
+	[ "$b" = bpf ] && memlock=$(bpf_memlock "$n")
+	printf '%s %s %s %s %s %s %s %s %s %s %s %s %s\n' "$b" "$n" "$d_list" "$d_sync" \
 		"$d_first" "$(mib "$hwm")" "$(mib "$rss")" "$(mib "$cgpeak")" \
-		"$(mib "$cgcur")" "$(mib "$memlock")" "$c_list" "$c_sync" | tee -a "$ROWS"
+		"$(mib "$cgcur")" "$(mib "$memlock")" "$c_list" "$c_sync" "$label" | tee -a "$ROWS"
 	[ -n "$line" ] && { echo "$line"; grep -m1 'sync: heap' "$log"; } | sed 's/^[^]]*] /#   /' >&2
 	stop_pid "$pid" 10
-	"$KPX_BIN" cleanup --backend "$b" --bpf-root "/sys/fs/bpf/$RIG_P-n1" \
+	"$bin" cleanup --backend "$b" --bpf-root "/sys/fs/bpf/$RIG_P-n1" \
 		--cgroup-path "$RIG_CG/n1" >/dev/null 2>&1 || true
 	[ -n "$cg" ] && rmdir "$cg" 2>/dev/null
-	[ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$log" "$KEEP_LOGS/agent-$b-$n.log"
+	[ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$log" "$KEEP_LOGS/agent-$label-$b-$n.log"
 }
 
+# snapshot every variant's binary: others rebuild build/ while this runs
+VARIANTS=${VARIANTS:-kpx=$KPX_BIN}
+VBINS=""
+for v in $VARIANTS; do
+	cp "${v#*=}" "$RIG_DIR/kpx-${v%%=*}" || exit 1
+	VBINS="$VBINS ${v%%=*}=$RIG_DIR/kpx-${v%%=*}"
+done
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 T_BEGIN=$(date +%s)
 for n in $SIZES; do
 	start_server "$n" || exit 1
 	for b in $BACKENDS; do
-		echo "# scale_bench: $b N=$n" >&2
-		run_one "$b" "$n"
+		for v in $VBINS; do
+			echo "# scale_bench: ${v%%=*} $b N=$n" >&2
+			run_one "${v%%=*}" "${v#*=}" "$b" "$n"
+		done
 	done
 	stop_pid "$SRV_PID" 3
 	SRV_PID=""
@@ -187,33 +204,46 @@ mkdir -p "$(dirname "$OUT")"
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); kernel $(uname -r)"
 	echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- userspace bpf nft 2>/dev/null || echo ' (+ uncommitted changes)')"
-	echo "- command: \`sudo SIZES=\"$SIZES\" BACKENDS=\"$BACKENDS\" perf/scale_bench.sh\`$([ -n "$EXTRA" ] && echo " with EXTRA=\"$EXTRA\"")"
+	echo "- command: \`sudo SIZES=\"$SIZES\" BACKENDS=\"$BACKENDS\" VARIANTS=\"$VARIANTS\" perf/scale_bench.sh\`$([ -n "$EXTRA" ] && echo " with EXTRA=\"$EXTRA\"")"
 	echo "- load average (1/5/15 min) before: $LOAD0, after: $LOAD1 (2 cores shared with other sessions); took $(( $(date +%s) - T_BEGIN )) s"
 	echo "- source: perf/tools/scale_apiserver.py inside the node's netns over HTTPS (streaming list); per Service 2 EndpointSlices x 5 endpoints, one TCP port: 10 endpoints (5 pods x 2 target ports); ClusterIPs IPv4 up to 32,768 Services, IPv6 beyond"
 	[ -n "${NOTE:-}" ] && echo "- note: $NOTE"
 	echo
 	echo "Times from kpx's log: list = start until the last of the Service/EndpointSlice listings has arrived (decoded into the store); sync = from then until the first full sync has programmed the kernel; first = the two together; the cpu columns are the agent's own CPU seconds in the same two phases (the wall times include waiting for a core on this shared machine, and the list includes the server's sending). Memory: VmHWM (peak) and VmRSS 3 s after the first sync; memcg = the agent's memory cgroup (includes kernel memory charged to it, such as bpf maps); maps = memlock of the pinned bpf maps (preallocated, sized by --bpf-*-max)."
 	echo
-	echo "| backend | N | list s | sync s | first s | list cpu s | sync cpu s | RSS peak MiB | RSS MiB | memcg peak MiB | memcg MiB | bpf maps MiB | RSS B/endpoint |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-	awk '{printf "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f |\n", $1, $2, $3, $4, $5, $11, $12, $6, $7, $8, $9, $10, $7 * 1048576 / ($2 * 10)}' "$ROWS"
+	echo "| kpx | backend | N | list s | sync s | first s | list cpu s | sync cpu s | RSS peak MiB | RSS MiB | memcg peak MiB | memcg MiB | bpf maps MiB | RSS B/endpoint |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	awk '{printf "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f |\n", $13, $1, $2, $3, $4, $5, $11, $12, $6, $7, $8, $9, $10, $7 * 1048576 / ($2 * 10)}' "$ROWS"
+	nmax=$(awk '$1 == "bpf" {print $2}' "$ROWS" | sort -n | tail -1)
+	if [ -n "$nmax" ] && [ -s "$RIG_DIR/maps-$nmax.txt" ]; then
+		echo
+		echo "bpf maps at N=$nmax (bytes_memlock from bpftool; the preallocated ones are sized by --bpf-services-max, --bpf-backends-max, --bpf-ct-max, --bpf-affinity-max whatever N is):"
+		echo
+		echo "| map | type | max_entries | MiB |"
+		echo "|---|---|---:|---:|"
+		sort -rn "$RIG_DIR/maps-$nmax.txt" | awk '$1 > 0 {printf "| %s | %s | %s | %.1f |\n", $2, $3, $4, $1 / 1048576}'
+	fi
 } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 cp "$ROWS" "${OUT%.md}.dat"
 echo "scale_bench: wrote $OUT" >&2
 
 if command -v gnuplot >/dev/null; then
 	base=${OUT%.md}
-	for b in $BACKENDS; do awk -v b="$b" '$1 == b' "$ROWS" >"$RIG_DIR/$b.dat"; done
 	plot_rss="" plot_sync=""
-	for b in $BACKENDS; do
-		plot_rss="$plot_rss${plot_rss:+, }'$RIG_DIR/$b.dat' using 2:7 with linespoints lw 2 title 'kpx $b RSS', '$RIG_DIR/$b.dat' using 2:6 with linespoints dt 2 title 'kpx $b RSS peak'"
-		plot_sync="$plot_sync${plot_sync:+, }'$RIG_DIR/$b.dat' using 2:4 with linespoints lw 2 title 'kpx $b: list arrived -> synced', '$RIG_DIR/$b.dat' using 2:5 with linespoints dt 2 title 'kpx $b: start -> synced'"
+	for v in $VBINS; do
+		l=${v%%=*}
+		for b in $BACKENDS; do
+			awk -v b="$b" -v l="$l" '$1 == b && $13 == l && $5 !~ />/' "$ROWS" >"$RIG_DIR/$l-$b.dat"
+			plot_rss="$plot_rss${plot_rss:+, }'$RIG_DIR/$l-$b.dat' using 2:7 with linespoints lw 2 title '$l $b RSS', '$RIG_DIR/$l-$b.dat' using 2:6 with linespoints dt 2 title '$l $b RSS peak'"
+			plot_sync="$plot_sync${plot_sync:+, }'$RIG_DIR/$l-$b.dat' using 2:4 with linespoints lw 2 title '$l $b: list arrived -> synced', '$RIG_DIR/$l-$b.dat' using 2:12 with linespoints dt 2 title '$l $b: its CPU seconds'"
+		done
 	done
 	gnuplot <<-EOF
 	set terminal pngcairo size 900,560 font "sans,11"
 	set grid
 	set key top left
 	set logscale x
+	set datafile missing "?"
 	set xlabel "Services (x 10 endpoints)"
 	set output "$base-rss.png"
 	set title "kpx agent memory vs N ($(date -u +%Y-%m-%d), $(git -C "$ROOT" rev-parse --short HEAD))"

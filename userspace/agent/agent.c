@@ -243,7 +243,7 @@ static void do_sync(struct kpx_agent *agent)
 	const struct kpx_node *node;
 	bool full = agent->full_sync_pending || !agent->plan;
 	double t0, t_in, t_plan, elapsed;
-	double h0 = 0, h_plan = 0, h_end = 0;
+	double h0 = 0, h_plan = 0, h_end = 0, c0 = 0, c_plan = 0, c_end = 0;
 	uint64_t delay;
 	int err;
 
@@ -256,8 +256,10 @@ static void do_sync(struct kpx_agent *agent)
 		return;
 	kpx_store_get_stats(agent->store, &ss);
 	t0 = kpx_wall_seconds();
-	if (full && kpx_log_verbosity >= 1)
+	if (full && kpx_log_verbosity >= 1) {
 		h0 = heap_mib();
+		c0 = process_cpu();
+	}
 
 	node = kpx_store_node(agent->store);
 	err = 0;
@@ -292,8 +294,10 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_plan_undo_stats(undo, &us);
 	}
 	t_plan = kpx_wall_seconds() - t0;
-	if (full && kpx_log_verbosity >= 1)
+	if (full && kpx_log_verbosity >= 1) {
 		h_plan = heap_mib();
+		c_plan = process_cpu();
+	}
 	if (err) {
 		kpx_err("sync: computing the plan failed: %s", strerror(-err));
 		record_error(agent, "plan", err);
@@ -349,8 +353,10 @@ static void do_sync(struct kpx_agent *agent)
 		kpx_plan_free(agent->plan);
 		agent->plan = plan;
 	}
-	if (full && kpx_log_verbosity >= 1)
+	if (full && kpx_log_verbosity >= 1) {
 		h_end = heap_mib();
+		c_end = process_cpu();
+	}
 	agent->full_sync_pending = false;
 	agent->resync_due = false;
 	agent->stats.last_sync_wall = kpx_wall_seconds();
@@ -376,13 +382,10 @@ static void do_sync(struct kpx_agent *agent)
 		       : us.merged ? ", merged" : ", in place",
 		full ? ss.n_services : us.services, t_in * 1000);
 	if (full)
-		kpx_dbg(1, "sync: heap %.1f MiB before the plan, plan +%.1f MiB, backend +%.1f MiB (%zu interned strings, %.1f MiB); process cpu %.2f s",
+		kpx_dbg(1, "sync: heap %.1f MiB before the plan, plan +%.1f MiB, backend +%.1f MiB (%zu interned strings, %.1f MiB); cpu plan %.2f s, backend %.2f s; process cpu %.2f s",
 			h0, h_plan - h0, h_end - h_plan, kpx_intern_count(),
-			(double)kpx_intern_bytes() / 1048576, process_cpu());
-	/* The first full sync follows the initial listing, whose decode
-	 * buffers are freed now: hand the freed pages back. */
-	if (full && agent->stats.syncs_total == 1)
-		malloc_trim(0);
+			(double)kpx_intern_bytes() / 1048576, c_plan - c0,
+			c_end - c_plan, process_cpu());
 }
 
 static void on_sync_timer(void *arg)
