@@ -27,11 +27,13 @@
 #include <json-c/json.h>
 
 #include "agent/backend.h"
+#include "bpf/ct_handoff.h"
 #include "bpf/flows.h"
 #include "bpf/kpx_abi.h"
 #include "bpf/loader.h"
 #include "bpf/map_walk.h"
 #include "bpf/map_writer.h"
+#include "bpf/nat_keep.h"
 #include "bpf/nodeport.h"
 #include "bpf/sock_lb.skel.h"
 #include "common/log.h"
@@ -602,6 +604,11 @@ static int bpf_open(const struct kpx_config *cfg, struct kpx_backend **out)
 	err = attach_all(b);
 	if (err)
 		goto fail;
+	err = kpx_bpf_nat_keep_open();
+	if (err < 0)
+		kpx_warn("bpf: table inet " KPX_NAT_KEEP_TABLE ": %s; connections "
+			 "kube-proxy translated lose their translation once its "
+			 "tables are removed", strerror(-err));
 	if (cfg->n_devices > 0) {
 		err = kpx_nodeport_open(cfg, &b->np);
 		if (err == -ENOSYS) {
@@ -1159,9 +1166,19 @@ static int bpf_cleanup(const struct kpx_config *cfg)
 	struct stat st;
 	int err, n;
 
+	/* Before the programs go: the proxy that takes over translates
+	 * kpx's flows from then on. */
+	err = kpx_bpf_ct_handoff(root);
+	if (err < 0)
+		kpx_warn("bpf: handing flows to the kernel's conntrack: %s",
+			 strerror(-err));
 	err = kpx_nodeport_cleanup(cfg);
 	if (err && err != -ENOSYS && err != -ENOENT)
 		kpx_warn("bpf: nodeport cleanup: %s", strerror(-err));
+	err = kpx_bpf_nat_keep_cleanup();
+	if (err < 0)
+		kpx_warn("bpf: table inet " KPX_NAT_KEEP_TABLE ": %s",
+			 strerror(-err));
 	for (size_t i = 0; i < N_HOOKS; i++) {
 		int fd;
 

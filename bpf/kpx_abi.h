@@ -254,6 +254,17 @@ struct kpx_ct_value {
 	__u8 nh_mac[6]; /* next hop cache: destination MAC */
 };
 
+/* kpx_ct_value.flags */
+#define KPX_CT_F_LOCAL 0x01 /* backend on this node: deliver to the stack */
+#define KPX_CT_F_SNAT 0x02  /* source rewritten to the node address */
+/* DSR, frontend node: client address kept, the DSR option added to
+ * every packet toward the remote backend; no reply entry (replies do not
+ * come back through this node). */
+#define KPX_CT_F_DSR 0x04
+/* DSR, backend node: reply entry learnt from the option; the backend's
+ * reply gets the frontend as source and goes straight to the client. */
+#define KPX_CT_F_DSR_REV 0x08
+
 /* Map "kpx_frag" (nodeport object, private, not pinned): the L4 ports
  * of a fragmented datagram, learnt from its first fragment so that the
  * later ones (no L4 header) get the same translation. LRU. The key is

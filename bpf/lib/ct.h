@@ -17,16 +17,7 @@
 #include "bpf/kpx_abi.h"
 #include "bpf/lib/parse.h"
 
-/* kpx_ct_value.flags */
-#define KPX_CT_F_LOCAL 0x01 /* backend on this node: deliver to the stack */
-#define KPX_CT_F_SNAT 0x02  /* source rewritten to the node address */
-/* DSR, frontend node: client address kept, the DSR option added to
- * every packet toward the remote backend; no reply entry (replies do not
- * come back through this node). */
-#define KPX_CT_F_DSR 0x04
-/* DSR, backend node: reply entry learnt from the option; the backend's
- * reply gets the frontend as source and goes straight to the client. */
-#define KPX_CT_F_DSR_REV 0x08
+/* kpx_ct_value.flags: bpf/kpx_abi.h */
 
 #define KPX_CT_REFRESH_NS 1000000000ULL
 

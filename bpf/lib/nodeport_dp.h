@@ -926,6 +926,15 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 	 * reply): without its flow it is the stack's (lib/frag.h). */
 	if (p->frag == KPX_FRAG_LATER)
 		return KPX_V_PASS;
+	/* Only a SYN starts a TCP flow. A segment of a connection kpx holds
+	 * no state for belongs to one the kernel's conntrack translates
+	 * (opened through kube-proxy's rules before kpx took over the node)
+	 * or to none: balancing it would hand it to a backend that never saw
+	 * the connection, which resets it. The stack translates it, or
+	 * answers with its own reset. */
+	if (p->proto == KPX_IPPROTO_TCP &&
+	    (p->tcp_flags & (KPX_TCP_SYN | KPX_TCP_ACK)) != KPX_TCP_SYN)
+		return KPX_V_PASS;
 	if (xdp)
 		r = kpx_new_flow_xdp(ctx, p, svc, &ck);
 	else

@@ -497,7 +497,7 @@ Test(nodeport, icmp_frag_needed_translated_v4)
 	struct np_tuple t = { .family = AF_INET, .proto = IPPROTO_TCP,
 			      .src = NP_CLIENT4, .dst = NP_NODE4,
 			      .sport = CL_PORT, .dport = FE_PORT,
-			      .tcp_flags = 0x10, .seq = 1, .ack = 1 };
+			      .tcp_flags = 0x02, .seq = 1, .ack = 0 };
 	il = np_build(in, &t);
 	ol = sizeof(out);
 	cr_assert_eq(np_run("in", in, il, out, &ol), TC_REDIRECT);
@@ -565,6 +565,46 @@ Test(nodeport, icmp_frag_needed_translated_v4)
 			     "MTU kept");
 	}
 	(void)port;
+}
+
+/* Only a SYN starts a flow: a mid-stream segment kpx has no state for
+ * (a connection kube-proxy's conntrack translated before kpx took over
+ * the node) goes to the stack untouched, on tc and XDP, and leaves no
+ * state behind. */
+Test(nodeport, tcp_without_syn_is_not_balanced)
+{
+	static const uint8_t flags[] = { 0x10, 0x18, 0x11, 0x12, 0x04 };
+	static const char *const progs[] = { "in", "xdp" };
+	uint32_t bid = 22;
+	uint8_t in[256], out[256];
+	size_t il, ol;
+
+	NP_REQUIRE();
+	np_add_backend(bid, AF_INET, NP_BE4, BE_PORT, IPPROTO_TCP, false);
+	np_add_service(AF_INET, NP_NODE4, FE_PORT, IPPROTO_TCP, 9,
+		       KPX_SVC_F_SNAT, &bid, 1);
+	for (size_t p = 0; p < 2; p++) {
+		for (size_t f = 0; f < sizeof(flags); f++) {
+			struct np_tuple t = { .family = AF_INET,
+					      .proto = IPPROTO_TCP,
+					      .src = NP_CLIENT4, .dst = NP_NODE4,
+					      .sport = CL_PORT, .dport = FE_PORT,
+					      .tcp_flags = flags[f], .seq = 1,
+					      .ack = 1 };
+
+			il = np_build(in, &t);
+			ol = sizeof(out);
+			cr_assert_eq(np_run(progs[p], in, il, out, &ol),
+				     p ? XDP_PASS_ : TC_OK,
+				     "%s, TCP flags 0x%02x: to the stack",
+				     progs[p], flags[f]);
+			cr_assert_eq(ol, il);
+			cr_assert_eq(memcmp(out, in, il), 0,
+				     "%s, TCP flags 0x%02x: untouched", progs[p],
+				     flags[f]);
+			cr_assert_eq(np_ct_count(), 0);
+		}
+	}
 }
 
 /* ---- --nodeport-mode dsr (kpx_dp_config.flags KPX_DP_F_DSR) ---- */

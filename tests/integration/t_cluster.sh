@@ -173,8 +173,8 @@ kpx_start() {	# NODE BACKEND
 # kube-proxy as kubeadm runs it: a KubeProxyConfiguration file, its
 # kubeconfig (client certificate of system:kube-proxy, bound by the
 # bootstrap ClusterRoleBinding system:node-proxier).
-kube_proxy_start() {	# NODE MODE
-	local node=$1 mode=$2 cf=$CL_DIR/kube-proxy-$1.conf
+kube_proxy_start() {	# NODE MODE [NAME: of its pid and log files, default agent]
+	local node=$1 mode=$2 cf=$CL_DIR/kube-proxy-$1.conf name=${3:-agent}
 	cat >"$cf" <<-EOF
 	apiVersion: kubeproxy.config.k8s.io/v1alpha1
 	kind: KubeProxyConfiguration
@@ -195,10 +195,10 @@ kube_proxy_start() {	# NODE MODE
 	nftables:
 	  minSyncPeriod: 100ms
 	EOF
-	rig_node_bg "$node" "$node" "$RIG_DIR/agent-$node.log.tmp" \
+	rig_node_bg "$node" "$node" "$RIG_DIR/$name-$node.log.tmp" \
 		"$CL_K8S/kube-proxy" --config "$cf" --v 2
-	echo "$RIG_LAST_PID" >"$RIG_DIR/agent-$node.pid"
-	ln -sf "agent-$node.log.tmp" "$RIG_DIR/agent-$node.log"
+	echo "$RIG_LAST_PID" >"$RIG_DIR/$name-$node.pid"
+	ln -sf "$name-$node.log.tmp" "$RIG_DIR/$name-$node.log"
 }
 
 kube_proxy_ready() {	# NODE: /healthz 200 (synced once)
@@ -684,6 +684,173 @@ api_checks() {
 	svcdel ar
 }
 
+# ---------------------------------------------------------------- migration
+# The README's "Migrating from kube-proxy" and "Going back to kube-proxy",
+# step by step as an operator runs them, on every node at once (a
+# DaemonSet rollout), while long-lived TCP connections opened before the
+# first step stay open through a ClusterIP (from a pod) and through a
+# NodePort (from outside, to n1 and to n2), and new connections are
+# checked after every step. KPX_CLUSTER_MIGRATIONS lists MODE:PROXY pairs.
+
+MIG_HOLD=${MIG_HOLD:-40}	# seconds a held connection must survive
+MIG_HOLDS=""
+MIG_T0=0
+MIG_STEPS=""
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# mig_step NAME: from now on a held connection that breaks is blamed on NAME
+mig_step() { MIG_STEPS="$MIG_STEPS $(($(now_ms) - MIG_T0)):${1// /_}"; }
+mig_step_at() {	# MS: the step that was running MS after the holds opened
+	local s name=before
+	for s in $MIG_STEPS; do [ "${s%%:*}" -le "$1" ] && name=${s#*:}; done
+	echo "${name//_/ }"
+}
+
+# mig_holds_open ADDR4 NODEPORT: 2 held connections from n1p3 to the
+# ClusterIP, 2 from outside to each node's NodePort (4 endpoints on two
+# nodes: some go to a local, some to a remote endpoint)
+mig_holds_open() {
+	local ip=$1 np=$2 i node
+	MIG_HOLDS=""
+	MIG_STEPS=""
+	MIG_T0=$(now_ms)
+	for i in 1 2; do
+		rig_bg_log "$RIG_DIR/hold-c$i.log" n1p3 "$E" hold --addr "$ip" --port 80 -d "$MIG_HOLD"
+		MIG_HOLDS="$MIG_HOLDS $RIG_LAST_PID:clusterip-$i:$RIG_DIR/hold-c$i.log"
+		for node in n1 n2; do
+			rig_bg_log "$RIG_DIR/hold-$node-$i.log" x "$E" hold --addr "$(rig_node_ip4 $node)" --port "$np" -d "$MIG_HOLD"
+			MIG_HOLDS="$MIG_HOLDS $RIG_LAST_PID:nodeport-$node-$i:$RIG_DIR/hold-$node-$i.log"
+		done
+	done
+	sleep 1
+}
+
+# mig_holds_why: waits for every held connection to end; "" when each
+# lasted MIG_HOLD s, else which broke during which step
+mig_holds_why() {
+	local h pid name log why="" ms
+	ms=$(($(now_ms) - MIG_T0))
+	[ "$ms" -lt $(((MIG_HOLD - 2) * 1000)) ] ||
+		why=" the steps took $ms ms, longer than the held connections (MIG_HOLD=$MIG_HOLD s);"
+	for h in $MIG_HOLDS; do
+		pid=${h%%:*}; name=${h#*:}; log=${name#*:}; name=${name%%:*}
+		wait_until $((MIG_HOLD + 15)) grep -q '^hold \(ok\|fail\)' "$log"
+		if ! grep -q '^hold ok' "$log"; then
+			ms=$(sed -n 's/.*after_ms=\([0-9]*\).*/\1/p' "$log")
+			why="$why $name broke in step '$(mig_step_at "${ms:-0}")': $(tr '\n' ' ' <"$log");"
+		fi
+		stop_pid "$pid" 1
+	done
+	echo "$why"
+}
+
+# mig_new_why STEP IP NODEPORT: new connections reach every endpoint
+mig_new_why() {
+	reach_ids n1p3 "$2" 80 tcp 40 "$WEB4" || { echo " $1: ClusterIP from a pod: $(brief "$OUT");"; return; }
+	reach_ids x "$(rig_node_ip4 n1)" "$3" tcp 40 "$WEB4" || { echo " $1: NodePort of n1: $(brief "$OUT");"; return; }
+	reach_ids x "$(rig_node_ip4 n2)" "$3" tcp 40 "$WEB4" || echo " $1: NodePort of n2: $(brief "$OUT");"
+}
+
+# kube_proxy_left NODE: what of kube-proxy's is still in NODE's kernel
+kube_proxy_left() {
+	local t
+	rig_exec "$1" nft list tables 2>/dev/null | grep -w kube-proxy | tr '\n' ' '
+	for t in iptables-nft iptables-legacy ip6tables-nft ip6tables-legacy; do
+		command -v "$t-save" >/dev/null || continue
+		rig_exec "$1" "$t-save" 2>/dev/null | grep -E '^:KUBE-' |
+			grep -vE '^:KUBE-(FIREWALL|KUBELET-CANARY|MARK-DROP) ' | head -3 | sed "s/^/$t: /" | tr '\n' ' '
+	done
+}
+# kpx_left NODE: what of kpx's is still in NODE's kernel and bpffs
+kpx_left() {
+	rig_exec "$1" nft list tables 2>/dev/null | grep -w kpx | tr '\n' ' '
+	ls "/sys/fs/bpf/$RIG_P-$1" 2>/dev/null | head -3 | sed 's/^/pin /' | tr '\n' ' '
+	bpftool cgroup show "$RIG_CG/$1" 2>/dev/null | grep -c . | grep -v '^0$' | sed 's/^/cgroup programs: /'
+	rig_exec "$1" bpftool net show dev eth0 2>/dev/null | grep -E 'prog_id|id [0-9]' | tr '\n' ' '
+}
+
+migrate() {	# MODE PROXY: kube-proxy MODE -> kpx PROXY -> kube-proxy MODE
+	local mode=$1 proxy=$2 bk=${2#kpx-} node ip np why out left
+	CHECK_PREFIX="migrate-$mode-to-$proxy"
+	# kube-proxy serves the nodes
+	for node in $RIG_NODES; do
+		kube_proxy_start "$node" "$mode" kube-proxy
+	done
+	for node in $RIG_NODES; do
+		wait_until 30 kube_proxy_ready "$node" || { fail start "kube-proxy $mode on $node not ready in 30 s"; return; }
+	done
+	svc mg '"type": "NodePort", "selector": {"web": "y"}'
+	ip=$(svcget mg '{.spec.clusterIP}')
+	np=$(svcget mg '{.spec.ports[0].nodePort}')
+	why=$(eventually reach_ids n1p3 "$ip" 80 tcp 40 "$WEB4" || echo "kube-proxy does not serve mg: $(brief "$OUT")")
+	if [ -n "$why" ]; then fail start "$why"; return; fi
+
+	# forward: kpx beside kube-proxy, kube-proxy removed, its rules cleaned
+	why=""
+	mig_holds_open "$ip" "$np"
+	mig_step "kpx started beside kube-proxy"
+	for node in $RIG_NODES; do kpx_start "$node" "$bk"; done
+	for node in $RIG_NODES; do
+		rig_agent_wait_synced "$node" 30 || why="$why kpx on $node not synced in 30 s;"
+	done
+	why="$why$(mig_new_why "kpx beside kube-proxy" "$ip" "$np")"
+	mig_step "kube-proxy DaemonSet deleted"
+	for node in $RIG_NODES; do stop_pid "$(cat "$RIG_DIR/kube-proxy-$node.pid")" 5; done
+	why="$why$(mig_new_why "kube-proxy stopped" "$ip" "$np")"
+	mig_step "kpx cleanup --kube-proxy"
+	for node in $RIG_NODES; do
+		out=$(rig_node_exec "$node" "$node" "$KPX_BIN" cleanup --kube-proxy \
+			--state-socket "$RIG_DIR/$node.sock" 2>&1) || why="$why cleanup on $node: $(brief "$out");"
+		echo "$out" >>"$RIG_DIR/cleanup-$node.log"
+		left=$(kube_proxy_left "$node")
+		[ -z "$left" ] || why="$why kube-proxy's state left on $node: $left;"
+	done
+	why="$why$(mig_new_why "after kpx cleanup --kube-proxy" "$ip" "$np")"
+	mig_step "kpx alone"
+	why="$why$(mig_holds_why)"
+	check_why kube-proxy-to-kpx-keeps-connections "$why"
+
+	# back: kpx's agent stops (its state keeps serving), kube-proxy starts,
+	# and once kube-proxy is healthy kpx's state is removed
+	why=""
+	mig_holds_open "$ip" "$np"
+	mig_step "kpx agent stopped"
+	for node in $RIG_NODES; do rig_agent_stop "$node"; done
+	why="$why$(mig_new_why "kpx agent stopped" "$ip" "$np")"
+	mig_step "kube-proxy started"
+	for node in $RIG_NODES; do
+		kube_proxy_start "$node" "$mode" kube-proxy
+	done
+	for node in $RIG_NODES; do
+		wait_until 30 kube_proxy_ready "$node" || why="$why kube-proxy on $node not ready in 30 s;"
+	done
+	why="$why$(mig_new_why "kube-proxy beside kpx's state" "$ip" "$np")"
+	mig_step "kpx cleanup"
+	for node in $RIG_NODES; do
+		out=$(rig_node_exec "$node" "$node" "$KPX_BIN" cleanup --backend "$bk" \
+			--bpf-root "/sys/fs/bpf/$RIG_P-$node" --cgroup-path "$RIG_CG/$node" \
+			--state-socket "$RIG_DIR/$node.sock" --devices eth0 2>&1) || why="$why kpx cleanup on $node: $(brief "$out");"
+		echo "$out" >>"$RIG_DIR/cleanup-$node.log"
+		left=$(kpx_left "$node")
+		[ -z "$left" ] || why="$why kpx's state left on $node: $left;"
+	done
+	why="$why$(mig_new_why "after kpx cleanup" "$ip" "$np")"
+	mig_step "kube-proxy alone"
+	why="$why$(mig_holds_why)"
+	check_why kpx-to-kube-proxy-keeps-connections "$why"
+
+	svcdel mg
+	for node in $RIG_NODES; do
+		stop_pid "$(cat "$RIG_DIR/kube-proxy-$node.pid")" 5
+		rig_node_exec "$node" "$node" timeout 30 "$CL_K8S/kube-proxy" --cleanup \
+			--proxy-mode "$mode" >>"$RIG_DIR/cleanup-$node.log" 2>&1
+		rig_exec "$node" conntrack -F >/dev/null 2>&1
+	done
+	CHECK_PREFIX=""
+}
+
+MIGRATIONS=${KPX_CLUSTER_MIGRATIONS-nftables:kpx-nft nftables:kpx-bpf iptables:kpx-nft iptables:kpx-bpf}
+
 BEHAVIOURS=${KPX_CLUSTER_BEHAVIOURS:-clusterip_v4 clusterip_v6 clusterip_dual nodeport externalip lb_source_ranges etp_local itp_local affinity no_endpoints not_ready terminating topology proxy_name type_port_change external_ip_hijack}
 
 run_proxy() {	# PROXY
@@ -718,6 +885,7 @@ run_proxy() {	# PROXY
 
 if setup_cluster; then
 	for p in $PROXIES; do run_proxy "$p"; done
+	for m in $MIGRATIONS; do migrate "${m%%:*}" "${m#*:}"; done
 fi
 # KPX_CLUSTER_LOGS=DIR keeps the logs (agents, control plane) after the rig
 if [ -n "${KPX_CLUSTER_LOGS:-}" ]; then
