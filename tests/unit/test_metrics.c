@@ -668,3 +668,20 @@ Test(table, fits_the_width_and_aligns)
 	cr_assert_eq(lines, 3);
 	free(buf);
 }
+
+/* Programming latency counts from the trigger time, but a slice changed
+ * before the agent started (its first listing after a restart) is not a
+ * change this agent was late with: no sample, as in kube-proxy. */
+Test(metrics, programming_latency_skips_changes_before_the_agent_started)
+{
+	double d = -1;
+
+	cr_expect(kpx_programming_sample(1000.0, 1000.5, 1000.25, &d));
+	cr_expect_float_eq(d, 0.25, 1e-9);
+	/* a trigger time slightly ahead of this node's clock: 0, not < 0 */
+	cr_expect(kpx_programming_sample(1000.0, 1000.5, 1000.75, &d));
+	cr_expect_float_eq(d, 0, 1e-9);
+	d = -1;
+	cr_expect_not(kpx_programming_sample(1000.0, 1000.5, 700.0, &d));
+	cr_expect_float_eq(d, -1, 1e-9);
+}

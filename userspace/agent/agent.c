@@ -161,6 +161,15 @@ static void record_error(struct kpx_agent *agent, const char *what, int err)
  * Changes without one (manifests, hand-written slices) count from when
  * kpx received them, once per sync.
  */
+bool kpx_programming_sample(double start_wall, double now, double trigger,
+			    double *d)
+{
+	if (trigger < start_wall)
+		return false;
+	*d = now > trigger ? now - trigger : 0;
+	return true;
+}
+
 static void observe_programming(struct kpx_agent *agent,
 				const struct kpx_store_stats *ss)
 {
@@ -169,7 +178,8 @@ static void observe_programming(struct kpx_agent *agent,
 	size_t n = kpx_store_trigger_times(agent->store, &t);
 
 	for (size_t i = 0; i < n; i++) {
-		d = now > t[i] ? now - t[i] : 0;
+		if (!kpx_programming_sample(agent->start_wall, now, t[i], &d))
+			continue;
 		kpx_histogram_observe(&agent->stats.programming_latency, d);
 		kpx_histogram_observe(&agent->stats.programming_latency_fine, d);
 	}

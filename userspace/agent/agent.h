@@ -42,6 +42,14 @@ void kpx_histogram_init(struct kpx_histogram *h, double start, double factor);
 void kpx_histogram_init_programming(struct kpx_histogram *h);
 void kpx_histogram_observe(struct kpx_histogram *h, double value);
 
+/* One network programming latency sample (*d, seconds) for a change
+ * triggered at TRIGGER and programmed at NOW; false for a change made
+ * before the agent started (START_WALL): kube-proxy skips those too (its
+ * tracker's start time), else every slice's old annotation would count as
+ * minutes of latency at each restart. */
+bool kpx_programming_sample(double start_wall, double now, double trigger,
+			    double *d);
+
 /* The shortest time from the start of one sync to the start of the next,
  * given the duration of the last change-driven sync (seconds). */
 uint64_t kpx_sync_period_ms(const struct kpx_config *cfg, double sync_cost);
