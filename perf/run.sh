@@ -10,6 +10,14 @@ for b in perf/plan_bench.sh perf/nft_bench.sh perf/connect_bench.sh perf/pktrate
 	echo "== $b"
 	bash "$b" || { echo "benchmark $b failed"; rc=1; }
 done
+# kpx's memory and first sync at N Services x 10 endpoints from a fake API
+# server (perf/tools/scale_apiserver.py): quick profile 1,000 and 10,000
+# (about 1 minute), BENCH=full adds 30,000 and 100,000 (about 5 minutes
+# more here, longer on a loaded machine).
+echo "== perf/scale_bench.sh"
+ssizes="1000 10000"
+[ "${BENCH:-quick}" = full ] && ssizes="1000 10000 30000 100000"
+SIZES=$ssizes bash perf/scale_bench.sh || { echo "benchmark perf/scale_bench.sh failed"; rc=1; }
 # kpx against the real kube-proxy (tests/cluster's control plane, make k8s):
 # quick profile 1,000 and 10,000 Services (about 15 minutes here),
 # BENCH=full adds 30,000 (about 40 minutes more: the API server writes

@@ -59,6 +59,9 @@ mib() { awk -v b="${1:-0}" 'BEGIN {printf "%.1f", b / 1048576}'; }
 
 start_server() {	# N
 	local n=$1 i
+	# the PORT line of this server, not of the previous one: the shell
+	# may look before the background job has truncated the file
+	rm -f "$RIG_DIR/srv.out"
 	# nsenter execs python: $! is the server itself, so stop_pid ends it
 	nsenter --net="/run/netns/$(rig_ns n1)" python3 "$ROOT/perf/tools/scale_apiserver.py" --services "$n" \
 		--cert "$RIG_DIR/pki/server.crt" --key "$RIG_DIR/pki/server.key" \
