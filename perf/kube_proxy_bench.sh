@@ -230,7 +230,7 @@ for n in $SIZES; do
 		sleep 2
 		line="| $n | $p | $res | $(mem_mib memory.usage_in_bytes) MiB ($(rss_mib) MiB) | $(mem_mib memory.max_usage_in_bytes) MiB | $cpu s |"
 		echo "$line" | tee -a "$out"
-		case $res in *" s") synced=1 ;; *) synced=0 ;; esac
+		case $res in ">"* | exited*) synced=0 ;; *" s") synced=1 ;; *) synced=0 ;; esac
 		for ph in $phases; do
 			[ "$synced" = 1 ] || { echo "| $n | $p | not synced |" >>"$RIG_DIR/table-$ph"; continue; }
 			# (not in a pipe: a phase may restart the dataplane, DP_PID)
