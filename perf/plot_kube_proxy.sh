@@ -116,19 +116,21 @@ plot_dp_pkt() {
 		i=$((i + 1))
 		# label, forwarded, ceiling, kernel ns/pkt above the ceiling
 		awk -F'|' -v n="$n" '$2 == n && $5 ~ /^[0-9]+$/ {a = $10; if (a !~ /^-?[0-9]+$/) a = 0
-			sub(/^kube-proxy-/, "kp-", $3); print $3 "/" $4, $5, $7, a}' "$rows" >"$tmp/dpp-$n"
+			l = $3 == "kpx-bpf" ? "kpx-bpf-" $4 : $3 == "kpx-nft" ? "kpx-nft" : "kube-proxy-" $4
+			print l, $5, $7, a}' "$rows" >"$tmp/dpp-$n"
 		cmd1="$cmd1${cmd1:+, }'$tmp/dpp-$n' using 2:xtic(1) lt $i title 'forwarded, $n services', '' using 3 lt $i fs pattern 4 title 'generator ceiling (same round), $n'"
 		cmd2="$cmd2${cmd2:+, }'$tmp/dpp-$n' using 4:xtic(1) lt $i title '$n services x 10'"
 	done
 	gnuplot <<-GP
-	set terminal pngcairo size 1000,720 noenhanced
+	set terminal pngcairo size 1000,820 noenhanced
 	set output '$png'
 	set multiplot layout 2,1 title 'NodePort UDP forwarding (trafgen, 64-byte frames, DNAT+SNAT to a remote sink)'
 	set style data histograms
 	set style histogram clustered gap 1
 	set style fill solid 0.8 border -1
 	set grid ytics
-	set key top right
+	set key below horizontal
+	set xtics rotate by -15
 	set yrange [0:*]
 	set ylabel 'packets/s at the sink'
 	set title 'packet rate (sender CPU does the whole path: generator-bound)'
