@@ -61,6 +61,81 @@ struct {
 	__uint(max_entries, 1);
 } kpx_np_scratch SEC(".maps");
 
+/*
+ * Next hop per backend for new SNAT flows: their FIB question (node
+ * address -> backend, from the ingress device) is the same for every
+ * flow to a backend, so the answer of one serves the next for as long
+ * as a conntrack entry's own next-hop cache lives (KPX_CT_REFRESH_NS).
+ * A new flow then skips bpf_fib_lookup, and its entry starts with the
+ * next hop filled (the flow's second packet skips it too). Direct-mapped
+ * on the backend id, tagged with it (a slot shared by two backends is a
+ * miss, then a FIB lookup). Private to this object, not pinned: nothing
+ * outside the datapath reads it.
+ */
+#define KPX_NH_SLOTS 16384u /* power of two */
+
+struct kpx_nh_entry {
+	__u8 addr[16]; /* the backend's: a reused backend id is a miss */
+	__u32 backend_id;
+	__u32 iif;
+	__u32 oif;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u64 ts; /* 0: being written */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kpx_nh_entry);
+	__uint(max_entries, KPX_NH_SLOTS);
+} kpx_nh SEC(".maps");
+
+/* Fills f (oif, MACs) from the cache; false on a miss. ts is read before
+ * and after the copy: a writer (of another backend sharing the slot) in
+ * between zeroed or changed it, and the copy may be torn. */
+static __always_inline bool kpx_nh_get(__u32 bid, const __u8 *addr,
+				       __u32 iif, __u64 now, struct kpx_fwd *f)
+{
+	__u32 slot = bid & (KPX_NH_SLOTS - 1);
+	struct kpx_nh_entry *n = bpf_map_lookup_elem(&kpx_nh, &slot);
+	__u64 ts;
+
+	if (!n)
+		return false;
+	ts = n->ts;
+	barrier();
+	if (!ts || now - ts > KPX_CT_REFRESH_NS || n->backend_id != bid ||
+	    n->iif != iif || !kpx_addr_eq(n->addr, addr, 16))
+		return false;
+	f->oif = n->oif;
+	__builtin_memcpy(f->fib.dmac, n->dmac, 6);
+	__builtin_memcpy(f->fib.smac, n->smac, 6);
+	barrier();
+	return n->ts == ts && n->backend_id == bid;
+}
+
+static __always_inline void kpx_nh_put(__u32 bid, const __u8 *addr,
+				       __u32 iif, __u64 now,
+				       const struct kpx_fwd *f)
+{
+	__u32 slot = bid & (KPX_NH_SLOTS - 1);
+	struct kpx_nh_entry *n = bpf_map_lookup_elem(&kpx_nh, &slot);
+
+	if (!n)
+		return;
+	n->ts = 0;
+	barrier();
+	__builtin_memcpy(n->addr, addr, 16);
+	n->backend_id = bid;
+	n->iif = iif;
+	n->oif = f->oif;
+	__builtin_memcpy(n->dmac, f->fib.dmac, 6);
+	__builtin_memcpy(n->smac, f->fib.smac, 6);
+	barrier();
+	n->ts = now;
+}
+
 static __always_inline __u32 kpx_ifindex(void *ctx, const bool xdp)
 {
 	if (xdp)
@@ -796,10 +871,25 @@ static __always_inline int kpx_new_flow(void *ctx, const bool xdp,
 	sc->v0.tcp_flags_seen = p->tcp_flags & (KPX_TCP_FIN | KPX_TCP_RST);
 
 	if (!to_stack) {
-		rc = kpx_fib(ctx, xdp, p->family, sc->v0.new_saddr, sc->v0.new_daddr,
-			     &sc->f);
+		__u32 in_if = kpx_ifindex(ctx, xdp);
+
+		/* SNAT: the source is the node address for every flow to
+		 * this backend, so its next hop is the backend's (kpx_nh) */
+		if (snat && kpx_nh_get(bid, be->addr, in_if, now, &sc->f)) {
+			rc = BPF_FIB_LKUP_RET_SUCCESS;
+		} else {
+			rc = kpx_fib(ctx, xdp, p->family, sc->v0.new_saddr,
+				     sc->v0.new_daddr, &sc->f);
+			if (snat && rc == BPF_FIB_LKUP_RET_SUCCESS)
+				kpx_nh_put(bid, be->addr, in_if, now, &sc->f);
+		}
 		if (xdp && rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return KPX_V_PASS; /* tc retries with neighbour help */
+		/* the entry's own next-hop cache, as kpx_apply fills it */
+		if (rc == BPF_FIB_LKUP_RET_SUCCESS && sc->f.oif == in_if) {
+			__builtin_memcpy(sc->v0.nh_mac, sc->f.fib.dmac, 6);
+			sc->v0.ifindex = in_if;
+		}
 	}
 
 	/* reply direction: as it arrives from the backend */
@@ -883,18 +973,22 @@ static __attribute__((noinline)) int kpx_reject_xdp(struct xdp_md *ctx,
 	return kpx_reject_udp(ctx, true, p);
 }
 
+/* now: the coarse clock of kpx_service, the one every conntrack
+ * timestamp is compared with (kpx_ct_touch) */
 static __attribute__((noinline)) int
 kpx_new_flow_tc(struct __sk_buff *skb, const struct kpx_pkt *p,
-		const struct kpx_svc_value *svc, struct kpx_ct_key *ck)
+		const struct kpx_svc_value *svc, struct kpx_ct_key *ck,
+		__u64 now)
 {
-	return kpx_new_flow(skb, false, p, svc, ck, bpf_ktime_get_ns());
+	return kpx_new_flow(skb, false, p, svc, ck, now);
 }
 
 static __attribute__((noinline)) int
 kpx_new_flow_xdp(struct xdp_md *ctx, const struct kpx_pkt *p,
-		 const struct kpx_svc_value *svc, struct kpx_ct_key *ck)
+		 const struct kpx_svc_value *svc, struct kpx_ct_key *ck,
+		 __u64 now)
 {
-	return kpx_new_flow(ctx, true, p, svc, ck, bpf_ktime_get_ns());
+	return kpx_new_flow(ctx, true, p, svc, ck, now);
 }
 
 static __always_inline int kpx_service(void *ctx, const bool xdp,
@@ -936,9 +1030,9 @@ static __always_inline int kpx_service(void *ctx, const bool xdp,
 	    (p->tcp_flags & (KPX_TCP_SYN | KPX_TCP_ACK)) != KPX_TCP_SYN)
 		return KPX_V_PASS;
 	if (xdp)
-		r = kpx_new_flow_xdp(ctx, p, svc, &ck);
+		r = kpx_new_flow_xdp(ctx, p, svc, &ck, now);
 	else
-		r = kpx_new_flow_tc(ctx, p, svc, &ck);
+		r = kpx_new_flow_tc(ctx, p, svc, &ck, now);
 	if (r != KPX_V_REJECT)
 		return r;
 	if (xdp)

@@ -532,7 +532,8 @@ static int newflow(uint32_t nsvc, enum nf_kind kind, double pct,
 			res->epf = (double)(ct_count() - c) / measure;
 		if (d >= 0 && d < res->ns)
 			res->ns = d;
-		if (ret != (xdp ? 3u /* XDP_TX */ : kind == NF_TC ? 7u /* redirect */ : 0u))
+		if (ret != (xdp ? 3u /* XDP_TX */ :
+			    kind == NF_TC_LOCAL ? 0u : 7u /* redirect */))
 			fprintf(stderr, "warning: new flow verdict %u (kind %d)\n",
 				ret, kind);
 	}
@@ -791,7 +792,7 @@ int main(int argc, char **argv)
 		for (int f = 0; f < 3; f++)
 			printf("| %s | %.1f | %.1f | %.1f | %.2f / %.2f | %.1f %% "
 			       "/ %.1f %% | %llu |\n",
-			       f == 0 ? "empty (what the tool measured before)" :
+			       f == 0 ? "empty (for reference)" :
 			       f == 1 ? "90 % of max_entries" :
 					"full (filled to 102 %, LRU evicting)",
 			       det[f][0].ns - xrn, det[f][1].ns - trn,
