@@ -166,7 +166,7 @@ for n in $(awk '!/^#/ {print $1}' "$raw" | sort -un); do
 	gnuplot <<-GP
 	set terminal pngcairo size 900,480 noenhanced
 	set output '$base-latency-cdf-$n.png'
-	set title 'Network programming latency, $n services x 10, churn of other changes (trigger time to first answer of the new endpoint)'
+	set title 'Programming latency: trigger time to first answer of the new endpoint, $n services x 10, under churn'
 	set xlabel 'milliseconds (log)'
 	set ylabel 'fraction of changes'
 	set logscale x
