@@ -37,6 +37,48 @@ KPX_BACKEND=bpf	# the rig makes the cgroups the bpf backend needs
 # shellcheck source=../tests/integration/lib/rig.sh
 . "$ROOT/tests/integration/lib/rig.sh"
 
+# plot_results ROWS BASE: BASE-rss.png and BASE-sync.png from the rows
+# (also alone: PLOT_ONLY=perf/results/scale-DATE.dat perf/scale_bench.sh)
+plot_results() {
+	local rows=$1 base=$2 tmp l b plot_rss="" plot_sync=""
+	command -v gnuplot >/dev/null || return 0
+	tmp=$(mktemp -d /tmp/kpx-scale-plot.XXXX)
+	for l in $(awk '{print $13}' "$rows" | awk '!seen[$0]++'); do
+		for b in $(awk '{print $1}' "$rows" | awk '!seen[$0]++'); do
+			awk -v b="$b" -v l="$l" '$1 == b && $13 == l && $5 !~ />/' "$rows" >"$tmp/$l-$b.dat"
+			[ -s "$tmp/$l-$b.dat" ] || continue
+			plot_rss="$plot_rss${plot_rss:+, }'$tmp/$l-$b.dat' using 2:7 with linespoints lw 2 title '$l $b RSS', '$tmp/$l-$b.dat' using 2:6 with linespoints dt 2 title '$l $b RSS peak'"
+			plot_sync="$plot_sync${plot_sync:+, }'$tmp/$l-$b.dat' using 2:4 with linespoints lw 2 title '$l $b: list arrived -> synced (wall)'"
+			grep -qv ' ? ? ' "$tmp/$l-$b.dat" &&
+				plot_sync="$plot_sync, '$tmp/$l-$b.dat' using 2:12 with linespoints dt 2 title '$l $b: its CPU seconds'"
+		done
+	done
+	gnuplot <<-EOF
+	set terminal pngcairo size 900,560 font "sans,11"
+	set grid
+	set key top left
+	set logscale x
+	set xrange [700:150000]
+	set datafile missing "?"
+	set xlabel "Services (x 10 endpoints)"
+	set output "$base-rss.png"
+	set title "kpx agent memory vs N ($(date -u +%Y-%m-%d), $(git -C "$ROOT" rev-parse --short HEAD))"
+	set ylabel "MiB"
+	plot $plot_rss, 300 * 1000000 / 1048576 with lines dt 3 lw 2 lc rgb "red" title "target 300 MB"
+	set output "$base-sync.png"
+	set title "kpx first sync after the listing vs N ($(date -u +%Y-%m-%d), $(git -C "$ROOT" rev-parse --short HEAD); shared 2-core VM)"
+	set ylabel "seconds"
+	plot $plot_sync, 3 with lines dt 3 lw 2 lc rgb "red" title "target bpf 3 s", 5 with lines dt 3 lw 2 lc rgb "orange" title "target nft 5 s"
+	EOF
+	rm -rf "$tmp"
+	echo "scale_bench: plots $base-rss.png $base-sync.png" >&2
+}
+
+if [ -n "${PLOT_ONLY:-}" ]; then
+	plot_results "$PLOT_ONLY" "${PLOT_ONLY%.dat}"
+	exit
+fi
+
 [ "$(id -u)" -eq 0 ] || { echo "scale_bench: needs root" >&2; exit 1; }
 rig_up || exit 1
 MEMCG=/sys/fs/cgroup/memory/kpx-scale-$$
@@ -230,32 +272,4 @@ mkdir -p "$(dirname "$OUT")"
 cp "$ROWS" "${OUT%.md}.dat"
 echo "scale_bench: wrote $OUT" >&2
 
-if command -v gnuplot >/dev/null; then
-	base=${OUT%.md}
-	plot_rss="" plot_sync=""
-	for v in $VBINS; do
-		l=${v%%=*}
-		for b in $BACKENDS; do
-			awk -v b="$b" -v l="$l" '$1 == b && $13 == l && $5 !~ />/' "$ROWS" >"$RIG_DIR/$l-$b.dat"
-			plot_rss="$plot_rss${plot_rss:+, }'$RIG_DIR/$l-$b.dat' using 2:7 with linespoints lw 2 title '$l $b RSS', '$RIG_DIR/$l-$b.dat' using 2:6 with linespoints dt 2 title '$l $b RSS peak'"
-			plot_sync="$plot_sync${plot_sync:+, }'$RIG_DIR/$l-$b.dat' using 2:4 with linespoints lw 2 title '$l $b: list arrived -> synced', '$RIG_DIR/$l-$b.dat' using 2:12 with linespoints dt 2 title '$l $b: its CPU seconds'"
-		done
-	done
-	gnuplot <<-EOF
-	set terminal pngcairo size 900,560 font "sans,11"
-	set grid
-	set key top left
-	set logscale x
-	set datafile missing "?"
-	set xlabel "Services (x 10 endpoints)"
-	set output "$base-rss.png"
-	set title "kpx agent memory vs N ($(date -u +%Y-%m-%d), $(git -C "$ROOT" rev-parse --short HEAD))"
-	set ylabel "MiB"
-	plot $plot_rss, 300 * 1000000 / 1048576 with lines dt 3 lc rgb "red" title "target 300 MB"
-	set output "$base-sync.png"
-	set title "kpx first sync vs N ($(date -u +%Y-%m-%d), $(git -C "$ROOT" rev-parse --short HEAD))"
-	set ylabel "seconds"
-	plot $plot_sync
-	EOF
-	echo "scale_bench: plots $base-rss.png $base-sync.png" >&2
-fi
+plot_results "$ROWS" "${OUT%.md}"
