@@ -1459,3 +1459,37 @@ Test(plan, special_and_disallowed_external_ips_are_refused)
 	cr_assert_eq(sp->refused[0].reason, KPX_REFUSED_NOT_ALLOWED);
 	cr_assert_eq(n_kind(sp_of("ns/ok:dns/UDP/v4"), KPX_FE_EXTERNAL_IP), 1);
 }
+
+/* Names are interned (common/intern.h): builds, in-place updates, merges,
+ * commits and rollbacks take and drop their references in pairs, so once
+ * the plan and the store are gone no name is left. */
+Test(plan, names_are_released_after_builds_updates_and_rollbacks)
+{
+	struct kpx_plan_undo *undo = NULL;
+	struct kpx_service *s;
+
+	two_services(true);
+	web_slice("1", true);
+	build();
+	kpx_store_clear_dirty(st);
+	web_slice("2", false);
+	update_commit();
+	s = b_svc("ns", "aa", KPX_SVC_NODE_PORT, "198.18.100.50,fd00::50");
+	b_svc_port(s, "p", KPX_PROTO_TCP, 80, 30080);
+	kpx_store_upsert(st, KPX_KIND_SERVICE, s);
+	cr_assert_eq(kpx_plan_update(plan, st, &in, &undo), 0);
+	kpx_plan_rollback(plan, undo);
+	update_commit();
+	kpx_store_delete(st, KPX_KIND_SERVICE, "ns", "a");
+	update_commit();
+	strcpy(in.node_name, "n1");
+	update_commit();
+	build();
+	cr_assert_gt(kpx_intern_count(), 0);
+	kpx_plan_free(plan);
+	plan = NULL;
+	kpx_store_free(st);
+	st = NULL;
+	cr_assert_eq(kpx_intern_count(), 0, "%zu interned names leaked",
+		     kpx_intern_count());
+}
