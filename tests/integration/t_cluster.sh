@@ -201,8 +201,13 @@ kube_proxy_start() {	# NODE MODE [NAME: of its pid and log files, default agent]
 	ln -sf "$name-$node.log.tmp" "$RIG_DIR/$name-$node.log"
 }
 
-kube_proxy_ready() {	# NODE: /healthz 200 (synced once)
-	[ "$(rig_exec "$1" curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$(rig_node_ip4 "$1"):10256/healthz")" = 200 ]
+# kube_proxy_ready NODE: kube-proxy has synced once (its /healthz is 200
+# from its start, before any sync: the sync timestamp it exports is the
+# signal, as for the rollback manifest's kpx cleanup --wait-for-metric)
+KP_SYNC_METRIC=kubeproxy_sync_proxy_rules_last_timestamp_seconds
+kube_proxy_ready() {
+	rig_exec "$1" curl -s -m 2 "http://$(rig_node_ip4 "$1"):10249/metrics" |
+		awk -v m=$KP_SYNC_METRIC '($1 == m || index($1, m "{") == 1) && $2 > 0 {ok = 1} END {exit !ok}'
 }
 
 proxy_start() {	# PROXY
@@ -576,6 +581,53 @@ b_type_port_change() {
 	svcdel ty
 }
 
+# Thousands of objects: KPX_CLUSTER_MANY (default 2,000) IPv6 Services
+# m0.. (label kpx.test/many) select the web pods; the EndpointSlice
+# controller writes a slice for each. Created once, while the first proxy runs (so it
+# follows them as they arrive), and kept: later proxies start with them.
+# Every Service answers from a sample (the first, the last, 18 at random),
+# from every endpoint, TCP.
+MANY=${KPX_CLUSTER_MANY:-2000}
+MANY_IPS=""
+many_create() {
+	local i t0 got
+	t0=$(date +%s)
+	python3 - "$MANY" >"$RIG_DIR/many.json" <<-'PY'
+	import json, sys
+	n = int(sys.argv[1])
+	items = [{"apiVersion": "v1", "kind": "Service",
+	          "metadata": {"name": f"m{i}", "namespace": "t", "labels": {"kpx.test/many": "y"}},
+	          "spec": {"selector": {"web": "y"}, "ipFamilies": ["IPv6"],
+	                   "ipFamilyPolicy": "SingleStack",
+	                   "ports": [{"name": "p", "protocol": "TCP", "port": 80, "targetPort": 8080}]}}
+	         for i in range(n)]
+	json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
+	PY
+	T_CALL=900 kc create -f "$RIG_DIR/many.json" >/dev/null 2>"$RIG_DIR/many.err"
+	got=$(kc -n t get svc -l kpx.test/many --no-headers 2>/dev/null | wc -l)
+	[ "$got" = "$MANY" ] || { echo "$got of $MANY Services created: $(head -c 300 "$RIG_DIR/many.err")"; return; }
+	# each slice with the 4 web endpoints
+	many_slices() { [ "$(kc -n t get endpointslices -o json 2>/dev/null | jq '[.items[] |
+		select(.metadata.labels["kubernetes.io/service-name"] | test("^m[0-9]+$")) |
+		select((.endpoints // []) | length == 4)] | length')" -ge "$MANY" ]; }
+	wait_until 600 many_slices || { echo "the EndpointSlice controller did not write $MANY slices of 4 endpoints in 600 s"; return; }
+	echo "#   $MANY Services and their slices written in $(($(date +%s) - t0)) s" >&2
+}
+b_many_services() {
+	local why ip
+	[ -n "$MANY_IPS" ] || {
+		why=$(many_create)
+		[ -z "$why" ] || { fail many-services "$why"; return; }
+		MANY_IPS=$(kc -n t get svc -l kpx.test/many -o jsonpath='{range .items[*]}{.metadata.name} {.spec.clusterIP}{"\n"}{end}' |
+			sort -t m -k2 -n | awk 'NR == 1 || NR == '"$MANY"' {print $2; next} {print $2 | "shuf -n 18"}')
+	}
+	why=""
+	for ip in $MANY_IPS; do
+		eventually reach_ids n1p3 "$ip" 80 tcp 20 "$WEB4" || why="$why $ip: $(brief "$OUT");"
+	done
+	check_why many-services "$why"
+}
+
 # ---------------------------------------------------------------- API
 # What only a real server does to a client, for kpx (backend-independent,
 # run once, with kpx-nft): restarts, token rotation and revocation, RBAC
@@ -769,6 +821,23 @@ kpx_left() {
 	rig_exec "$1" bpftool net show dev eth0 2>/dev/null | grep -E 'prog_id|id [0-9]' | tr '\n' ' '
 }
 
+# kube_proxy_ready_when NODE: waits (30 s) for kube-proxy's first sync and
+# says when its /healthz answered 200, for comparison
+kube_proxy_ready_when() {
+	local t0 th="" end
+	t0=$(now_ms)
+	end=$((t0 + 30000))
+	while [ "$(now_ms)" -lt "$end" ]; do
+		[ -z "$th" ] && [ "$(healthz "$1")" = 200 ] && th=$(($(now_ms) - t0))
+		if kube_proxy_ready "$1"; then
+			echo "#   kube-proxy on $1: first sync after $(($(now_ms) - t0)) ms, /healthz 200 after ${th:-(not yet)} ms" >&2
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
 migrate() {	# MODE PROXY: kube-proxy MODE -> kpx PROXY -> kube-proxy MODE
 	local mode=$1 proxy=$2 bk=${2#kpx-} node ip np why out left
 	CHECK_PREFIX="migrate-$mode-to-$proxy"
@@ -777,7 +846,7 @@ migrate() {	# MODE PROXY: kube-proxy MODE -> kpx PROXY -> kube-proxy MODE
 		kube_proxy_start "$node" "$mode" kube-proxy
 	done
 	for node in $RIG_NODES; do
-		wait_until 30 kube_proxy_ready "$node" || { fail start "kube-proxy $mode on $node not ready in 30 s"; return; }
+		kube_proxy_ready_when "$node" || { fail start "kube-proxy $mode on $node not synced in 30 s"; return; }
 	done
 	svc mg '"type": "NodePort", "selector": {"web": "y"}'
 	ip=$(svcget mg '{.spec.clusterIP}')
@@ -821,13 +890,14 @@ migrate() {	# MODE PROXY: kube-proxy MODE -> kpx PROXY -> kube-proxy MODE
 	for node in $RIG_NODES; do
 		kube_proxy_start "$node" "$mode" kube-proxy
 	done
-	for node in $RIG_NODES; do
-		wait_until 30 kube_proxy_ready "$node" || why="$why kube-proxy on $node not ready in 30 s;"
-	done
 	why="$why$(mig_new_why "kube-proxy beside kpx's state" "$ip" "$np")"
-	mig_step "kpx cleanup"
+	# as manifests/rollback-to-kube-proxy.yaml's kpx-cleanup container:
+	# wait for kube-proxy's first sync, then remove kpx's state
+	mig_step "kpx cleanup after kube-proxy's first sync"
 	for node in $RIG_NODES; do
 		out=$(rig_node_exec "$node" "$node" "$KPX_BIN" cleanup --backend "$bk" \
+			--wait-for "http://$(rig_node_ip4 "$node"):10249/metrics" \
+			--wait-for-metric $KP_SYNC_METRIC --wait-timeout 60s \
 			--bpf-root "/sys/fs/bpf/$RIG_P-$node" --cgroup-path "$RIG_CG/$node" \
 			--state-socket "$RIG_DIR/$node.sock" --devices eth0 2>&1) || why="$why kpx cleanup on $node: $(brief "$out");"
 		echo "$out" >>"$RIG_DIR/cleanup-$node.log"
@@ -851,7 +921,7 @@ migrate() {	# MODE PROXY: kube-proxy MODE -> kpx PROXY -> kube-proxy MODE
 
 MIGRATIONS=${KPX_CLUSTER_MIGRATIONS-nftables:kpx-nft nftables:kpx-bpf iptables:kpx-nft iptables:kpx-bpf}
 
-BEHAVIOURS=${KPX_CLUSTER_BEHAVIOURS:-clusterip_v4 clusterip_v6 clusterip_dual nodeport externalip lb_source_ranges etp_local itp_local affinity no_endpoints not_ready terminating topology proxy_name type_port_change external_ip_hijack}
+BEHAVIOURS=${KPX_CLUSTER_BEHAVIOURS:-clusterip_v4 clusterip_v6 clusterip_dual nodeport externalip lb_source_ranges etp_local itp_local affinity no_endpoints not_ready terminating topology proxy_name type_port_change external_ip_hijack many_services}
 
 run_proxy() {	# PROXY
 	local b

@@ -533,9 +533,11 @@ test_bpf_arm64() {
 
 # ---- rollback: the cleanup container of rollback-to-kube-proxy.yaml --------
 
-# Its args, run as the pod would: nothing is removed until "kube-proxy"
-# answers on 127.0.0.1:10256/healthz, then kpx's state goes and the
-# process stays up (Ready) until SIGTERM, which it exits 0 on.
+# Its args, run as the pod would: nothing is removed while "kube-proxy"
+# is not there, nor while its /metrics on 127.0.0.1:10249 shows no sync
+# yet (kube-proxy's /healthz is 200 before its first sync, so that is not
+# the signal), then kpx's state goes and the process stays up (Ready)
+# until SIGTERM, which it exits 0 on.
 test_rollback_pod() {
 	local args pid srv why="" i
 	args=$(python3 - <<'PY'
@@ -555,7 +557,8 @@ PY
 	ip netns exec "$NS" ip link set lo up
 	ip netns exec "$NS" nft add table inet kpx || { fail deploy_rollback_pod_stays_ready "cannot create table inet kpx"; return; }
 	mkdir -p "$TMP/www"
-	echo ok >"$TMP/www/healthz"
+	# kube-proxy's page: a gauge per IP family
+	printf '# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge\nkubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 0\n' >"$TMP/www/metrics"
 	# the pod's paths, here: config from the shipped ConfigMap, no bpf root
 	extract_config "$TMP/rb-config.conf" 2>/dev/null
 	mapfile -t argv < <(sed -e "s#^--config=.*#--config=$TMP/rb-config.conf#" \
@@ -564,15 +567,18 @@ PY
 		--state-socket "$TMP/rb.sock" >"$TMP/rb.log" 2>&1 &
 	pid=$!
 	sleep 2
-	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 || why+=" removed before kube-proxy was healthy;"
+	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 || why+=" removed before kube-proxy ran;"
 	kill -0 "$pid" 2>/dev/null || why+=" exited while waiting: $(tail -1 "$TMP/rb.log");"
-	(cd "$TMP/www" && exec nsenter --net="/run/netns/$NS" python3 -m http.server -b 127.0.0.1 10256) >/dev/null 2>&1 &
+	(cd "$TMP/www" && exec nsenter --net="/run/netns/$NS" python3 -m http.server -b 127.0.0.1 10249) >/dev/null 2>&1 &
 	srv=$!
+	sleep 2
+	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 || why+=" removed before kube-proxy's first sync;"
+	sed -i 's/ 0$/ 1.7962e+09/' "$TMP/www/metrics"
 	for i in $(seq 1 50); do
 		ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 || break
 		sleep 0.2
 	done
-	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 && why+=" table inet kpx still there after healthz answered;"
+	ip netns exec "$NS" nft list table inet kpx >/dev/null 2>&1 && why+=" table inet kpx still there after kube-proxy's first sync;"
 	sleep 0.5
 	kill -0 "$pid" 2>/dev/null || why+=" did not stay up after the cleanup: $(tail -1 "$TMP/rb.log");"
 	kill -TERM "$pid" 2>/dev/null

@@ -76,6 +76,12 @@ static void cleanup_usage(FILE *f)
 		"                        kube-proxy's http://127.0.0.1:10256/healthz);\n"
 		"                        not within --wait-timeout (5m): keep kpx's\n"
 		"                        state, exit 1\n"
+		"  --wait-for-metric NAME  with --wait-for: also until the page\n"
+		"                        has Prometheus sample NAME above 0 (e.g.\n"
+		"                        kube-proxy's /metrics and\n"
+		"                        kubeproxy_sync_proxy_rules_last_timestamp_seconds:\n"
+		"                        its first sync is done; its /healthz is\n"
+		"                        200 before that)\n"
 		"  --then-sleep          after a successful cleanup, stay up until\n"
 		"                        SIGTERM (a DaemonSet pod that stays Ready)\n"
 		"  -v N                  log verbosity\n"
@@ -84,12 +90,59 @@ static void cleanup_usage(FILE *f)
 		"remove), 1 on any error, 2 on bad flags.\n");
 }
 
-/* libcurl's body callback for --wait-for: the status code is enough. */
-static size_t discard_body(char *p, size_t size, size_t n, void *arg)
+/* The page --wait-for fetches: kept (bounded) only when a metric is to
+ * be read from it. */
+struct wait_body {
+	char *buf;
+	size_t len, cap;
+	bool keep;
+};
+
+#define WAIT_BODY_MAX (16u << 20)
+
+static size_t wait_body_add(char *p, size_t size, size_t n, void *arg)
 {
-	(void)p;
-	(void)arg;
-	return size * n;
+	struct wait_body *b = arg;
+	size_t add = size * n;
+
+	if (!b->keep || b->len + add + 1 > WAIT_BODY_MAX)
+		return add; /* a page this big: the sample is not read */
+	if (b->len + add + 1 > b->cap) {
+		size_t cap = (b->len + add + 1) * 2;
+		char *nb = realloc(b->buf, cap);
+
+		if (!nb)
+			return 0;
+		b->buf = nb;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, p, add);
+	b->len += add;
+	b->buf[b->len] = '\0';
+	return add;
+}
+
+/* True when the Prometheus text page has a sample of `name` (any labels)
+ * whose value is above 0. */
+static bool metric_above_zero(const char *page, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *l = page;
+
+	while (l && *l) {
+		const char *v = l + nl;
+
+		if (!strncmp(l, name, nl) && (*v == ' ' || *v == '{')) {
+			if (*v == '{')
+				v = strchr(v, '}'); /* labels */
+			if (v && strtod(v + (*v == '}'), NULL) > 0)
+				return true;
+		}
+		l = strchr(l, '\n');
+		if (l)
+			l++;
+	}
+	return false;
 }
 
 /* ---- kpx's own state ---------------------------------------------- */
@@ -643,9 +696,12 @@ static int clean_kube_proxy_iptables(void)
 
 /* ---- waiting for a successor, and staying up ---------------------- */
 
-/* GET url until it answers 200 or timeout_ms passes. 0, or -ETIMEDOUT. */
-static int wait_for_url(const char *url, uint64_t timeout_ms)
+/* GET url until it answers 200 (and, with metric, has that sample above
+ * 0) or timeout_ms passes. 0, or -ETIMEDOUT. */
+static int wait_for_url(const char *url, const char *metric,
+			uint64_t timeout_ms)
 {
+	struct wait_body body = { .keep = metric != NULL };
 	struct timespec t0, now;
 	CURL *h = curl_easy_init();
 	long code = 0;
@@ -658,15 +714,20 @@ static int wait_for_url(const char *url, uint64_t timeout_ms)
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
-	printf("kpx cleanup: waiting for %s to answer 200 (up to %" PRIu64
-	       " s)\n", url, timeout_ms / 1000);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, wait_body_add);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	printf("kpx cleanup: waiting for %s to answer 200%s%s%s (up to %" PRIu64
+	       " s)\n", url, metric ? " with " : "", metric ? metric : "",
+	       metric ? " above 0" : "", timeout_ms / 1000);
 	fflush(stdout);
 	for (;;) {
+		body.len = 0;
 		if (curl_easy_perform(h) == CURLE_OK &&
 		    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) ==
 			    CURLE_OK &&
-		    code == 200) {
+		    code == 200 &&
+		    (!metric ||
+		     (body.buf && metric_above_zero(body.buf, metric)))) {
 			ret = 0;
 			break;
 		}
@@ -679,6 +740,7 @@ static int wait_for_url(const char *url, uint64_t timeout_ms)
 		usleep(500 * 1000);
 	}
 	curl_easy_cleanup(h);
+	free(body.buf);
 	return ret;
 }
 
@@ -707,12 +769,13 @@ enum {
 	OPT_FORCE,
 	OPT_THEN_SLEEP,
 	OPT_WAIT_FOR,
+	OPT_WAIT_FOR_METRIC,
 	OPT_WAIT_TIMEOUT,
 };
 
 struct cleanup_opts {
 	bool kube_proxy, force, then_sleep;
-	const char *wait_for;
+	const char *wait_for, *wait_for_metric;
 	uint64_t wait_timeout_ms;
 };
 
@@ -721,6 +784,7 @@ static const struct kpx_flag cleanup_flags[] = {
 	{ "force", 0, KPX_FT_BOOL, OPT_FORCE, NULL },
 	{ "then-sleep", 0, KPX_FT_BOOL, OPT_THEN_SLEEP, NULL },
 	{ "wait-for", 0, KPX_FT_STRING, OPT_WAIT_FOR, NULL },
+	{ "wait-for-metric", 0, KPX_FT_STRING, OPT_WAIT_FOR_METRIC, NULL },
 	{ "wait-timeout", 0, KPX_FT_DURATION, OPT_WAIT_TIMEOUT, NULL },
 	{ NULL, 0, 0, 0, NULL },
 };
@@ -738,6 +802,9 @@ static int cleanup_flag(void *arg, const struct kpx_flag *f, const char *v)
 		return kpx_bool_parse(v, &o->then_sleep);
 	case OPT_WAIT_FOR:
 		o->wait_for = *v ? v : NULL;
+		return 0;
+	case OPT_WAIT_FOR_METRIC:
+		o->wait_for_metric = *v ? v : NULL;
 		return 0;
 	case OPT_WAIT_TIMEOUT:
 		return kpx_duration_parse(v, &o->wait_timeout_ms);
@@ -873,7 +940,13 @@ int kpx_cmd_cleanup(int argc, char **argv)
 		return ret > 0 ? 0 : 2;
 	}
 	kpx_log_verbosity = cfg->verbosity;
-	if (o.wait_for && wait_for_url(o.wait_for, o.wait_timeout_ms)) {
+	if (o.wait_for_metric && !o.wait_for) {
+		fprintf(stderr, "kpx cleanup: --wait-for-metric needs --wait-for URL\n");
+		free(cfg);
+		return 2;
+	}
+	if (o.wait_for &&
+	    wait_for_url(o.wait_for, o.wait_for_metric, o.wait_timeout_ms)) {
 		/* The successor is not serving: kpx's state keeps the node's
 		 * Services working, so it stays. */
 		fprintf(stderr,
