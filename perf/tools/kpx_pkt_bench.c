@@ -688,6 +688,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	pin_cpu();
+	/* every exit, also a failed measurement's, removes the pins */
+	atexit(cleanup);
 	if (setup_ns())
 		return 1;
 	libbpf_set_print(NULL);
