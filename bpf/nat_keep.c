@@ -47,24 +47,15 @@ static struct mnl_socket *nl_open(void)
 	return nl;
 }
 
-/* 1 when `table FAMILY NAME` exists, 0 when not, or a negative errno. */
-static int table_exists(struct mnl_socket *nl, uint16_t family,
-			const char *name)
+/* Sends the GET request built in nlh: 1 when the kernel has the object,
+ * 0 when not (ENOENT), or a negative errno. */
+static int nft_get_exists(struct mnl_socket *nl, struct nlmsghdr *nlh)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
-	uint32_t seq = (uint32_t)time(NULL);
-	struct nftnl_table *t = nftnl_table_alloc();
-	struct nlmsghdr *nlh;
+	uint32_t seq = nlh->nlmsg_seq;
 	ssize_t n;
 	int ret;
 
-	if (!t)
-		return -ENOMEM;
-	nftnl_table_set_str(t, NFTNL_TABLE_NAME, name);
-	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, family, NLM_F_ACK,
-				    seq);
-	nftnl_table_nlmsg_build_payload(nlh, t);
-	nftnl_table_free(t);
 	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
 	do {
@@ -77,6 +68,41 @@ static int table_exists(struct mnl_socket *nl, uint16_t family,
 	if (ret == 0)
 		return 1;
 	return errno == ENOENT ? 0 : -errno;
+}
+
+static int table_exists(struct mnl_socket *nl, uint16_t family,
+			const char *name)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nftnl_table *t = nftnl_table_alloc();
+	struct nlmsghdr *nlh;
+
+	if (!t)
+		return -ENOMEM;
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, name);
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, family, NLM_F_ACK,
+				    (uint32_t)time(NULL));
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	nftnl_table_free(t);
+	return nft_get_exists(nl, nlh);
+}
+
+static int chain_exists(struct mnl_socket *nl, uint16_t family,
+			const char *table, const char *name)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nftnl_chain *c = nftnl_chain_alloc();
+	struct nlmsghdr *nlh;
+
+	if (!c)
+		return -ENOMEM;
+	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, family, NLM_F_ACK,
+				    (uint32_t)time(NULL));
+	nftnl_chain_nlmsg_build_payload(nlh, c);
+	nftnl_chain_free(c);
+	return nft_get_exists(nl, nlh);
 }
 
 static void table_msg(struct kpx_nft_batch *b, uint16_t type, uint16_t flags)
@@ -143,40 +169,6 @@ static void ct_rule_msg(struct kpx_nft_batch *b, const char *chain)
 		kpx_nft_batch_commit(b, nlh);
 	}
 	nftnl_rule_free(r);
-}
-
-/* 1 when chain `FAMILY TABLE NAME` exists, 0 when not, or a negative
- * errno. */
-static int chain_exists(struct mnl_socket *nl, uint16_t family,
-			const char *table, const char *name)
-{
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	uint32_t seq = (uint32_t)time(NULL);
-	struct nftnl_chain *c = nftnl_chain_alloc();
-	struct nlmsghdr *nlh;
-	ssize_t n;
-	int ret;
-
-	if (!c)
-		return -ENOMEM;
-	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table);
-	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
-	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, family, NLM_F_ACK,
-				    seq);
-	nftnl_chain_nlmsg_build_payload(nlh, c);
-	nftnl_chain_free(c);
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	do {
-		n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-		if (n < 0)
-			return -errno;
-		ret = mnl_cb_run(buf, n, seq, mnl_socket_get_portid(nl), NULL,
-				 NULL);
-	} while (ret > 0);
-	if (ret == 0)
-		return 1;
-	return errno == ENOENT ? 0 : -errno;
 }
 
 /* iptables-legacy's nat table is in use in this netns */
