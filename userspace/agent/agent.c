@@ -154,13 +154,9 @@ static void record_error(struct kpx_agent *agent, const char *what, int err)
 		 "%s: %s", what, strerror(-err));
 }
 
-/*
- * Network programming latency as kube-proxy measures it: for every slice
- * change now programmed, from its last-change-trigger-time (written by
- * the EndpointSlice controller when the pod or Service changed) to now.
- * Changes without one (manifests, hand-written slices) count from when
- * kpx received them, once per sync.
- */
+/* One latency sample: none for a change made before the agent started
+ * (a restart would count old annotations as minutes; kube-proxy skips
+ * them too). */
 bool kpx_programming_sample(double start_wall, double now, double trigger,
 			    double *d)
 {
@@ -170,6 +166,13 @@ bool kpx_programming_sample(double start_wall, double now, double trigger,
 	return true;
 }
 
+/*
+ * Network programming latency as kube-proxy measures it: for every slice
+ * change now programmed, from its last-change-trigger-time (written by
+ * the EndpointSlice controller when the pod or Service changed) to now.
+ * Changes without one (manifests, hand-written slices) count from when
+ * kpx received them, once per sync.
+ */
 static void observe_programming(struct kpx_agent *agent,
 				const struct kpx_store_stats *ss)
 {
@@ -227,8 +230,8 @@ static void log_refused(struct kpx_agent *agent, const struct kpx_plan *plan)
 	}
 }
 
-/* Heap bytes in use (main arena and mmapped chunks), for the -v 1 split
- * of a full sync's memory between the store, the plan and the backend. */
+/* CPU seconds of the process, for the -v 1 split of a full sync's cost
+ * between the plan and the backend. */
 static double process_cpu(void)
 {
 	struct timespec t;
@@ -237,6 +240,8 @@ static double process_cpu(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* Heap bytes in use (main arena and mmapped chunks), for the -v 1 split
+ * of a full sync's memory between the store, the plan and the backend. */
 static double heap_mib(void)
 {
 	struct mallinfo2 mi = mallinfo2();
