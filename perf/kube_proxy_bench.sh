@@ -95,24 +95,16 @@ load() {
 		    items.append({"apiVersion": "v1", "kind": "Service",
 		        "metadata": {"name": f"b{i}", "namespace": "bench"},
 		        "spec": {"ports": [{"name": "p", "protocol": "TCP", "port": 80}]}})
-		    items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-		        "metadata": {"name": f"b{i}-a", "namespace": "bench", "labels": {
-		            "kubernetes.io/service-name": f"b{i}",
-		            "endpointslice.kubernetes.io/managed-by": "kpx-bench"}},
-		        "addressType": "IPv4",
-		        "ports": [{"name": "p", "protocol": "TCP", "port": 8080}],
-		        "endpoints": [{"addresses": [p], "conditions": {"ready": True},
-		                       "nodeName": "n1" if p.startswith("198.19.1.") else "n2"}
-		                      for p in pods]})
-		    items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-		        "metadata": {"name": f"b{i}-b", "namespace": "bench", "labels": {
-		            "kubernetes.io/service-name": f"b{i}",
-		            "endpointslice.kubernetes.io/managed-by": "kpx-bench"}},
-		        "addressType": "IPv4",
-		        "ports": [{"name": "p", "protocol": "TCP", "port": 8081}],
-		        "endpoints": [{"addresses": [p], "conditions": {"ready": True},
-		                       "nodeName": "n1" if p.startswith("198.19.1.") else "n2"}
-		                      for p in pods]})
+		    for suffix, port in (("a", 8080), ("b", 8081)):
+		        items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+		            "metadata": {"name": f"b{i}-{suffix}", "namespace": "bench", "labels": {
+		                "kubernetes.io/service-name": f"b{i}",
+		                "endpointslice.kubernetes.io/managed-by": "kpx-bench"}},
+		            "addressType": "IPv4",
+		            "ports": [{"name": "p", "protocol": "TCP", "port": port}],
+		            "endpoints": [{"addresses": [p], "conditions": {"ready": True},
+		                           "nodeName": "n1" if p.startswith("198.19.1.") else "n2"}
+		                          for p in pods]})
 		json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
 		PY
 	done
