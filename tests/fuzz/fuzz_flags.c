@@ -2,14 +2,16 @@
 /*
  * Flag and value parsers (agent/config.c, common/addr.c): the whole
  * `kpx run` command line (one argument per line of the input), and the
- * duration, boolean, backend, address and CIDR parsers on the input as
- * one string. Durations must survive a format/parse round trip.
+ * duration, boolean, backend, address and CIDR parsers and the
+ * Prometheus sample reader of `kpx cleanup --wait-for-metric` on the input
+ * as one string. Durations must survive a format/parse round trip.
  * --config, --kubeconfig and friends are left out: they read files.
  * Corpus: corpus/flags.
  */
 #include <stdbool.h>
 
 #include "agent/config.h"
+#include "cli/cli.h"
 #include "common/addr.h"
 #include "fuzz.h"
 
@@ -34,6 +36,7 @@ static void value_parsers(const char *s)
 			abort();
 	}
 	kpx_bool_parse(s, &b);
+	kpx_prom_sample_above_zero(s, "kubeproxy_sync_proxy_rules_last_timestamp_seconds");
 	kpx_backend_parse(s, &bk);
 	if (!kpx_addr_parse(s, &addr))
 		kpx_addr_str(&addr, buf);

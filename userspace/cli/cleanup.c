@@ -122,9 +122,7 @@ static size_t wait_body_add(char *p, size_t size, size_t n, void *arg)
 	return add;
 }
 
-/* True when the Prometheus text page has a sample of `name` (any labels)
- * whose value is above 0. */
-static bool metric_above_zero(const char *page, const char *name)
+bool kpx_prom_sample_above_zero(const char *page, const char *name)
 {
 	size_t nl = strlen(name);
 	const char *l = page;
@@ -727,7 +725,7 @@ static int wait_for_url(const char *url, const char *metric,
 			    CURLE_OK &&
 		    code == 200 &&
 		    (!metric ||
-		     (body.buf && metric_above_zero(body.buf, metric)))) {
+		     (body.buf && kpx_prom_sample_above_zero(body.buf, metric)))) {
 			ret = 0;
 			break;
 		}

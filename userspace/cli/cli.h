@@ -30,5 +30,9 @@ int kpx_cleanup_exec(struct kpx_config *cfg);
  * the state socket). 0, or a negative errno (logged, not fatal).
  */
 int kpx_cleanup_other_backend(const struct kpx_config *cfg, int keep);
+/* True when the Prometheus text page (NUL-terminated) has a sample of
+ * metric `name`, with or without labels, whose value is above 0: what
+ * `kpx cleanup --wait-for-metric` waits for on a successor's /metrics. */
+bool kpx_prom_sample_above_zero(const char *page, const char *name);
 
 #endif
